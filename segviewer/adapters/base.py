@@ -1,0 +1,88 @@
+"""The one small interface every model family implements.
+
+A model is described by a :class:`ModelCard` (plain data, readable without torch) and wrapped by
+a :class:`ModelAdapter`: ``load(device, weights=None)`` then ``predict(image) -> result``. The
+worker thread and the CLI talk only to this interface; they never touch torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from segviewer.core.results import Result
+from segviewer.core.timing import Timings
+
+Task = Literal["detection", "instance", "keypoint", "semantic", "panoptic", "voting"]
+WeightState = Literal["bundled", "cached", "needs download", "user file", "random"]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a person needs to know about a model before loading it (torchvision ``Weights.meta`` alike).
+
+    ``weights_source`` says where weights come from: ``"torchvision"`` (hub cache or download),
+    ``"bundled"`` (``checkpoint`` under ``models/``) or ``"none"`` (random init, plumbing only).
+    """
+
+    id: str
+    task: Task
+    family: str
+    categories: tuple[str, ...]
+    weights_source: Literal["torchvision", "bundled", "none"] = "torchvision"
+    weights_file: str | None = None  # the file name the hub cache or models/ holds
+    weights_url: str | None = None
+    sha256: str | None = None
+    isthing: tuple[bool, ...] = ()
+    keypoint_names: tuple[str, ...] = ()
+    input_size: tuple[int, int] | None = None  # (H, W) the model was trained at, if fixed
+    file_size_mb: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    description: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PredictParams:
+    """Parameters that change a prediction (and so its cache key). Display-only settings
+    (score threshold slider, opacities) are *not* here: they filter a cached result."""
+
+    min_score: float = 0.05
+    max_detections: int = 100
+    extra: tuple[tuple[str, Any], ...] = ()
+
+    def key(self) -> tuple:
+        return (self.min_score, self.max_detections, self.extra)
+
+
+@runtime_checkable
+class ModelAdapter(Protocol):
+    """Wraps one model; created cheaply, loaded explicitly (loading may take seconds)."""
+
+    card: ModelCard
+
+    @property
+    def loaded(self) -> bool: ...
+
+    @property
+    def device(self) -> str | None: ...
+
+    def load(self, device: str, weights: Path | None = None) -> None:
+        """Build the network and load weights on ``device`` ("cpu", "cuda", "cuda:1", "mps").
+
+        ``weights`` is a file the user named; it wins over the hub cache and bundled files.
+        Raises :class:`~segviewer.core.errors.WeightsUnavailableError` or
+        :class:`~segviewer.core.errors.CheckpointMismatchError` with a one-line message.
+        """
+        ...
+
+    def predict(self, image: np.ndarray, params: PredictParams | None = None,
+                timings: Timings | None = None) -> Result:
+        """Run on an RGB uint8 ``(H, W, 3)`` image; results are in that image's pixel coordinates.
+
+        Stages ``preprocess``, ``model`` and ``postprocess`` are recorded in ``timings``.
+        """
+        ...

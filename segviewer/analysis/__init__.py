@@ -1,0 +1,1 @@
+"""Numpy-only analysis: metrics, panoptic merging, voting, flow warping, RoI geometry."""

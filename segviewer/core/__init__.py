@@ -1,0 +1,1 @@
+"""Numpy-only core: result types, palettes, image I/O, caches. Never imports Qt or torch."""

@@ -1,0 +1,1 @@
+"""Every Qt import lives under this package."""

@@ -1,0 +1,1 @@
+"""Numpy-only video sources, key-frame schedules and caches."""
