@@ -1,0 +1,24 @@
+import numpy as np
+import pytest
+
+from segviewer.core.fileio import atomic_path, write_image_atomic, write_json_atomic
+
+
+def test_failed_write_leaves_nothing_and_keeps_old(tmp_path):
+    target = tmp_path / "out.json"
+    write_json_atomic(target, {"a": 1})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert target.read_text() == '{"a": 1}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_image_round_trip_is_rgb(tmp_path):
+    import cv2
+
+    img = np.zeros((4, 5, 3), np.uint8)
+    img[..., 0] = 200  # red in RGB
+    write_image_atomic(tmp_path / "x.png", img)
+    back = cv2.imread(str(tmp_path / "x.png"))
+    assert back[0, 0].tolist() == [0, 0, 200]  # BGR on disk
