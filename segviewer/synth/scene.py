@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segviewer.synth.shapes import Pose
+
 
 @dataclass(frozen=True, eq=False)
 class SceneInstance:
@@ -14,6 +16,12 @@ class SceneInstance:
     category: int  # index into segviewer.synth.classes.CATEGORIES (always a thing)
     mask: np.ndarray  # (H, W) bool, visible pixels only
     instance_id: int  # unique within the scene (1, 2, ...); panoptic segment ids derive from it
+    # Added fields (optional): the whole shape's pixel count, including parts hidden by other
+    # things or outside the frame; its in-frame pixel count before occlusion (occluded iff
+    # mask.sum() < inframe_area); and where it was drawn (centre, circumradius, angle).
+    full_area: int = 0
+    inframe_area: int = 0
+    pose: Pose | None = None
 
 
 @dataclass(frozen=True, eq=False)
