@@ -7,6 +7,7 @@ worker thread and the CLI talk only to this interface; they never touch torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -17,7 +18,12 @@ from segviewer.core.results import Result
 from segviewer.core.timing import Timings
 
 Task = Literal["detection", "instance", "keypoint", "semantic", "panoptic", "voting"]
-WeightState = Literal["bundled", "cached", "needs download", "user file", "random"]
+WeightState = Literal["bundled", "cached", "needs download", "user file", "random", "missing"]
+"""Where a model's weights would come from right now. ``"missing"``: a bundled card whose checkpoint
+file is not (yet) in ``models/``; ``"random"``: a card with ``weights_source="none"``."""
+
+ProgressCallback = Callable[[int, int], None]
+"""``progress(done_bytes, total_bytes)`` while weights download; ``total_bytes`` is 0 when unknown."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,10 @@ class ModelCard:
 
     ``weights_source`` says where weights come from: ``"torchvision"`` (hub cache or download),
     ``"bundled"`` (``checkpoint`` under ``models/``) or ``"none"`` (random init, plumbing only).
+    Adapters must honour ``"none"``: ``registry.create_adapter(..., random_init=True)`` passes a copy
+    of the card with ``weights_source="none"``, and ``load`` then builds the network without loading
+    any weights (unless the caller names a weights file, which always wins).
+    ``skeleton`` lists keypoint index pairs to draw as limbs (COCO person for Keypoint R-CNN).
     """
 
     id: str
@@ -38,6 +48,7 @@ class ModelCard:
     sha256: str | None = None
     isthing: tuple[bool, ...] = ()
     keypoint_names: tuple[str, ...] = ()
+    skeleton: tuple[tuple[int, int], ...] = ()
     input_size: tuple[int, int] | None = None  # (H, W) the model was trained at, if fixed
     file_size_mb: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
@@ -70,10 +81,14 @@ class ModelAdapter(Protocol):
     @property
     def device(self) -> str | None: ...
 
-    def load(self, device: str, weights: Path | None = None) -> None:
+    def load(self, device: str, weights: Path | None = None,
+             progress: ProgressCallback | None = None) -> None:
         """Build the network and load weights on ``device`` ("cpu", "cuda", "cuda:1", "mps").
 
         ``weights`` is a file the user named; it wins over the hub cache and bundled files.
+        ``progress(done_bytes, total_bytes)`` is called while weights download (if they must).
+        After a user checkpoint with other classes is loaded, ``card`` is replaced by a copy whose
+        ``categories`` are the checkpoint's.
         Raises :class:`~segviewer.core.errors.WeightsUnavailableError` or
         :class:`~segviewer.core.errors.CheckpointMismatchError` with a one-line message.
         """

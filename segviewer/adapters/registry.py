@@ -1,0 +1,264 @@
+"""The model registry: the torchvision zoo plus the bundled cards in ``models/*.toml``.
+
+Importing this module does not import torch. Listing the zoo reads torchvision's weight-enum
+metadata (categories, keypoint names, file names, metrics; nothing is downloaded), which imports
+torchvision on first use; bundled cards are plain TOML. ``create_adapter`` imports the adapter class
+named by the card (``module:Class``) and calls ``Class(card)``.
+
+Bundled card schema (``models/<id>.toml``)::
+
+    id = "shapes_maskrcnn"
+    task = "instance"           # detection | instance | keypoint | semantic | panoptic | voting
+    family = "Mask R-CNN, ResNet-18 FPN (narrow), trained on the shapes world"
+    adapter = "segviewer.adapters.shapes:ShapesMaskRCNN"
+    categories = ["__background__", "circle", ...]
+    isthing = []                # optional, per category
+    input_size = [256, 256]     # optional [H, W]
+    checkpoint = "shapes_maskrcnn.pt"   # file in models/
+    sha256 = "<hex>"
+    file_size_mb = 11.2
+    description = "one line"
+    [training]                  # free-form, kept in card.extra["training"]
+    [metrics]                   # name = float
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import os
+from pathlib import Path
+from typing import Any, get_args
+
+from segviewer.adapters.base import ModelAdapter, ModelCard, Task, WeightState
+from segviewer.core.errors import SegviewerError
+
+__all__ = [
+    "ZOO",
+    "list_cards",
+    "get_card",
+    "create_adapter",
+    "weight_state",
+    "models_dir",
+    "bundled_card_problems",
+    "parse_card_file",
+]
+
+_DET = "segviewer.adapters.torchvision_detection:TorchvisionDetector"
+_SEG = "segviewer.adapters.torchvision_segmentation:TorchvisionSegmenter"
+
+#: torchvision builder name -> (task, family, adapter). Categories and files come from the weights' meta.
+ZOO: dict[str, tuple[Task, str, str]] = {
+    "maskrcnn_resnet50_fpn": ("instance", "Mask R-CNN, ResNet-50 FPN", _DET),
+    "maskrcnn_resnet50_fpn_v2": ("instance", "Mask R-CNN v2, ResNet-50 FPN", _DET),
+    "fasterrcnn_resnet50_fpn": ("detection", "Faster R-CNN, ResNet-50 FPN", _DET),
+    "fasterrcnn_resnet50_fpn_v2": ("detection", "Faster R-CNN v2, ResNet-50 FPN", _DET),
+    "fasterrcnn_mobilenet_v3_large_fpn": ("detection", "Faster R-CNN, MobileNetV3-Large FPN", _DET),
+    "retinanet_resnet50_fpn": ("detection", "RetinaNet, ResNet-50 FPN", _DET),
+    "retinanet_resnet50_fpn_v2": ("detection", "RetinaNet v2, ResNet-50 FPN", _DET),
+    "fcos_resnet50_fpn": ("detection", "FCOS, ResNet-50 FPN", _DET),
+    "ssdlite320_mobilenet_v3_large": ("detection", "SSDlite 320, MobileNetV3-Large", _DET),
+    "keypointrcnn_resnet50_fpn": ("keypoint", "Keypoint R-CNN, ResNet-50 FPN", _DET),
+    "fcn_resnet50": ("semantic", "FCN, ResNet-50", _SEG),
+    "fcn_resnet101": ("semantic", "FCN, ResNet-101", _SEG),
+    "deeplabv3_resnet50": ("semantic", "DeepLabV3, ResNet-50", _SEG),
+    "deeplabv3_resnet101": ("semantic", "DeepLabV3, ResNet-101", _SEG),
+    "deeplabv3_mobilenet_v3_large": ("semantic", "DeepLabV3, MobileNetV3-Large", _SEG),
+    "lraspp_mobilenet_v3_large": ("semantic", "LR-ASPP, MobileNetV3-Large", _SEG),
+}
+
+# COCO person skeleton (keypoint index pairs, 0-based, in torchvision's keypoint order).
+_COCO_PERSON_SKELETON: tuple[tuple[int, int], ...] = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+    (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)
+
+
+def models_dir() -> Path:
+    """The repository's top-level ``models/`` folder (cards and small checkpoints); env ``SEGVIEWER_MODELS`` overrides."""
+    env = os.environ.get("SEGVIEWER_MODELS")
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+# --------------------------------------------------------------------------- torchvision zoo
+
+
+@functools.cache
+def _zoo_card(model_id: str) -> ModelCard:
+    from torchvision.models import get_model_weights
+
+    task, family, adapter = ZOO[model_id]
+    weights = get_model_weights(model_id).DEFAULT
+    meta = weights.meta
+    from segviewer.adapters.weights import weights_file_name
+
+    metrics: dict[str, float] = {}
+    datasets = list(meta.get("_metrics", {}))
+    for values in meta.get("_metrics", {}).values():
+        metrics.update({k: float(v) for k, v in values.items()})
+    kps = tuple(meta.get("keypoint_names", ()))
+    dataset = datasets[0] if datasets else "COCO"
+    return ModelCard(
+        id=model_id,
+        task=task,
+        family=f"{family} ({dataset})",
+        categories=tuple(meta["categories"]),
+        weights_source="torchvision",
+        weights_file=weights_file_name(weights.url),
+        weights_url=weights.url,
+        keypoint_names=kps,
+        skeleton=_COCO_PERSON_SKELETON if len(kps) == 17 else (),
+        input_size=(320, 320) if model_id.startswith("ssdlite320") else None,
+        file_size_mb=float(meta["_file_size"]) if "_file_size" in meta else None,
+        metrics=metrics,
+        description=f"torchvision {weights}; {dataset}: "
+        + ", ".join(f"{k} {v:g}" for k, v in metrics.items()),
+        extra={"adapter": adapter, "builder": model_id, "weights_enum": str(weights),
+               "num_params": int(meta.get("num_params", 0)), "metrics_dataset": dataset,
+               "recipe": meta.get("recipe", "")},
+    )
+
+
+# --------------------------------------------------------------------------- bundled cards
+
+
+def _toml_loads(text: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    return tomllib.loads(text)
+
+
+def parse_card_file(path: Path) -> ModelCard:
+    """Read one bundled card; raises SegviewerError naming the file and the first problem."""
+    def bad(msg: str) -> SegviewerError:
+        return SegviewerError(f"model card {path.name}: {msg}")
+
+    try:
+        data = _toml_loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        raise bad(f"cannot be read ({err})") from err
+    except ValueError as err:  # tomllib.TOMLDecodeError
+        raise bad(f"is not valid TOML ({err})") from err
+    for key in ("id", "task", "family", "adapter", "categories"):
+        if key not in data:
+            raise bad(f"the required key {key!r} is missing")
+    if data["task"] not in get_args(Task):
+        raise bad(f"task {data['task']!r} is not one of {', '.join(get_args(Task))}")
+    if ":" not in str(data["adapter"]):
+        raise bad(f"adapter {data['adapter']!r} must be 'module:Class'")
+    cats = data["categories"]
+    if not isinstance(cats, list) or not cats or not all(isinstance(c, str) for c in cats):
+        raise bad("categories must be a non-empty list of names")
+    isthing = tuple(bool(v) for v in data.get("isthing", ()))
+    if isthing and len(isthing) != len(cats):
+        raise bad(f"isthing has {len(isthing)} entries for {len(cats)} categories")
+    size = data.get("input_size")
+    if size is not None and (not isinstance(size, list) or len(size) != 2):
+        raise bad("input_size must be [H, W]")
+    metrics = data.get("metrics", {})
+    try:
+        metrics = {str(k): float(v) for k, v in metrics.items()}
+    except (TypeError, ValueError, AttributeError):
+        raise bad("[metrics] must map names to numbers") from None
+    ckpt = data.get("checkpoint")
+    extra: dict[str, Any] = {"adapter": str(data["adapter"]), "training": dict(data.get("training", {})),
+                             "card_path": str(path)}
+    if ckpt:
+        extra["checkpoint_path"] = str((path.parent / str(ckpt)).resolve())
+    return ModelCard(
+        id=str(data["id"]),
+        task=data["task"],
+        family=str(data["family"]),
+        categories=tuple(cats),
+        weights_source="bundled" if ckpt else "none",
+        weights_file=str(ckpt) if ckpt else None,
+        sha256=data.get("sha256") or None,
+        isthing=isthing,
+        keypoint_names=tuple(str(k) for k in data.get("keypoint_names", ())),
+        input_size=(int(size[0]), int(size[1])) if size else None,
+        file_size_mb=float(data["file_size_mb"]) if "file_size_mb" in data else None,
+        metrics=metrics,
+        description=str(data.get("description", "")),
+        extra=extra,
+    )
+
+
+def _bundled() -> tuple[list[ModelCard], list[str]]:
+    cards: list[ModelCard] = []
+    problems: list[str] = []
+    folder = models_dir()
+    if not folder.is_dir():
+        return cards, problems
+    seen: set[str] = set(ZOO)
+    for path in sorted(folder.glob("*.toml")):
+        try:
+            card = parse_card_file(path)
+        except SegviewerError as err:
+            problems.append(str(err))
+            continue
+        if card.id in seen:
+            problems.append(f"model card {path.name}: id {card.id!r} is already taken")
+            continue
+        seen.add(card.id)
+        cards.append(card)
+    return cards, problems
+
+
+def bundled_card_problems() -> list[str]:
+    """One line per card in ``models/`` that could not be read (those cards are left out of listings)."""
+    return _bundled()[1]
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def list_cards() -> list[ModelCard]:
+    """Every model: the torchvision zoo (in :data:`ZOO` order), then the bundled cards by file name."""
+    return [_zoo_card(mid) for mid in ZOO] + _bundled()[0]
+
+
+def get_card(model_id: str) -> ModelCard:
+    """The card for ``model_id``; an unknown id raises SegviewerError pointing to ``segviewer models``."""
+    if model_id in ZOO:
+        return _zoo_card(model_id)
+    cards, problems = _bundled()
+    for card in cards:
+        if card.id == model_id:
+            return card
+    for p in problems:
+        if f"{model_id}.toml" in p:
+            raise SegviewerError(p)
+    raise SegviewerError(f"unknown model {model_id!r}; run `segviewer models` to list the available ones")
+
+
+def create_adapter(model_id_or_card: str | ModelCard, *, random_init: bool = False) -> ModelAdapter:
+    """An unloaded adapter for a model (``load`` it next). ``random_init``: no weights at all."""
+    card = get_card(model_id_or_card) if isinstance(model_id_or_card, str) else model_id_or_card
+    if random_init:
+        card = dataclasses.replace(card, weights_source="none")
+    target = str(card.extra.get("adapter", ""))
+    module_name, _, class_name = target.partition(":")
+    if not module_name or not class_name:
+        raise SegviewerError(f"model {card.id!r} names no adapter class ('module:Class')")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise SegviewerError(f"model {card.id!r}: adapter {target} cannot be imported ({err})") from err
+    return cls(card)
+
+
+def weight_state(card: ModelCard) -> WeightState:
+    """Where ``card``'s weights would come from now (``"user file"`` is the caller's to track)."""
+    if card.weights_source == "none":
+        return "random"
+    if card.weights_source == "bundled":
+        path = card.extra.get("checkpoint_path")
+        return "bundled" if path and Path(path).is_file() else "missing"
+    from segviewer.adapters.weights import cached_weights
+
+    return "cached" if card.weights_url and cached_weights(card.weights_url) else "needs download"
