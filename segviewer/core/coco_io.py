@@ -1,0 +1,199 @@
+"""COCO instances JSON: write with compressed RLE masks; read polygons and RLE (both kinds).
+
+Category ids in files are whatever the file says; in memory a category is an index into the
+tuple of names ordered by id (for shapes-world files, written with ``id = index + 1``, the index
+is the ``CATEGORIES`` index). Boxes in files are ``[x, y, w, h]``; in memory ``xyxy`` float32.
+Every failure on a bad file is a :class:`BadDatasetError` that names the file and the item.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from segviewer.core.errors import BadDatasetError
+from segviewer.core.fileio import write_json_atomic
+from segviewer.core.results import Detections, MaskSet
+
+__all__ = [
+    "encode_mask", "decode_segmentation", "mask_bbox", "category_entries", "instance_annotation",
+    "image_entry", "write_instances", "read_instances", "CocoInstances",
+]
+
+
+def encode_mask(mask: np.ndarray) -> dict[str, Any]:
+    """Compressed RLE of a boolean ``(H, W)`` mask, JSON-ready (``counts`` as str)."""
+    m = np.asfortranarray(np.asarray(mask, dtype=np.uint8))
+    if m.ndim != 2:
+        raise ValueError(f"a mask must be (H, W), got {m.shape}")
+    rle = mask_utils.encode(m)
+    return {"size": [int(m.shape[0]), int(m.shape[1])], "counts": rle["counts"].decode("ascii")}
+
+
+def decode_segmentation(segm: Any, h: int, w: int, where: str = "annotation") -> np.ndarray:
+    """``(h, w)`` bool mask from a COCO ``segmentation``: polygons, uncompressed or compressed RLE."""
+    try:
+        if isinstance(segm, list):  # polygons: [[x0, y0, x1, y1, ...], ...]
+            polys = [[float(v) for v in p] for p in segm if len(p) >= 6]
+            if not polys:
+                return np.zeros((h, w), bool)
+            rle = mask_utils.merge(mask_utils.frPyObjects(polys, h, w))
+        elif isinstance(segm, Mapping) and "counts" in segm and "size" in segm:
+            size = [int(v) for v in segm["size"]]
+            if size != [h, w]:
+                raise BadDatasetError(f"{where}: its mask is {size[1]}x{size[0]} but the image is {w}x{h}")
+            counts = segm["counts"]
+            if isinstance(counts, list):  # uncompressed RLE
+                if sum(int(c) for c in counts) != h * w:
+                    raise BadDatasetError(f"{where}: its RLE counts do not add up to {h}x{w} pixels")
+                rle = mask_utils.frPyObjects({"size": size, "counts": [int(c) for c in counts]}, h, w)
+            else:
+                rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else bytes(counts)}
+        else:
+            raise BadDatasetError(f"{where}: 'segmentation' is neither polygons nor RLE")
+        out = mask_utils.decode(rle)
+    except BadDatasetError:
+        raise
+    except (TypeError, ValueError, UnicodeEncodeError, AttributeError) as err:
+        raise BadDatasetError(f"{where}: its segmentation cannot be decoded ({err})") from None
+    return np.ascontiguousarray(out, dtype=bool).reshape(h, w)
+
+
+def mask_bbox(mask: np.ndarray) -> list[float]:
+    """Tight COCO box ``[x, y, w, h]`` of a mask in pixel-edge coordinates (zeros if empty)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    cols = np.flatnonzero(mask.any(axis=0))
+    return [float(cols[0]), float(rows[0]), float(cols[-1] + 1 - cols[0]), float(rows[-1] + 1 - rows[0])]
+
+
+def category_entries(names: Sequence[str], isthing: Sequence[bool]) -> list[dict[str, Any]]:
+    """COCO ``categories`` with ``id = index + 1`` and an ``isthing`` flag (panoptic style)."""
+    return [
+        {"id": i + 1, "name": str(n), "supercategory": "thing" if t else "stuff", "isthing": int(bool(t))}
+        for i, (n, t) in enumerate(zip(names, isthing))
+    ]
+
+
+def image_entry(image_id: int, file_name: str, h: int, w: int) -> dict[str, Any]:
+    return {"id": int(image_id), "file_name": str(file_name), "height": int(h), "width": int(w)}
+
+
+def instance_annotation(ann_id: int, image_id: int, category_id: int, mask: np.ndarray) -> dict[str, Any]:
+    """One COCO instance annotation with an RLE mask, pixel ``area`` and tight ``bbox``."""
+    return {
+        "id": int(ann_id), "image_id": int(image_id), "category_id": int(category_id),
+        "segmentation": encode_mask(mask), "area": int(np.count_nonzero(mask)),
+        "bbox": mask_bbox(mask), "iscrowd": 0,
+    }
+
+
+def write_instances(path: str | os.PathLike[str], images: Sequence[Mapping[str, Any]],
+                    annotations: Sequence[Mapping[str, Any]], categories: Sequence[Mapping[str, Any]],
+                    info: Mapping[str, Any] | None = None) -> None:
+    """Write a COCO instances JSON atomically."""
+    doc = {"info": dict(info or {}), "images": list(images), "annotations": list(annotations),
+           "categories": list(categories)}
+    write_json_atomic(path, doc)
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadDatasetError(f"COCO JSON {path} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadDatasetError(f"{path.name} is not a readable JSON file ({err})") from None
+    if not isinstance(data, dict):
+        raise BadDatasetError(f"{path.name} is not a COCO JSON object")
+    return data
+
+
+class CocoInstances:
+    """A COCO instances file (ground truth or results with ``score``), indexed by image."""
+
+    def __init__(self, data: Mapping[str, Any], name: str = "COCO JSON") -> None:
+        self.name = name
+        for key in ("images", "annotations", "categories"):
+            if not isinstance(data.get(key), list):
+                raise BadDatasetError(f"{name} has no '{key}' list, so it is not COCO instances JSON")
+        try:
+            cats = sorted(data["categories"], key=lambda c: int(c["id"]))
+            self.category_ids: tuple[int, ...] = tuple(int(c["id"]) for c in cats)
+            self.categories: tuple[str, ...] = tuple(str(c["name"]) for c in cats)
+            self.isthing: tuple[bool, ...] = tuple(bool(c.get("isthing", 1)) for c in cats)
+            self.images: dict[int, dict[str, Any]] = {int(im["id"]): dict(im) for im in data["images"]}
+        except (KeyError, TypeError, ValueError) as err:
+            raise BadDatasetError(f"{name} has a category or image entry without a valid {err}") from None
+        self._index = {cid: i for i, cid in enumerate(self.category_ids)}
+        self._anns: dict[int, list[dict[str, Any]]] = {i: [] for i in self.images}
+        for k, ann in enumerate(data["annotations"]):
+            img = ann.get("image_id") if isinstance(ann, Mapping) else None
+            if img not in self._anns:
+                raise BadDatasetError(f"{name}: annotation #{k} refers to unknown image {img!r}")
+            if ann.get("category_id") not in self._index:
+                raise BadDatasetError(f"{name}: annotation #{k} has unknown category {ann.get('category_id')!r}")
+            self._anns[img].append(ann)
+
+    @property
+    def image_ids(self) -> list[int]:
+        return sorted(self.images)
+
+    def image_id(self, file_name: str) -> int:
+        """The id of the image whose ``file_name`` (or its base name) matches."""
+        for i, im in self.images.items():
+            if im.get("file_name") == file_name or Path(str(im.get("file_name"))).name == Path(file_name).name:
+                return i
+        raise BadDatasetError(f"{self.name} has no image named {file_name}")
+
+    def annotations(self, image_id: int) -> list[dict[str, Any]]:
+        return list(self._anns.get(int(image_id), []))
+
+    def _size(self, image_id: int) -> tuple[int, int]:
+        im = self.images.get(int(image_id))
+        if im is None:
+            raise BadDatasetError(f"{self.name} has no image with id {image_id}")
+        try:
+            return int(im["height"]), int(im["width"])
+        except (KeyError, TypeError, ValueError):
+            raise BadDatasetError(f"{self.name}: image {image_id} has no valid height/width") from None
+
+    def masks(self, image_id: int) -> np.ndarray:
+        """``(N, H, W)`` bool masks of the image's annotations, in file order."""
+        h, w = self._size(image_id)
+        anns = self._anns.get(int(image_id), [])
+        out = np.zeros((len(anns), h, w), bool)
+        for k, ann in enumerate(anns):
+            out[k] = decode_segmentation(ann.get("segmentation"), h, w,
+                                         f"{self.name} annotation {ann.get('id', k)}")
+        return out
+
+    def detections(self, image_id: int) -> Detections:
+        """The image's annotations as :class:`Detections` (score 1 unless the file gives one)."""
+        h, w = self._size(image_id)
+        anns = self._anns.get(int(image_id), [])
+        masks = self.masks(image_id)
+        boxes = np.zeros((len(anns), 4), np.float32)
+        for k, ann in enumerate(anns):
+            bb = ann.get("bbox") or mask_bbox(masks[k])
+            x, y, bw, bh = (float(v) for v in bb)
+            boxes[k] = (x, y, x + bw, y + bh)
+        return Detections(
+            (h, w), boxes,
+            np.array([float(a.get("score", 1.0)) for a in anns], np.float32),
+            np.array([self._index[a["category_id"]] for a in anns], np.int32),
+            self.categories, masks=MaskSet.from_full(masks),
+        )
+
+
+def read_instances(path: str | os.PathLike[str]) -> CocoInstances:
+    """Load a COCO instances JSON with a one-sentence error for anything unreadable."""
+    p = Path(path)
+    return CocoInstances(_load_json(p), p.name)
