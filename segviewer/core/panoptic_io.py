@@ -1,0 +1,174 @@
+"""COCO panoptic files: an RGB PNG of segment ids plus a JSON of ``segments_info`` per image.
+
+Ids are packed as ``id = R + 256 G + 256^2 B`` (panopticapi's ``rgb2id``); 0 is void. In the
+JSON, ``category_id`` is the file's id; in memory (:class:`PanopticMap`) it is the index into the
+category names ordered by id, so shapes-world files (``id = index + 1``) map back to
+``CATEGORIES`` indices. Areas and boxes written here are counted from the id map itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from segviewer.core.errors import BadDatasetError
+from segviewer.core.fileio import write_image_atomic, write_json_atomic
+from segviewer.core.results import PanopticMap, PanopticSegment, ResultError
+
+__all__ = [
+    "rgb2id", "id2rgb", "write_panoptic_png", "read_panoptic_png", "segments_info",
+    "panoptic_annotation", "write_panoptic_json", "read_panoptic", "PanopticDataset",
+]
+
+_MAX_ID = 256**3 - 1
+
+
+def rgb2id(color: np.ndarray) -> np.ndarray:
+    """Segment ids (int32) of an ``(..., 3)`` uint8 RGB array: ``R + 256 G + 256^2 B``."""
+    c = np.asarray(color)
+    if c.shape[-1:] != (3,):
+        raise ValueError(f"panoptic colors must have 3 channels last, got shape {c.shape}")
+    c = c.astype(np.int32)
+    return c[..., 0] + 256 * c[..., 1] + 65536 * c[..., 2]
+
+
+def id2rgb(ids: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` uint8 RGB of segment ids; the inverse of :func:`rgb2id` for ids < 2^24."""
+    a = np.asarray(ids, dtype=np.int64)
+    if a.size and (a.min() < 0 or a.max() > _MAX_ID):
+        raise ValueError(f"panoptic ids must lie in [0, {_MAX_ID}]")
+    out = np.empty(a.shape + (3,), np.uint8)
+    out[..., 0], out[..., 1], out[..., 2] = a & 255, (a >> 8) & 255, (a >> 16) & 255
+    return out
+
+
+def write_panoptic_png(path: str | os.PathLike[str], segment_ids: np.ndarray) -> None:
+    """Write an ``(H, W)`` id map as a COCO panoptic PNG (RGB on disk, atomically)."""
+    write_image_atomic(path, id2rgb(segment_ids))
+
+
+def read_panoptic_png(path: str | os.PathLike[str]) -> np.ndarray:
+    """``(H, W)`` int32 segment ids of a COCO panoptic PNG."""
+    p = Path(path)
+    if not p.is_file():
+        raise BadDatasetError(f"panoptic PNG {p} is missing")
+    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise BadDatasetError(f"{p.name} is not a readable PNG")
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise BadDatasetError(f"{p.name} is not an 8-bit RGB panoptic PNG (shape {img.shape}, {img.dtype})")
+    return rgb2id(img[..., 2::-1])  # BGR(A) on disk -> RGB
+
+
+def _bbox(rows: np.ndarray, cols: np.ndarray) -> list[int]:
+    return [int(cols.min()), int(rows.min()), int(cols.max() - cols.min() + 1), int(rows.max() - rows.min() + 1)]
+
+
+def segments_info(segment_ids: np.ndarray, segments: Sequence[PanopticSegment],
+                  category_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+    """COCO ``segments_info`` for an id map: area and bbox counted from the pixels.
+
+    ``category_ids[k]`` is the file id of category index ``k`` (default ``k + 1``). Segments with
+    no pixels are left out, as COCO panoptic files never list empty segments.
+    """
+    ids = np.asarray(segment_ids)
+    flat = ids.ravel()
+    order = np.argsort(flat, kind="stable")
+    sorted_ids = flat[order]
+    out = []
+    w = ids.shape[1]
+    for s in segments:
+        lo, hi = np.searchsorted(sorted_ids, [s.id, s.id + 1])
+        if hi <= lo:
+            continue
+        idx = order[lo:hi]
+        cid = s.category_id + 1 if category_ids is None else int(category_ids[s.category_id])
+        out.append({"id": int(s.id), "category_id": cid, "iscrowd": int(bool(s.iscrowd)),
+                    "area": int(hi - lo), "bbox": _bbox(idx // w, idx % w)})
+    return out
+
+
+def panoptic_annotation(image_id: int, file_name: str, panoptic: PanopticMap,
+                        category_ids: Sequence[int] | None = None) -> dict[str, Any]:
+    """One entry of the panoptic JSON's ``annotations`` (``file_name`` is the PNG's name)."""
+    return {"image_id": int(image_id), "file_name": str(file_name),
+            "segments_info": segments_info(panoptic.segment_ids, panoptic.segments, category_ids)}
+
+
+def write_panoptic_json(path: str | os.PathLike[str], images: Sequence[Mapping[str, Any]],
+                        annotations: Sequence[Mapping[str, Any]], categories: Sequence[Mapping[str, Any]],
+                        info: Mapping[str, Any] | None = None) -> None:
+    """Write a COCO panoptic JSON atomically (categories need ``isthing``)."""
+    doc = {"info": dict(info or {}), "images": list(images), "annotations": list(annotations),
+           "categories": list(categories)}
+    write_json_atomic(path, doc)
+
+
+class PanopticDataset:
+    """A COCO panoptic JSON plus its PNG folder; :meth:`panoptic` gives a :class:`PanopticMap`."""
+
+    def __init__(self, data: Mapping[str, Any], png_dir: Path, name: str = "panoptic JSON") -> None:
+        self.name, self.png_dir = name, png_dir
+        for key in ("annotations", "categories"):
+            if not isinstance(data.get(key), list):
+                raise BadDatasetError(f"{name} has no '{key}' list, so it is not COCO panoptic JSON")
+        try:
+            cats = sorted(data["categories"], key=lambda c: int(c["id"]))
+            self.category_ids: tuple[int, ...] = tuple(int(c["id"]) for c in cats)
+            self.categories: tuple[str, ...] = tuple(str(c["name"]) for c in cats)
+            self.isthing: tuple[bool, ...] = tuple(bool(c["isthing"]) for c in cats)
+            self._anns = {int(a["image_id"]): a for a in data["annotations"]}
+        except (KeyError, TypeError, ValueError) as err:
+            raise BadDatasetError(f"{name} has a category or annotation without a valid {err}") from None
+        self._index = {cid: i for i, cid in enumerate(self.category_ids)}
+        self.images = {int(im["id"]): dict(im) for im in data.get("images", []) if "id" in im}
+
+    @property
+    def image_ids(self) -> list[int]:
+        return sorted(self._anns)
+
+    def annotation(self, image_id: int) -> dict[str, Any]:
+        ann = self._anns.get(int(image_id))
+        if ann is None:
+            raise BadDatasetError(f"{self.name} has no annotation for image {image_id}")
+        return dict(ann)
+
+    def panoptic(self, image_id: int) -> PanopticMap:
+        """Decode image ``image_id``'s PNG and segments into a :class:`PanopticMap`."""
+        ann = self.annotation(image_id)
+        png = self.png_dir / str(ann.get("file_name", ""))
+        ids = read_panoptic_png(png)
+        segs = []
+        for k, s in enumerate(ann.get("segments_info", [])):
+            try:
+                cat = self._index[s["category_id"]]
+                segs.append(PanopticSegment(int(s["id"]), cat, self.isthing[cat], int(s.get("area", 0)),
+                                            float(s.get("score", 1.0)), bool(s.get("iscrowd", 0))))
+            except (KeyError, TypeError, ValueError):
+                raise BadDatasetError(f"{self.name}: segment #{k} of {png.name} has a missing or unknown "
+                                      "id or category") from None
+        try:
+            return PanopticMap(ids, tuple(segs), self.categories, self.isthing)
+        except ResultError as err:
+            raise BadDatasetError(f"{png.name} does not match its segments_info: {err}") from None
+
+
+def read_panoptic(json_path: str | os.PathLike[str], png_dir: str | os.PathLike[str] | None = None) -> PanopticDataset:
+    """Open a COCO panoptic JSON; PNGs default to the folder named like the JSON without suffix."""
+    p = Path(json_path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadDatasetError(f"panoptic JSON {p} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadDatasetError(f"{p.name} is not a readable JSON file ({err})") from None
+    if not isinstance(data, dict):
+        raise BadDatasetError(f"{p.name} is not a COCO panoptic JSON object")
+    folder = Path(png_dir) if png_dir is not None else p.with_suffix("")
+    return PanopticDataset(data, folder, p.name)
