@@ -1,0 +1,339 @@
+"""Segment matching shared by panoptic quality and the error layer.
+
+Two id maps (ground truth and prediction) are compared through ONE joint histogram: each pixel's
+pair of compact segment indices ``gt_index * (P + 2) + pred_index`` is counted with
+``np.bincount``. Every quantity COCO panoptic's ``pq_compute`` needs (intersections, areas, the
+predicted pixels on ground-truth void) is a row, column or cell of that small matrix, so no Python
+loop ever touches pixels.
+
+Index convention of the matrix (``PairCounts.matrix``, shape ``(G + 2, P + 2)``):
+row/column 0 is void (segment id 0), 1..G / 1..P the listed segments in their given order, and the
+last row/column collects ids that the segment list does not name (an error for files; see
+:func:`index_ids`).
+
+Matching follows panopticapi: a pair matches when both segments have the same category, the
+ground-truth segment is not crowd, and ``IoU > 0.5`` where the union leaves out the predicted
+pixels that fall on ground-truth void. Because segments do not overlap such a match is unique.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from segviewer.core.errors import BadDatasetError
+from segviewer.core.results import Detections, PanopticMap
+
+__all__ = [
+    "IdIndexer",
+    "PairCounts",
+    "SegmentMatches",
+    "InstanceMatches",
+    "pair_counts",
+    "match_pairs",
+    "match_segments",
+    "match_instances",
+    "segment_at",
+]
+
+_LUT_BITS = 24  # ids decoded from RGB PNGs are R + 256 G + 256^2 B < 2**24
+
+
+class IdIndexer:
+    """Maps arbitrary segment ids to compact indices with a reusable lookup table.
+
+    A 2**24-entry ``uint16`` table (32 MiB, allocated on first use) turns the per-pixel id lookup
+    into one gather, 10x faster than ``np.searchsorted``. Only the entries of the current image
+    are set and they are reset afterwards, so one indexer serves many images. Not thread-safe:
+    give each thread its own.
+    """
+
+    def __init__(self) -> None:
+        self._lut: np.ndarray | None = None
+
+    def index(self, id_map: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """``(H, W)`` compact indices: 0 for id 0 (void), ``i + 1`` for ``ids[i]``, ``len(ids) + 1``
+        for any other id. ``ids`` must be unique and non-zero (checked by the caller)."""
+        ids = np.asarray(ids, np.int64).ravel()
+        k = len(ids)
+        other = k + 1
+        small = k + 1 < 0xFFFF and (k == 0 or (ids.min() > 0 and ids.max() < (1 << _LUT_BITS)))
+        if small and id_map.dtype.kind in "ui" and id_map.size:
+            lo, hi = int(id_map.min()), int(id_map.max())
+            if lo >= 0 and hi < (1 << _LUT_BITS):
+                if self._lut is None:
+                    self._lut = np.full(1 << _LUT_BITS, 0xFFFF, np.uint16)
+                lut = self._lut
+                lut[0] = 0
+                lut[ids] = np.arange(1, k + 1, dtype=np.uint16)
+                try:
+                    idx = lut[id_map].astype(np.intp)
+                finally:
+                    lut[ids] = 0xFFFF
+                    lut[0] = 0xFFFF
+                idx[idx == 0xFFFF] = other
+                return idx
+        # General path (ids beyond 24 bits or an int map with negatives): sort-based lookup.
+        order = np.argsort(ids)
+        sorted_ids = ids[order]
+        flat = id_map.astype(np.int64, copy=False)
+        pos = np.searchsorted(sorted_ids, flat)
+        pos_c = np.minimum(pos, max(k - 1, 0))
+        found = (sorted_ids[pos_c] == flat) if k else np.zeros(flat.shape, bool)
+        idx = np.where(found, order[pos_c] + 1, other).astype(np.intp)
+        idx[flat == 0] = 0
+        return idx
+
+
+@dataclass(frozen=True, eq=False)
+class PairCounts:
+    """The joint pixel histogram of two segmentations (see the module docstring for indexing)."""
+
+    gt_ids: np.ndarray  # (G,) int64
+    pred_ids: np.ndarray  # (P,) int64
+    matrix: np.ndarray  # (G + 2, P + 2) int64
+
+    @property
+    def gt_area(self) -> np.ndarray:
+        """Pixels of each listed ground-truth segment, ``(G,)``."""
+        return self.matrix[1:-1].sum(axis=1)
+
+    @property
+    def pred_area(self) -> np.ndarray:
+        """Pixels of each listed predicted segment, ``(P,)``."""
+        return self.matrix[:, 1:-1].sum(axis=0)
+
+    @property
+    def intersections(self) -> np.ndarray:
+        return self.matrix[1:-1, 1:-1]
+
+    @property
+    def pred_on_void(self) -> np.ndarray:
+        """Predicted pixels on ground-truth void, ``(P,)``."""
+        return self.matrix[0, 1:-1]
+
+
+def _check_ids(ids: np.ndarray, where: str, side: str) -> np.ndarray:
+    ids = np.asarray(ids, np.int64).ravel()
+    if (ids == 0).any():
+        raise BadDatasetError(f"{where}: {side} segment id 0 is reserved for void")
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise BadDatasetError(f"{where}: {side} segment id {int(uniq[counts > 1][0])} is listed twice")
+    return ids
+
+
+def pair_counts(gt_map: np.ndarray, gt_ids: np.ndarray, pred_map: np.ndarray, pred_ids: np.ndarray,
+                *, where: str = "image", indexer: IdIndexer | None = None,
+                strict: bool = True) -> PairCounts:
+    """Count pixels per (ground-truth segment, predicted segment) pair with one ``bincount``.
+
+    With ``strict`` (files) an id present in a map but not listed, or listed but absent from its
+    map, raises :class:`BadDatasetError` naming ``where`` and the segment, as ``pq_compute`` does.
+    """
+    if gt_map.shape != pred_map.shape:
+        raise BadDatasetError(f"{where}: prediction is {pred_map.shape[1]}x{pred_map.shape[0]} but the "
+                              f"ground truth is {gt_map.shape[1]}x{gt_map.shape[0]}")
+    gt_ids = _check_ids(gt_ids, where, "ground-truth")
+    pred_ids = _check_ids(pred_ids, where, "predicted")
+    ix = indexer or IdIndexer()
+    g, p = len(gt_ids), len(pred_ids)
+    gi = ix.index(gt_map, gt_ids)
+    pi = ix.index(pred_map, pred_ids)
+    gi *= p + 2
+    gi += pi
+    matrix = np.bincount(gi.ravel(), minlength=(g + 2) * (p + 2)).reshape(g + 2, p + 2)
+    if strict:
+        for side, ids, counts, m in (("predicted", pred_ids, matrix.sum(axis=0), pred_map),
+                                     ("ground-truth", gt_ids, matrix.sum(axis=1), gt_map)):
+            if counts[-1]:
+                listed = np.concatenate([[0], ids])
+                extra = np.setdiff1d(np.unique(m), listed)
+                raise BadDatasetError(f"{where}: {side} segment id {int(extra[0])} is in the PNG but not "
+                                      f"in the JSON segments_info")
+            absent = np.flatnonzero(counts[1:-1] == 0)
+            if absent.size:
+                raise BadDatasetError(f"{where}: {side} segment id {int(ids[absent[0]])} is in the JSON "
+                                      f"segments_info but not in the PNG")
+    return PairCounts(gt_ids, pred_ids, matrix)
+
+
+def match_pairs(pc: PairCounts, gt_cat: np.ndarray, gt_crowd: np.ndarray,
+                pred_cat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Matched pairs as ``(gt_index, pred_index, iou)`` arrays (0-based into the id lists).
+
+    Same category, ground truth not crowd, IoU > 0.5 with the union excluding predicted pixels on
+    ground-truth void, exactly as panopticapi's ``pq_compute_single_core``.
+    """
+    inter = pc.intersections
+    if inter.size == 0:
+        e = np.zeros(0, np.intp)
+        return e, e, np.zeros(0)
+    gi, pj = np.nonzero(inter)
+    ok = (np.asarray(gt_cat)[gi] == np.asarray(pred_cat)[pj]) & ~np.asarray(gt_crowd, bool)[gi]
+    gi, pj = gi[ok], pj[ok]
+    it = inter[gi, pj]
+    union = pc.pred_area[pj] + pc.gt_area[gi] - it - pc.pred_on_void[pj]
+    iou = it / union
+    keep = iou > 0.5
+    return gi[keep], pj[keep], iou[keep]
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentMatches:
+    """Which predicted segment matched which ground-truth one, for hover and the error layer.
+
+    ``ignored_pred`` are unmatched predictions that are more than half on ground-truth void or
+    crowd (not false positives, as in ``pq_compute``).
+    """
+
+    pred_to_gt: dict[int, tuple[int, float]]  # pred id -> (gt id, IoU)
+    gt_to_pred: dict[int, tuple[int, float]]
+    false_positives: tuple[int, ...]
+    false_negatives: tuple[int, ...]
+    ignored_pred: tuple[int, ...]
+    best_iou_pred: dict[int, float]  # pred id -> best IoU with any same-category gt segment
+
+    def iou(self, pred_id: int) -> float | None:
+        """Matched IoU of a predicted segment, or None when it is unmatched."""
+        m = self.pred_to_gt.get(int(pred_id))
+        return None if m is None else m[1]
+
+
+def _seg_arrays(pm: PanopticMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ids = np.array([s.id for s in pm.segments], np.int64)
+    cats = np.array([s.category_id for s in pm.segments], np.int64)
+    crowd = np.array([s.iscrowd for s in pm.segments], bool)
+    return ids, cats, crowd
+
+
+def match_segments(pred: PanopticMap, gt: PanopticMap) -> SegmentMatches:
+    """Match two in-memory panoptic maps of one image (category indices must mean the same)."""
+    if tuple(pred.categories) != tuple(gt.categories):
+        raise BadDatasetError("prediction and ground truth use different category lists")
+    gids, gcat, gcrowd = _seg_arrays(gt)
+    pids, pcat, _ = _seg_arrays(pred)
+    pc = pair_counts(gt.segment_ids, gids, pred.segment_ids, pids, where="image", strict=False)
+    gi, pj, iou = match_pairs(pc, gcat, gcrowd, pcat)
+    p2g = {int(pids[j]): (int(gids[i]), float(v)) for i, j, v in zip(gi, pj, iou)}
+    g2p = {int(gids[i]): (int(pids[j]), float(v)) for i, j, v in zip(gi, pj, iou)}
+    matched_g = np.zeros(len(gids), bool)
+    matched_g[gi] = True
+    matched_p = np.zeros(len(pids), bool)
+    matched_p[pj] = True
+    fn = tuple(int(gids[i]) for i in np.flatnonzero(~matched_g & ~gcrowd & (pc.gt_area > 0)))
+    ign = _ignored_pred(pc, gcat, gcrowd, pcat) & ~matched_p
+    fp = tuple(int(pids[j]) for j in np.flatnonzero(~matched_p & ~ign & (pc.pred_area > 0)))
+    # Best same-category IoU (for hover on unmatched segments).
+    best: dict[int, float] = {}
+    inter = pc.intersections
+    if inter.size:
+        union = pc.pred_area[None, :] + pc.gt_area[:, None] - inter - pc.pred_on_void[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ious = np.where((gcat[:, None] == pcat[None, :]) & (union > 0), inter / np.maximum(union, 1), 0.0)
+        for j, v in enumerate(ious.max(axis=0)):
+            best[int(pids[j])] = float(v)
+    return SegmentMatches(p2g, g2p, fp, fn, tuple(int(pids[j]) for j in np.flatnonzero(ign)), best)
+
+
+def _ignored_pred(pc: PairCounts, gcat: np.ndarray, gcrowd: np.ndarray, pcat: np.ndarray) -> np.ndarray:
+    """Predictions more than half on void or on their category's crowd region (``(P,)`` bool).
+
+    Like ``pq_compute``, only ONE crowd segment per category counts: the last one listed.
+    """
+    covered = pc.pred_on_void.astype(np.int64).copy()
+    crowd_idx = {int(c): i for i, c in enumerate(gcat) if gcrowd[i]}
+    for j, c in enumerate(pcat):
+        i = crowd_idx.get(int(c))
+        if i is not None:
+            covered[j] += pc.intersections[i, j]
+    area = pc.pred_area
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(area > 0, covered / np.maximum(area, 1) > 0.5, False)
+
+
+def segment_at(panoptic: PanopticMap, x: float, y: float) -> dict | None:
+    """The segment under image point ``(x, y)`` (continuous coordinates) as a plain dict, or None
+    for void or outside the image; ``{"id", "category", "category_id", "isthing", "area", "score"}``."""
+    h, w = panoptic.image_size
+    col, row = int(np.floor(x)), int(np.floor(y))
+    if not (0 <= row < h and 0 <= col < w):
+        return None
+    sid = int(panoptic.segment_ids[row, col])
+    seg = panoptic.segment(sid) if sid else None
+    if seg is None:
+        return None
+    return {"id": sid, "category": panoptic.categories[seg.category_id], "category_id": seg.category_id,
+            "isthing": seg.isthing, "area": seg.area, "score": seg.score}
+
+
+@dataclass(frozen=True, eq=False)
+class InstanceMatches:
+    """Greedy one-to-one matching of predicted instance masks to ground truth (by descending score).
+
+    ``pred_iou[i]`` is the IoU of prediction i with its matched ground truth (0 if unmatched);
+    ``pred_match[i]`` the matched ground-truth index or -1; ``gt_match[j]`` likewise.
+    """
+
+    pred_match: np.ndarray
+    pred_iou: np.ndarray
+    gt_match: np.ndarray
+
+    @property
+    def true_positives(self) -> np.ndarray:
+        return np.flatnonzero(self.pred_match >= 0)
+
+    @property
+    def false_positives(self) -> np.ndarray:
+        return np.flatnonzero(self.pred_match < 0)
+
+    @property
+    def false_negatives(self) -> np.ndarray:
+        return np.flatnonzero(self.gt_match < 0)
+
+
+def mask_iou_matrix(pred: Detections, gt: Detections) -> np.ndarray:
+    """``(N_pred, N_gt)`` mask IoU from the compact crops (only overlapping crops are compared)."""
+    if pred.masks is None or gt.masks is None:
+        raise BadDatasetError("instance matching needs masks on both prediction and ground truth")
+    pa, ga = pred.masks.areas(), gt.masks.areas()
+    out = np.zeros((len(pred), len(gt)))
+    for i, (pc, (px, py)) in enumerate(zip(pred.masks.crops, pred.masks.offsets)):
+        if not pc.size:
+            continue
+        for j, (gc, (gx, gy)) in enumerate(zip(gt.masks.crops, gt.masks.offsets)):
+            if not gc.size:
+                continue
+            x0, y0 = max(px, gx), max(py, gy)
+            x1 = min(px + pc.shape[1], gx + gc.shape[1])
+            y1 = min(py + pc.shape[0], gy + gc.shape[0])
+            if x1 <= x0 or y1 <= y0:
+                continue
+            a = pc[y0 - py:y1 - py, x0 - px:x1 - px]
+            b = gc[y0 - gy:y1 - gy, x0 - gx:x1 - gx]
+            inter = int(np.count_nonzero(a & b))
+            if inter:
+                out[i, j] = inter / (pa[i] + ga[j] - inter)
+    return out
+
+
+def match_instances(pred: Detections, gt: Detections, iou_thresh: float = 0.5,
+                    same_class: bool = True) -> InstanceMatches:
+    """Match instance masks greedily by descending score at ``IoU > iou_thresh``."""
+    ious = mask_iou_matrix(pred, gt)
+    if same_class and len(pred) and len(gt):
+        pn, gn = pred.names, gt.names
+        same = np.array([[a == b for b in gn] for a in pn], bool)
+        ious = np.where(same, ious, 0.0)
+    pm = np.full(len(pred), -1, np.int64)
+    piou = np.zeros(len(pred))
+    gm = np.full(len(gt), -1, np.int64)
+    for i in np.argsort(-pred.scores, kind="stable"):
+        if not len(gt):
+            break
+        cand = np.where(gm < 0, ious[i], -1.0)
+        j = int(np.argmax(cand))
+        if cand[j] > iou_thresh:
+            pm[i], piou[i], gm[j] = j, cand[j], i
+    return InstanceMatches(pm, piou, gm)
