@@ -1,0 +1,44 @@
+"""Start-up: the QApplication, pyqtgraph's global options, the window, the event loop."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from segviewer.ui.settings import APP, ORG
+
+ICON = Path(__file__).resolve().parents[2] / "assets" / "icons" / "segviewer.svg"
+
+
+def configure() -> None:
+    """Options set once before any canvas exists: row-major images (HxW arrays, not transposed)."""
+    pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
+
+
+def make_app(argv: Sequence[str] | None = None) -> QApplication:
+    app = QApplication.instance()
+    if app is None:
+        app = QApplication(list(argv or sys.argv[:1]))
+    app.setOrganizationName(ORG)
+    app.setApplicationName(APP)
+    if ICON.exists():
+        app.setWindowIcon(QIcon(str(ICON)))
+    configure()
+    return app  # type: ignore[return-value]
+
+
+def run_app(paths: Sequence[Path] = (), models: Sequence[str] = (), weights: Path | None = None,
+            device: str | None = None, no_default: bool = False) -> int:
+    """Open the window and run the event loop; returns the exit code."""
+    app = make_app()
+    from segviewer.ui.main_window import MainWindow
+
+    window = MainWindow()
+    window.start(paths, models, weights, device, no_default)
+    window.show()
+    return int(app.exec())

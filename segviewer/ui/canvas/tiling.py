@@ -1,0 +1,66 @@
+"""Which resolution to show where: an overview level for the whole image, a detail window when zoomed in.
+
+GPU textures stop at 16384 px and a 12000 x 9000 RGBA layer is 430 MB, so an image whose longer
+side exceeds ``FULL_RES_LIMIT`` is shown as a downsampled overview (longer side
+``OVERVIEW_MAX``) and, once the screen shows more detail than the overview holds, as a
+full-resolution render of the visible region (plus a margin) at screen resolution. Layers
+follow the same scheme through ``render_layer(window=..., out_size=...)``. Pure functions, no Qt.
+"""
+
+from __future__ import annotations
+
+import math
+
+FULL_RES_LIMIT = 4096
+OVERVIEW_MAX = 2048
+DETAIL_MAX = 4096
+MARGIN = 0.25  # extra fraction of the visible size rendered around it, so small pans stay sharp
+
+Window = tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels
+
+
+def overview_size(h: int, w: int) -> tuple[int, int]:
+    """(h, w) of the overview level: the image itself when small enough, else downsampled."""
+    if max(h, w) <= FULL_RES_LIMIT:
+        return h, w
+    s = OVERVIEW_MAX / max(h, w)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def needs_detail(h: int, w: int, screen_px_per_image_px: float) -> bool:
+    """Whether the overview is too coarse for the current zoom (20% slack before switching)."""
+    oh, ow = overview_size(h, w)
+    if (oh, ow) == (h, w):
+        return False
+    return screen_px_per_image_px > 1.2 * (ow / w)
+
+
+def detail_request(h: int, w: int, visible: tuple[float, float, float, float],
+                   screen_px_per_image_px: float) -> tuple[Window, tuple[int, int]] | None:
+    """The window to render and its output size (h, w), or None when nothing is visible.
+
+    ``visible`` is the view's (x0, y0, x1, y1) in image coordinates; the output resolution is
+    the screen's (never more than the image's own), so zooming in far renders few pixels.
+    """
+    vx0, vy0, vx1, vy1 = visible
+    mx, my = (vx1 - vx0) * MARGIN, (vy1 - vy0) * MARGIN
+    x0, y0 = max(0, math.floor(vx0 - mx)), max(0, math.floor(vy0 - my))
+    x1, y1 = min(w, math.ceil(vx1 + mx)), min(h, math.ceil(vy1 + my))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    s = min(1.0, max(screen_px_per_image_px, 1e-6))
+    ow, oh = max(1, math.ceil((x1 - x0) * s)), max(1, math.ceil((y1 - y0) * s))
+    if max(ow, oh) > DETAIL_MAX:
+        f = DETAIL_MAX / max(ow, oh)
+        ow, oh = max(1, int(ow * f)), max(1, int(oh * f))
+    return (x0, y0, x1, y1), (oh, ow)
+
+
+def window_covers(outer: Window, inner: tuple[float, float, float, float]) -> bool:
+    """Whether the rendered window ``outer`` contains the visible rectangle ``inner``."""
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and outer[2] >= inner[2] and outer[3] >= inner[3]
+
+
+def clip_visible(h: int, w: int, visible: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    x0, y0, x1, y1 = visible
+    return max(0.0, x0), max(0.0, y0), min(float(w), x1), min(float(h), y1)

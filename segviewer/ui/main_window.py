@@ -1,0 +1,466 @@
+"""The main window: wiring only. Work happens in the session/worker (models, decoding), the
+canvas and its render thread (drawing), the widgets (panels) and background jobs (exports)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QUndoStack
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QStackedWidget,
+    QWidget,
+)
+
+from segviewer.ui import display as disp
+from segviewer.ui.actions import build_menus
+from segviewer.ui.canvas.render_thread import LayerSpec
+from segviewer.ui.canvas.view import ImageCanvas
+from segviewer.ui.jobs import run_background
+from segviewer.ui.session import Session
+from segviewer.ui.settings import get_float, get_list, open_settings, push_recent
+from segviewer.ui.widgets.inspector import Inspector, Legend
+from segviewer.ui.widgets.layer_panel import LayerPanel
+from segviewer.ui.widgets.model_picker import ModelPicker
+from segviewer.ui.worker import InferenceWorker
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+DEFAULT_MODELS = ("shapes_maskrcnn", "shapes_fcn")
+EMPTY_TEXT = "Open an image (Ctrl+O)\nor drop files and folders here"
+
+
+class MainWindow(QMainWindow):
+    exported = Signal(str)  # path written by an export
+    errorShown = Signal(str)
+
+    def __init__(self, worker: InferenceWorker | None = None, settings: QSettings | None = None,
+                 cards: Sequence[Any] | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("segviewer")
+        self.setAcceptDrops(True)
+        self.settings = settings or open_settings()
+        self.worker = worker or InferenceWorker()
+        self.session = Session(self.worker, self)
+        self.state = disp.DisplayState(self)
+        self.undo = QUndoStack(self)
+        self._render_s: float | None = None
+        self._filtered: dict[str, Any] = {}
+        self._specs: list[LayerSpec] = []
+        self.last_error = ""
+        self._build_ui()
+        self._load_cards(cards)
+        self._connect()
+        self._restore()
+
+    # ---- construction ---------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.canvas = ImageCanvas()
+        self.empty = QLabel(EMPTY_TEXT)
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setStyleSheet("color: #9a9a9a; font-size: 18px; background: #26262a;")
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(self.canvas)
+        self.setCentralWidget(self.stack)
+
+        self.picker = ModelPicker()
+        self.panel = LayerPanel()
+        self.inspector = Inspector()
+        self.legend = Legend()
+        self.docks: dict[str, QDockWidget] = {}
+        for name, widget, area in (("Models", self.picker, Qt.DockWidgetArea.LeftDockWidgetArea),
+                                   ("Layers", self.panel, Qt.DockWidgetArea.RightDockWidgetArea),
+                                   ("Legend", self.legend, Qt.DockWidgetArea.RightDockWidgetArea),
+                                   ("Inspector", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea)):
+            dock = QDockWidget(name, self)
+            dock.setObjectName(f"dock_{name.lower()}")
+            dock.setWidget(widget)
+            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                             | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+            self.addDockWidget(area, dock)
+            self.docks[name] = dock
+        self.resizeDocks([self.docks["Models"], self.docks["Layers"]], [330, 300], Qt.Orientation.Horizontal)
+
+        undo = self.undo.createUndoAction(self, "&Undo")
+        undo.setShortcut("Ctrl+Z")
+        redo = self.undo.createRedoAction(self, "&Redo")
+        redo.setShortcuts(["Ctrl+Shift+Z", "Ctrl+Y"])
+        handlers = {
+            "open": self.open_dialog, "open_folder": self.open_folder_dialog,
+            "next": lambda: self.session.step(1), "prev": lambda: self.session.step(-1),
+            "load_weights": self.load_weights_dialog, "export_png": self.export_png_dialog,
+            "export_json": self.export_json_dialog, "quit": self.close,
+            "fit": self.canvas.fit, "zoom100": self.canvas.zoom_100,
+            "toggle_layers": self.state.set_overlays_shown, "run": lambda: self.session.run_models(),
+        }
+        self.actions, self.recent_menu = build_menus(self, handlers, (undo, redo))
+        self.actions["toggle_layers"].setChecked(True)
+        view_menu = self.actions["view_menu"].menu()
+        view_menu.addSeparator()
+        for dock in self.docks.values():
+            view_menu.addAction(dock.toggleViewAction())
+
+        sb = self.statusBar()
+        self.device_label = QLabel()
+        self.model_label = QLabel()
+        self.timing_label = QLabel()
+        for w in (self.device_label, self.model_label, self.timing_label):
+            w.setContentsMargins(8, 0, 8, 0)
+            sb.addPermanentWidget(w)
+
+    def _load_cards(self, cards: Sequence[Any] | None) -> None:
+        from segviewer.adapters import registry
+        from segviewer.adapters.device import available_devices
+
+        try:
+            self.cards = list(cards) if cards is not None else registry.list_cards()
+        except Exception as err:  # noqa: BLE001 - a broken card must not stop the window
+            self.cards = []
+            self.show_error(f"Could not list models: {err}")
+        self.card_ids = {c.id for c in self.cards}
+        self.base_states: dict[str, str] = {}
+        for c in self.cards:
+            try:
+                self.base_states[c.id] = str(registry.weight_state(c))
+            except Exception:  # noqa: BLE001
+                self.base_states[c.id] = "?"
+        self.devices = available_devices()
+
+    def _connect(self) -> None:
+        s = self.session
+        s.imageShown.connect(self._on_image_shown)
+        s.resultsChanged.connect(self._refresh_layers)
+        s.statusMessage.connect(lambda m: self.statusBar().showMessage(m, 5000))
+        s.errorRaised.connect(self.show_error)
+        s.modelStateChanged.connect(self._on_model_state)
+        s.busyChanged.connect(lambda _b: self._update_status())
+        self.state.changed.connect(self._on_state_changed)
+        self.panel.visibilityToggled.connect(lambda lid, on: self.undo.push(disp.SetVisible(self.state, lid, on)))
+        self.panel.opacityChanged.connect(lambda lid, v: self.undo.push(disp.SetOpacity(self.state, lid, v)))
+        self.panel.scoreChanged.connect(lambda v: self.undo.push(disp.SetScoreThreshold(self.state, v)))
+        self.panel.classToggled.connect(
+            lambda name, on: self.undo.push(disp.SetClassHidden(self.state, name, not on)))
+        self.picker.selectionChanged.connect(self._on_models_checked)
+        self.picker.runRequested.connect(lambda: self.session.run_models())
+        self.picker.deviceChanged.connect(self._on_device)
+        self.canvas.hovered.connect(self._on_hover)
+        self.canvas.layersApplied.connect(self._on_rendered)
+        self.canvas.renderFailed.connect(lambda m: self.statusBar().showMessage(m, 8000))
+
+    def _restore(self) -> None:
+        st = self.settings
+        geo = st.value("geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        else:
+            self.resize(1500, 920)
+        win = st.value("windowState")
+        if win is not None:
+            self.restoreState(win)
+        for kind in disp.DEFAULT_OPACITY:
+            self.state.kind_opacity[kind] = get_float(st, f"opacity/{kind}", disp.DEFAULT_OPACITY[kind])
+        self.state.score_threshold = get_float(st, "scoreThreshold", 0.5)
+        dev = str(st.value("device", ""))
+        self.session.device = dev if dev in self.devices else self.devices[0]
+        self.picker.set_devices(self.devices, self.session.device)
+        self.picker.set_cards(self.cards, self._states(), [])
+        self.panel.sync(self.state)
+        self._rebuild_recent()
+        self._update_status()
+
+    def start(self, paths: Sequence[Path] = (), models: Sequence[str] = (), weights: Path | None = None,
+              device: str | None = None, no_default: bool = False) -> None:
+        """Apply the command line: what to open, which models to run, on which device."""
+        if device:
+            from segviewer.adapters.device import resolve_device
+
+            self.session.device = resolve_device(device)
+            self.picker.set_devices(self.devices, self.session.device)
+        if models:
+            chosen = list(models)
+        elif no_default:
+            chosen = []
+        else:
+            saved = get_list(self.settings, "selectedModels")
+            chosen = saved if saved is not None else [m for m in DEFAULT_MODELS if m in self.card_ids]
+        chosen = [m for m in chosen if m in self.card_ids or m in models]
+        if weights is not None and chosen:
+            self.session.weights[chosen[0]] = Path(weights)
+            self.base_states[chosen[0]] = "user file"
+        self.picker.set_cards(self.cards, self._states(), chosen)
+        self.session.set_models(chosen)
+        self._update_status()
+        if paths:
+            self.session.open_paths([Path(p) for p in paths])
+        elif not no_default:
+            from segviewer.core.imageio import list_images
+
+            scenes = ASSETS / "scenes"
+            found = list_images(scenes) if scenes.is_dir() else []
+            if found:
+                self.session.open_paths([found[0]])
+
+    # ---- user actions ---------------------------------------------------------------------------
+    def open_dialog(self) -> None:
+        from segviewer.core.imageio import IMAGE_SUFFIXES
+
+        pattern = " ".join(f"*{s}" for s in sorted(IMAGE_SUFFIXES))
+        path, _ = QFileDialog.getOpenFileName(self, "Open image", self._last_folder(),
+                                              f"Images ({pattern});;All files (*)")
+        if path:
+            self.session.open_paths([Path(path)])
+
+    def open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open folder", self._last_folder())
+        if path:
+            self.session.open_paths([Path(path)])
+
+    def load_weights_dialog(self) -> None:
+        model = self.picker.current()
+        if not model:
+            self.show_error("Highlight a model in the Models panel first, then load its weights.")
+            return
+        path, _ = QFileDialog.getOpenFileName(self, f"Weights for {model}", self._last_folder(),
+                                              "Checkpoints (*.pt *.pth *.ckpt *.bin);;All files (*)")
+        if path:
+            self.load_weights(model, Path(path))
+
+    def load_weights(self, model_id: str, path: Path) -> None:
+        self.base_states[model_id] = "user file"
+        self.picker.set_state(model_id, "user file")
+        self.session.set_weights(model_id, path)
+
+    def export_png_dialog(self) -> None:
+        if self.session.image is None:
+            self.show_error("Open an image before exporting an overlay.")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export overlay", self._suggest(".overlay.png"),
+                                              "PNG images (*.png)")
+        if path:
+            self.export_png(Path(path))
+
+    def export_json_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export predictions", self._suggest(".predictions.json"),
+                                              "JSON (*.json)")
+        if path:
+            self.export_json(Path(path))
+
+    def export_png(self, path: Path) -> None:
+        """Write what the screen shows (visible layers, opacities, filters) in a background job."""
+        from segviewer.core.fileio import write_image_atomic
+        from segviewer.render.compose import compose
+        from segviewer.render.layers import LayerKind, render_layer
+
+        image = self.session.image
+        if image is None:
+            self.show_error("Open an image before exporting an overlay.")
+            return
+        specs = [s for s in self._specs if self.state.is_visible(s.layer)]
+        layers = [(s, self.state.opacity_of(s.layer)) for s in specs]
+
+        def work() -> str:
+            rgba = [(render_layer(s.result, LayerKind(s.kind), s.style), op) for s, op in layers]
+            write_image_atomic(path, compose(image, rgba))
+            return str(path)
+
+        run_background(work, self._on_exported, self.show_error, "Export")
+
+    def export_json(self, path: Path) -> None:
+        """COCO results for every detection model's (filtered) detections, in a background job."""
+        from segviewer.core.coco_results import detections_to_coco
+        from segviewer.core.fileio import write_json_atomic
+        from segviewer.core.results import Detections
+
+        dets = {m: r for m, r in self._filtered.items() if isinstance(r, Detections)}
+        if not dets:
+            self.show_error("No detections to export: run an instance or detection model first.")
+            return
+        multi = len(dets) > 1
+
+        def work() -> str:
+            records: list[dict] = []
+            for model_id, d in dets.items():
+                for rec in detections_to_coco(d, image_id=0):
+                    if multi:
+                        rec["model"] = model_id
+                    records.append(rec)
+            write_json_atomic(path, records)
+            return str(path)
+
+        run_background(work, self._on_exported, self.show_error, "Export")
+
+    def show_error(self, message: str) -> None:
+        """Status bar plus a non-blocking dialog; the app stays usable."""
+        self.last_error = message
+        self.statusBar().showMessage(message, 10000)
+        box = QMessageBox(QMessageBox.Icon.Warning, "segviewer", message, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+        self.error_dialog = box
+        self.errorShown.emit(message)
+
+    # ---- reactions ------------------------------------------------------------------------------
+    def _on_image_shown(self) -> None:
+        s = self.session
+        assert s.image is not None and s.path is not None
+        self.stack.setCurrentWidget(self.canvas)
+        self.canvas.set_image(s.image)
+        self._render_s = None
+        self.setWindowTitle(f"{s.path.name} ({s.index + 1}/{len(s.paths)}) — segviewer")
+        self.settings.setValue("lastFolder", str(s.path.parent))
+        push_recent(self.settings, s.path)
+        self._rebuild_recent()
+        self._refresh_layers()
+
+    def _refresh_layers(self) -> None:
+        from segviewer.render.layers import RenderStyle, layer_kinds
+
+        st = self.state
+        base_style = RenderStyle()
+        self._filtered = {m: disp.filter_result(r, st.score_threshold, st.hidden_classes)
+                          for m, r in self.session.results.items()}
+        specs: list[LayerSpec] = []
+        z: dict[disp.LayerId, float] = {}
+        for rank, (mid, r) in enumerate(self._filtered.items()):
+            style = disp.style_for(base_style, r, st.hidden_classes)
+            for kind in layer_kinds(r):
+                lid = (mid, str(getattr(kind, "value", kind)))
+                specs.append(LayerSpec(lid, r, lid[1], style))
+                z[lid] = disp.layer_z(lid, rank)
+        specs.sort(key=lambda sp: z[sp.layer])
+        self._specs = specs
+        self.canvas.set_layers(specs, z)
+        self._apply_visibility()
+        layers = [sp.layer for sp in specs]
+        self.panel.set_layers(layers, {lid: disp.layer_title(lid) for lid in layers}, st)
+        self.panel.set_classes(disp.class_counts(self.session.results, st.score_threshold), st)
+        self._update_legend()
+        self._update_status()
+
+    def _apply_visibility(self) -> None:
+        for sp in self._specs:
+            self.canvas.set_layer_visible(sp.layer, self.state.is_visible(sp.layer))
+            self.canvas.set_layer_opacity(sp.layer, self.state.opacity_of(sp.layer))
+
+    def _update_legend(self) -> None:
+        shown = {m: r for m, r in self._filtered.items()
+                 if any(self.state.is_visible(sp.layer) for sp in self._specs if sp.layer[0] == m)}
+        self.legend.set_entries([e for e in disp.legend_entries(shown) if e[0] not in self.state.hidden_classes])
+
+    def _on_state_changed(self, what: str) -> None:
+        if what in ("score", "classes"):
+            self._refresh_layers()
+            return
+        self._apply_visibility()
+        self.panel.sync(self.state)
+        self._update_legend()
+        act = self.actions.get("toggle_layers")
+        if act is not None and act.isChecked() != self.state.overlays_shown:
+            act.blockSignals(True)
+            act.setChecked(self.state.overlays_shown)
+            act.blockSignals(False)
+
+    def _on_models_checked(self, ids: list[str]) -> None:
+        self.settings.setValue("selectedModels", ids)
+        self.session.set_models(ids)
+        self._update_status()
+
+    def _on_device(self, device: str) -> None:
+        self.settings.setValue("device", device)
+        self.session.set_device(device)
+        self._update_status()
+
+    def _on_model_state(self, model_id: str, state: str) -> None:
+        text = {"loading": "loading…", "loaded": "loaded"}.get(state, f"{self.base_states.get(model_id, '')} (failed)")
+        self.picker.set_state(model_id, text)
+        self._update_status()
+
+    def _on_hover(self, pos: tuple[float, float] | None) -> None:
+        if pos is None:
+            self.inspector.show_lines([])
+            return
+        self.inspector.show_lines(disp.inspect_point(self.session.image, self._filtered, *pos))
+
+    def _on_rendered(self, seconds: float) -> None:
+        self._render_s = seconds
+        self._update_status()
+
+    def _on_exported(self, path: str) -> None:
+        self.statusBar().showMessage(f"Saved {path}", 8000)
+        self.exported.emit(path)
+
+    def _update_status(self) -> None:
+        s = self.session
+        self.device_label.setText(f"Device: {s.device}")
+        running = [m for m in s.models if m in s.running]
+        names = ", ".join(f"{m} (running…)" if m in running else m for m in s.models) or "no model"
+        self.model_label.setText(names)
+        self.timing_label.setText(s.timings(self._render_s).summary())
+
+    def _states(self) -> dict[str, str]:
+        return dict(self.base_states)
+
+    def _last_folder(self) -> str:
+        return str(self.settings.value("lastFolder", str(Path.home())))
+
+    def _suggest(self, suffix: str) -> str:
+        p = self.session.path
+        return str(p.with_name(p.stem + suffix)) if p else str(Path(self._last_folder()) / f"segviewer{suffix}")
+
+    def _rebuild_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = get_list(self.settings, "recentFiles") or []
+        for p in recent:
+            act = QAction(Path(p).name, self)
+            act.setToolTip(p)
+            act.triggered.connect(lambda _=False, p=p: self.session.open_paths([Path(p)]))
+            self.recent_menu.addAction(act)
+        self.recent_menu.setEnabled(bool(recent))
+
+    # ---- Qt events ------------------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.session.open_paths(paths)
+            event.acceptProposedAction()
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        st = self.settings
+        st.setValue("geometry", self.saveGeometry())
+        st.setValue("windowState", self.saveState())
+        for kind, v in self.state.kind_opacity.items():
+            st.setValue(f"opacity/{kind}", v)
+        st.setValue("scoreThreshold", self.state.score_threshold)
+        st.setValue("device", self.session.device)
+        st.setValue("selectedModels", self.session.models)
+        st.sync()
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self) -> None:
+        """Stop the background threads (bounded wait)."""
+        self.worker.stop()
+        self.canvas.renderer.stop()
+
+
+def grab_rgb(widget: QWidget) -> np.ndarray:
+    """A widget's pixels as RGB uint8 (H, W, 3): what the user sees, for tests and screenshots."""
+    from PySide6.QtGui import QImage
+
+    img = widget.grab().toImage().convertToFormat(QImage.Format.Format_RGB888)
+    h, w, bpl = img.height(), img.width(), img.bytesPerLine()
+    buf = np.frombuffer(img.constBits(), np.uint8, count=h * bpl).reshape(h, bpl)
+    return buf[:, : w * 3].reshape(h, w, 3).copy()

@@ -1,0 +1,194 @@
+"""The document behind the window: which images, which one is shown, which models, their results.
+
+It talks to the :class:`~segviewer.ui.worker.InferenceWorker` and applies only what is current:
+every move to another image bumps the generation, and anything that comes back for an older
+generation (or for a model no longer selected) is ignored. A bad image leaves the previous one
+on screen and raises a one-line message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from segviewer.adapters.base import PredictParams
+from segviewer.core.timing import Timings
+from segviewer.ui.worker import InferenceWorker, LoadedImage, Prediction, PredictRequest
+
+
+def expand_paths(paths: Iterable[Path]) -> tuple[list[Path], int]:
+    """The browse list for what the user opened and the index to show first.
+
+    One file: every image of its folder, starting at that file. A folder: its images. Several
+    paths: the files as given plus the images of each folder.
+    """
+    from segviewer.core.imageio import list_images
+
+    paths = [Path(p) for p in paths]
+    if len(paths) == 1 and paths[0].is_file():
+        f = paths[0]
+        try:
+            siblings = list_images(f.parent)
+        except Exception:  # noqa: BLE001 - an unreadable folder still lets the file open
+            siblings = []
+        resolved = [p.resolve() for p in siblings]
+        if f.resolve() in resolved:
+            return siblings, resolved.index(f.resolve())
+        return [f], 0
+    out: list[Path] = []
+    for p in paths:
+        out.extend(list_images(p) if p.is_dir() else [p])
+    return out, 0
+
+
+class Session(QObject):
+    imageShown = Signal()
+    resultsChanged = Signal()
+    statusMessage = Signal(str)
+    errorRaised = Signal(str)
+    modelStateChanged = Signal(str, str)
+    busyChanged = Signal(bool)
+
+    def __init__(self, worker: InferenceWorker, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.worker = worker
+        self.paths: list[Path] = []
+        self.index = -1
+        self.gen = 0
+        self.image: np.ndarray | None = None
+        self.path: Path | None = None
+        self.key: tuple | None = None
+        self.results: dict[str, Any] = {}
+        self.model_timings: dict[str, Timings] = {}
+        self.decode_timings = Timings()
+        self.models: list[str] = []
+        self.weights: dict[str, Path] = {}
+        self.device = "cpu"
+        self.params = PredictParams()
+        self.running: set[str] = set()
+        worker.imageLoaded.connect(self._on_image_loaded)
+        worker.imageFailed.connect(self._on_image_failed)
+        worker.resultReady.connect(self._on_result)
+        worker.predictionFailed.connect(self._on_prediction_failed)
+        worker.modelStateChanged.connect(self.modelStateChanged)
+        worker.busyChanged.connect(self.busyChanged)
+
+    # ---- navigation ---------------------------------------------------------------------------
+    def open_paths(self, paths: Sequence[Path]) -> bool:
+        """Open files and/or folders; False (with a message) when nothing openable was found."""
+        try:
+            found, first = expand_paths(paths)
+        except Exception as err:  # noqa: BLE001
+            self.errorRaised.emit(str(err) if str(err) else f"Could not open {paths[0]}.")
+            return False
+        if not found:
+            self.errorRaised.emit(f"No images found in {', '.join(str(p) for p in paths)}.")
+            return False
+        self.paths = found
+        self.show_index(first)
+        return True
+
+    def show_index(self, i: int) -> None:
+        if not self.paths:
+            return
+        self.index = max(0, min(i, len(self.paths) - 1))
+        self.gen += 1
+        self.statusMessage.emit(f"Opening {self.paths[self.index].name}…")
+        self.worker.request_image(self.gen, self.paths[self.index])
+
+    def step(self, delta: int) -> None:
+        """Next (+1) or previous (-1) image; a message at either end instead of wrapping."""
+        if not self.paths:
+            return
+        j = self.index + delta
+        if not 0 <= j < len(self.paths):
+            self.statusMessage.emit("Last image." if delta > 0 else "First image.")
+            return
+        self.show_index(j)
+
+    # ---- models ---------------------------------------------------------------------------------
+    def set_models(self, model_ids: Sequence[str]) -> None:
+        """Select the models to run; results of deselected ones disappear, new ones run now."""
+        new = [m for m in model_ids if m not in self.models]
+        self.models = list(model_ids)
+        dropped = [m for m in self.results if m not in self.models]
+        for m in dropped:
+            self.results.pop(m)
+            self.model_timings.pop(m, None)
+        if dropped:
+            self.resultsChanged.emit()
+        self.run_models(new)
+
+    def run_models(self, model_ids: Iterable[str] | None = None) -> None:
+        """Ask the worker for the selected models' results on the current image."""
+        if self.image is None or self.key is None:
+            return
+        for mid in self.models if model_ids is None else model_ids:
+            self.running.add(mid)
+            self.worker.request_prediction(PredictRequest(
+                self.gen, self.key, self.image, mid, self.device, self.weights.get(mid), self.params))
+
+    def set_device(self, device: str) -> None:
+        if device and device != self.device:
+            self.device = device
+            self.run_models()
+
+    def set_weights(self, model_id: str, path: Path | None) -> None:
+        """Use a user checkpoint for ``model_id`` (None: back to the default weights) and re-run."""
+        if path is None:
+            self.weights.pop(model_id, None)
+        else:
+            self.weights[model_id] = Path(path)
+        self.worker.forget_model(model_id)
+        if model_id in self.results:
+            self.results.pop(model_id)
+            self.resultsChanged.emit()
+        if model_id in self.models:
+            self.run_models([model_id])
+
+    def timings(self, render_s: float | None = None) -> Timings:
+        """decode, preprocess, model, postprocess (summed over models) and render, for the status bar."""
+        t = Timings()
+        t.update(self.decode_timings)
+        for mt in self.model_timings.values():
+            for k, v in mt.items():
+                t[k] = t.get(k, 0.0) + v
+        if render_s is not None:
+            t["render"] = render_s
+        return t
+
+    # ---- worker callbacks (UI thread) ---------------------------------------------------------
+    def _on_image_loaded(self, li: LoadedImage) -> None:
+        if li.gen != self.gen:
+            return
+        self.image, self.path, self.key = li.image, li.path, li.key
+        self.decode_timings = li.timings
+        self.results.clear()
+        self.model_timings.clear()
+        self.running.clear()
+        h, w = li.image.shape[:2]
+        self.statusMessage.emit(f"{li.path.name}: {w} x {h}")
+        self.imageShown.emit()
+        self.run_models()
+
+    def _on_image_failed(self, gen: int, path: str, message: str) -> None:
+        if gen != self.gen:
+            return
+        self.errorRaised.emit(message)
+
+    def _on_result(self, pred: Prediction) -> None:
+        if pred.gen != self.gen or pred.image_key != self.key or pred.model_id not in self.models:
+            return
+        self.running.discard(pred.model_id)
+        self.results[pred.model_id] = pred.result
+        self.model_timings[pred.model_id] = pred.timings
+        self.resultsChanged.emit()
+
+    def _on_prediction_failed(self, gen: int, model_id: str, message: str) -> None:
+        self.running.discard(model_id)
+        if gen == self.gen:
+            self.errorRaised.emit(message)

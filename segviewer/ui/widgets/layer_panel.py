@@ -1,0 +1,151 @@
+"""The layer panel: per layer a visibility checkbox and an opacity slider, the score threshold,
+and the class filter (classes present with their counts).
+
+The panel only *reports* what the user did (signals); the main window turns that into undo
+commands on :class:`~segviewer.ui.display.DisplayState`, and :meth:`LayerPanel.sync` mirrors the
+state back into the widgets with their signals blocked, so undo and redo update the panel too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from segviewer.ui.display import ClassCount, DisplayState, LayerId
+
+
+def _slider(maximum: int = 100) -> QSlider:
+    s = QSlider(Qt.Orientation.Horizontal)
+    s.setRange(0, maximum)
+    s.setSingleStep(1)
+    s.setPageStep(10)
+    s.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # arrow keys stay with image navigation
+    return s
+
+
+class LayerPanel(QWidget):
+    visibilityToggled = Signal(object, bool)  # layer id, on
+    opacityChanged = Signal(object, float)  # layer id, 0..1
+    scoreChanged = Signal(float)
+    classToggled = Signal(str, bool)  # class name, shown
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._rows: dict[LayerId, tuple[QCheckBox, QSlider, QLabel]] = {}
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(6, 6, 6, 6)
+
+        self._layers_box = QGroupBox("Layers")
+        self._grid = QGridLayout(self._layers_box)
+        self._grid.setColumnStretch(1, 1)
+        self._empty = QLabel("No layers yet: run a model.")
+        self._empty.setStyleSheet("color: gray")
+        self._grid.addWidget(self._empty, 0, 0, 1, 3)
+        outer.addWidget(self._layers_box)
+
+        score_box = QGroupBox("Score threshold")
+        row = QHBoxLayout(score_box)
+        self.score = _slider()
+        self.score_label = QLabel("0.50")
+        self.score_label.setMinimumWidth(34)
+        self.score.valueChanged.connect(self._on_score)
+        row.addWidget(self.score)
+        row.addWidget(self.score_label)
+        outer.addWidget(score_box)
+
+        class_box = QGroupBox("Classes")
+        cl = QVBoxLayout(class_box)
+        self.classes = QListWidget()
+        self.classes.setMinimumHeight(90)
+        self.classes.itemChanged.connect(self._on_class_item)
+        cl.addWidget(self.classes)
+        outer.addWidget(class_box, 1)
+
+    # ---- building ---------------------------------------------------------------------------
+    def set_layers(self, layers: Sequence[LayerId], titles: dict[LayerId, str], state: DisplayState) -> None:
+        """Rebuild the rows when the set of layers changed, then mirror ``state``."""
+        if list(self._rows) != list(layers):
+            for widgets in self._rows.values():
+                for w in widgets:
+                    self._grid.removeWidget(w)
+                    w.deleteLater()
+            self._rows.clear()
+            for i, layer in enumerate(layers):
+                cb = QCheckBox(titles.get(layer, str(layer)))
+                cb.setToolTip(f"Show or hide {titles.get(layer, layer)} (undo with Ctrl+Z)")
+                sl = _slider()
+                sl.setToolTip("Opacity")
+                lab = QLabel()
+                lab.setMinimumWidth(34)
+                cb.toggled.connect(lambda on, lid=layer: self.visibilityToggled.emit(lid, on))
+                sl.valueChanged.connect(lambda v, lid=layer: self.opacityChanged.emit(lid, v / 100.0))
+                self._grid.addWidget(cb, i, 0)
+                self._grid.addWidget(sl, i, 1)
+                self._grid.addWidget(lab, i, 2)
+                self._rows[layer] = (cb, sl, lab)
+        self._empty.setVisible(not layers)
+        self.sync(state)
+
+    def set_classes(self, counts: Sequence[ClassCount], state: DisplayState) -> None:
+        with QSignalBlocker(self.classes):
+            self.classes.clear()
+            for c in counts:
+                text = f"{c.name}   {c.count}" if not c.unit else f"{c.name}   {100 * c.share:.0f}%"
+                item = QListWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, c.name)
+                item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                item.setCheckState(Qt.CheckState.Unchecked if c.name in state.hidden_classes
+                                   else Qt.CheckState.Checked)
+                self.classes.addItem(item)
+
+    def sync(self, state: DisplayState) -> None:
+        """Mirror ``state`` into the widgets without emitting anything."""
+        for layer, (cb, sl, lab) in self._rows.items():
+            with QSignalBlocker(cb), QSignalBlocker(sl):
+                cb.setChecked(state.visible.get(layer, True))
+                sl.setValue(round(state.opacity_of(layer) * 100))
+            lab.setText(f"{state.opacity_of(layer):.2f}")
+            cb.setEnabled(state.overlays_shown)
+        with QSignalBlocker(self.score):
+            self.score.setValue(round(state.score_threshold * 100))
+        self.score_label.setText(f"{state.score_threshold:.2f}")
+        with QSignalBlocker(self.classes):
+            for i in range(self.classes.count()):
+                item = self.classes.item(i)
+                name = item.data(Qt.ItemDataRole.UserRole)
+                item.setCheckState(Qt.CheckState.Unchecked if name in state.hidden_classes
+                                   else Qt.CheckState.Checked)
+
+    # ---- accessors for tests and menus -------------------------------------------------------
+    def checkbox(self, layer: LayerId) -> QCheckBox:
+        return self._rows[layer][0]
+
+    def opacity_slider(self, layer: LayerId) -> QSlider:
+        return self._rows[layer][1]
+
+    def class_item(self, name: str) -> QListWidgetItem | None:
+        for i in range(self.classes.count()):
+            if self.classes.item(i).data(Qt.ItemDataRole.UserRole) == name:
+                return self.classes.item(i)
+        return None
+
+    def _on_score(self, v: int) -> None:
+        self.score_label.setText(f"{v / 100:.2f}")
+        self.scoreChanged.emit(v / 100.0)
+
+    def _on_class_item(self, item: QListWidgetItem) -> None:
+        self.classToggled.emit(item.data(Qt.ItemDataRole.UserRole),
+                               item.checkState() == Qt.CheckState.Checked)

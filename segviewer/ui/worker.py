@@ -1,0 +1,320 @@
+"""The inference thread: image decoding, model loading and prediction, never on the UI thread.
+
+Modelled on napari's layer slicer: the UI captures a read-only request, one worker runs it,
+what is out of date is cancelled, and the result is handed back to the UI thread through a
+queued signal. Each request carries a *generation*: the UI bumps it whenever the user moves to
+another image. The worker keeps at most one pending request per slot (the image decoder, and
+one per model), skips pending requests older than the newest generation it was given, and
+drops results that came back stale (they are still cached: going back is then free).
+
+Results are cached in a :class:`~segviewer.core.cache.ByteLRU` keyed by (image path + mtime,
+model id, weights, PredictParams.key()), 1 GiB by default.
+
+``synchronous=True`` runs every request inline in the caller's thread, for tests that do not
+exercise the threading itself (napari's slicer has the same switch).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal
+
+from segviewer.adapters.base import ModelAdapter, PredictParams
+from segviewer.core.errors import SegviewerError
+from segviewer.core.timing import Timings
+
+__all__ = [
+    "DEFAULT_CACHE_BYTES",
+    "ImageRequest",
+    "LoadedImage",
+    "Prediction",
+    "PredictRequest",
+    "InferenceWorker",
+    "image_key",
+    "describe_error",
+]
+
+DEFAULT_CACHE_BYTES = 1 << 30  # 1 GiB of results
+IMAGE_CACHE_BYTES = 256 << 20  # decoded images, so that going back and forth is instant
+
+AdapterFactory = Callable[[str], ModelAdapter]
+
+
+def image_key(path: Path) -> tuple[str, int]:
+    """(resolved path, mtime in ns): a file edited on disk gets a new key, so no stale cache hit."""
+    p = Path(path).resolve()
+    try:
+        mtime = p.stat().st_mtime_ns
+    except OSError:
+        mtime = -1
+    return (str(p), mtime)
+
+
+def describe_error(err: BaseException, name: str) -> str:
+    """One line for a person: a SegviewerError's own sentence, else 'name failed: Type: message'."""
+    if isinstance(err, SegviewerError):
+        return str(err)
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return f"{name} failed: {type(err).__name__}: {text}".rstrip(": ")
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    gen: int
+    path: Path
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image, handed to the UI thread."""
+
+    gen: int
+    path: Path
+    key: tuple[str, int]
+    image: np.ndarray  # RGB uint8 (H, W, 3)
+    timings: Timings
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    gen: int
+    image_key: tuple
+    image: np.ndarray
+    model_id: str
+    device: str
+    weights: Path | None = None
+    params: PredictParams = field(default_factory=PredictParams)
+
+    def cache_key(self) -> tuple:
+        return (self.image_key, self.model_id, str(self.weights or ""), self.params.key())
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A model's result on one image, with the stage timings (cached ones report no stages)."""
+
+    gen: int
+    model_id: str
+    image_key: tuple
+    result: Any
+    timings: Timings
+    cached: bool = False
+
+
+class _Loop(QThread):
+    """The thread's body: take the next pending request, run it, repeat until stopped."""
+
+    def __init__(self, owner: InferenceWorker) -> None:
+        super().__init__()
+        self._owner = owner
+        self.setObjectName("segviewer-inference")
+
+    def run(self) -> None:  # noqa: D102 - QThread entry point
+        self._owner._loop()
+
+
+class InferenceWorker(QObject):
+    """Decodes images and runs models in one background thread; see the module docstring.
+
+    Signals are emitted from the worker thread and delivered to UI-thread receivers queued.
+    """
+
+    jobStarted = Signal(int, str)  # gen, slot ("image" or a model id)
+    imageLoaded = Signal(object)  # LoadedImage
+    imageFailed = Signal(int, str, str)  # gen, path, message
+    resultReady = Signal(object)  # Prediction
+    predictionFailed = Signal(int, str, str)  # gen, model id, message
+    modelStateChanged = Signal(str, str)  # model id, "loading" | "loaded" | "failed"
+    staleDropped = Signal(int, str)  # gen, slot: a request or result skipped as out of date
+    busyChanged = Signal(bool)
+
+    def __init__(self, adapter_factory: AdapterFactory | None = None, *,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, synchronous: bool = False,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        from segviewer.core.cache import ByteLRU
+
+        self._factory = adapter_factory or _registry_factory
+        self.cache = ByteLRU(cache_bytes)
+        self.image_cache = ByteLRU(IMAGE_CACHE_BYTES)
+        self.synchronous = synchronous
+        self._cond = threading.Condition()
+        self._pending: OrderedDict[str, ImageRequest | PredictRequest] = OrderedDict()
+        self._latest_gen = 0
+        self._stop = False
+        self._busy = False
+        self._adapters: dict[str, tuple[tuple[str, str], ModelAdapter]] = {}
+        self._thread: _Loop | None = None
+        if not synchronous:
+            self._thread = _Loop(self)
+            self._thread.start()
+
+    # ---- UI-thread API -------------------------------------------------------------------
+    def request_image(self, gen: int, path: Path) -> None:
+        """Decode ``path`` (replacing any pending decode); newer generations cancel older work."""
+        self._submit("image", ImageRequest(gen, Path(path)))
+
+    def request_prediction(self, req: PredictRequest) -> None:
+        """Run one model on one image; a pending request for the same model is replaced."""
+        self._submit(f"model:{req.model_id}", req)
+
+    def cached_prediction(self, req: PredictRequest) -> Any | None:
+        """The cached result for ``req``, if any (cheap; safe from the UI thread)."""
+        return self.cache.get(req.cache_key())
+
+    def forget_model(self, model_id: str) -> None:
+        """Drop a pending request and the loaded network of a model (e.g. new weights chosen)."""
+        with self._cond:
+            self._pending.pop(f"model:{model_id}", None)
+            self._adapters.pop(model_id, None)
+
+    def pending_slots(self) -> list[str]:
+        with self._cond:
+            return list(self._pending)
+
+    def stop(self, timeout_ms: int = 10000) -> None:
+        """Ask the thread to finish after the current job and wait for it (bounded)."""
+        with self._cond:
+            self._stop = True
+            self._pending.clear()
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.wait(timeout_ms)
+
+    # ---- internals -------------------------------------------------------------------------
+    def _submit(self, slot: str, req: ImageRequest | PredictRequest) -> None:
+        with self._cond:
+            self._latest_gen = max(self._latest_gen, req.gen)
+            self._pending.pop(slot, None)
+            self._pending[slot] = req
+            self._cond.notify_all()
+        if self.synchronous:
+            self._drain()
+
+    def _take(self, block: bool) -> tuple[str, ImageRequest | PredictRequest] | None:
+        """The next request to run: the image decode first, then models in request order."""
+        with self._cond:
+            while True:
+                if self._stop:
+                    return None
+                while self._pending:
+                    slot = "image" if "image" in self._pending else next(iter(self._pending))
+                    req = self._pending.pop(slot)
+                    if req.gen < self._latest_gen:
+                        self.staleDropped.emit(req.gen, slot)
+                        continue
+                    return slot, req
+                if not block:
+                    return None
+                self._set_busy(False)
+                self._cond.wait()
+
+    def _set_busy(self, busy: bool) -> None:
+        if busy != self._busy:
+            self._busy = busy
+            self.busyChanged.emit(busy)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._take(block=True)
+            if item is None:
+                return
+            self._set_busy(True)
+            self._run(*item)
+
+    def _drain(self) -> None:
+        while (item := self._take(block=False)) is not None:
+            self._run(*item)
+
+    def _is_stale(self, gen: int) -> bool:
+        with self._cond:
+            return gen < self._latest_gen
+
+    def _run(self, slot: str, req: ImageRequest | PredictRequest) -> None:
+        self.jobStarted.emit(req.gen, slot)
+        if isinstance(req, ImageRequest):
+            self._run_image(req)
+        else:
+            self._run_prediction(req)
+
+    def _run_image(self, req: ImageRequest) -> None:
+        from segviewer.core.imageio import read_image
+
+        timings = Timings()
+        try:
+            key = image_key(req.path)
+            image = self.image_cache.get(key)
+            if image is None:
+                with timings.stage("decode"):
+                    image = read_image(req.path)
+                self.image_cache.put(key, image, image.nbytes)
+            else:
+                timings["decode"] = 0.0
+        except Exception as err:  # noqa: BLE001 - every failure becomes a message, never a crash
+            self.imageFailed.emit(req.gen, str(req.path), describe_error(err, f"Opening {req.path.name}"))
+            return
+        if self._is_stale(req.gen):
+            self.staleDropped.emit(req.gen, "image")
+            return
+        self.imageLoaded.emit(LoadedImage(req.gen, req.path, key, image, timings))
+
+    def _adapter(self, req: PredictRequest) -> ModelAdapter:
+        want = (req.device, str(req.weights or ""))
+        with self._cond:
+            have = self._adapters.get(req.model_id)
+        if have is not None and have[0] == want and have[1].loaded:
+            return have[1]
+        self.modelStateChanged.emit(req.model_id, "loading")
+        adapter = self._factory(req.model_id)
+        try:
+            adapter.load(req.device, weights=req.weights)
+        except Exception:
+            self.modelStateChanged.emit(req.model_id, "failed")
+            raise
+        with self._cond:
+            self._adapters[req.model_id] = (want, adapter)
+        self.modelStateChanged.emit(req.model_id, "loaded")
+        return adapter
+
+    def _run_prediction(self, req: PredictRequest) -> None:
+        key = req.cache_key()
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.resultReady.emit(Prediction(req.gen, req.model_id, req.image_key, hit, Timings(), cached=True))
+            return
+        timings = Timings()
+        try:
+            adapter = self._adapter(req)
+            t0 = time.perf_counter()
+            result = adapter.predict(req.image, req.params, timings)
+            if not timings:
+                timings["model"] = time.perf_counter() - t0
+        except Exception as err:  # noqa: BLE001 - a model that raises must leave the app usable
+            self.predictionFailed.emit(req.gen, req.model_id, describe_error(err, req.model_id))
+            return
+        self.cache.put(key, result, _nbytes(result))
+        if self._is_stale(req.gen):
+            self.staleDropped.emit(req.gen, f"model:{req.model_id}")
+            return
+        self.resultReady.emit(Prediction(req.gen, req.model_id, req.image_key, result, timings))
+
+
+def _nbytes(result: Any) -> int:
+    nb = getattr(result, "nbytes", None)
+    if callable(nb):
+        return int(nb())
+    return int(nb) if nb is not None else 1024
+
+
+def _registry_factory(model_id: str) -> ModelAdapter:
+    from segviewer.adapters.registry import create_adapter
+
+    return create_adapter(model_id)
