@@ -1,0 +1,155 @@
+"""Greedy non-maximum suppression, step by step, so the internals view can replay it.
+
+Why not just call torchvision: the view shows *which* box each kept box suppressed and at what
+IoU, one step at a time. The kept set must still be exactly ``torchvision.ops.batched_nms``'s,
+so the decisions follow its CPU kernel: boxes sorted by score (stable, descending), IoU in
+float32 as ``inter / (area_i + area_j - inter)`` with areas ``(x1 - x0) * (y1 - y0)`` (no +1),
+a box suppressed when ``IoU > threshold`` (strictly). ``batched_nms`` separates classes either by
+shifting each class's boxes by ``class * (max + 1)`` (up to 1000 boxes on CPU) or by running NMS
+per class; the shift changes float32 rounding, so we shift exactly when it does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from segviewer.core.errors import SegviewerError
+
+__all__ = ["NMSStep", "NMSTrace", "nms_trace", "pairwise_iou"]
+
+_F32 = np.float32
+_COORDINATE_TRICK_MAX_NUMEL = 4000  # torchvision.ops.boxes.batched_nms, CPU
+
+
+def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(N, M)`` float64 IoU of xyxy boxes (areas without +1, as torchvision); 0 where the union is 0."""
+    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+@dataclass(frozen=True)
+class NMSStep:
+    """One greedy step: ``kept`` survives and removes ``suppressed`` (their IoUs with it)."""
+
+    index: int  # step number, 0-based, in score order
+    kept: int  # index into the input boxes
+    class_id: int
+    score: float
+    suppressed: np.ndarray  # (S,) int64 input indices
+    ious: np.ndarray  # (S,) float32 IoU with the kept box (the value the kernel compared)
+
+
+@dataclass(frozen=True, eq=False)
+class NMSTrace:
+    """The whole greedy run; arrays are indexed by input box.
+
+    ``keep`` lists kept indices by descending score (``batched_nms``'s order);
+    ``suppressed_by[i]`` is the kept box that removed box ``i`` (-1 if ``i`` was kept) and
+    ``suppress_iou[i]`` the IoU it was removed at (NaN for kept boxes).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    class_ids: np.ndarray
+    iou_threshold: float
+    keep: np.ndarray
+    suppressed_by: np.ndarray
+    suppress_iou: np.ndarray
+
+    def __len__(self) -> int:
+        """Number of steps (= kept boxes)."""
+        return len(self.keep)
+
+    def step(self, i: int) -> NMSStep:
+        """Step ``i``: the i-th kept box (by score) and the boxes it suppressed."""
+        if not 0 <= i < len(self.keep):
+            raise SegviewerError(f"NMS step {i} does not exist; this run has {len(self.keep)} steps.")
+        k = int(self.keep[i])
+        sup = np.flatnonzero(self.suppressed_by == k)
+        sup = sup[np.argsort(-self.scores[sup], kind="stable")]
+        return NMSStep(i, k, int(self.class_ids[k]), float(self.scores[k]), sup,
+                       self.suppress_iou[sup].astype(np.float32))
+
+    def steps(self) -> list[NMSStep]:
+        return [self.step(i) for i in range(len(self.keep))]
+
+    def state_after(self, n_steps: int) -> np.ndarray:
+        """``(N,)`` int8 state after ``n_steps`` steps: 1 kept, -1 suppressed, 0 still pending."""
+        state = np.zeros(len(self.boxes), np.int8)
+        kept = self.keep[: max(n_steps, 0)]
+        state[kept] = 1
+        state[np.isin(self.suppressed_by, kept)] = -1
+        return state
+
+    def kept_mask(self) -> np.ndarray:
+        m = np.zeros(len(self.boxes), bool)
+        m[self.keep] = True
+        return m
+
+
+def _greedy(boxes: np.ndarray, scores: np.ndarray, thr: float,
+            idx: np.ndarray, sup_by: np.ndarray, sup_iou: np.ndarray) -> list[int]:
+    """Kernel-faithful greedy NMS over the boxes ``idx`` (float32 boxes already shifted if needed)."""
+    order = idx[np.argsort(-scores[idx].astype(np.float64), kind="stable")]
+    b = boxes[order]
+    x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    areas = ((x1 - x0) * (y1 - y0)).astype(_F32)
+    alive = np.ones(len(order), bool)
+    kept: list[int] = []
+    for i in range(len(order)):
+        if not alive[i]:
+            continue
+        kept.append(int(order[i]))
+        rest = np.flatnonzero(alive[i + 1:]) + i + 1
+        if rest.size == 0:
+            continue
+        w = np.maximum(_F32(0), np.minimum(x1[i], x1[rest]) - np.maximum(x0[i], x0[rest]))
+        h = np.maximum(_F32(0), np.minimum(y1[i], y1[rest]) - np.maximum(y0[i], y0[rest]))
+        inter = (w * h).astype(_F32)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ovr = (inter / (areas[i] + areas[rest] - inter)).astype(_F32)
+        hit = ovr.astype(np.float64) > thr  # float32 IoU against the double threshold; NaN never hits
+        gone = rest[hit]
+        alive[gone] = False
+        sup_by[order[gone]] = order[i]
+        sup_iou[order[gone]] = ovr[hit]
+    return kept
+
+
+def nms_trace(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
+              class_ids: np.ndarray | None = None) -> NMSTrace:
+    """Run greedy NMS per class (``class_ids``; one class when None) and record every step."""
+    b = np.asarray(boxes, _F32).reshape(-1, 4)
+    s = np.asarray(scores, _F32).reshape(-1)
+    n = len(b)
+    c = np.zeros(n, np.int64) if class_ids is None else np.asarray(class_ids, np.int64).reshape(-1)
+    if len(s) != n or len(c) != n:
+        raise SegviewerError(f"NMS needs one score and one class per box; got {n} boxes, {len(s)} scores, "
+                             f"{len(c)} classes.")
+    if not (np.all(np.isfinite(b)) and np.all(np.isfinite(s))):
+        raise SegviewerError("NMS boxes or scores contain NaN or infinity.")
+    if not np.isfinite(iou_threshold):
+        raise SegviewerError(f"The NMS IoU threshold must be a number; got {iou_threshold}.")
+    sup_by = np.full(n, -1, np.int64)
+    sup_iou = np.full(n, np.nan, np.float32)
+    kept: list[int] = []
+    if n and b.size <= _COORDINATE_TRICK_MAX_NUMEL:
+        offsets = c.astype(_F32) * (b.max() + _F32(1))
+        shifted = (b + offsets[:, None]).astype(_F32)
+        kept = _greedy(shifted, s, float(iou_threshold), np.arange(n), sup_by, sup_iou)
+    elif n:
+        for cls in np.unique(c):
+            kept += _greedy(b, s, float(iou_threshold), np.flatnonzero(c == cls), sup_by, sup_iou)
+    keep = np.asarray(kept, np.int64)
+    keep = keep[np.argsort(-s[keep].astype(np.float64), kind="stable")]
+    return NMSTrace(b, s, c, float(iou_threshold), keep, sup_by, sup_iou)
