@@ -1,0 +1,110 @@
+"""torch <-> numpy conversions shared by the torchvision adapters.
+
+Kept apart from the adapters so the two model families share one tested implementation of the
+fiddly parts: pasting 28x28 mask probabilities into *crops* (torchvision pastes N full frames, which
+a 12000 x 9000 image cannot afford) and upsampling semantic logits to the image without holding
+C full-resolution float maps.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from segviewer.core.errors import SegviewerError
+from segviewer.core.results import MaskSet
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["check_image", "image_to_tensor", "paste_masks_compact", "labels_from_logits", "cap_probs"]
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """The RGB uint8 ``(H, W, 3)`` contract of ``predict``; anything else is refused in one sentence."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 or a.shape[0] < 1 or a.shape[1] < 1:
+        raise SegviewerError(f"predict needs an RGB uint8 (H, W, 3) image, got {a.dtype} {a.shape}")
+    return a
+
+
+def image_to_tensor(image: np.ndarray, device: str) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) -> float32 (3, H, W) in [0, 1] on ``device`` (converted there: 4x less to copy)."""
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(image)).to(device, non_blocking=True)
+    return t.permute(2, 0, 1).float().div_(255.0)
+
+
+def paste_masks_compact(mask_probs: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int],
+                        threshold: float = 0.5) -> MaskSet:
+    """Paste Mask R-CNN's ``(N, 1, M, M)`` mask probabilities into their boxes, as crops.
+
+    Pixel for pixel the same as torchvision's ``paste_masks_in_image`` followed by ``> threshold``
+    (same 1-pixel padding, box expansion, integer box and bilinear resize), but each mask is written
+    only over its box region, so memory is the sum of the box areas rather than N x H x W.
+    ``boxes`` are xyxy in the original image's pixels.
+    """
+    import torch
+    import torch.nn.functional as F
+    from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
+
+    im_h, im_w = image_size
+    n = int(mask_probs.shape[0])
+    if n == 0:
+        return MaskSet((im_h, im_w), (), np.zeros((0, 2), np.int32))
+    padded, scale = expand_masks(mask_probs, padding=1)
+    ib = expand_boxes(boxes.to(padded.dtype), scale).to(torch.int64).cpu().tolist()
+    crops: list[np.ndarray] = []
+    offsets: list[tuple[int, int]] = []
+    for m, (bx0, by0, bx1, by1) in zip(padded, ib):
+        w = max(int(bx1 - bx0 + 1), 1)
+        h = max(int(by1 - by0 + 1), 1)
+        x0, x1 = max(bx0, 0), min(bx1 + 1, im_w)
+        y0, y1 = max(by0, 0), min(by1 + 1, im_h)
+        if x1 <= x0 or y1 <= y0:
+            crops.append(np.zeros((0, 0), bool))
+            offsets.append((0, 0))
+            continue
+        up = F.interpolate(m[None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        crop = up[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0] > threshold
+        crops.append(crop.cpu().numpy())
+        offsets.append((x0, y0))
+    return MaskSet((im_h, im_w), tuple(crops), np.asarray(offsets, np.int32).reshape(-1, 2))
+
+
+def labels_from_logits(logits: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
+    """Argmax of the logits bilinearly upsampled (half-pixel centres) to ``image_size``.
+
+    Done one class at a time with a running maximum, so a 21-class map for a 100-megapixel image
+    needs two float planes, not 21. Ties go to the lower class id, as ``argmax`` does.
+    """
+    c = int(logits.shape[0])
+    h, w = image_size
+    dtype = np.uint8 if c <= 256 else np.int32
+    lg = np.ascontiguousarray(logits, dtype=np.float32)
+    if lg.shape[1:] == (h, w):
+        return np.argmax(lg, axis=0).astype(dtype)
+    best = cv2.resize(lg[0], (w, h), interpolation=cv2.INTER_LINEAR)
+    labels = np.zeros((h, w), dtype)
+    for k in range(1, c):
+        plane = cv2.resize(lg[k], (w, h), interpolation=cv2.INTER_LINEAR)
+        better = plane > best
+        np.copyto(best, plane, where=better)
+        labels[better] = k
+    return labels
+
+
+def cap_probs(probs: np.ndarray, max_side: int = 512) -> np.ndarray:
+    """Shrink ``(C, h, w)`` probabilities (area average) so the long side is at most ``max_side``."""
+    c, h, w = probs.shape
+    s = max(h, w)
+    if s <= max_side:
+        return np.ascontiguousarray(probs, np.float32)
+    nh, nw = max(1, round(h * max_side / s)), max(1, round(w * max_side / s))
+    out = np.empty((c, nh, nw), np.float32)
+    for k in range(c):
+        out[k] = cv2.resize(probs[k], (nw, nh), interpolation=cv2.INTER_AREA)
+    return out
