@@ -34,7 +34,7 @@ __all__ = [
     "match_pairs",
     "match_segments",
     "match_instances",
-    "segment_at",
+    "mask_iou_matrix",
 ]
 
 _LUT_BITS = 24  # ids decoded from RGB PNGs are R + 256 G + 256^2 B < 2**24
@@ -251,21 +251,6 @@ def _ignored_pred(pc: PairCounts, gcat: np.ndarray, gcrowd: np.ndarray, pcat: np
     area = pc.pred_area
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(area > 0, covered / np.maximum(area, 1) > 0.5, False)
-
-
-def segment_at(panoptic: PanopticMap, x: float, y: float) -> dict | None:
-    """The segment under image point ``(x, y)`` (continuous coordinates) as a plain dict, or None
-    for void or outside the image; ``{"id", "category", "category_id", "isthing", "area", "score"}``."""
-    h, w = panoptic.image_size
-    col, row = int(np.floor(x)), int(np.floor(y))
-    if not (0 <= row < h and 0 <= col < w):
-        return None
-    sid = int(panoptic.segment_ids[row, col])
-    seg = panoptic.segment(sid) if sid else None
-    if seg is None:
-        return None
-    return {"id": sid, "category": panoptic.categories[seg.category_id], "category_id": seg.category_id,
-            "isthing": seg.isthing, "area": seg.area, "score": seg.score}
 
 
 @dataclass(frozen=True, eq=False)
