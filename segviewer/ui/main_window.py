@@ -54,6 +54,7 @@ class MainWindow(QMainWindow):
         self._render_s: float | None = None
         self._filtered: dict[str, Any] = {}
         self._specs: list[LayerSpec] = []
+        self.render_style: Any = None  # None: RenderStyle() defaults
         self.last_error = ""
         self._build_ui()
         self._load_cards(cards)
@@ -325,7 +326,7 @@ class MainWindow(QMainWindow):
         from segviewer.render.layers import RenderStyle, layer_kinds
 
         st = self.state
-        base_style = RenderStyle()
+        base_style = self.render_style or RenderStyle()
         self._filtered = {m: disp.filter_result(r, st.score_threshold, st.hidden_classes)
                           for m, r in self.session.results.items()}
         specs: list[LayerSpec] = []

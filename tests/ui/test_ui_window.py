@@ -1,0 +1,173 @@
+"""The window end to end, through the real worker thread: open, run a real torchvision model
+(random weights: nothing can be downloaded here), toggle a layer and see the pixels change,
+undo, hover, export, errors that leave the app usable, settings that persist."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from fakes import FakeAdapter, fake_card
+from PySide6.QtCore import QPoint, Qt
+
+from segviewer.core.fileio import write_image_atomic
+from segviewer.render.style import RenderStyle
+from segviewer.synth.generate import generate_scene
+from segviewer.ui.main_window import MainWindow, grab_rgb
+from segviewer.ui.settings import open_settings
+from segviewer.ui.worker import InferenceWorker
+
+MODEL = "lraspp_mobilenet_v3_large"
+TIMEOUT = 180_000  # a 2-core CPU shared with training jobs
+
+
+def _random_init(model_id: str):
+    import torch
+
+    from segviewer.adapters.registry import create_adapter
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    return create_adapter(model_id, random_init=True)
+
+
+def _scene(path: Path, seed: int, size: tuple[int, int] = (96, 128)) -> Path:
+    write_image_atomic(path, generate_scene(seed, size).image)
+    return path
+
+
+@pytest.fixture
+def make_window(qtbot):
+    made: list[MainWindow] = []
+
+    def make(factory=_random_init, cards=None) -> MainWindow:
+        from segviewer.adapters.registry import get_card
+
+        w = MainWindow(InferenceWorker(factory), cards=[get_card(MODEL)] if cards is None else cards)
+        qtbot.addWidget(w)
+        w.resize(1100, 750)
+        w.show()
+        qtbot.waitExposed(w)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.shutdown()
+
+
+def _wait_layer(qtbot, w: MainWindow, layer) -> None:
+    qtbot.waitUntil(lambda: (item := w.canvas.layer_item(layer)) is not None and item.image is not None
+                    and item.isVisible(), timeout=TIMEOUT)
+
+
+def test_run_real_model_toggle_undo_hover_export(qtbot, make_window, tmp_path: Path) -> None:
+    a = _scene(tmp_path / "a.png", 1)
+    _scene(tmp_path / "b.png", 2)
+    w = make_window()
+    w.render_style = RenderStyle(transparent_classes=frozenset())  # random weights: background may win
+    with qtbot.waitSignal(w.session.resultsChanged, timeout=TIMEOUT):
+        w.start([a], models=[MODEL], no_default=True)
+    assert w.session.path == a and w.session.paths[1].name == "b.png"
+    layer = (MODEL, "semantic")
+    _wait_layer(qtbot, w, layer)
+    assert "model" in w.timing_label.text() and "render" in w.timing_label.text()
+
+    # Toggle the layer off: the canvas pixels change; undo brings them back exactly.
+    before = grab_rgb(w.canvas)
+    qtbot.mouseClick(w.panel.checkbox(layer), Qt.MouseButton.LeftButton)
+    hidden = grab_rgb(w.canvas)
+    assert not w.panel.checkbox(layer).isChecked()
+    assert np.abs(before.astype(int) - hidden.astype(int)).sum(axis=2).astype(bool).mean() > 0.2
+    w.undo.undo()
+    assert w.panel.checkbox(layer).isChecked()
+    np.testing.assert_array_equal(grab_rgb(w.canvas), before)
+
+    # Hover: position, color and the semantic class with its probability.
+    pos = w.canvas.image_to_widget(40.5, 30.5)
+    qtbot.mouseMove(w.canvas.viewport(), QPoint(round(pos.x()), round(pos.y())))
+    text = w.inspector.text()
+    lines = text.splitlines()
+    x, y = (int(v) for v in lines[0].replace("x", "").split("y"))
+    assert abs(x - 40) <= 1 and abs(y - 30) <= 1
+    r, g, b = w.session.image[y, x]
+    assert lines[1] == f"RGB {r}, {g}, {b}"
+    assert lines[2].startswith(f"{MODEL}: ") and " p=" in lines[2]
+
+    # Export == screen layers: with the overlays shown it differs from the photo, hidden it is the photo.
+    out = tmp_path / "overlay.png"
+    with qtbot.waitSignal(w.exported, timeout=TIMEOUT):
+        w.export_png(out)
+    shown = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    assert shown.shape == w.session.image.shape and not np.array_equal(shown, w.session.image)
+    w.actions["toggle_layers"].setChecked(False)
+    assert not w.canvas.layer_item(layer).isVisible()
+    with qtbot.waitSignal(w.exported, timeout=TIMEOUT):
+        w.export_png(out)
+    np.testing.assert_array_equal(cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB), w.session.image)
+    w.actions["toggle_layers"].setChecked(True)
+
+    # Next image with the arrow key; the model runs on it too.
+    with qtbot.waitSignal(w.session.resultsChanged, timeout=TIMEOUT):
+        qtbot.keyClick(w, Qt.Key.Key_Right)
+    assert w.session.path.name == "b.png" and MODEL in w.session.results
+
+
+def test_stale_results_are_not_applied(qtbot, make_window, tmp_path: Path) -> None:
+    a, b = _scene(tmp_path / "a.png", 1), _scene(tmp_path / "b.png", 2)
+    gate = threading.Event()
+    adapter = FakeAdapter("slow", gate=gate)
+    w = make_window(lambda mid: adapter, cards=[fake_card("slow")])
+    w.start([a], models=["slow"], no_default=True)
+    qtbot.waitUntil(lambda: adapter.started.is_set(), timeout=TIMEOUT)
+    applied: list[tuple] = []
+    w.session.resultsChanged.connect(lambda: applied.append(w.session.key))
+    with qtbot.waitSignal(w.session.imageShown, timeout=TIMEOUT):
+        w.session.step(1)  # the user moves on while a's result is still being computed
+    with qtbot.waitSignal(w.session.resultsChanged, timeout=TIMEOUT):
+        gate.set()
+    assert w.session.path == b
+    assert applied == [w.session.key] and len(adapter.calls) == 2
+    assert w.session.key[0].endswith("b.png")
+
+
+def test_raising_model_and_bad_image_leave_the_app_usable(qtbot, make_window, tmp_path: Path) -> None:
+    a = _scene(tmp_path / "a.png", 1)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    adapter = FakeAdapter("boom", fail=RuntimeError("kaboom"))
+    w = make_window(lambda mid: adapter, cards=[fake_card("boom")])
+    with qtbot.waitSignal(w.errorShown, timeout=TIMEOUT) as blocker:
+        w.start([a], models=["boom"], no_default=True)
+    assert blocker.args == ["boom failed: RuntimeError: kaboom"]
+    assert w.session.image is not None and "kaboom" in w.statusBar().currentMessage()
+    assert w.error_dialog.text() == "boom failed: RuntimeError: kaboom"
+    w.error_dialog.close()
+
+    shown = w.session.image
+    with qtbot.waitSignal(w.errorShown, timeout=TIMEOUT) as blocker:
+        w.session.open_paths([bad])
+    assert "broken.png" in blocker.args[0] and "\n" not in blocker.args[0]
+    assert w.session.image is shown and w.session.path == a  # the previous image stays
+    with qtbot.waitSignal(w.session.imageShown, timeout=TIMEOUT):
+        w.session.open_paths([a])  # and the app still opens images
+
+
+def test_settings_persist_in_the_test_location(qtbot, make_window, tmp_path: Path, isolated_settings) -> None:
+    a = _scene(tmp_path / "a.png", 3)
+    w = make_window(lambda mid: FakeAdapter(mid), cards=[fake_card("fake")])
+    with qtbot.waitSignal(w.session.resultsChanged, timeout=TIMEOUT):
+        w.start([a], models=["fake"], no_default=True)
+    layer = ("fake", "semantic")
+    w.panel.opacity_slider(layer).setValue(25)
+    w.close()
+    assert isolated_settings.exists()
+    s = open_settings()
+    assert s.value("recentFiles") in ([str(a)], str(a))
+    assert float(s.value("opacity/semantic")) == 0.25
+    w2 = make_window(lambda mid: FakeAdapter(mid), cards=[fake_card("fake")])
+    assert w2.state.opacity_of(layer) == 0.25
+    assert [act.toolTip() for act in w2.recent_menu.actions()] == [str(a)]
