@@ -1,0 +1,78 @@
+"""Boxes: outlines drawn *inside* each box with plain slicing (no anti-aliasing).
+
+Box edges are continuous coordinates (see ``core/results.py``); the box ``[x0, x1)`` covers the
+pixels ``floor(x0) .. ceil(x1) - 1`` (at least one). The outline is ``style.line_width`` output
+pixels wide and lies inside that span, so a box drawn on a layer and a box drawn straight onto
+the image give the same pixels, and nothing is partly transparent (no premultiplication trouble).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from segviewer.core.results import Detections
+from segviewer.render.layers import Viewport
+from segviewer.render.masks import paint_order
+from segviewer.render.style import RenderStyle, detection_colors
+
+__all__ = ["box_pixels", "fill_rect", "draw_boxes", "boxes_layer"]
+
+
+def box_pixels(boxes: np.ndarray, vp: Viewport) -> np.ndarray:
+    """``(N, 4)`` int64 output pixel spans ``[bx0, bx1) x [by0, by1)`` of xyxy image boxes."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    x0, y0 = vp.to_out(b[:, 0], b[:, 1])
+    x1, y1 = vp.to_out(b[:, 2], b[:, 3])
+    bx0, by0 = np.floor(x0), np.floor(y0)
+    bx1, by1 = np.maximum(np.ceil(x1), bx0 + 1), np.maximum(np.ceil(y1), by0 + 1)
+    # Clamp far-out values so int conversion is safe; drawing clips to the canvas anyway.
+    big = 4 * max(vp.out_size) + 16
+    return np.clip(np.stack([bx0, by0, bx1, by1], axis=1), -big, big).astype(np.int64)
+
+
+def fill_rect(canvas: np.ndarray, x0: int, y0: int, x1: int, y1: int, color: np.ndarray) -> None:
+    """Fill ``[x0, x1) x [y0, y1)`` clipped to the canvas."""
+    h, w = canvas.shape[:2]
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    if x0 < x1 and y0 < y1:
+        canvas[y0:y1, x0:x1] = color
+
+
+def draw_boxes(canvas: np.ndarray, spans: np.ndarray, colors: np.ndarray, width: int,
+               order: np.ndarray | None = None) -> None:
+    """Draw box outlines ``width`` pixels wide inside ``spans`` (from :func:`box_pixels`).
+
+    ``colors`` has one row per box with the canvas' channel count (RGB or RGBA).
+    """
+    h, w = canvas.shape[:2]
+    for i in range(len(spans)) if order is None else order:
+        bx0, by0, bx1, by1 = (int(v) for v in spans[i])
+        if bx1 <= 0 or by1 <= 0 or bx0 >= w or by0 >= h:
+            continue
+        c = colors[i]
+        tx, ty = min(width, bx1 - bx0), min(width, by1 - by0)
+        fill_rect(canvas, bx0, by0, bx1, by0 + ty, c)
+        fill_rect(canvas, bx0, by1 - ty, bx1, by1, c)
+        fill_rect(canvas, bx0, by0 + ty, bx0 + tx, by1 - ty, c)
+        fill_rect(canvas, bx1 - tx, by0 + ty, bx1, by1 - ty, c)
+
+
+def rgba_colors(dets: Detections, style: RenderStyle) -> np.ndarray:
+    """Detection colors with an opaque alpha column, for drawing on a layer."""
+    rgb = detection_colors(dets.class_ids, style)
+    return np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
+
+
+def boxes_layer(dets: Detections, style: RenderStyle, vp: Viewport) -> np.ndarray:
+    """The RGBA box layer of ``dets`` for a viewport."""
+    out = vp.blank()
+    draw_boxes(out, box_pixels(dets.boxes, vp), rgba_colors(dets, style), style.line_width,
+               paint_order(dets.scores))
+    return out
+
+
+def draw_boxes_rgb(image: np.ndarray, dets: Detections, style: RenderStyle) -> None:
+    """Draw the box layer straight onto an RGB image (the export path at opacity 1)."""
+    vp = Viewport.make(dets.image_size)
+    draw_boxes(image, box_pixels(dets.boxes, vp), detection_colors(dets.class_ids, style),
+               style.line_width, paint_order(dets.scores))

@@ -1,0 +1,80 @@
+"""Labels: ``"name 0.93"`` in black or white on a filled tag of the detection's color.
+
+The tag sits on top of the box's top-left corner, or just inside the box when there is no room
+above, and is kept on the canvas. Text is drawn with OpenCV's Hershey font, anti-aliased; since
+it always lands on the opaque tag, the layer stays straight-alpha and equals drawing on the image.
+Text sizes are cached: a frame with 100 labels asks for the same few sizes again and again.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from segviewer.core.colors import contrast_text
+from segviewer.core.results import Detections
+from segviewer.render.boxes import box_pixels
+from segviewer.render.layers import Viewport
+from segviewer.render.masks import paint_order
+from segviewer.render.style import RenderStyle, detection_colors
+
+__all__ = ["FONT", "text_size", "label_texts", "draw_labels", "labels_layer"]
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+@lru_cache(maxsize=16384)
+def text_size(text: str, scale: float, thickness: int) -> tuple[int, int, int]:
+    """``(width, height, baseline)`` of ``text`` in pixels (cached ``cv2.getTextSize``)."""
+    (w, h), base = cv2.getTextSize(text, FONT, scale, thickness)
+    return int(w), int(h), int(base)
+
+
+def label_texts(dets: Detections, style: RenderStyle) -> list[str]:
+    """The tag text of each detection."""
+    names = dets.names
+    if not style.show_scores:
+        return list(names)
+    return [f"{n} {s:.2f}" for n, s in zip(names, dets.scores.tolist())]
+
+
+def draw_labels(canvas: np.ndarray, dets: Detections, style: RenderStyle, vp: Viewport) -> None:
+    """Draw the tags of ``dets`` on an RGB or RGBA canvas of ``vp.out_size``."""
+    if len(dets) == 0:
+        return
+    h, w = canvas.shape[:2]
+    rgba = canvas.shape[2] == 4
+    spans = box_pixels(dets.boxes, vp)
+    colors = detection_colors(dets.class_ids, style)
+    texts = label_texts(dets, style)
+    pad = style.label_padding
+    for i in paint_order(dets.scores):
+        bx0, by0, bx1, by1 = (int(v) for v in spans[i])
+        if bx1 <= 0 or by1 <= 0 or bx0 >= w or by0 >= h:
+            continue
+        tw, th, base = text_size(texts[i], style.font_scale, style.font_thickness)
+        gw, gh = tw + 2 * pad, th + base + 2 * pad
+        x = min(max(bx0, 0), max(w - gw, 0))
+        y = by0 - gh if by0 - gh >= 0 else max(by0, 0)
+        y = min(y, max(h - gh, 0))
+        bg = colors[i]
+        fg = contrast_text((int(bg[0]), int(bg[1]), int(bg[2])))
+        # Text goes on an RGB patch first: OpenCV's anti-aliasing on 4 channels would write
+        # coverage into alpha, and the patch makes layer and direct drawing identical.
+        patch = np.empty((gh, gw, 3), np.uint8)
+        patch[:] = bg
+        cv2.putText(patch, texts[i], (pad, pad + th), FONT, style.font_scale, fg,
+                    style.font_thickness, cv2.LINE_AA)
+        x1, y1 = min(x + gw, w), min(y + gh, h)
+        canvas[y:y1, x:x1, :3] = patch[:y1 - y, :x1 - x]
+        if rgba:
+            canvas[y:y1, x:x1, 3] = 255
+
+
+def labels_layer(dets: Detections, style: RenderStyle, vp: Viewport) -> np.ndarray:
+    """The RGBA label layer of ``dets`` for a viewport."""
+    out = vp.blank()
+    draw_labels(out, dets, style, vp)
+    return out
