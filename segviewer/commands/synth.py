@@ -49,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--seed", type=int, default=0, help="dataset seed (image i uses a seed derived from it)")
     s.add_argument("--size", type=_size, default=(256, 256), help="HxW, default 256x256")
     s.add_argument("--prefix", default="scene_", help="file name prefix (default scene_)")
+    s.add_argument("--images-dir", default="images",
+                   help="folder of the images inside --out (default images; '.' puts them at the top)")
     v = sub.add_parser("video", help="a clip with panoptic ground truth and exact forward flow")
     v.add_argument("--out", required=True, type=Path, help="output folder")
     v.add_argument("--frames", required=True, type=_positive, help="number of frames")
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
         t0 = time.perf_counter()
         res = write_dataset(args.out, args.n, args.seed, args.size, prefix=args.prefix,
-                            progress=_Progress("scenes"))
+                            images_dir=args.images_dir, progress=_Progress("scenes"))
         print(f"wrote {len(res.names)} scenes with {res.n_instances} things to {res.out_dir} "
               f"in {time.perf_counter() - t0:.1f} s")
         return 0

@@ -2,7 +2,7 @@
 
 Layout under ``out_dir``::
 
-    images/<name>.png                 RGB image
+    images/<name>.png                 RGB image (``images_dir`` may move these, e.g. to the top)
     masks/<name>.png                  semantic labels, uint8 CATEGORIES indices (no void)
     metadata.csv                      ``Image,Mask`` with relative paths (the flood-area layout)
     annotations/instances.json        COCO instances: RLE masks, things only, category id = index + 1
@@ -78,11 +78,16 @@ class DatasetSummary:
 
 def write_dataset(out_dir: str | os.PathLike[str], n: int, seed: int, size: tuple[int, int] = (256, 256),
                   prefix: str = "scene_", progress: Callable[[int, int], None] | None = None,
-                  **options: object) -> DatasetSummary:
+                  images_dir: str = "images", **options: object) -> DatasetSummary:
     """Generate ``n`` scenes and write them with full ground truth (see the module docstring).
 
     ``options`` go to :func:`generate_scene`. ``progress(done, n)`` is called after each image.
+    ``images_dir="."`` puts the images at the top of ``out_dir`` (the bundled samples do this
+    so a folder-of-images reader sees only them).
     """
+    img_rel = Path(images_dir)
+    if img_rel.is_absolute() or ".." in img_rel.parts:
+        raise SegviewerError(f"images_dir must be a folder inside the dataset, got {images_dir!r}")
     if n < 1:
         raise SegviewerError(f"the number of scenes must be at least 1, got {n}")
     root = Path(out_dir)
@@ -97,7 +102,7 @@ def write_dataset(out_dir: str | os.PathLike[str], n: int, seed: int, size: tupl
         name = f"{prefix}{i:0{width}d}"
         s_seed = scene_seed(seed, i)
         scene = generate_scene(s_seed, (h, w), **options)
-        write_image_atomic(root / "images" / f"{name}.png", scene.image)
+        write_image_atomic(root / img_rel / f"{name}.png", scene.image)
         write_image_atomic(root / "masks" / f"{name}.png", scene.semantic)
         pm = scene_panoptic(scene)
         write_panoptic_png(root / "annotations" / "panoptic" / f"{name}.png", pm.segment_ids)
@@ -108,7 +113,7 @@ def write_dataset(out_dir: str | os.PathLike[str], n: int, seed: int, size: tupl
             ann_id += 1
             instances.append(instance_annotation(ann_id, i + 1, inst.category + 1, inst.mask))
         panoptic.append(panoptic_annotation(i + 1, f"{name}.png", pm))
-        rows.append(f"images/{name}.png,masks/{name}.png")
+        rows.append(f"{(img_rel / f'{name}.png').as_posix()},masks/{name}.png")
         names.append(name)
         if progress is not None:
             progress(i + 1, n)

@@ -106,6 +106,14 @@ def test_panoptic_matches_pixels_and_semantics(ds: Path) -> None:
         assert all(seg.isthing == ISTHING[seg.category_id] for seg in pm.segments)
 
 
+def test_images_at_the_top(tmp_path: Path) -> None:
+    write_dataset(tmp_path, 2, seed=3, size=(32, 32), images_dir=".")
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["scene_000.png", "scene_001.png"]
+    assert (tmp_path / "metadata.csv").read_text().splitlines()[1] == "scene_000.png,masks/scene_000.png"
+    with pytest.raises(SegviewerError, match="inside the dataset"):
+        write_dataset(tmp_path, 1, seed=3, images_dir="../up")
+
+
 def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(SegviewerError, match="at least 1"):
         write_dataset(tmp_path / "x", 0, seed=1)
