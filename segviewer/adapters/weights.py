@@ -198,7 +198,7 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
 
 
 def _shape(t: Any) -> str:
-    return "(" + ", ".join(str(int(s)) for s in t.shape) + ")"
+    return str(tuple(int(s) for s in t.shape))
 
 
 def check_state_dict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str, model_id: str) -> None:
