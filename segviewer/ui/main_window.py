@@ -89,7 +89,7 @@ class MainWindow(QMainWindow):
                              | QDockWidget.DockWidgetFeature.DockWidgetClosable)
             self.addDockWidget(area, dock)
             self.docks[name] = dock
-        self.resizeDocks([self.docks["Models"], self.docks["Layers"]], [330, 300], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["Models"], self.docks["Layers"]], [360, 300], Qt.Orientation.Horizontal)
 
         undo = self.undo.createUndoAction(self, "&Undo")
         undo.setShortcut("Ctrl+Z")
@@ -163,7 +163,8 @@ class MainWindow(QMainWindow):
         if geo is not None:
             self.restoreGeometry(geo)
         else:
-            self.resize(1500, 920)
+            screen = self.screen().availableGeometry()
+            self.resize(min(1500, int(screen.width() * 0.95)), min(920, int(screen.height() * 0.95)))
         win = st.value("windowState")
         if win is not None:
             self.restoreState(win)

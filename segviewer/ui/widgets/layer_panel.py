@@ -45,10 +45,12 @@ class LayerPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._rows: dict[LayerId, tuple[QCheckBox, QSlider, QLabel]] = {}
+        self._row_widgets: list[QWidget] = []
+        self._layer_list: list[LayerId] = []
         outer = QVBoxLayout(self)
         outer.setContentsMargins(6, 6, 6, 6)
 
-        self._layers_box = QGroupBox("Layers")
+        self._layers_box = QGroupBox("Visible · opacity")
         self._grid = QGridLayout(self._layers_box)
         self._grid.setColumnStretch(1, 1)
         self._empty = QLabel("No layers yet: run a model.")
@@ -76,26 +78,41 @@ class LayerPanel(QWidget):
 
     # ---- building ---------------------------------------------------------------------------
     def set_layers(self, layers: Sequence[LayerId], titles: dict[LayerId, str], state: DisplayState) -> None:
-        """Rebuild the rows when the set of layers changed, then mirror ``state``."""
-        if list(self._rows) != list(layers):
-            for widgets in self._rows.values():
-                for w in widgets:
-                    self._grid.removeWidget(w)
-                    w.deleteLater()
+        """Rebuild the rows (grouped by model) when the set of layers changed, then mirror ``state``."""
+        if self._layer_list != list(layers):
+            self._layer_list = list(layers)
+            for w in self._row_widgets:
+                self._grid.removeWidget(w)
+                w.deleteLater()
+            self._row_widgets.clear()
             self._rows.clear()
-            for i, layer in enumerate(layers):
-                cb = QCheckBox(titles.get(layer, str(layer)))
-                cb.setToolTip(f"Show or hide {titles.get(layer, layer)} (undo with Ctrl+Z)")
-                sl = _slider()
-                sl.setToolTip("Opacity")
-                lab = QLabel()
-                lab.setMinimumWidth(34)
-                cb.toggled.connect(lambda on, lid=layer: self.visibilityToggled.emit(lid, on))
-                sl.valueChanged.connect(lambda v, lid=layer: self.opacityChanged.emit(lid, v / 100.0))
-                self._grid.addWidget(cb, i, 0)
-                self._grid.addWidget(sl, i, 1)
-                self._grid.addWidget(lab, i, 2)
-                self._rows[layer] = (cb, sl, lab)
+            groups: dict[str, list[LayerId]] = {}
+            for layer in layers:
+                groups.setdefault(layer[0], []).append(layer)
+            r = 1
+            for model, members in groups.items():
+                head = QLabel(model)
+                head.setStyleSheet("font-weight: bold; padding-top: 4px;")
+                head.setToolTip(model)
+                self._grid.addWidget(head, r, 0, 1, 3)
+                self._row_widgets.append(head)
+                r += 1
+                for layer in members:
+                    cb = QCheckBox(layer[1])
+                    cb.setToolTip(f"Show or hide {titles.get(layer, layer)} (Ctrl+Z undoes)")
+                    sl = _slider()
+                    sl.setMinimumWidth(90)
+                    sl.setToolTip(f"Opacity of {titles.get(layer, layer)}")
+                    lab = QLabel()
+                    lab.setMinimumWidth(34)
+                    cb.toggled.connect(lambda on, lid=layer: self.visibilityToggled.emit(lid, on))
+                    sl.valueChanged.connect(lambda v, lid=layer: self.opacityChanged.emit(lid, v / 100.0))
+                    self._grid.addWidget(cb, r, 0)
+                    self._grid.addWidget(sl, r, 1)
+                    self._grid.addWidget(lab, r, 2)
+                    self._rows[layer] = (cb, sl, lab)
+                    self._row_widgets.extend((cb, sl, lab))
+                    r += 1
         self._empty.setVisible(not layers)
         self.sync(state)
 

@@ -21,6 +21,9 @@ from PySide6.QtWidgets import (
 from segviewer.adapters.base import ModelCard
 
 _TASK_ORDER = ("instance", "semantic", "panoptic", "detection", "keypoint", "voting")
+_TASK_TITLES = {"instance": "Instance segmentation", "semantic": "Semantic segmentation",
+                "panoptic": "Panoptic segmentation", "detection": "Detection", "keypoint": "Keypoints",
+                "voting": "Pixel consensus voting"}
 
 
 class ModelPicker(QWidget):
@@ -34,18 +37,18 @@ class ModelPicker(QWidget):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(6, 6, 6, 6)
         self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(["Model", "Task", "Weights"])
+        self.tree.setHeaderLabels(["Model", "Weights"])
         self.tree.setRootIsDecorated(False)
+        self.tree.setIndentation(8)
         self.tree.setAlternatingRowColors(True)
         self.tree.setUniformRowHeights(True)
         hdr = self.tree.header()
         hdr.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         hdr.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        hdr.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         hdr.setStretchLastSection(False)
         self.tree.itemChanged.connect(self._on_item_changed)
         self.tree.currentItemChanged.connect(
-            lambda cur, _prev: self.currentChanged.emit(cur.data(0, Qt.ItemDataRole.UserRole) if cur else ""))
+            lambda cur, _prev: self.currentChanged.emit((cur.data(0, Qt.ItemDataRole.UserRole) or "") if cur else ""))
         lay.addWidget(self.tree, 1)
 
         row = QHBoxLayout()
@@ -61,23 +64,34 @@ class ModelPicker(QWidget):
         self._items: dict[str, QTreeWidgetItem] = {}
 
     def set_cards(self, cards: Sequence[ModelCard], states: dict[str, str], checked: Iterable[str]) -> None:
-        """List the models, bundled first, then by task and id."""
+        """List the models under one heading per task; bundled models first within a task."""
         checked = set(checked)
-        order = sorted(cards, key=lambda c: (c.weights_source != "bundled",
-                                             _TASK_ORDER.index(c.task) if c.task in _TASK_ORDER else 99, c.id))
+        order = sorted(cards, key=lambda c: (_TASK_ORDER.index(c.task) if c.task in _TASK_ORDER else 99,
+                                             c.weights_source != "bundled", c.id))
         with QSignalBlocker(self.tree):
             self.tree.clear()
             self._items.clear()
+            groups: dict[str, QTreeWidgetItem] = {}
             for card in order:
-                item = QTreeWidgetItem([card.id, card.task, states.get(card.id, "")])
+                group = groups.get(card.task)
+                if group is None:
+                    group = QTreeWidgetItem([_TASK_TITLES.get(card.task, card.task.title()), ""])
+                    group.setFlags(Qt.ItemFlag.ItemIsEnabled)
+                    font = group.font(0)
+                    font.setBold(True)
+                    group.setFont(0, font)
+                    self.tree.addTopLevelItem(group)
+                    group.setExpanded(True)
+                    groups[card.task] = group
+                item = QTreeWidgetItem([card.id, states.get(card.id, "")])
                 item.setData(0, Qt.ItemDataRole.UserRole, card.id)
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                 item.setCheckState(0, Qt.CheckState.Checked if card.id in checked else Qt.CheckState.Unchecked)
-                tip = card.family + (f"\n{card.description}" if card.description else "")
+                tip = f"{card.id}: {card.family}" + (f"\n{card.description}" if card.description else "")
                 if card.metrics:
                     tip += "\n" + ", ".join(f"{k} {v:.3g}" for k, v in card.metrics.items())
                 item.setToolTip(0, tip)
-                self.tree.addTopLevelItem(item)
+                group.addChild(item)
                 self._items[card.id] = item
 
     def set_devices(self, devices: Sequence[str], current: str) -> None:
@@ -90,11 +104,11 @@ class ModelPicker(QWidget):
     def set_state(self, model_id: str, state: str) -> None:
         item = self._items.get(model_id)
         if item is not None:
-            item.setText(2, state)
+            item.setText(1, state)
 
     def state(self, model_id: str) -> str:
         item = self._items.get(model_id)
-        return "" if item is None else item.text(2)
+        return "" if item is None else item.text(1)
 
     def checked(self) -> list[str]:
         return [mid for mid, it in self._items.items() if it.checkState(0) == Qt.CheckState.Checked]
@@ -109,7 +123,7 @@ class ModelPicker(QWidget):
         if item is None:
             checked = self.checked()
             return checked[0] if checked else None
-        return item.data(0, Qt.ItemDataRole.UserRole)
+        return item.data(0, Qt.ItemDataRole.UserRole) or None
 
     def _on_item_changed(self, item: QTreeWidgetItem, column: int) -> None:
         if column == 0:
