@@ -1,8 +1,9 @@
 """The model registry: the torchvision zoo plus the bundled cards in ``models/*.toml``.
 
-Importing this module does not import torch. Listing the zoo reads torchvision's weight-enum
-metadata (categories, keypoint names, file names, metrics; nothing is downloaded), which imports
-torchvision on first use; bundled cards are plain TOML. ``create_adapter`` imports the adapter class
+Importing this module does not import torch. The zoo's cards come from torchvision's weight-enum
+metadata (categories, keypoint names, file names, metrics; nothing is downloaded); reading it
+imports torchvision once, after which it is cached as JSON per torchvision version in
+:func:`cache_dir`, so listing models stays instant. Bundled cards are plain TOML. ``create_adapter`` imports the adapter class
 named by the card (``module:Class``) and calls ``Class(card)``.
 
 Bundled card schema (``models/<id>.toml``)::
@@ -24,15 +25,18 @@ Bundled card schema (``models/<id>.toml``)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib
+import json
 import os
 from pathlib import Path
 from typing import Any, get_args
 
 from segviewer.adapters.base import ModelAdapter, ModelCard, Task, WeightState
 from segviewer.core.errors import SegviewerError
+from segviewer.core.fileio import write_json_atomic
 
 __all__ = [
     "ZOO",
@@ -43,6 +47,7 @@ __all__ = [
     "models_dir",
     "bundled_card_problems",
     "parse_card_file",
+    "cache_dir",
 ]
 
 _DET = "segviewer.adapters.torchvision_detection:TorchvisionDetector"
@@ -86,39 +91,98 @@ def models_dir() -> Path:
 # --------------------------------------------------------------------------- torchvision zoo
 
 
-@functools.cache
-def _zoo_card(model_id: str) -> ModelCard:
+_ZOO_CACHE_SCHEMA = 1
+
+
+def cache_dir() -> Path:
+    """segviewer's own cache folder: ``$SEGVIEWER_CACHE``, else ``$XDG_CACHE_HOME/segviewer``, else ``~/.cache/segviewer``."""
+    env = os.environ.get("SEGVIEWER_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "segviewer"
+
+
+def _meta_from_torchvision(model_id: str) -> dict[str, Any]:
     from torchvision.models import get_model_weights
 
-    task, family, adapter = ZOO[model_id]
     weights = get_model_weights(model_id).DEFAULT
     meta = weights.meta
-    from segviewer.adapters.weights import weights_file_name
-
     metrics: dict[str, float] = {}
-    datasets = list(meta.get("_metrics", {}))
     for values in meta.get("_metrics", {}).values():
         metrics.update({k: float(v) for k, v in values.items()})
-    kps = tuple(meta.get("keypoint_names", ()))
+    return {
+        "categories": list(meta["categories"]),
+        "keypoint_names": list(meta.get("keypoint_names", ())),
+        "url": weights.url,
+        "file_size_mb": float(meta["_file_size"]) if "_file_size" in meta else None,
+        "metrics": metrics,
+        "datasets": list(meta.get("_metrics", {})),
+        "weights_enum": str(weights),
+        "num_params": int(meta.get("num_params", 0)),
+        "recipe": str(meta.get("recipe", "")),
+    }
+
+
+def _zoo_cache_file() -> Path | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return cache_dir() / f"torchvision-zoo-{version('torchvision')}-v{_ZOO_CACHE_SCHEMA}.json"
+    except PackageNotFoundError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def _zoo_meta() -> dict[str, dict[str, Any]]:
+    """torchvision's weight metadata for the zoo, cached as JSON per torchvision version.
+
+    Reading the metadata imports torchvision (seconds); the cache lets ``segviewer models`` and the
+    window's model picker list the zoo without importing torch at all.
+    """
+    path = _zoo_cache_file()
+    if path is not None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and set(ZOO) <= set(data):
+                return data
+        except (OSError, ValueError):
+            pass
+    data = {mid: _meta_from_torchvision(mid) for mid in ZOO}
+    if path is not None:
+        with contextlib.suppress(OSError):  # a read-only cache folder only costs speed
+            write_json_atomic(path, data)
+    return data
+
+
+@functools.cache
+def _zoo_card(model_id: str) -> ModelCard:
+    from segviewer.adapters.weights import weights_file_name
+
+    task, family, adapter = ZOO[model_id]
+    meta = _zoo_meta()[model_id]
+    kps = tuple(meta["keypoint_names"])
+    datasets = meta["datasets"]
     dataset = datasets[0] if datasets else "COCO"
+    trained_on = "COCO subset, VOC classes" if "VOC" in dataset else "COCO"
+    metrics = {str(k): float(v) for k, v in meta["metrics"].items()}
     return ModelCard(
         id=model_id,
         task=task,
-        family=f"{family} ({dataset})",
+        family=f"{family} ({trained_on})",
         categories=tuple(meta["categories"]),
         weights_source="torchvision",
-        weights_file=weights_file_name(weights.url),
-        weights_url=weights.url,
+        weights_file=weights_file_name(meta["url"]),
+        weights_url=meta["url"],
         keypoint_names=kps,
         skeleton=_COCO_PERSON_SKELETON if len(kps) == 17 else (),
         input_size=(320, 320) if model_id.startswith("ssdlite320") else None,
-        file_size_mb=float(meta["_file_size"]) if "_file_size" in meta else None,
+        file_size_mb=meta["file_size_mb"],
         metrics=metrics,
-        description=f"torchvision {weights}; {dataset}: "
+        description=f"torchvision {meta['weights_enum']}; {dataset}: "
         + ", ".join(f"{k} {v:g}" for k, v in metrics.items()),
-        extra={"adapter": adapter, "builder": model_id, "weights_enum": str(weights),
-               "num_params": int(meta.get("num_params", 0)), "metrics_dataset": dataset,
-               "recipe": meta.get("recipe", "")},
+        extra={"adapter": adapter, "builder": model_id, "weights_enum": meta["weights_enum"],
+               "num_params": meta["num_params"], "metrics_dataset": dataset, "recipe": meta["recipe"]},
     )
 
 

@@ -19,6 +19,7 @@ def _no_network(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPa
     home = tmp_path_factory.mktemp("torch_home")
     monkeypatch.setenv("TORCH_HOME", str(home))
     monkeypatch.setenv("SEGVIEWER_OFFLINE", "1")
+    monkeypatch.setenv("SEGVIEWER_CACHE", str(home / "segviewer_cache"))
     import torch
 
     monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)  # get_dir() follows TORCH_HOME again

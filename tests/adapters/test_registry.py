@@ -27,6 +27,21 @@ def test_importing_the_registry_does_not_import_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_zoo_listing_from_the_json_cache_needs_no_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    monkeypatch.setenv("SEGVIEWER_CACHE", str(tmp_path))
+    path = R._zoo_cache_file()
+    assert path is not None and path.parent == tmp_path and "torchvision-zoo-" in path.name
+    path.write_text(json.dumps(R._zoo_meta()))  # what the first listing on a machine writes
+    code = ("import sys, json, segviewer.adapters.registry as r; cards = r.list_cards(); "
+            "assert 'torch' not in sys.modules, 'torch imported'; "
+            "print(json.dumps({c.id: list(c.categories) for c in cards}))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    got = json.loads(out)
+    assert {k: tuple(v) for k, v in got.items() if k in R.ZOO} == {m: R.get_card(m).categories for m in R.ZOO}
+
+
 def test_zoo_cards_come_from_torchvision_meta() -> None:
     cards = {c.id: c for c in R.list_cards()}
     assert set(cards) >= ISSUE_IDS
