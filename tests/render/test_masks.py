@@ -1,0 +1,121 @@
+"""Mask layer: exact border colors, score order, deterministic palette, compact memory use."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+
+from segviewer.core.colors import instance_color
+from segviewer.core.results import Detections, MaskSet
+from segviewer.render import LayerKind, RenderStyle, render_layer, render_overlay
+from segviewer.render.style import detection_colors
+
+
+def _one(mask: np.ndarray, cls: int = 2, score: float = 0.9) -> Detections:
+    ms = MaskSet.from_full(mask[None])
+    return Detections(mask.shape, [[0, 0, 1, 1]], [score], [cls], ("bg", "a", "b"), masks=ms)
+
+
+def _border_reference(mask: np.ndarray, width: int) -> np.ndarray:
+    """Mask pixels within ``width`` (8-neighbour steps) of a non-mask pixel or the image edge."""
+    inner = mask.copy()
+    for _ in range(width):
+        p = np.pad(inner, 1, constant_values=False)
+        nb = np.ones_like(inner)
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                nb &= p[1 + dy:1 + dy + inner.shape[0], 1 + dx:1 + dx + inner.shape[1]]
+        inner = nb
+    return mask & ~inner
+
+
+def test_border_has_exactly_the_expected_colors() -> None:
+    mask = np.zeros((40, 50), bool)
+    yy, xx = np.mgrid[0:40, 0:50]
+    mask[((yy - 20) / 12.0) ** 2 + ((xx - 22) / 17.0) ** 2 <= 1] = True
+    mask[0:6, 40:50] = True  # a second blob touching the image edge
+    for width in (1, 2):
+        style = RenderStyle(mask_border=width, mask_alpha=0.4)
+        layer = render_layer(_one(mask), LayerKind.MASKS, style)
+        color = list(instance_color(2, 0, style.instance_jitter))
+        border = _border_reference(mask, width)
+        assert border.any() and (mask & ~border).any()
+        assert (layer[border] == color + [255]).all()
+        assert (layer[mask & ~border] == color + [style.mask_alpha_u8]).all()
+        assert (layer[~mask] == 0).all()
+        colors = {tuple(v) for v in layer.reshape(-1, 4)}
+        assert colors == {(0, 0, 0, 0), (*color, 255), (*color, style.mask_alpha_u8)}
+
+
+def test_no_border_means_two_colors() -> None:
+    mask = np.zeros((20, 20), bool)
+    mask[5:15, 3:12] = True
+    layer = render_layer(_one(mask), "masks", RenderStyle(mask_border=0))
+    assert len({tuple(v) for v in layer.reshape(-1, 4)}) == 2
+
+
+def test_higher_score_is_on_top() -> None:
+    a = np.zeros((30, 30), bool)
+    a[2:20, 2:20] = True
+    b = np.zeros((30, 30), bool)
+    b[10:28, 10:28] = True
+    style = RenderStyle(mask_border=0, instance_jitter=0.0)
+    for scores, top in (([0.9, 0.3], 1), ([0.2, 0.8], 2)):
+        d = Detections((30, 30), [[2, 2, 20, 20], [10, 10, 28, 28]], scores, [1, 2], ("bg", "a", "b"),
+                       masks=MaskSet.from_full(np.stack([a, b])))
+        layer = render_layer(d, "masks", style)
+        assert layer[15, 15, :3].tolist() == list(instance_color(top, 0, 0.0))
+    # equal scores: the detector's order decides (lower index on top)
+    d = Detections((30, 30), [[2, 2, 20, 20], [10, 10, 28, 28]], [0.5, 0.5], [1, 2], ("bg", "a", "b"),
+                   masks=MaskSet.from_full(np.stack([a, b])))
+    assert render_layer(d, "masks", style)[15, 15, :3].tolist() == list(instance_color(1, 0, 0.0))
+
+
+def test_palette_is_deterministic_and_jitters_neighbours(scenes) -> None:
+    d = scenes.detections(8, 64, 64, seed=9)
+    style = RenderStyle()
+    c1 = detection_colors(d.class_ids, style)
+    c2 = detection_colors(d.class_ids.copy(), RenderStyle())
+    assert np.array_equal(c1, c2)
+    assert [tuple(c) for c in c1] == [instance_color(int(k), i, style.instance_jitter)
+                                      for i, k in enumerate(d.class_ids)]
+    same = detection_colors(np.array([3, 3, 3]), style)
+    assert len({tuple(c) for c in same}) == 3  # three instances of one class, three colors
+    plain = detection_colors(np.array([3, 3]), RenderStyle(instance_jitter=0.0))
+    assert (plain[0] == plain[1]).all()
+    assert np.array_equal(render_layer(d, "masks"), render_layer(d, "masks"))
+
+
+def test_layer_is_straight_alpha(scenes) -> None:
+    d = scenes.detections(5, 64, 64, seed=10)
+    layer = render_layer(d, "masks", RenderStyle(mask_alpha=0.2))
+    colors = {tuple(c) for c in detection_colors(d.class_ids, RenderStyle())}
+    drawn = layer[layer[..., 3] > 0]
+    assert {tuple(v[:3]) for v in drawn} <= colors  # colors not multiplied by alpha
+
+
+def test_empty_masks_and_no_detections(scenes) -> None:
+    full = np.zeros((2, 20, 20), bool)
+    full[1, 3:6, 3:6] = True
+    d = Detections((20, 20), [[0, 0, 1, 1], [3, 3, 6, 6]], [0.9, 0.8], [1, 1], ("bg", "a"),
+                   masks=MaskSet.from_full(full))
+    layer = render_layer(d, "masks")
+    assert (layer[..., 3] > 0).sum() == 9
+    img = scenes.image(20, 20)
+    assert np.array_equal(render_overlay(img, [d.select(np.array([0]))], {"masks": 1.0}), img)
+    none = d.select(np.zeros(2, bool))
+    assert (render_layer(none, "masks") == 0).all()
+
+
+def test_export_keeps_masks_compact(scenes) -> None:
+    # 60 masks on 256x256: N full-frame bool arrays alone would be 60 * 64 KiB = 3.8 MiB
+    h = w = 256
+    d = scenes.detections(60, h, w, seed=11)
+    img = scenes.image(h, w)
+    render_overlay(img, [d], {"masks": 1.0})  # warm caches and scratch buffers
+    tracemalloc.start()
+    render_overlay(img, [d], {"masks": 1.0, "boxes": 1.0, "labels": 1.0})
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 8 * h * w * 3, peak
