@@ -8,11 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CATEGORIES, perturb, random_gt, write_panoptic
+from pq_files import CATEGORIES, make_panoptic_files, perturb, random_gt, write_panoptic
 
 from segviewer.analysis.pq import image_pq, pq_compute, pq_from_maps
 from segviewer.core.errors import BadDatasetError, SegviewerError
 from segviewer.core.results import PanopticMap, PanopticSegment
+
+
+@pytest.fixture
+def panoptic_files(tmp_path: Path) -> tuple[Path, Path]:
+    return make_panoptic_files(tmp_path)
 
 
 def _reference():

@@ -1,4 +1,7 @@
-"""Synthetic COCO panoptic files for the PQ tests: random segment maps and perturbed predictions."""
+"""Synthetic COCO panoptic files for the PQ tests: random segment maps and perturbed predictions.
+
+(A plain module, not conftest.py: several conftest modules share that name under pytest.)
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
 CATEGORIES = [
     {"id": 1, "name": "sky", "isthing": 0},
@@ -126,8 +128,7 @@ def write_panoptic(json_path: Path, items: list[tuple[int, np.ndarray, list[dict
     return folder
 
 
-@pytest.fixture
-def panoptic_files(tmp_path: Path):
+def make_panoptic_files(tmp_path: Path) -> tuple[Path, Path]:
     """Six GT/prediction image pairs as COCO panoptic files: (gt_json, pred_json)."""
     rng = np.random.default_rng(1234)
     gts, preds = [], []
