@@ -31,7 +31,7 @@ from segviewer.core.results import Detections, PanopticMap, PanopticSegment, Sem
 __all__ = [
     "GroundTruth", "read_label_png", "semantic_from_png", "cityscapes_semantic", "cityscapes_panoptic",
     "coco_instances_for", "coco_panoptic_for", "metadata_pairs", "find_ground_truth",
-    "VOC_CLASSES", "voc_palette", "CITYSCAPES_LABELS",
+    "VOC_CLASSES", "voc_palette", "CITYSCAPES_LABELS", "dataset_categories", "LabelImage",
 ]
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -234,7 +234,7 @@ class GroundTruth:
         return any(v is not None for v in (self.semantic, self.instances, self.panoptic))
 
 
-def _dataset_categories(root: Path) -> tuple[str, ...] | None:
+def dataset_categories(root: Path) -> tuple[str, ...] | None:
     """Category names of a shapes-world style dataset (``id = index + 1`` in its JSON files)."""
     import json
 
@@ -312,7 +312,7 @@ def _find(img: Path, categories: tuple[str, ...] | None, ignore_index: int | Non
                 pairs = []
             for im, mask in pairs:
                 if im.resolve() == img.resolve() or im.name == img.name:
-                    cats = cats or _dataset_categories(root)
+                    cats = cats or dataset_categories(root)
                     gt.semantic, gt.sources["semantic"] = semantic_from_png(mask, cats, ignore_index), mask
                     break
         inst_json = root / "annotations" / "instances.json"
@@ -332,7 +332,7 @@ def _find(img: Path, categories: tuple[str, ...] | None, ignore_index: int | Non
     if gt.semantic is None:
         for cand in _mask_candidates(img):
             if cand.is_file() and cand.resolve() != img.resolve():
-                cats = cats or _dataset_categories(img.parent.parent)
+                cats = cats or dataset_categories(img.parent.parent)
                 gt.semantic, gt.sources["semantic"] = semantic_from_png(cand, cats, ignore_index), cand
                 break
     return gt
