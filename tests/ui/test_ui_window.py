@@ -75,6 +75,7 @@ def test_run_real_model_toggle_undo_hover_export(qtbot, make_window, tmp_path: P
     layer = (MODEL, "semantic")
     _wait_layer(qtbot, w, layer)
     assert "model" in w.timing_label.text() and "render" in w.timing_label.text()
+    assert w.picker.state(MODEL) == "loaded" and w.picker.checked() == [MODEL]
 
     # Toggle the layer off: the canvas pixels change; undo brings them back exactly.
     before = grab_rgb(w.canvas)
@@ -171,3 +172,32 @@ def test_settings_persist_in_the_test_location(qtbot, make_window, tmp_path: Pat
     w2 = make_window(lambda mid: FakeAdapter(mid), cards=[fake_card("fake")])
     assert w2.state.opacity_of(layer) == 0.25
     assert [act.toolTip() for act in w2.recent_menu.actions()] == [str(a)]
+
+
+def test_empty_state_and_drop_to_open(qtbot, make_window, tmp_path: Path) -> None:
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    a = _scene(tmp_path / "a.png", 4)
+    w = make_window(lambda mid: FakeAdapter(mid), cards=[fake_card("fake")])
+    w.start(no_default=True)
+    assert w.stack.currentWidget() is w.empty and "Open an image (Ctrl+O)" in w.empty.text()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(tmp_path))])  # a folder
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.NoButton,
+                       Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(w.session.imageShown, timeout=TIMEOUT):
+        w.dropEvent(event)
+    assert w.stack.currentWidget() is w.canvas and w.session.path == a
+
+
+def test_command_line_arguments(tmp_path: Path) -> None:
+    from segviewer.cli import build_parser
+    from segviewer.commands import gui
+    from segviewer.core.errors import SegviewerError
+
+    args = build_parser(None).parse_args(["x.png", "--model", "a", "--model", "b", "--device", "cpu",
+                                          "--no-default"])
+    assert args.paths == [Path("x.png")] and args.model == ["a", "b"] and args.no_default
+    with pytest.raises(SegviewerError, match="does not exist"):
+        gui.run(args)  # checked before any window opens

@@ -1,0 +1,73 @@
+"""The canvas on a large image: a downsampled overview when zoomed out, a full-resolution render of
+the visible window (photo and layers) when zoomed in, back to the overview when zoomed out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QRectF
+
+from segviewer.core.results import SemanticMap
+from segviewer.render.layers import render_layer
+from segviewer.render.style import RenderStyle
+from segviewer.ui.canvas import tiling
+from segviewer.ui.canvas.render_thread import LayerSpec
+from segviewer.ui.canvas.view import ImageCanvas
+
+TIMEOUT = 60_000
+H, W = 300, 4400  # wider than FULL_RES_LIMIT, small enough for a quick test
+
+
+def _image() -> np.ndarray:
+    img = np.zeros((H, W, 3), np.uint8)
+    img[..., 0] = (np.arange(W) % 251)[None, :]
+    img[..., 1] = (np.arange(H) % 241)[:, None]
+    img[..., 2] = 90
+    return img
+
+
+@pytest.fixture
+def canvas(qtbot):
+    c = ImageCanvas()
+    qtbot.addWidget(c)
+    yield c
+    c.renderer.stop()
+
+
+def test_large_image_overview_detail_and_back(qtbot, canvas: ImageCanvas) -> None:
+    img = _image()
+    canvas.resize(800, 400)
+    canvas.show()
+    qtbot.waitExposed(canvas)
+    with qtbot.waitSignal(canvas.layersApplied, timeout=TIMEOUT):
+        canvas.set_image(img)
+    overview = tiling.overview_size(H, W)
+    assert overview != (H, W) and canvas.base.image.shape[:2] == overview
+
+    labels = ((np.arange(W)[None, :] // 100 + np.arange(H)[:, None] // 50) % 3).astype(np.uint8)
+    sem = SemanticMap(labels, ("__background__", "a", "b"))
+    layer = ("m", "semantic")
+    style = RenderStyle()
+    with qtbot.waitSignal(canvas.layersApplied, timeout=TIMEOUT):
+        canvas.set_layers([LayerSpec(layer, sem, "semantic", style)], {layer: 10.0})
+    ov = canvas.layer_item(layer)
+    assert ov.image.shape == (*overview, 4) and ov.isVisible()
+
+    # Zoom in on 200 x 100 image pixels: once the view settles, full-resolution renders take over.
+    with qtbot.waitSignal(canvas.detailApplied, timeout=TIMEOUT):
+        canvas.vb.setRange(QRectF(1000, 100, 200, 100), padding=0)
+    assert canvas.screen_scale() > 1.0
+    x0, y0, x1, y1 = canvas._detail_window
+    assert x0 <= 1000 and y0 <= 100 and x1 >= 1200 and y1 >= 200 and (x1 - x0) < 1000
+    assert canvas.base_detail.isVisible() and not ov.isVisible()
+    np.testing.assert_array_equal(canvas.base_detail.image, img[y0:y1, x0:x1])
+    detail = canvas._items[layer][1]
+    assert detail.isVisible()
+    np.testing.assert_array_equal(detail.image, render_layer(sem, "semantic", style, window=(x0, y0, x1, y1)))
+
+    # Hiding the layer hides whichever level is showing; zooming out returns to the overview at once.
+    canvas.set_layer_visible(layer, False)
+    assert not detail.isVisible() and not ov.isVisible()
+    canvas.set_layer_visible(layer, True)
+    canvas.fit()
+    assert not canvas.base_detail.isVisible() and ov.isVisible() and not detail.isVisible()
