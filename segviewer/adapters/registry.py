@@ -133,14 +133,17 @@ def _zoo_cache_file() -> Path | None:
         return None
 
 
-@functools.lru_cache(maxsize=1)
 def _zoo_meta() -> dict[str, dict[str, Any]]:
     """torchvision's weight metadata for the zoo, cached as JSON per torchvision version.
 
     Reading the metadata imports torchvision (seconds); the cache lets ``segviewer models`` and the
     window's model picker list the zoo without importing torch at all.
     """
-    path = _zoo_cache_file()
+    return _zoo_meta_at(_zoo_cache_file())
+
+
+@functools.lru_cache(maxsize=4)
+def _zoo_meta_at(path: Path | None) -> dict[str, dict[str, Any]]:
     if path is not None:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -155,7 +158,6 @@ def _zoo_meta() -> dict[str, dict[str, Any]]:
     return data
 
 
-@functools.cache
 def _zoo_card(model_id: str) -> ModelCard:
     from segviewer.adapters.weights import weights_file_name
 
