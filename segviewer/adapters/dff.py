@@ -20,7 +20,7 @@ Splits offered:
   run the whole head on every frame);
 * torchvision FCN: ``after_conv`` (warp the head's 512-channel conv output) or ``before_head``;
 * the bundled shapes FCN (``segviewer.adapters.nets.fcn``): warp pool3, pool4 and the fc7 output,
-  run the score layers and the skip fusion (the 8s output);
+  run the score layers and the skip fusion (the 8s output) and the fixed bilinear upsampling;
 * the bundled shapes U-Net: ``before_head`` (warp the decoder's full-resolution features) or
   ``bottleneck`` (warp every skip and the bottleneck, run the whole decoder).
 """
@@ -383,14 +383,16 @@ def split_shapes_fcn(model: Any, categories: Sequence[str], stage: str = "8s") -
         return (feats[2], feats[3], model.fc(x))  # pool3 (/8), pool4 (/16), fc7 (/32)
 
     def n_task(f: Features) -> torch.Tensor:
+        # Low-resolution logits; DeepFeatureFlow upsamples them bilinearly to the input, which is
+        # the FCN's own fixed final upsampling (F.interpolate, align_corners=False).
         pool3, pool4, fc7 = f
-        score = model.score_fr(fc7)
+        score = model.score_fr(fc7)  # stride 32
         if stage == "32s":
-            return model.upscore32(score)
+            return score
         fuse16 = model.upscore2(score) + model.score_pool4(pool4)
         if stage == "16s":
-            return model.upscore16(fuse16)
-        return model.upscore8(model.upscore_pool4(fuse16) + model.score_pool3(pool3))
+            return fuse16
+        return model.upscore_pool4(fuse16) + model.score_pool3(pool3)  # stride 8
 
     mean, std = _shapes_norm()
     return SplitNet("shapes_fcn", f"after_fc7 ({stage})", tuple(categories), n_feat, n_task, mean, std, 32,

@@ -1,0 +1,173 @@
+"""Deep Feature Flow: speed and accuracy against running the whole model on every frame.
+
+For key-frame intervals l = 1, 5, 10, 20 on a generated shapes-world clip it reports frames per
+second, the speedup over l = 1 (the whole model on every frame), the ideal speedup
+``l / (1 + (l - 1) c_prop / c_full)`` from the measured per-frame costs (c_full: a key frame;
+c_prop: flow + warp + task on a propagated frame), the ratio of the two, the agreement (mIoU
+against the whole model's output on the same frame) and, for the shapes models, the mIoU against
+ground truth over the clip.
+
+Models:
+* the bundled shapes FCN and U-Net (``models/shapes_fcn*.pt``, ``models/shapes_unet*.pt``) on a
+  320x240 clip, when they have been shipped (``--random-shapes`` times them untrained instead);
+* torchvision DeepLabV3-ResNet50 at 512x1024 with random weights (timing; agreement with its
+  own per-frame output stands in for accuracy), split after ASPP, and before ASPP at l = 10.
+
+    nice -n 10 python bench/dff.py [--models shapes,deeplab] [--frames 40] [--deeplab-frames 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from segviewer.adapters.dff import (
+    DeepFeatureFlow,
+    SplitNet,
+    speedup_bound,
+    split_shapes_fcn,
+    split_shapes_unet,
+)
+from segviewer.adapters.flow import make_flow_estimator
+from segviewer.analysis.metrics import ConfusionMatrix
+from segviewer.synth.classes import CATEGORIES
+from segviewer.synth.video import generate_video
+from segviewer.video.keyframes import FixedInterval
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_interleaved(configs: list[tuple[str, SplitNet, int]], frames: list[np.ndarray], flow: str,
+                    gt: list[np.ndarray] | None) -> list[dict[str, object]]:
+    """Step every configuration (name, split net, interval) on frame i before moving to frame i + 1.
+
+    The machine is shared: interleaving spreads any change in load evenly over all configurations,
+    so their ratios stay meaningful even when absolute times drift. The first configuration must
+    have l = 1; its labels are the per-frame reference for the agreement of the others.
+    """
+    assert configs[0][2] == 1
+    dffs = [DeepFeatureFlow(net, make_flow_estimator(flow), FixedInterval(iv)) for _, net, iv in configs]
+    n = len(configs[0][1].categories)
+    acc = [{"key": [], "prop": [], "stages": {}, "agree": ConfusionMatrix(n, None), "gt": ConfusionMatrix(n, 255)}
+           for _ in configs]
+    for i, img in enumerate(frames):
+        ref = None
+        for dff, a in zip(dffs, acc):
+            out = dff.step(i, img)
+            a["key" if out.is_key else "prop"].append(out.total)
+            if not out.is_key:
+                for k, v in out.times.items():
+                    a["stages"][k] = a["stages"].get(k, 0.0) + v
+            if ref is None:
+                ref = out.result.labels
+            a["agree"].update(ref, out.result.labels)
+            if gt is not None:
+                a["gt"].update(gt[i], out.result.labels)
+    rows = []
+    for (name, _, iv), a in zip(configs, acc):
+        times = a["key"] + a["prop"]
+        rows.append({
+            "name": name, "l": iv, "fps": len(times) / sum(times), "c_key": float(np.mean(a["key"])),
+            "c_prop": float(np.mean(a["prop"])) if a["prop"] else None,
+            "stages": {k: v / max(len(a["prop"]), 1) for k, v in a["stages"].items()},
+            "agreement": a["agree"].scores()["mean_iou"], "miou_gt": a["gt"].scores()["mean_iou"] if gt else None,
+        })
+    return rows
+
+
+def report(title: str, net: SplitNet, frames: list[np.ndarray], intervals: list[int], flow: str,
+           gt: list[np.ndarray] | None, extra: list[tuple[str, SplitNet, int]] = ()) -> None:
+    DeepFeatureFlow(net, make_flow_estimator(flow), FixedInterval(1)).full_labels(frames[0])  # warm-up
+    configs = [(net.split, net, iv) for iv in sorted(set([1, *intervals]))] + list(extra)
+    rows = run_interleaved(configs, frames, flow, gt)
+    c_full = rows[0]["c_key"]
+    h, w = frames[0].shape[:2]
+    print(f"\n{title}: {len(frames)} frames at {w}x{h}, flow {flow}; c_full = {c_full * 1e3:.0f} ms/frame")
+    print(f"{'split':<22} {'l':>3} {'s/frame':>8} {'fps':>7} {'speedup':>8} {'bound':>6} {'ratio':>6} "
+          f"{'c_prop ms':>9} {'flow/warp/task ms':>18} {'agree':>6} {'mIoU GT':>8}")
+    for r in rows:
+        iv = r["l"]
+        c_prop = r["c_prop"]
+        speed = r["fps"] * c_full
+        bound = speedup_bound(iv, c_prop, c_full) if c_prop is not None else 1.0
+        st = r["stages"]
+        parts = "/".join(f"{st.get(k, 0) * 1e3:.0f}" for k in ("flow", "warp", "task")) if st else "-"
+        gtm = "-" if r["miou_gt"] is None else f"{r['miou_gt'] * 100:.1f}"
+        cp = "-" if c_prop is None else f"{c_prop * 1e3:.0f}"
+        print(f"{r['name']:<22} {iv:>3} {1 / r['fps']:8.3f} {r['fps']:7.2f} {speed:8.2f} {bound:6.2f} "
+              f"{speed / bound:6.2f} {cp:>9} {parts:>18} {r['agreement'] * 100:6.1f} {gtm:>8}")
+
+
+def _shapes_model(kind: str, random: bool):  # noqa: ANN202
+    import torch
+
+    if random:
+        from segviewer.adapters.nets.fcn import FCN
+        from segviewer.adapters.nets.unet import UNet
+
+        torch.manual_seed(0)
+        return (FCN if kind == "fcn" else UNet)(len(CATEGORIES)).eval(), "random weights"
+    files = sorted((ROOT / "models").glob(f"shapes_{kind}*.pt"))
+    if not files:
+        return None, f"no models/shapes_{kind}*.pt shipped yet"
+    from segviewer.training.checkpoint import load, load_weights
+    from segviewer.training.tasks import make_task
+
+    ckpt = load(files[0])
+    model = make_task(ckpt["model"], list(ckpt["categories"]), ckpt.get("config")).build()
+    load_weights(model, ckpt["state_dict"], files[0].name)
+    return model.eval(), files[0].name
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="shapes,deeplab")
+    ap.add_argument("--intervals", type=int, nargs="+", default=[1, 5, 10, 20])
+    ap.add_argument("--frames", type=int, default=60, help="frames of the shapes clip")
+    ap.add_argument("--deeplab-frames", type=int, default=20)
+    ap.add_argument("--flow", default="dis")
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--random-shapes", action="store_true", help="time untrained shapes nets (mIoU meaningless)")
+    args = ap.parse_args(argv)
+
+    import cv2
+    import torch
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    models = args.models.split(",")
+    print(f"torch {torch.__version__}, {args.threads} threads, CPU; intervals {args.intervals}")
+    if "shapes" in models:
+        clip = list(generate_video(args.seed, args.frames, (240, 320)))
+        frames, gt = [f.image for f in clip], [f.semantic for f in clip]
+        for kind in ("fcn", "unet"):
+            model, src = _shapes_model(kind, args.random_shapes)
+            if model is None:
+                print(f"\nshapes {kind.upper()}: {src}; skipped")
+                continue
+            if kind == "fcn":
+                report(f"shapes FCN ({src})", split_shapes_fcn(model, CATEGORIES), frames,
+                       args.intervals, args.flow, gt)
+            else:
+                report(f"shapes U-Net ({src})", split_shapes_unet(model, CATEGORIES), frames,
+                       args.intervals, args.flow, gt,
+                       extra=[("bottleneck", split_shapes_unet(model, CATEGORIES, "bottleneck"), 10)])
+    if "deeplab" in models:
+        from segviewer.adapters.dff import split_torchvision, torchvision_segmentation_model
+
+        torch.manual_seed(0)
+        model = torchvision_segmentation_model("deeplabv3_resnet50", len(CATEGORIES), random_init=True)
+        clip = list(generate_video(args.seed, args.deeplab_frames, (512, 1024)))
+        frames = [f.image for f in clip]
+        report("DeepLabV3-ResNet50, random weights", split_torchvision(model, CATEGORIES, "after_aspp"),
+               frames, args.intervals, args.flow, None,
+               extra=[("before_aspp", split_torchvision(model, CATEGORIES, "before_aspp"), 10)])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
