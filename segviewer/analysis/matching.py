@@ -63,9 +63,15 @@ class IdIndexer:
         ids = np.asarray(ids, np.int64).ravel()
         k = len(ids)
         fits = k == 0 or (ids.min() > 0 and ids.max() < (1 << _LUT_BITS))
+        top = (1 << _LUT_BITS) - 1
         if fits and k < 0xFFFE and id_map.dtype.kind in "ui" and id_map.size:
-            lo, hi = int(id_map.min()), int(id_map.max())
-            if lo >= 0 and hi < (1 << _LUT_BITS):
+            # Unsigned maps need no range scan: mode="clip" sends ids beyond the table to its last
+            # entry, which holds the fill value unless that very id is listed.
+            if id_map.dtype.kind == "u" and not (k and ids.max() == top):
+                lo, hi = 0, 0
+            else:
+                lo, hi = int(id_map.min()), int(id_map.max())
+            if lo >= 0 and hi <= top:
                 small = k < self.OTHER8 - 1
                 if small and self._lut8 is None:
                     self._lut8 = np.full(1 << _LUT_BITS, self.OTHER8, np.uint8)
@@ -77,7 +83,7 @@ class IdIndexer:
                 lut[0] = 0
                 lut[ids] = np.arange(1, k + 1)
                 try:
-                    idx = np.take(lut, id_map)
+                    idx = np.take(lut, id_map, mode="clip")
                 finally:
                     lut[ids] = fill
                     lut[0] = fill
@@ -158,11 +164,15 @@ def pair_counts(gt_map: np.ndarray, gt_ids: np.ndarray, pred_map: np.ndarray, pr
         # are exact below 2**24 pixels). Row/column 255 collects the ids not listed.
         import cv2
 
-        hist = cv2.calcHist([np.ascontiguousarray(gi), np.ascontiguousarray(pi)], [0, 1], None,
-                            [256, 256], [0, 256, 0, 256])
-        rows = np.r_[0:g + 1, g_other]
-        cols = np.r_[0:p + 1, p_other]
-        matrix = hist[np.ix_(rows, cols)].astype(np.int64)
+        gi, pi = np.ascontiguousarray(gi), np.ascontiguousarray(pi)
+        # Bins for the listed ids only (fewer bins, faster); unlisted ids (255) fall outside the
+        # range, which the pixel total reveals, and only then is the full 256 x 256 counted.
+        hist = cv2.calcHist([gi, pi], [0, 1], None, [g + 1, p + 1], [0, g + 1, 0, p + 1])
+        matrix = np.zeros((g + 2, p + 2), np.int64)
+        matrix[:-1, :-1] = hist
+        if int(matrix.sum()) != gi.size:
+            full = cv2.calcHist([gi, pi], [0, 1], None, [256, 256], [0, 256, 0, 256])
+            matrix = full[np.ix_(np.r_[0:g + 1, g_other], np.r_[0:p + 1, p_other])].astype(np.int64)
     else:
         gi = gi.astype(np.intp)
         pi = pi.astype(np.intp)
