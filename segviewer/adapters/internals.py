@@ -110,6 +110,7 @@ class DetectorInternals:
     counts: dict[str, int] = field(default_factory=dict)
     timings: Timings = field(default_factory=Timings)
     pooled_box_features: np.ndarray | None = None  # (P, C, 7, 7) when captured with keep_pooled
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived maps, computed once
 
     # ---------------------------------------------------------------- coordinates
 
@@ -175,9 +176,14 @@ class DetectorInternals:
         return (1.0 / (1.0 + np.exp(-logit.astype(np.float64)))).astype(np.float32)
 
     def feature_energy(self, name: str) -> np.ndarray:
-        """``(h, w)`` L2 norm over channels of an FPN map: where the level responds."""
-        f = self.features[name]
-        return np.sqrt(np.einsum("chw,chw->hw", f, f, dtype=np.float64)).astype(np.float32)
+        """``(h, w)`` L2 norm over channels of an FPN map: where the level responds (cached)."""
+        if name not in self.features:
+            raise SegviewerError(f"No feature map {name!r}; the model has {', '.join(self.features)}.")
+        key = f"energy:{name}"
+        if key not in self._cache:
+            f = self.features[name]
+            self._cache[key] = np.sqrt(np.einsum("chw,chw->hw", f, f)).astype(np.float32)
+        return self._cache[key]
 
     def _pooler_levels(self, pooler: PoolerInfo) -> tuple[list[tuple[int, int]], int]:
         sizes = [tuple(self.features[n].shape[-2:]) for n in pooler.featmap_names]
@@ -216,15 +222,25 @@ class DetectorInternals:
             raise NothingHereError(f"Detection {index} does not exist; there are {len(self.detections)}.")
         return self.detections.boxes[index].astype(np.float64)
 
-    def rpn_nms(self) -> NMSTrace:
-        """The RPN's NMS (per FPN level) replayed step by step on its candidates."""
-        c = self.rpn_candidates
-        return nms_trace(c.boxes, c.scores, self.rpn_nms_thresh, c.groups)
+    def rpn_nms(self, level: int | None = None) -> NMSTrace:
+        """The RPN's NMS (per FPN level) replayed step by step on its candidates; with ``level``,
+        only that level's boxes (levels never suppress each other). ``trace.ids`` are rows of
+        :attr:`rpn_candidates`."""
+        return self._trace(self.rpn_candidates, self.rpn_nms_thresh, level, "level")
 
-    def box_nms(self) -> NMSTrace:
-        """The box head's per-class NMS replayed step by step."""
-        c = self.det_candidates
-        return nms_trace(c.boxes, c.scores, self.box_nms_thresh, c.groups)
+    def box_nms(self, class_id: int | None = None) -> NMSTrace:
+        """The box head's per-class NMS replayed step by step; with ``class_id``, that class only
+        (the fast path for a view: one class has at most one box per proposal)."""
+        return self._trace(self.det_candidates, self.box_nms_thresh, class_id, "class")
+
+    def _trace(self, c: Stage, thr: float, group: int | None, what: str) -> NMSTrace:
+        rows = np.arange(len(c)) if group is None else np.flatnonzero(c.groups == group)
+        if group is not None and rows.size == 0:
+            raise NothingHereError(f"No NMS candidates of {what} {group}.")
+        if group is not None:  # one group, with the full call's class offsets: identical decisions
+            batch = (len(c), float(c.boxes.max()))
+            return nms_trace(c.boxes[rows], c.scores[rows], thr, c.groups[rows], rows, batch)
+        return nms_trace(c.boxes, c.scores, thr, c.groups, rows)
 
     def mask_probs(self, index: int) -> tuple[np.ndarray, tuple[int, int]]:
         """Detection ``index``'s mask probabilities pasted into its box at input-image resolution:

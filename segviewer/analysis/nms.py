@@ -21,6 +21,7 @@ __all__ = ["NMSStep", "NMSTrace", "nms_trace", "pairwise_iou"]
 
 _F32 = np.float32
 _COORDINATE_TRICK_MAX_NUMEL = 4000  # torchvision.ops.boxes.batched_nms, CPU
+_MATRIX_MAX = 2048  # groups up to this size get all pairwise IoUs at once (16 MB of float32)
 
 
 def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -65,6 +66,7 @@ class NMSTrace:
     keep: np.ndarray
     suppressed_by: np.ndarray
     suppress_iou: np.ndarray
+    ids: np.ndarray | None = None  # the caller's index of each box (e.g. rows of a larger set)
 
     def __len__(self) -> int:
         """Number of steps (= kept boxes)."""
@@ -104,6 +106,8 @@ def _greedy(boxes: np.ndarray, scores: np.ndarray, thr: float,
     b = boxes[order]
     x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
     areas = ((x1 - x0) * (y1 - y0)).astype(_F32)
+    if len(order) <= _MATRIX_MAX:
+        return _greedy_matrix(order, x0, y0, x1, y1, areas, thr, sup_by, sup_iou)
     alive = np.ones(len(order), bool)
     kept: list[int] = []
     for i in range(len(order)):
@@ -126,9 +130,40 @@ def _greedy(boxes: np.ndarray, scores: np.ndarray, thr: float,
     return kept
 
 
+def _greedy_matrix(order: np.ndarray, x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray,
+                   areas: np.ndarray, thr: float, sup_by: np.ndarray, sup_iou: np.ndarray) -> list[int]:
+    """The same greedy pass with all pairwise IoUs computed at once (each pair with the kernel's
+    float32 operations, so every decision is identical); the Python loop then only ORs rows."""
+    w = np.maximum(_F32(0), np.minimum(x1[:, None], x1[None, :]) - np.maximum(x0[:, None], x0[None, :]))
+    h = np.maximum(_F32(0), np.minimum(y1[:, None], y1[None, :]) - np.maximum(y0[:, None], y0[None, :]))
+    inter = (w * h).astype(_F32)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ovr = (inter / (areas[:, None] + areas[None, :] - inter)).astype(_F32)
+    hit = np.triu(ovr.astype(np.float64) > thr, 1)  # only lower-scored boxes can be suppressed
+    removed = np.zeros(len(order), bool)
+    kept: list[int] = []
+    for i in range(len(order)):
+        if removed[i]:
+            continue
+        kept.append(int(order[i]))
+        new = hit[i] & ~removed
+        if new.any():
+            removed |= new
+            sup_by[order[new]] = order[i]
+            sup_iou[order[new]] = ovr[i, new]
+    return kept
+
+
 def nms_trace(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
-              class_ids: np.ndarray | None = None) -> NMSTrace:
-    """Run greedy NMS per class (``class_ids``; one class when None) and record every step."""
+              class_ids: np.ndarray | None = None, ids: np.ndarray | None = None,
+              batch: tuple[int, float] | None = None) -> NMSTrace:
+    """Run greedy NMS per class (``class_ids``; one class when None) and record every step.
+
+    ``ids`` (optional, one per box) is carried along so a trace of a subset can name the rows
+    of the full set it came from. To replay one class of a larger ``batched_nms`` call bit for
+    bit, pass ``batch = (number of boxes in that call, its largest coordinate)``: the float32
+    class offsets then equal the full call's.
+    """
     b = np.asarray(boxes, _F32).reshape(-1, 4)
     s = np.asarray(scores, _F32).reshape(-1)
     n = len(b)
@@ -143,8 +178,9 @@ def nms_trace(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
     sup_by = np.full(n, -1, np.int64)
     sup_iou = np.full(n, np.nan, np.float32)
     kept: list[int] = []
-    if n and b.size <= _COORDINATE_TRICK_MAX_NUMEL:
-        offsets = c.astype(_F32) * (b.max() + _F32(1))
+    numel, max_coord = (b.size, b.max() if n else 0.0) if batch is None else (4 * int(batch[0]), batch[1])
+    if n and numel <= _COORDINATE_TRICK_MAX_NUMEL:
+        offsets = c.astype(_F32) * (_F32(max_coord) + _F32(1))
         shifted = (b + offsets[:, None]).astype(_F32)
         kept = _greedy(shifted, s, float(iou_threshold), np.arange(n), sup_by, sup_iou)
     elif n:
@@ -152,4 +188,8 @@ def nms_trace(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
             kept += _greedy(b, s, float(iou_threshold), np.flatnonzero(c == cls), sup_by, sup_iou)
     keep = np.asarray(kept, np.int64)
     keep = keep[np.argsort(-s[keep].astype(np.float64), kind="stable")]
-    return NMSTrace(b, s, c, float(iou_threshold), keep, sup_by, sup_iou)
+    if ids is not None:
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        if len(ids) != n:
+            raise SegviewerError(f"NMS got {n} boxes but {len(ids)} ids.")
+    return NMSTrace(b, s, c, float(iou_threshold), keep, sup_by, sup_iou, ids)

@@ -174,30 +174,37 @@ class VoteGeometry:
 DEFAULT_GEOMETRY = VoteGeometry()
 
 
-def _votes(votes: np.ndarray, geometry: VoteGeometry) -> np.ndarray:
+def _votes(votes: np.ndarray, geometry: VoteGeometry, channel_axis: int = -1) -> np.ndarray:
+    """Votes as ``(H, W, C)``, or ``(C, H, W)`` when ``channel_axis == 0`` (no copy either way)."""
     v = np.asarray(votes)
-    if v.ndim != 3 or v.shape[2] < geometry.num_cells:
-        raise SegviewerError(f"Votes must be (H, W, {geometry.num_cells + 1}) probabilities; got shape {v.shape}.")
+    chw = channel_axis == 0
+    if channel_axis not in (0, -1, 2):
+        raise SegviewerError(f"channel_axis must be 0 (C, H, W) or -1 (H, W, C); got {channel_axis}.")
+    if v.ndim != 3 or v.shape[0 if chw else 2] < geometry.num_cells:
+        want = f"({geometry.num_cells + 1}, H, W)" if chw else f"(H, W, {geometry.num_cells + 1})"
+        raise SegviewerError(f"Votes must be {want} probabilities; got shape {v.shape}.")
     if not np.issubdtype(v.dtype, np.floating):
         v = v.astype(np.float32)
     return v
 
 
 def accumulate(votes: np.ndarray, geometry: VoteGeometry = DEFAULT_GEOMETRY,
-               dtype: type = np.float32) -> np.ndarray:
+               dtype: type = np.float32, channel_axis: int = -1) -> np.ndarray:
     """The ``(H, W)`` vote accumulator (transposed one-hot convolutions + average pooling).
 
-    Votes landing outside the image are dropped, as in the plain loop.
+    Votes landing outside the image are dropped, as in the plain loop. ``channel_axis=0`` takes
+    ``(C, H, W)`` votes (torch's layout), about 4x faster than strided ``(H, W, C)`` reads.
     """
-    v = _votes(votes, geometry)
-    h, w = v.shape[:2]
+    v = _votes(votes, geometry, channel_axis)
+    chw = channel_axis == 0
+    h, w = v.shape[1:] if chw else v.shape[:2]
     pad = max(-geometry.d_min, geometry.pixel_table.shape[0] - 1 + geometry.d_min)
     sizes = geometry.cell_sizes()
     groups: dict[tuple[int, int], np.ndarray] = {}
     for k, dy, dx, rh, rw in geometry.rects():
         canvas = groups.setdefault((rh, rw), np.zeros((h + 2 * pad, w + 2 * pad), dtype))
         # one-hot transposed convolution: channel k lands at the rectangle's top-left corner
-        canvas[pad + dy: pad + dy + h, pad + dx: pad + dx + w] += v[:, :, k] / dtype(sizes[k])
+        canvas[pad + dy: pad + dy + h, pad + dx: pad + dx + w] += (v[k] if chw else v[:, :, k]) / dtype(sizes[k])
     acc = np.zeros((h + 2 * pad, w + 2 * pad), dtype)
     for (rh, rw), canvas in groups.items():
         acc += _box_sum(canvas, rh, rw)  # the average pool (already divided by the cell size)
@@ -205,18 +212,18 @@ def accumulate(votes: np.ndarray, geometry: VoteGeometry = DEFAULT_GEOMETRY,
 
 
 def _box_sum(a: np.ndarray, rh: int, rw: int) -> np.ndarray:
-    """``out[y, x] = sum(a[y - i, x - j] for i < rh, j < rw)``: spreads a corner deposit over its cell."""
-    out = a.copy()
-    for i in range(1, rh):
-        out[i:] += a[:-i]
-    rows = out.copy()
-    for j in range(1, rw):
-        out[:, j:] += rows[:, :-j]
-    return out
+    """``out[y, x] = sum(a[y - i, x - j] for i < rh, j < rw)``: spreads a corner deposit over its cell
+    (an unnormalised box filter anchored at its bottom-right corner; zeros beyond the canvas)."""
+    import cv2
+
+    if rh == 1 and rw == 1:
+        return a
+    return cv2.boxFilter(a, -1, (rw, rh), anchor=(rw - 1, rh - 1), normalize=False, borderType=cv2.BORDER_CONSTANT)
 
 
 def accumulate_loop(votes: np.ndarray, geometry: VoteGeometry = DEFAULT_GEOMETRY) -> np.ndarray:
-    """Reference accumulator: every pixel adds ``p_k / |cell k|`` to every pixel of cell k (float64)."""
+    """Reference accumulator: every pixel adds ``p_k / |cell k|`` to every pixel of cell k (float64;
+    ``(H, W, C)`` votes)."""
     v = _votes(votes, geometry).astype(np.float64)
     h, w = v.shape[:2]
     acc = np.zeros((h, w), np.float64)
@@ -311,16 +318,16 @@ def backproject(cells: np.ndarray, peak: tuple[int, int], geometry: VoteGeometry
 
 
 def instances_from_votes(votes: np.ndarray, threshold: float, geometry: VoteGeometry = DEFAULT_GEOMETRY,
-                         min_area: int = 1) -> tuple[np.ndarray, Peaks, np.ndarray]:
+                         min_area: int = 1, channel_axis: int = -1) -> tuple[np.ndarray, Peaks, np.ndarray]:
     """Accumulate, find peaks, back-project: ``(instance_labels, peaks, accumulator)``.
 
     ``instance_labels`` is ``(H, W)`` int32, ``i + 1`` for peak ``i``; a pixel claimed by two
     peaks goes to the stronger one.
     """
-    v = _votes(votes, geometry)
-    acc = accumulate(v, geometry)
+    v = _votes(votes, geometry, channel_axis)
+    acc = accumulate(v, geometry, channel_axis=channel_axis)
     peaks = find_peaks(acc, threshold, min_area)
-    cells = v.argmax(axis=2)
+    cells = v.argmax(axis=0 if channel_axis == 0 else 2)
     out = np.zeros(acc.shape, np.int32)
     for i in range(len(peaks) - 1, -1, -1):  # weakest first, so stronger peaks overwrite
         out[backproject(cells, tuple(peaks.positions[i]), geometry)] = i + 1
@@ -346,9 +353,12 @@ def pseudo_votes(masks: np.ndarray | list[np.ndarray], geometry: VoteGeometry = 
     return out
 
 
-def one_hot_votes(cells: np.ndarray, geometry: VoteGeometry = DEFAULT_GEOMETRY) -> np.ndarray:
-    """``(H, W, K + 1)`` float32 probabilities that put all mass on ``cells``."""
+def one_hot_votes(cells: np.ndarray, geometry: VoteGeometry = DEFAULT_GEOMETRY, channel_axis: int = -1) -> np.ndarray:
+    """``(H, W, K + 1)`` (or ``(K + 1, H, W)`` with ``channel_axis=0``) float32 probabilities that
+    put all mass on ``cells``."""
     c = np.asarray(cells, np.int64)
     if c.min(initial=0) < 0 or c.max(initial=0) > geometry.abstain:
         raise SegviewerError(f"Vote cells must lie in 0..{geometry.abstain}.")
+    if channel_axis == 0:
+        return (c[None] == np.arange(geometry.num_cells + 1)[:, None, None]).astype(np.float32)
     return np.eye(geometry.num_cells + 1, dtype=np.float32)[c]

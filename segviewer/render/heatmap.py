@@ -75,6 +75,17 @@ def normalize(values: np.ndarray, vmin: float | None = None, vmax: float | None 
     return np.clip((v - vmin) / (vmax - vmin), 0, 1), float(vmin), float(vmax)
 
 
+def _nearest_index(shape: tuple[int, ...], out_size: tuple[int, int],
+                   extent: tuple[float, float, float, float]) -> tuple[np.ndarray, ...]:
+    """Per output row/column, the grid cell holding its centre (clipped) and whether it is inside."""
+    oh, ow = out_size
+    x0, y0, x1, y1 = extent
+    cols = np.floor(x0 + (np.arange(ow) + 0.5) * ((x1 - x0) / ow)).astype(np.int64)
+    rows = np.floor(y0 + (np.arange(oh) + 0.5) * ((y1 - y0) / oh)).astype(np.int64)
+    okc, okr = (cols >= 0) & (cols < shape[1]), (rows >= 0) & (rows < shape[0])
+    return np.clip(rows, 0, shape[0] - 1), np.clip(cols, 0, shape[1] - 1), okr, okc
+
+
 def resample_grid(values: np.ndarray, out_size: tuple[int, int],
                   extent: tuple[float, float, float, float] | None = None,
                   interpolation: str = "nearest") -> np.ndarray:
@@ -96,13 +107,10 @@ def resample_grid(values: np.ndarray, out_size: tuple[int, int],
     if not (x1 > x0 and y1 > y0):
         raise SegviewerError(f"The heatmap extent {extent} is empty.")
     sx, sy = (x1 - x0) / ow, (y1 - y0) / oh
-    if interpolation == "nearest":  # exact integer indexing: output centre -> containing cell
-        cols = np.floor(x0 + (np.arange(ow) + 0.5) * sx).astype(np.int64)
-        rows = np.floor(y0 + (np.arange(oh) + 0.5) * sy).astype(np.int64)
-        okc, okr = (cols >= 0) & (cols < v.shape[1]), (rows >= 0) & (rows < v.shape[0])
-        out = v[np.clip(rows, 0, v.shape[0] - 1)[:, None], np.clip(cols, 0, v.shape[1] - 1)[None, :]]
-        out = np.where(okr[:, None] & okc[None, :], out, np.nan).astype(np.float32)
-        return out
+    if interpolation == "nearest":
+        rows, cols, okr, okc = _nearest_index(v.shape, (oh, ow), (x0, y0, x1, y1))
+        out = v[rows[:, None], cols[None, :]]
+        return np.where(okr[:, None] & okc[None, :], out, np.nan).astype(np.float32)
     if interpolation != "linear":
         raise SegviewerError(f"Unknown interpolation {interpolation!r}; use 'nearest' or 'linear'.")
     m = np.array([[sx, 0, x0 + 0.5 * sx - 0.5], [0, sy, y0 + 0.5 * sy - 0.5]], np.float64)
@@ -123,12 +131,22 @@ def heatmap_rgba(values: np.ndarray, vmin: float | None = None, vmax: float | No
     keeps the image readable under sparse maps such as objectness.
     """
     v = np.asarray(values, np.float32)
+    if v.ndim != 2 or v.size == 0:
+        raise SegviewerError(f"A heatmap needs a non-empty 2-D grid; got shape {v.shape}.")
+    if out_size is None and extent is not None:
+        raise SegviewerError("An extent needs an out_size to resample to.")
+    if out_size is not None and interpolation == "nearest":
+        # color the (small) grid once, then gather whole RGBA pixels: the fast path for big outputs
+        resample_grid(v[:1, :1], out_size, extent)  # validates out_size and extent
+        cells = heatmap_rgba(v, vmin, vmax, cmap, alpha, symmetric=symmetric, alpha_by_value=alpha_by_value)
+        ext = (0.0, 0.0, float(v.shape[1]), float(v.shape[0])) if extent is None else tuple(float(e) for e in extent)
+        rows, cols, okr, okc = _nearest_index(v.shape, tuple(int(o) for o in out_size), ext)
+        px = cells.view(np.uint32)[..., 0][rows[:, None], cols[None, :]]
+        if not (okr.all() and okc.all()):
+            px = np.where(okr[:, None] & okc[None, :], px, np.uint32(0))
+        return np.ascontiguousarray(px).view(np.uint8).reshape(*px.shape, 4)
     if out_size is not None:
         v = resample_grid(v, out_size, extent, interpolation)
-    elif extent is not None:
-        raise SegviewerError("An extent needs an out_size to resample to.")
-    if v.ndim != 2:
-        raise SegviewerError(f"A heatmap needs a 2-D grid; got shape {v.shape}.")
     t, _, _ = normalize(v, vmin, vmax, symmetric)
     nan = ~np.isfinite(t)
     idx = np.round(np.nan_to_num(t, nan=0.0) * 255).astype(np.uint8)
@@ -136,7 +154,7 @@ def heatmap_rgba(values: np.ndarray, vmin: float | None = None, vmax: float | No
     out[..., :3] = colormap_lut(cmap)[idx]
     a = int(np.clip(alpha, 0, 255))
     out[..., 3] = np.round(np.nan_to_num(t, nan=0.0) * a).astype(np.uint8) if alpha_by_value else a
-    out[nan, 3] = 0
+    out[nan] = 0  # transparent black, the same as outside the grid
     return out
 
 

@@ -69,6 +69,15 @@ def test_nms_steppers_equal_the_models_nms(captured) -> None:
     box = it.box_nms()
     kept = set(zip(it.det_candidates.source[box.keep].tolist(), it.det_candidates.groups[box.keep].tolist()))
     assert kept == set(zip(it.det_kept.source.tolist(), it.det_kept.groups.tolist()))
+    # per-group traces (what a view steps through) name candidate rows and agree with the full run
+    for level in np.unique(it.rpn_candidates.groups):
+        t = it.rpn_nms(int(level))
+        assert set(t.ids[t.keep].tolist()) == set(rpn.keep[it.rpn_candidates.groups[rpn.keep] == level].tolist())
+    cls = int(it.det_candidates.groups[0])
+    t = it.box_nms(cls)
+    assert set(t.ids[t.keep].tolist()) == set(box.keep[it.det_candidates.groups[box.keep] == cls].tolist())
+    with pytest.raises(NothingHereError):
+        it.box_nms(10_000)
 
 
 def test_roi_align_grids_reproduce_the_box_pooler(captured) -> None:

@@ -93,3 +93,37 @@ def test_empty_and_bad_input() -> None:
         nms_trace(np.zeros((3, 4)), np.zeros(2), 0.5)
     with pytest.raises(SegviewerError, match="NaN"):
         nms_trace(np.array([[0, 0, np.nan, 1]]), np.ones(1), 0.5)
+
+
+def test_row_by_row_path_equals_matrix_path(monkeypatch) -> None:
+    """Groups larger than the pairwise-matrix limit take the row-by-row loop; same decisions."""
+    import segviewer.analysis.nms as nms_mod
+
+    rng = np.random.default_rng(21)
+    boxes, scores = _random_boxes(rng, 400), rng.random(400).astype(np.float32)
+    classes = rng.integers(0, 2, 400)
+    for thr in (0.2, 0.5, 0.7):
+        fast = nms_trace(boxes, scores, thr, classes)
+        monkeypatch.setattr(nms_mod, "_MATRIX_MAX", 0)
+        slow = nms_trace(boxes, scores, thr, classes)
+        monkeypatch.undo()
+        ref = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), thr).numpy()
+        assert set(slow.keep.tolist()) == set(ref.tolist())
+        np.testing.assert_array_equal(fast.keep, slow.keep)
+        np.testing.assert_array_equal(fast.suppressed_by, slow.suppressed_by)
+        np.testing.assert_array_equal(fast.suppress_iou, slow.suppress_iou)
+
+
+def test_one_class_of_a_batch_replays_exactly() -> None:
+    rng = np.random.default_rng(8)
+    for n in (300, 1500):  # coordinate-trick call and per-class call
+        boxes, scores = _random_boxes(rng, n), rng.random(n).astype(np.float32)
+        classes = rng.integers(0, 4, n)
+        ref = set(batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(classes), 0.5)
+                  .numpy().tolist())
+        for cls in range(4):
+            rows = np.flatnonzero(classes == cls)
+            t = nms_trace(boxes[rows], scores[rows], 0.5, classes[rows], rows, (n, float(boxes.max())))
+            assert set(t.ids[t.keep].tolist()) == ref & set(rows.tolist())
+    with pytest.raises(SegviewerError, match="ids"):
+        nms_trace(boxes[:3], scores[:3], 0.5, ids=np.arange(2))

@@ -48,7 +48,10 @@ def test_accumulator_equals_plain_loop(unit: int, dtype) -> None:
         votes = rng.random((h, w, NUM_CELLS + 1)).astype(np.float32)
         votes /= votes.sum(2, keepdims=True)
         g = VoteGeometry(unit=unit)
-        np.testing.assert_allclose(accumulate(votes, g, dtype), accumulate_loop(votes, g), atol=1e-5, rtol=0)
+        ref = accumulate_loop(votes, g)
+        np.testing.assert_allclose(accumulate(votes, g, dtype), ref, atol=1e-5, rtol=0)
+        chw = np.ascontiguousarray(votes.transpose(2, 0, 1))
+        np.testing.assert_allclose(accumulate(chw, g, dtype, channel_axis=0), ref, atol=1e-5, rtol=0)
 
 
 def test_accumulator_equals_torch_transposed_convolution() -> None:
@@ -134,7 +137,8 @@ def test_pseudo_votes_back_project_to_the_instances(unit: int) -> None:
         # instances must fit the table's reach (4.5 units) for every pixel to be able to vote
         masks = _scene(rng, 96, 8, max_half=4 * unit)
         cells = pseudo_votes(masks, g)
-        labels, peaks, acc = instances_from_votes(one_hot_votes(cells, g), threshold=1.0, geometry=g)
+        axis = unit % 2 * -1  # both layouts: (C, H, W) for unit 2, (H, W, C) for unit 3
+        labels, peaks, acc = instances_from_votes(one_hot_votes(cells, g, axis), 1.0, g, channel_axis=axis)
         for m in masks:
             if m.sum() <= cell_px:
                 continue
@@ -173,6 +177,10 @@ def test_far_centroids_abstain_and_bad_inputs_raise() -> None:
         VoteGeometry(unit=0)
     with pytest.raises(SegviewerError, match="Votes must be"):
         accumulate(np.zeros((4, 4, 3)))
+    with pytest.raises(SegviewerError, match="Votes must be"):
+        accumulate(np.zeros((4, 4, 18)), channel_axis=0)
+    with pytest.raises(SegviewerError, match="channel_axis"):
+        accumulate(np.zeros((4, 4, 18)), channel_axis=1)
 
 
 def test_table_matches_training_targets_convention() -> None:

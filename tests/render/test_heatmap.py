@@ -91,3 +91,23 @@ def test_bad_inputs_are_clear() -> None:
         legend_rgba(make_legend(0, 1), (10, 10))
     flat = heatmap_rgba(np.full((3, 3), 7.0))  # a constant map is fine
     assert flat.shape == (3, 3, 4)
+
+
+def test_fast_nearest_path_equals_resample_then_color() -> None:
+    rng = np.random.default_rng(0)
+    v = rng.random((7, 9)).astype(np.float32)
+    v[2, 3] = np.nan
+    for ext in (None, (0, 0, 4.5, 3.2), (-1, -2, 12, 9)):
+        for kw in ({}, {"alpha_by_value": True, "cmap": "turbo"}, {"symmetric": True}):
+            fast = heatmap_rgba(v, out_size=(30, 41), extent=ext, **kw)
+            slow = heatmap_rgba(resample_grid(v, (30, 41), ext), **kw) if ext is None else None
+            if slow is not None:  # the whole grid: same range either way
+                np.testing.assert_array_equal(fast, slow)
+            ref = heatmap_rgba(resample_grid(v, (30, 41), ext), v[np.isfinite(v)].min(), v[np.isfinite(v)].max(),
+                               **{k: a for k, a in kw.items() if k != "symmetric"}) if "symmetric" not in kw else None
+            if ref is not None:
+                np.testing.assert_array_equal(fast, ref)
+    with pytest.raises(SegviewerError):
+        heatmap_rgba(v, extent=(0, 0, 1, 1))
+    with pytest.raises(SegviewerError):
+        heatmap_rgba(v, out_size=(0, 5))

@@ -1,0 +1,199 @@
+"""Internals views: update time of each view after ONE cached forward pass, on a 1280x720 image.
+
+The forward pass (Mask R-CNN R50-FPN, random weights, torchvision's default 800/1333 resize) runs
+once with hooks; then every view the UI offers is timed as it would be on a click or a slider
+move: compute (numpy geometry / replay) + produce what the canvas draws (segments) or an RGBA
+layer at image resolution. Target: each view under 100 ms on this CPU.
+
+    nice -n 10 python bench/internals.py [--repeats 7] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_line, pin_threads, table, time_ms  # noqa: E402
+
+TARGET_MS = 100.0
+
+
+def _image(h: int = 720, w: int = 1280) -> np.ndarray:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    img = np.full((h, w, 3), 90, np.uint8)
+    for _ in range(25):
+        c = tuple(int(v) for v in rng.integers(0, 255, 3))
+        x, y = (int(v) for v in rng.integers(0, (w, h)))
+        cv2.circle(img, (x, y), int(rng.integers(15, 120)), c, -1)
+    return img
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    pin_threads(args.threads)
+
+    import torch
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    from segviewer.adapters.internals import capture_internals
+    from segviewer.analysis.voting import (
+        VoteGeometry,
+        accumulate,
+        backproject,
+        find_peaks,
+        one_hot_votes,
+        pseudo_votes,
+    )
+    from segviewer.render.heatmap import heatmap_rgba, make_legend
+    from segviewer.render.roi_grid import (
+        box_segments,
+        rasterize_segments,
+        roi_align_segments,
+        roi_pool_segments,
+        scale_segments,
+    )
+
+    torch.manual_seed(0)
+    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).eval()
+    img = _image()
+    h, w = img.shape[:2]
+    t0 = time.perf_counter()
+    it = capture_internals(model, img, score_thresh=0.0)
+    forward_ms = (time.perf_counter() - t0) * 1000
+    print(f"# {machine_line()} · torch threads {args.threads}")
+    print(f"# one forward pass with hooks: {forward_ms:.0f} ms ({it.timings.summary()}); "
+          f"model frame {it.model_size}, padded {it.padded_size}; replay matches: {it.replay_matches}")
+    print("# counts: " + ", ".join(f"{k} {v}" for k, v in it.counts.items()))
+
+    b = it.to_image(it.detections.boxes)
+    areas = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    pick = int(np.argmax(areas))  # the largest detection: the most sample points to draw
+    cx, cy = float(b[pick, 0] + b[pick, 2]) / 2, float(b[pick, 1] + b[pick, 3]) / 2
+    scale = it.scale
+
+    def roi_box() -> None:
+        i = it.detection_at(cx, cy)
+        _, grid = it.roi_align(i, "box")
+        roi_align_segments(grid, scale)
+
+    def roi_mask() -> None:
+        _, grid = it.roi_align(it.detection_at(cx, cy), "mask")
+        roi_align_segments(grid, scale)
+
+    def roi_pool() -> None:
+        _, grid = it.roi_pool(it.detection_at(cx, cy))
+        grid.difference()
+        roi_pool_segments(grid, scale)
+
+    def anchors() -> None:
+        for level in range(len(it.objectness)):
+            at = it.anchors_at(cx, cy, level)
+            it.anchor_objectness(at)
+            scale_segments(box_segments(at.boxes), scale)
+
+    def objectness() -> None:
+        m = it.objectness_map(0)
+        heatmap_rgba(m, 0, 1, "magma", out_size=(h, w), extent=it.heatmap_extent(m.shape), alpha_by_value=True)
+        make_legend(0, 1, "magma", "objectness")
+
+    def fpn_energy() -> None:
+        e = it.feature_energy("0")
+        heatmap_rgba(e, out_size=(h, w), extent=it.heatmap_extent(e.shape))
+
+    cls = int(it.detections.groups[pick])
+    n_cls = int((it.det_candidates.groups == cls).sum())
+    n_lvl = int((it.rpn_candidates.groups == 0).sum())
+
+    def rpn_nms_level() -> None:
+        it.rpn_nms(0).step(0)
+
+    def rpn_nms_all() -> None:
+        it.rpn_nms().step(0)
+
+    def box_nms_class() -> None:
+        it.box_nms(cls).step(0)
+
+    def mask_one() -> None:
+        p, _ = it.mask_probs(it.detection_at(cx, cy))
+        _ = p > 0.5
+
+    def masks_all() -> None:
+        it.masks(0.5)
+
+    def export_grid() -> None:
+        _, grid = it.roi_align(pick, "box")
+        seg = roi_align_segments(grid, scale)
+        rasterize_segments(seg["bins"], (h, w))
+        rasterize_segments(seg["links"], (h, w), weights=seg["link_weights"])
+
+    # PCV on the full frame: pseudo-votes from the detections' masks (the top 30), unit 4 px
+    geom = VoteGeometry(unit=4)
+    masks = it.masks(0.5)
+    full = masks.select(np.arange(min(30, len(masks)))).to_full()
+    cells = pseudo_votes(full, geom)
+    votes = one_hot_votes(cells, geom, channel_axis=0)  # (C, H, W): the network's layout
+    acc = accumulate(votes, geom, channel_axis=0)
+    small = one_hot_votes(cells[2::4, 2::4], VoteGeometry(unit=1), channel_axis=0)  # stride-4 output
+
+    def pcv_accumulate() -> None:
+        accumulate(votes, geom, channel_axis=0)
+
+    def pcv_accumulate_stride4() -> None:
+        accumulate(small, VoteGeometry(unit=1), channel_axis=0)
+
+    def pcv_peaks_backproject() -> None:
+        peaks = find_peaks(acc, 2.0)
+        for i in range(min(len(peaks), 30)):
+            backproject(cells, tuple(peaks.positions[i]), geom)
+
+    def pcv_heatmap() -> None:
+        heatmap_rgba(acc, cmap="inferno", alpha_by_value=True)
+
+    views = {
+        "RoIAlign grid 7x7 (box head) + segments": roi_box,
+        "RoIAlign grid 14x14 (mask head) + segments": roi_mask,
+        "RoIPool grid + area difference + segments": roi_pool,
+        "anchors at click, all 5 levels + objectness": anchors,
+        "RPN objectness heatmap (level 0) -> RGBA 1280x720": objectness,
+        "FPN energy heatmap (P2) -> RGBA 1280x720": fpn_energy,
+        f"RPN NMS stepper, level P2 ({n_lvl} boxes)": rpn_nms_level,
+        f"box-head NMS stepper, one class ({n_cls} boxes)": box_nms_class,
+        "mask logits pasted, one detection": mask_one,
+        f"mask logits pasted, all {len(it.detections)} detections": masks_all,
+        "export: RoIAlign grid + links rasterised 1280x720": export_grid,
+        "PCV accumulate 1280x720x18 (unit 4 px, full res)": pcv_accumulate,
+        "PCV accumulate 320x180x18 (stride-4 output, unit 1)": pcv_accumulate_stride4,
+        "PCV peaks + back-projection (30 peaks)": pcv_peaks_backproject,
+        "PCV accumulator heatmap -> RGBA": pcv_heatmap,
+    }
+    t0 = time.perf_counter()
+    it.feature_energy("0")
+    print(f"# first FPN energy map (P2, then cached): {(time.perf_counter() - t0) * 1000:.0f} ms")
+    t0 = time.perf_counter()
+    rpn_nms_all()
+    print(f"# (not a view) RPN NMS trace over all {it.counts['rpn_candidates']} candidates, 5 levels: "
+          f"{(time.perf_counter() - t0) * 1000:.0f} ms")
+    t0 = time.perf_counter()
+    it.box_nms()
+    print(f"# (not a view) full box-head NMS trace over all {it.counts['det_candidates']} class boxes: "
+          f"{(time.perf_counter() - t0) * 1000:.0f} ms; a view steps one class at a time")
+    rows = []
+    for name, fn in views.items():
+        ms = float(np.median(time_ms(fn, repeats=args.repeats, warmup=1)))
+        rows.append((name, ms, "ok" if ms <= TARGET_MS else "OVER"))
+    print(table(rows, ["view (after a cached forward pass)", "median ms", f"<= {TARGET_MS:.0f} ms"]))
+    return 0 if all(r[2] == "ok" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
