@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from segviewer.core.cache import ByteLRU
 from segviewer.core.errors import SegviewerError
 from segviewer.core.results import Detections, FlowField, MaskSet, PanopticMap, SemanticMap
 
@@ -122,12 +123,6 @@ def decode_result(c: CompactResult) -> object:
     raise SegviewerError(f"Unknown cached result kind {c.kind!r}.")
 
 
-def _byte_lru(max_bytes: int) -> Any:
-    from segviewer.core.cache import ByteLRU
-
-    return ByteLRU(max_bytes)
-
-
 class FrameResultCache:
     """Compact results per ``(frame, model key)``; the oldest (least recently used) drop past ``max_bytes``."""
 
@@ -135,7 +130,7 @@ class FrameResultCache:
         if max_bytes <= 0:
             raise SegviewerError(f"The video cache budget must be positive; got {max_bytes} bytes.")
         self.max_bytes = int(max_bytes)
-        self._lru = _byte_lru(self.max_bytes)
+        self._lru = ByteLRU(self.max_bytes)
 
     def put(self, frame: int, key: Hashable, result: object) -> int:
         """Store ``result`` for ``frame`` under ``key`` (model id + params); returns its compact size."""
@@ -155,7 +150,11 @@ class FrameResultCache:
 
     @property
     def nbytes(self) -> int:
-        return int(self._lru.nbytes)
+        return int(self._lru.total_bytes)
+
+    def frames(self, key: Hashable) -> list[int]:
+        """Frames cached under ``key``, in playback order (for the timeline's "computed" marks)."""
+        return sorted(f for f, k in self._lru if k == key)
 
     def clear(self) -> None:
         self._lru.clear()

@@ -87,3 +87,24 @@ def test_ten_minutes_of_720p_results_fit_in_two_gib(frame_results: tuple[Semanti
     noisy.ravel()[idx] = rng.integers(0, len(CATEGORIES), idx.size)
     worst = encode_result(SemanticMap(noisy, CATEGORIES)).nbytes + per_frame - encode_result(sem).nbytes
     assert worst * FRAMES_10_MIN_30_FPS <= DEFAULT_BUDGET
+
+
+def test_frame_cache_drops_the_oldest_past_its_budget(frame_results: tuple[SemanticMap, Detections, PanopticMap]) -> None:
+    from segviewer.video.cache import FrameResultCache
+
+    sem = frame_results[0]
+    size = encode_result(sem).nbytes
+    cache = FrameResultCache(max_bytes=int(size * 3.5))  # room for three frames
+    for i in range(5):
+        assert cache.put(i, "shapes_fcn", sem) == size
+    assert cache.frames("shapes_fcn") == [2, 3, 4] and len(cache) == 3
+    assert cache.nbytes == 3 * size <= cache.max_bytes
+    assert cache.get(0, "shapes_fcn") is None
+    back = cache.get(2, "shapes_fcn")  # a use: frame 2 is now the most recent
+    assert isinstance(back, SemanticMap)
+    np.testing.assert_array_equal(back.labels, sem.labels)
+    cache.put(5, "shapes_fcn", sem)
+    assert cache.frames("shapes_fcn") == [2, 4, 5] and (3, "shapes_fcn") not in cache
+    assert cache.get(4, "other model") is None
+    with pytest.raises(SegviewerError):
+        FrameResultCache(0)
