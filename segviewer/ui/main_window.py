@@ -39,6 +39,7 @@ EMPTY_TEXT = "Open an image (Ctrl+O)\nor drop files and folders here"
 
 class MainWindow(QMainWindow):
     exported = Signal(str)  # path written by an export
+    modelsListed = Signal()
     errorShown = Signal(str)
 
     def __init__(self, worker: InferenceWorker | None = None, settings: QSettings | None = None,
@@ -119,22 +120,34 @@ class MainWindow(QMainWindow):
             sb.addPermanentWidget(w)
 
     def _load_cards(self, cards: Sequence[Any] | None) -> None:
-        from segviewer.adapters import registry
-        from segviewer.adapters.device import available_devices
-
-        try:
-            self.cards = list(cards) if cards is not None else registry.list_cards()
-        except Exception as err:  # noqa: BLE001 - a broken card must not stop the window
-            self.cards = []
-            self.show_error(f"Could not list models: {err}")
-        self.card_ids = {c.id for c in self.cards}
+        """List models and devices; in a background job unless given (they import torch, seconds)."""
+        self.cards: list[Any] = []
+        self.card_ids: set[str] = set()
         self.base_states: dict[str, str] = {}
-        for c in self.cards:
-            try:
-                self.base_states[c.id] = str(registry.weight_state(c))
-            except Exception:  # noqa: BLE001
-                self.base_states[c.id] = "?"
-        self.devices = available_devices()
+        self.devices = ["cpu"]
+        self.cards_ready = False
+        self._start_models: tuple[Sequence[str], bool, Path | None, str | None] | None = None
+        if cards is not None:
+            self._on_cards(_list_models(list(cards)))
+        else:
+            self.picker.tree.setHeaderLabels(["Model (listing…)", "Weights"])
+            run_background(lambda: _list_models(None), self._on_cards, self.show_error, "Listing models")
+
+    def _on_cards(self, listed: tuple[list[Any], dict[str, str], list[str], str]) -> None:
+        self.cards, self.base_states, self.devices, problems = listed
+        self.card_ids = {c.id for c in self.cards}
+        self.cards_ready = True
+        self.picker.tree.setHeaderLabels(["Model", "Weights"])
+        dev = str(self.settings.value("device", ""))
+        self.session.device = dev if dev in self.devices else self.devices[0]
+        self.picker.set_devices(self.devices, self.session.device)
+        self.picker.set_cards(self.cards, self._states(), self.session.models)
+        if problems:
+            self.statusBar().showMessage(problems, 10000)
+        if self._start_models is not None:
+            self._apply_start_models(*self._start_models)
+        self._update_status()
+        self.modelsListed.emit()
 
     def _connect(self) -> None:
         s = self.session
@@ -171,36 +184,16 @@ class MainWindow(QMainWindow):
         for kind in disp.DEFAULT_OPACITY:
             self.state.kind_opacity[kind] = get_float(st, f"opacity/{kind}", disp.DEFAULT_OPACITY[kind])
         self.state.score_threshold = get_float(st, "scoreThreshold", 0.5)
-        dev = str(st.value("device", ""))
-        self.session.device = dev if dev in self.devices else self.devices[0]
-        self.picker.set_devices(self.devices, self.session.device)
-        self.picker.set_cards(self.cards, self._states(), [])
         self.panel.sync(self.state)
         self._rebuild_recent()
         self._update_status()
 
     def start(self, paths: Sequence[Path] = (), models: Sequence[str] = (), weights: Path | None = None,
               device: str | None = None, no_default: bool = False) -> None:
-        """Apply the command line: what to open, which models to run, on which device."""
-        if device:
-            from segviewer.adapters.device import resolve_device
-
-            self.session.device = resolve_device(device)
-            self.picker.set_devices(self.devices, self.session.device)
-        if models:
-            chosen = list(models)
-        elif no_default:
-            chosen = []
-        else:
-            saved = get_list(self.settings, "selectedModels")
-            chosen = saved if saved is not None else [m for m in DEFAULT_MODELS if m in self.card_ids]
-        chosen = [m for m in chosen if m in self.card_ids or m in models]
-        if weights is not None and chosen:
-            self.session.weights[chosen[0]] = Path(weights)
-            self.base_states[chosen[0]] = "user file"
-        self.picker.set_cards(self.cards, self._states(), chosen)
-        self.session.set_models(chosen)
-        self._update_status()
+        """Apply the command line: what to open now; which models, on which device, once listed."""
+        self._start_models = (tuple(models), no_default, weights, device)
+        if self.cards_ready:
+            self._apply_start_models(*self._start_models)
         if paths:
             self.session.open_paths([Path(p) for p in paths])
         elif not no_default:
@@ -210,6 +203,35 @@ class MainWindow(QMainWindow):
             found = list_images(scenes) if scenes.is_dir() else []
             if found:
                 self.session.open_paths([found[0]])
+
+    def _apply_start_models(self, models: Sequence[str], no_default: bool, weights: Path | None,
+                            device: str | None) -> None:
+        self._start_models = None
+        if device:
+            from segviewer.adapters.device import resolve_device
+
+            try:
+                self.session.device = resolve_device(device)
+            except Exception as err:  # noqa: BLE001 - e.g. --device cuda on a CPU-only machine
+                self.show_error(str(err))
+            self.picker.set_devices(self.devices, self.session.device)
+        if models:
+            chosen = list(models)
+        elif no_default:
+            chosen = []
+        else:
+            saved = get_list(self.settings, "selectedModels")
+            chosen = saved if saved is not None else [m for m in DEFAULT_MODELS if m in self.card_ids]
+        unknown = [m for m in chosen if m not in self.card_ids]
+        if unknown and models:
+            self.show_error(f"Unknown model {unknown[0]!r}; `segviewer models` lists the available ones.")
+        chosen = [m for m in chosen if m in self.card_ids]
+        if weights is not None and chosen:
+            self.session.weights[chosen[0]] = Path(weights)
+            self.base_states[chosen[0]] = "user file"
+        self.picker.set_cards(self.cards, self._states(), chosen)
+        self.session.set_models(chosen)
+        self._update_status()
 
     # ---- user actions ---------------------------------------------------------------------------
     def open_dialog(self) -> None:
@@ -456,6 +478,27 @@ class MainWindow(QMainWindow):
         """Stop the background threads (bounded wait)."""
         self.worker.stop()
         self.canvas.renderer.stop()
+
+
+def _list_models(cards: list[Any] | None) -> tuple[list[Any], dict[str, str], list[str], str]:
+    """Cards, their weight states, devices and a note about broken bundled cards (no Qt: runs in a job)."""
+    from segviewer.adapters import registry
+    from segviewer.adapters.device import available_devices
+
+    cards = registry.list_cards() if cards is None else cards
+    states: dict[str, str] = {}
+    for c in cards:
+        try:
+            states[c.id] = str(registry.weight_state(c))
+        except Exception:  # noqa: BLE001 - a state we cannot tell is shown as such
+            states[c.id] = "?"
+    problems = ""
+    try:
+        found = registry.bundled_card_problems()
+        problems = f"Skipped model card: {found[0]}" if found else ""
+    except Exception:  # noqa: BLE001
+        pass
+    return list(cards), states, available_devices(), problems
 
 
 def grab_rgb(widget: QWidget) -> np.ndarray:

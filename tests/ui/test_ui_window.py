@@ -201,3 +201,17 @@ def test_command_line_arguments(tmp_path: Path) -> None:
     assert args.paths == [Path("x.png")] and args.model == ["a", "b"] and args.no_default
     with pytest.raises(SegviewerError, match="does not exist"):
         gui.run(args)  # checked before any window opens
+
+
+def test_models_are_listed_in_the_background(qtbot, make_window, tmp_path: Path) -> None:
+    w = MainWindow(InferenceWorker(lambda mid: FakeAdapter(mid)))  # cards=None: the registry, off the UI thread
+    qtbot.addWidget(w)
+    try:
+        assert not w.cards_ready
+        with qtbot.waitSignal(w.modelsListed, timeout=TIMEOUT):
+            w.start([_scene(tmp_path / "a.png", 5)], models=[MODEL], no_default=True)
+        assert MODEL in w.card_ids and w.picker.checked() == [MODEL]
+        assert "cpu" in w.devices and w.picker.device.currentText() == w.session.device
+        assert w.picker.state(MODEL) in ("cached", "needs download", "loading…", "loaded", "needs download (failed)")
+    finally:
+        w.shutdown()
