@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from segviewer.ui import display as disp
+from segviewer.ui import export
 from segviewer.ui.actions import build_menus
 from segviewer.ui.canvas.render_thread import LayerSpec
 from segviewer.ui.canvas.view import ImageCanvas
@@ -107,6 +108,9 @@ class MainWindow(QMainWindow):
         self.actions, self.recent_menu = build_menus(self, handlers, (undo, redo))
         self.actions["toggle_layers"].setChecked(True)
         view_menu = self.actions["view_menu"].menu()
+        self.layers_menu = view_menu.addMenu("Layer &Visibility")
+        self.layers_menu.setEnabled(False)
+        self._layer_actions: dict[disp.LayerId, QAction] = {}
         view_menu.addSeparator()
         for dock in self.docks.values():
             view_menu.addAction(dock.toggleViewAction())
@@ -280,47 +284,23 @@ class MainWindow(QMainWindow):
 
     def export_png(self, path: Path) -> None:
         """Write what the screen shows (visible layers, opacities, filters) in a background job."""
-        from segviewer.core.fileio import write_image_atomic
-        from segviewer.render.compose import compose
-        from segviewer.render.layers import LayerKind, render_layer
-
         image = self.session.image
         if image is None:
             self.show_error("Open an image before exporting an overlay.")
             return
-        specs = [s for s in self._specs if self.state.is_visible(s.layer)]
-        layers = [(s, self.state.opacity_of(s.layer)) for s in specs]
-
-        def work() -> str:
-            rgba = [(render_layer(s.result, LayerKind(s.kind), s.style), op) for s, op in layers]
-            write_image_atomic(path, compose(image, rgba))
-            return str(path)
-
-        run_background(work, self._on_exported, self.show_error, "Export")
+        layers = [(s, self.state.opacity_of(s.layer)) for s in self._specs if self.state.is_visible(s.layer)]
+        run_background(lambda: export.write_overlay(path, image, layers), self._on_exported, self.show_error,
+                       "Export")
 
     def export_json(self, path: Path) -> None:
         """COCO results for every detection model's (filtered) detections, in a background job."""
-        from segviewer.core.coco_results import detections_to_coco
-        from segviewer.core.fileio import write_json_atomic
         from segviewer.core.results import Detections
 
         dets = {m: r for m, r in self._filtered.items() if isinstance(r, Detections)}
         if not dets:
             self.show_error("No detections to export: run an instance or detection model first.")
             return
-        multi = len(dets) > 1
-
-        def work() -> str:
-            records: list[dict] = []
-            for model_id, d in dets.items():
-                for rec in detections_to_coco(d, image_id=0):
-                    if multi:
-                        rec["model"] = model_id
-                    records.append(rec)
-            write_json_atomic(path, records)
-            return str(path)
-
-        run_background(work, self._on_exported, self.show_error, "Export")
+        run_background(lambda: export.write_coco(path, dets), self._on_exported, self.show_error, "Export")
 
     def show_error(self, message: str) -> None:
         """Status bar plus a non-blocking dialog; the app stays usable."""
@@ -366,6 +346,7 @@ class MainWindow(QMainWindow):
         self._apply_visibility()
         layers = [sp.layer for sp in specs]
         self.panel.set_layers(layers, {lid: disp.layer_title(lid) for lid in layers}, st)
+        self._rebuild_layer_menu(layers)
         self.panel.set_classes(disp.class_counts(self.session.results, st.score_threshold), st)
         self._update_legend()
         self._update_status()
@@ -374,6 +355,24 @@ class MainWindow(QMainWindow):
         for sp in self._specs:
             self.canvas.set_layer_visible(sp.layer, self.state.is_visible(sp.layer))
             self.canvas.set_layer_opacity(sp.layer, self.state.opacity_of(sp.layer))
+        for lid, act in self._layer_actions.items():
+            act.blockSignals(True)
+            act.setChecked(self.state.visible.get(lid, True))
+            act.blockSignals(False)
+
+    def _rebuild_layer_menu(self, layers: list[disp.LayerId]) -> None:
+        """View > Layer Visibility: one checkable entry per layer (undoable like the panel's boxes)."""
+        if list(self._layer_actions) == layers:
+            return
+        self.layers_menu.clear()
+        self._layer_actions.clear()
+        for lid in layers:
+            act = self.layers_menu.addAction(disp.layer_title(lid))
+            act.setCheckable(True)
+            act.setChecked(self.state.visible.get(lid, True))
+            act.toggled.connect(lambda on, lid=lid: self.undo.push(disp.SetVisible(self.state, lid, on)))
+            self._layer_actions[lid] = act
+        self.layers_menu.setEnabled(bool(layers))
 
     def _update_legend(self) -> None:
         shown = {m: r for m, r in self._filtered.items()

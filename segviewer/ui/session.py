@@ -70,6 +70,7 @@ class Session(QObject):
         self.device = "cpu"
         self.params = PredictParams()
         self.running: set[str] = set()
+        self._failures: dict[str, str] = {}
         worker.imageLoaded.connect(self._on_image_loaded)
         worker.imageFailed.connect(self._on_image_failed)
         worker.resultReady.connect(self._on_result)
@@ -144,6 +145,7 @@ class Session(QObject):
         else:
             self.weights[model_id] = Path(path)
         self.worker.forget_model(model_id)
+        self._failures.pop(model_id, None)
         if model_id in self.results:
             self.results.pop(model_id)
             self.resultsChanged.emit()
@@ -189,6 +191,12 @@ class Session(QObject):
         self.resultsChanged.emit()
 
     def _on_prediction_failed(self, gen: int, model_id: str, message: str) -> None:
+        """A dialog the first time; the same failure again (next image) only in the status bar."""
         self.running.discard(model_id)
-        if gen == self.gen:
+        if gen != self.gen:
+            return
+        if self._failures.get(model_id) == message:
+            self.statusMessage.emit(message)
+        else:
+            self._failures[model_id] = message
             self.errorRaised.emit(message)

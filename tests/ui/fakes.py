@@ -57,3 +57,30 @@ class FakeAdapter:
 def fake_card(model_id: str) -> ModelCard:
     return ModelCard(model_id, "semantic", "fake", FAKE_CATEGORIES, weights_source="none")
 
+
+
+DET_CATEGORIES = ("__background__", "blob", "spot")
+
+
+class FakeDetector(FakeAdapter):
+    """Two fixed detections (scores 0.9 and 0.3) with masks: plumbing for filter and export tests."""
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__(model_id)
+        self.card = ModelCard(model_id, "instance", "fake", DET_CATEGORIES, weights_source="none")
+
+    def predict(self, image: np.ndarray, params: PredictParams | None = None,
+                timings: Timings | None = None):
+        from segviewer.core.results import Detections, MaskSet
+
+        h, w = image.shape[:2]
+        masks = np.zeros((2, h, w), bool)
+        masks[0, 10:30, 10:40] = True
+        masks[1, 40:60, 50:90] = True
+        boxes = np.array([[10, 10, 40, 30], [50, 40, 90, 60]], np.float32)
+        return Detections((h, w), boxes, np.array([0.9, 0.3], np.float32), np.array([1, 2], np.int32),
+                          DET_CATEGORIES, masks=MaskSet.from_full(masks))
+
+
+def fake_det_card(model_id: str) -> ModelCard:
+    return ModelCard(model_id, "instance", "fake", DET_CATEGORIES, weights_source="none")

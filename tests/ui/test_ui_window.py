@@ -215,3 +215,55 @@ def test_models_are_listed_in_the_background(qtbot, make_window, tmp_path: Path)
         assert w.picker.state(MODEL) in ("cached", "needs download", "loading…", "loaded", "needs download (failed)")
     finally:
         w.shutdown()
+
+
+def test_score_and_class_filters_reach_screen_menu_and_json_export(qtbot, make_window, tmp_path: Path) -> None:
+    import json
+
+    from fakes import FakeDetector, fake_det_card
+
+    a = _scene(tmp_path / "a.png", 6)
+    w = make_window(lambda mid: FakeDetector(mid), cards=[fake_det_card("det")])
+    with qtbot.waitSignal(w.session.resultsChanged, timeout=TIMEOUT):
+        w.start([a], models=["det"], no_default=True)
+    assert [w.panel.classes.item(i).text().split()[0] for i in range(w.panel.classes.count())] == ["blob"]
+    out = tmp_path / "pred.json"
+    with qtbot.waitSignal(w.exported, timeout=TIMEOUT):
+        w.export_json(out)
+    recs = json.loads(out.read_text())
+    assert [(r["category_id"], round(r["score"], 2)) for r in recs] == [(1, 0.9)]
+    assert isinstance(recs[0]["segmentation"]["counts"], str)
+
+    w.panel.score.setValue(20)  # the slider filters the cached result: both detections, no re-run
+    assert len(w._filtered["det"]) == 2 and w.legend.names() == ["blob", "spot"]
+    w.panel.class_item("blob").setCheckState(Qt.CheckState.Unchecked)
+    assert w._filtered["det"].names == ("spot",) and w.legend.names() == ["spot"]
+    with qtbot.waitSignal(w.exported, timeout=TIMEOUT):
+        w.export_json(out)
+    assert [r["category_id"] for r in json.loads(out.read_text())] == [2]
+    w.undo.undo()
+    w.undo.undo()
+    assert len(w._filtered["det"]) == 1 and w.state.score_threshold == 0.5
+
+    # View > Layer Visibility mirrors the panel and is undoable too.
+    acts = {act.text(): act for act in w.layers_menu.actions()}
+    assert set(acts) == {"masks · det", "boxes · det", "labels · det"}
+    acts["masks · det"].trigger()
+    assert not w.panel.checkbox(("det", "masks")).isChecked()
+    assert not w.canvas.layer_item(("det", "masks")).isVisible()
+    w.undo.undo()
+    assert acts["masks · det"].isChecked() and w.panel.checkbox(("det", "masks")).isChecked()
+
+
+def test_a_repeated_model_failure_shows_one_dialog(qtbot, make_window, tmp_path: Path) -> None:
+    a, b = _scene(tmp_path / "a.png", 1), _scene(tmp_path / "b.png", 2)
+    adapter = FakeAdapter("boom", fail=RuntimeError("kaboom"))
+    w = make_window(lambda mid: adapter, cards=[fake_card("boom")])
+    dialogs: list[str] = []
+    w.errorShown.connect(dialogs.append)
+    with qtbot.waitSignal(w.errorShown, timeout=TIMEOUT):
+        w.start([a], models=["boom"], no_default=True)
+    with qtbot.waitSignal(w.session.statusMessage, timeout=TIMEOUT,
+                          check_params_cb=lambda m: m == "boom failed: RuntimeError: kaboom"):
+        w.session.step(1)
+    assert w.session.path == b and dialogs == ["boom failed: RuntimeError: kaboom"]
