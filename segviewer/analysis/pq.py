@@ -27,6 +27,7 @@ instead of ``np.unique`` over 64-bit keys plus Python dictionaries.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -246,13 +247,16 @@ def _image_name(ann: Mapping[str, Any]) -> str:
 
 def pq_compute(gt_json: str | Path | Mapping[str, Any], pred_json: str | Path | Mapping[str, Any],
                gt_folder: str | Path | None = None, pred_folder: str | Path | None = None,
-               workers: int = 1) -> dict[str, Any]:
+               workers: int | None = None) -> dict[str, Any]:
     """PQ of a COCO panoptic prediction against ground truth, from files (``pq_compute`` alike).
 
     Folders default to the JSON's path without suffix (``panoptic.json`` -> ``panoptic/``).
-    Categories come from the ground-truth JSON. ``workers > 1`` decodes and counts images in
-    threads (PNG decoding releases the GIL); results do not depend on it.
+    Categories come from the ground-truth JSON. Images are decoded and counted in ``workers``
+    threads (default: one per CPU, at most 8; PNG decoding releases the GIL); the numbers do not
+    depend on it (per-image sums are added in image order).
     """
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8)
     gj = gt_json if isinstance(gt_json, Mapping) else load_panoptic_json(gt_json)
     pj = pred_json if isinstance(pred_json, Mapping) else load_panoptic_json(pred_json)
     if gt_folder is None:

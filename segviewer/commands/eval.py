@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     p.add_argument("--gt-folder", type=Path, default=None, help="panoptic: ground-truth PNG folder")
     p.add_argument("--pred-folder", type=Path, default=None, help="panoptic: prediction PNG folder")
-    p.add_argument("--workers", type=int, default=1, help="panoptic: threads decoding PNGs")
+    p.add_argument("--workers", type=int, default=None,
+                   help="panoptic: threads decoding PNGs (default: one per CPU, at most 8)")
     p.add_argument("--num-classes", type=int, default=None, help="semantic: number of classes")
     p.add_argument("--ignore-index", type=int, default=255, help="semantic: void label (-1 for none)")
 
