@@ -41,7 +41,8 @@ from segviewer.core.timing import Timings
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["NoRPNError", "Stage", "PoolerInfo", "DetectorInternals", "capture_internals", "paste_mask"]
+__all__ = ["NoRPNError", "Stage", "PoolerInfo", "DetectorInternals", "capture_internals", "paste_mask",
+           "capture_activations"]
 
 
 class NoRPNError(SegviewerError):
@@ -489,3 +490,58 @@ def capture_internals(model_or_adapter: Any, image: np.ndarray, score_thresh: fl
         counts=counts, timings=tm,
         pooled_box_features=_np(got["box_pooled"]) if keep_pooled and "box_pooled" in got else None,
     )
+
+
+def capture_activations(model_or_adapter: Any, inputs: Any, module_names: list[str] | tuple[str, ...],
+                        reduce: str | None = None) -> dict[str, np.ndarray]:
+    """Outputs of named submodules from one forward pass (e.g. an FCN's ``score_pool4`` and
+    ``score_pool3`` skip scores, a U-Net's decoder stages), as float32 numpy arrays of the first
+    batch item.
+
+    ``inputs`` is what the model's ``forward`` takes (a tensor, or a list for detectors).
+    ``reduce="norm"`` turns ``(C, h, w)`` maps into ``(h, w)`` channel L2 norms (cheap heatmaps).
+    An unknown module name is refused before anything runs, naming the first few valid ones.
+    """
+    import torch
+
+    model = _module_of(model_or_adapter)
+    modules = dict(model.named_modules())
+    missing = [n for n in module_names if n not in modules or not n]
+    if missing:
+        some = ", ".join([n for n in modules if n][:8])
+        raise SegviewerError(f"{type(model).__name__} has no submodule {missing[0]!r}; some that exist: {some}.")
+    if reduce not in (None, "norm"):
+        raise SegviewerError(f"Unknown reduction {reduce!r}; use None or 'norm'.")
+    got: dict[str, Any] = {}
+
+    def keep(name: str):  # noqa: ANN202
+        def hook(_mod, _inp, out):  # noqa: ANN001, ANN202
+            if isinstance(out, dict):
+                out = next(iter(out.values()))
+            elif isinstance(out, (tuple, list)):
+                out = out[0]
+            got[name] = out.detach()
+        return hook
+
+    hooks = [modules[n].register_forward_hook(keep(n)) for n in module_names]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.inference_mode():
+            model(inputs)
+    except RuntimeError as err:
+        raise ModelError(f"{type(model).__name__} failed while capturing activations ({str(err).splitlines()[0]})") from err
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    out: dict[str, np.ndarray] = {}
+    for n in module_names:
+        if n not in got:
+            raise SegviewerError(f"Submodule {n!r} did not run in this forward pass.")
+        t = got[n].float().cpu()
+        a = t[0].numpy() if t.ndim >= 1 and t.shape[0] >= 1 else t.numpy()
+        if reduce == "norm" and a.ndim == 3:
+            a = np.sqrt(np.einsum("chw,chw->hw", a, a)).astype(np.float32)
+        out[n] = np.ascontiguousarray(a, np.float32)
+    return out

@@ -202,3 +202,36 @@ def test_works_through_the_detection_adapter() -> None:
     adapter.module.transform.min_size, adapter.module.transform.max_size = (128,), 160
     it = capture_internals(adapter, _image(3), score_thresh=0.0)
     assert it.replay_matches and it.categories == DETECTION_CATEGORIES
+
+
+def test_capture_activations_of_named_stages() -> None:
+    from segviewer.adapters.internals import capture_activations
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1, stride=2))
+    x = torch.rand(1, 3, 16, 12)
+    acts = capture_activations(net, x, ["0", "2"])
+    with torch.inference_mode():
+        np.testing.assert_allclose(acts["0"], net[0](x)[0].numpy(), atol=1e-6)
+        np.testing.assert_allclose(acts["2"], net(x)[0].numpy(), atol=1e-6)
+    norm = capture_activations(net, x, ["2"], reduce="norm")["2"]
+    np.testing.assert_allclose(norm, np.linalg.norm(acts["2"], axis=0), atol=1e-5)
+    with pytest.raises(SegviewerError, match="no submodule 'nope'"):
+        capture_activations(net, x, ["nope"])
+    with pytest.raises(SegviewerError, match="reduction"):
+        capture_activations(net, x, ["0"], reduce="mean")
+
+
+def test_fcn_skip_stages_are_capturable() -> None:
+    """Our FCN's skip scores (pool4 at stride 16, pool3 at stride 8) through the same helper."""
+    fcn = pytest.importorskip("segviewer.adapters.nets.fcn")
+    from segviewer.adapters.internals import capture_activations
+
+    torch.manual_seed(0)
+    try:
+        net = fcn.FCN(num_classes=3)
+    except TypeError:
+        pytest.skip("FCN constructor changed")
+    acts = capture_activations(net, torch.rand(1, 3, 64, 64), ["score_pool4", "score_pool3", "score_fr"])
+    assert acts["score_pool4"].shape[-2:] == (4, 4) and acts["score_pool3"].shape[-2:] == (8, 8)
+    assert acts["score_fr"].shape[0] == 3
