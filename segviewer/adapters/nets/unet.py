@@ -1,0 +1,66 @@
+"""A small U-Net: encoder-decoder whose decoder *concatenates* the encoder's feature map at each
+scale (where FCN adds class scores). Batch norm and padding 1 (the paper used unpadded convs
+and cropping); four scales, so inputs must be multiples of 16."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .common import conv_bn_relu
+
+DEFAULT_WIDTHS: tuple[int, ...] = (8, 16, 32, 64, 96)
+
+
+def double_conv(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(conv_bn_relu(cin, cout), conv_bn_relu(cout, cout))
+
+
+class UNetBody(nn.Module):
+    """Encoder-decoder returning the full-resolution decoder features (``widths[0]`` channels)."""
+
+    def __init__(self, widths: tuple[int, ...] = DEFAULT_WIDTHS) -> None:
+        super().__init__()
+        self.widths = tuple(widths)
+        self.down = nn.ModuleList()
+        cin = 3
+        for w in widths:
+            self.down.append(double_conv(cin, w))
+            cin = w
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList()
+        self.dec = nn.ModuleList()
+        for i in range(len(widths) - 1, 0, -1):
+            self.up.append(nn.ConvTranspose2d(widths[i], widths[i - 1], 2, stride=2))
+            self.dec.append(double_conv(2 * widths[i - 1], widths[i - 1]))
+
+    @property
+    def divisor(self) -> int:
+        return 2 ** (len(self.widths) - 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, d in enumerate(self.down):
+            x = d(x if i == 0 else self.pool(x))
+            skips.append(x)
+        x = skips.pop()
+        for up, dec in zip(self.up, self.dec):
+            x = up(x)
+            x = dec(torch.cat([skips.pop(), x], dim=1))
+        return x
+
+
+class UNet(nn.Module):
+    """Per-pixel class logits ``(N, C, H, W)``."""
+
+    def __init__(self, num_classes: int, widths: tuple[int, ...] = DEFAULT_WIDTHS) -> None:
+        super().__init__()
+        self.body = UNetBody(widths)
+        self.head = nn.Conv2d(widths[0], num_classes, 1)
+
+    @property
+    def divisor(self) -> int:
+        return self.body.divisor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))

@@ -1,0 +1,158 @@
+"""``segviewer train``: train one of our small model families on the shapes world or a folder.
+
+    segviewer train --model fcn --data shapes --out runs/fcn --steps 2000 --seed 0
+    segviewer train --model unet --data ~/flood --out runs/flood --epochs 25
+
+Writes ``OUT/model.pt`` (float16 weights + config: what a model card's checkpoint is),
+``OUT/last.pt`` (resume state), ``OUT/loss.csv``, ``OUT/loss.png`` and ``OUT/metrics.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from segviewer.core.errors import BadDatasetError, SegviewerError
+
+SHAPES_EPOCH = 1000  # scenes per "epoch" of the endless shapes world
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, choices=("maskrcnn", "fcn", "unet", "pcv"))
+    p.add_argument("--data", default="shapes", help="'shapes' (generated on the fly) or a dataset folder "
+                   "(metadata.csv of Image,Mask, or annotations/instances.json + images/)")
+    p.add_argument("--out", required=True, type=Path, help="folder for checkpoints, loss.csv and loss.png")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--steps", type=int, help="optimizer steps (default per model)")
+    g.add_argument("--epochs", type=float, help=f"passes over the folder ({SHAPES_EPOCH} scenes for shapes)")
+    p.add_argument("--seed", type=int, default=0, help="0..9; picks the training scenes and the init")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--warmup", type=int)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--val", type=int, default=50, help="validation scenes (shapes; unseen seeds)")
+    p.add_argument("--ckpt-every", type=int, default=100, help="steps between checkpoints")
+    p.add_argument("--minutes", type=float, help="time budget: the LR schedule follows the clock and training ends (and evaluates) after this many minutes")
+    p.add_argument("--num-classes", type=int, help="class count of a folder of label masks")
+    p.add_argument("--skip-bad", action="store_true", help="leave out bad dataset items instead of stopping")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture option, e.g. cell_size=3 (PCV), fpn_channels=128 (Mask R-CNN)")
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    import json
+
+    out: dict[str, Any] = {}
+    for it in items:
+        if "=" not in it:
+            raise SegviewerError(f"--set needs KEY=VALUE, got {it!r}")
+        k, v = it.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except ValueError:
+            out[k.strip()] = v
+    return out
+
+
+def _device(pref: str) -> str:
+    try:
+        from segviewer.adapters.device import resolve_device
+    except ImportError:  # the device module is someone else's; fall back to the CPU
+        return "cpu" if pref in ("auto", "cpu") else pref
+    return resolve_device(pref)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from segviewer.training import data as D
+    from segviewer.training.loop import LoopConfig, Trainer
+    from segviewer.training.tasks import DEFAULTS, make_task, random_crop
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dflt = DEFAULTS[args.model]
+    bs = args.batch_size or dflt["batch_size"]
+    model = args.model
+    warn = lambda msg: print(f"segviewer train: {msg}", file=sys.stderr)  # noqa: E731
+    sets = _parse_sets(args.set)
+
+    if args.data == "shapes":
+        from segviewer.synth.classes import CATEGORIES, DETECTION_CATEGORIES
+
+        list(zip(range(1), D.train_seeds(args.seed)))  # validates the seed range
+        if model == "maskrcnn":
+            categories, make = list(DETECTION_CATEGORIES), D.shapes_instance
+        else:
+            categories, make = list(CATEGORIES), D.shapes_semantic
+
+        def next_batch(step: int) -> list:
+            base = args.seed * D.TRAIN_SEEDS_PER_RUN + step * bs
+            return [make(base + j) for j in range(bs)]
+
+        val = [make(s) for s in D.val_seeds(args.val)]
+        n_train = SHAPES_EPOCH
+    else:
+        root = Path(args.data).expanduser()
+        kind = D.dataset_kind(root)
+        if model == "maskrcnn":
+            if kind != "instance":
+                raise BadDatasetError(f"{root}: Mask R-CNN needs annotations/instances.json (COCO instances)")
+            samples, categories = D.load_coco_instances(root, skip_bad=args.skip_bad, warn=warn)
+        elif model == "pcv":
+            raise BadDatasetError("the PCV net trains on the shapes world only (it needs instance centroids)")
+        else:
+            if kind != "semantic":
+                raise BadDatasetError(f"{root}: {model} needs metadata.csv with Image,Mask columns")
+            samples, n_cls, binary = D.load_semantic_folder(root, num_classes=args.num_classes,
+                                                             skip_bad=args.skip_bad, warn=warn)
+            categories = ["background", "foreground"] if binary else [f"class {i}" for i in range(n_cls)]
+        # A fixed 10 % hold-out (every tenth item) when there are enough items.
+        val = samples[9::10] if len(samples) >= 10 else []
+        train = [s for i, s in enumerate(samples) if len(samples) < 10 or i % 10 != 9]
+        n_train = len(train)
+        crop = 256
+
+        def next_batch(step: int) -> list:
+            per_epoch = max(1, n_train // bs) if n_train >= bs else 1
+            epoch, pos = divmod(step, per_epoch)
+            order = np.random.default_rng([args.seed, epoch]).permutation(n_train)
+            idx = [order[(pos * bs + j) % n_train] for j in range(bs)]
+            rng = np.random.default_rng([args.seed, step, 1])
+            chosen = [train[i] for i in idx]
+            if model == "maskrcnn":
+                return chosen
+            return [random_crop(s, crop, rng) for s in chosen]
+
+        if model != "maskrcnn":
+            val = [random_crop(s, crop, np.random.default_rng([args.seed, i, 2])) for i, s in enumerate(val)]
+
+    if args.steps:
+        steps = args.steps
+    elif args.epochs:
+        steps = max(1, math.ceil(args.epochs * n_train / bs))
+    else:
+        steps = dflt["steps"]
+    task = make_task(model, categories, sets)
+    cfg = LoopConfig(
+        steps=steps, batch_size=bs, lr=args.lr or dflt["lr"], weight_decay=dflt["weight_decay"],
+        warmup=args.warmup if args.warmup is not None else min(dflt["warmup"], max(1, steps // 10)),
+        seed=args.seed, device=_device(args.device), ckpt_every=args.ckpt_every, max_minutes=args.minutes,
+        extra={"data": str(args.data), "command": "segviewer train " + shlex.join(sys.argv[2:])
+               if len(sys.argv) > 2 and sys.argv[1] == "train" else ""},
+    )
+    trainer = Trainer(task, cfg, args.out, next_batch, val)
+    if args.resume and trainer.resume():
+        print(f"segviewer train: resuming {args.out / 'last.pt'} at step {trainer.step}", file=sys.stderr)
+    status = trainer.run()
+    for k, v in trainer.metrics.items():
+        print(f"{k} {v:.4f}")
+    print(f"segviewer train: {status} at step {trainer.step}; wrote {args.out}", file=sys.stderr)
+    return 130 if status == "interrupted" else 0

@@ -1,0 +1,207 @@
+"""One task object per model family: how to build the net, turn samples into a loss, and
+evaluate. The loop (:mod:`segviewer.training.loop`) only talks to this small interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from segviewer.training import pcv_targets
+from segviewer.training.data import InstanceSample, SemanticSample
+from segviewer.training.metrics import coco_mask_ap, confusion, semantic_scores
+
+#: Normalisation of the semantic nets' input (our own nets; torchvision's R-CNN does its own).
+MEAN, STD = 0.5, 0.25
+MODELS = ("maskrcnn", "fcn", "unet", "pcv")
+
+
+def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
+    return (x / 255.0 - MEAN) / STD
+
+
+def random_crop(sample: SemanticSample, size: int, rng: np.random.Generator) -> SemanticSample:
+    """Scale the shorter side to ``size`` (folders hold any size) and crop ``size x size``; the
+    shapes world is already 256 x 256 and passes through untouched."""
+    import cv2
+
+    img, lab = sample.image, sample.labels
+    h, w = lab.shape
+    if (h, w) == (size, size):
+        return sample
+    s = size / min(h, w)
+    nh, nw = max(size, round(h * s)), max(size, round(w * s))
+    img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    lab = cv2.resize(lab, (nw, nh), interpolation=cv2.INTER_NEAREST)
+    y, x = int(rng.integers(0, nh - size + 1)), int(rng.integers(0, nw - size + 1))
+    return SemanticSample(img[y:y + size, x:x + size], lab[y:y + size, x:x + size], (), sample.name)
+
+
+@dataclass
+class Task:
+    """Base: ``kind`` is "semantic" or "instance" (which samples it eats)."""
+
+    categories: list[str]
+    config: dict[str, Any] = field(default_factory=dict)
+    kind: str = "semantic"
+    name: str = ""
+
+    def build(self) -> nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, samples: list, device: str) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError  # pragma: no cover
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, samples: list, device: str) -> dict[str, float]:
+        raise NotImplementedError  # pragma: no cover
+
+
+class SemanticTask(Task):
+    """FCN / U-Net: cross entropy on every labelled pixel (255 ignored)."""
+
+    def logits(self, out: Any) -> dict[str, torch.Tensor]:
+        return out if isinstance(out, dict) else {"out": out}
+
+    def build(self) -> nn.Module:
+        n = len(self.categories)
+        if self.name == "fcn":
+            from segviewer.adapters.nets.fcn import FCN
+
+            return FCN(n, **{k: tuple(v) if isinstance(v, list) else v for k, v in self.config.items()})
+        from segviewer.adapters.nets.unet import UNet
+
+        return UNet(n, **{k: tuple(v) for k, v in self.config.items()})
+
+    def loss(self, model, samples, device):
+        x = to_tensor([s.image for s in samples]).to(device)
+        y = torch.from_numpy(np.stack([s.labels for s in samples]).astype(np.int64)).to(device)
+        outs = self.logits(model(x))
+        # FCN: every stage gets a loss (the final 8s counts most) so all three are worth showing.
+        weights = {"32s": 0.3, "16s": 0.3, "8s": 1.0, "out": 1.0}
+        parts = {k: F.cross_entropy(v, y, ignore_index=255) for k, v in outs.items()}
+        total = sum(weights[k] * v for k, v in parts.items())
+        return total, {f"ce_{k}": float(v.detach()) for k, v in parts.items()}
+
+    @torch.no_grad()
+    def evaluate(self, model, samples, device):
+        n = len(self.categories)
+        confs: dict[str, np.ndarray] = {}
+        for i in range(0, len(samples), 4):
+            chunk = samples[i:i + 4]
+            outs = self.logits(model(to_tensor([s.image for s in chunk]).to(device)))
+            for k, v in outs.items():
+                pred = v.argmax(1).cpu().numpy()
+                for s, p in zip(chunk, pred):
+                    confs[k] = confs.get(k, 0) + confusion(s.labels, p, n)
+        res: dict[str, float] = {}
+        for k, c in confs.items():
+            sc = semantic_scores(c)
+            pre = "" if k in ("out", "8s") else f"{k}_"
+            res.update({f"{pre}{m}": v for m, v in sc.items()})
+        return res
+
+
+class PCVTask(SemanticTask):
+    """Semantic cross entropy plus the voting head's cross entropy over 17 cells + abstain."""
+
+    def build(self) -> nn.Module:
+        from segviewer.adapters.nets.pcv import PCVNet
+
+        cfg = {k: v for k, v in self.config.items() if k in ("widths", "vote_stride")}
+        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+        return PCVNet(len(self.categories), pcv_targets.NUM_VOTE_CLASSES, **cfg)
+
+    def vote_target(self, s: SemanticSample) -> np.ndarray:
+        return pcv_targets.vote_targets(list(s.instances), s.labels.shape, int(self.config["vote_stride"]),
+                                        float(self.config["cell_size"]))
+
+    def loss(self, model, samples, device):
+        x = to_tensor([s.image for s in samples]).to(device)
+        y = torch.from_numpy(np.stack([s.labels for s in samples]).astype(np.int64)).to(device)
+        v = torch.from_numpy(np.stack([self.vote_target(s) for s in samples]).astype(np.int64)).to(device)
+        out = model(x)
+        ce_sem = F.cross_entropy(out["semantic"], y, ignore_index=255)
+        ce_vote = F.cross_entropy(out["votes"], v, ignore_index=pcv_targets.IGNORE)
+        return ce_sem + ce_vote, {"ce_sem": float(ce_sem.detach()), "ce_vote": float(ce_vote.detach())}
+
+    @torch.no_grad()
+    def evaluate(self, model, samples, device):
+        n = len(self.categories)
+        conf = 0
+        correct = total = 0
+        for i in range(0, len(samples), 4):
+            chunk = samples[i:i + 4]
+            out = model(to_tensor([s.image for s in chunk]).to(device))
+            sem = out["semantic"].argmax(1).cpu().numpy()
+            votes = out["votes"].argmax(1).cpu().numpy()
+            for s, p, vp in zip(chunk, sem, votes):
+                conf = conf + confusion(s.labels, p, n)
+                t = self.vote_target(s)
+                thing = t < pcv_targets.NUM_CELLS
+                correct += int((vp[thing] == t[thing]).sum())
+                total += int(thing.sum())
+        res = semantic_scores(conf)
+        res["vote_acc"] = correct / max(total, 1)
+        return res
+
+
+class MaskRCNNTask(Task):
+    """torchvision's Mask R-CNN losses (RPN objectness and boxes, RoI class, box and mask)."""
+
+    def build(self) -> nn.Module:
+        from segviewer.adapters.nets.maskrcnn import build_maskrcnn
+
+        return build_maskrcnn({**self.config, "num_classes": len(self.categories)})
+
+    def loss(self, model, samples: list[InstanceSample], device):
+        imgs = [torch.from_numpy(s.image).permute(2, 0, 1).float().div(255).to(device) for s in samples]
+        targets = [{"boxes": torch.from_numpy(s.boxes).to(device),
+                    "labels": torch.from_numpy(s.labels).to(device),
+                    "masks": torch.from_numpy(s.masks.astype(np.uint8)).to(device)} for s in samples]
+        parts = model(imgs, targets)
+        total = sum(parts.values())
+        return total, {k.replace("loss_", ""): float(v.detach()) for k, v in parts.items()}
+
+    @torch.no_grad()
+    def evaluate(self, model, samples: list[InstanceSample], device):
+        gts, preds = [], []
+        for s in samples:
+            out = model([torch.from_numpy(s.image).permute(2, 0, 1).float().div(255).to(device)])[0]
+            masks = (out["masks"][:, 0] > 0.5).cpu().numpy()
+            preds.append((out["labels"].cpu().numpy(), out["scores"].cpu().numpy(), masks))
+            gts.append((s.labels, s.masks))
+        ap = coco_mask_ap(gts, preds, len(self.categories))
+        box = coco_mask_ap(gts, preds, len(self.categories), iou_type="bbox")
+        return {"mask_ap": ap["ap"], "mask_ap50": ap["ap50"], "mask_ap75": ap["ap75"],
+                "box_ap": box["ap"], "box_ap50": box["ap50"]}
+
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "maskrcnn": {"batch_size": 4, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 300, "steps": 3000},
+    "fcn": {"batch_size": 4, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 100, "steps": 3000},
+    "unet": {"batch_size": 4, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 100, "steps": 3000},
+    "pcv": {"batch_size": 4, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 100, "steps": 3000},
+}
+
+ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "maskrcnn": {},
+    "fcn": {},
+    "unet": {},
+    "pcv": {"vote_stride": 4, "cell_size": 3.0},
+}
+
+
+def make_task(model: str, categories: list[str], config: dict[str, Any] | None = None) -> Task:
+    cfg = {**ARCH_DEFAULTS[model], **(config or {})}
+    if model == "maskrcnn":
+        return MaskRCNNTask(categories, cfg, "instance", model)
+    if model == "pcv":
+        return PCVTask(categories, cfg, "semantic", model)
+    return SemanticTask(categories, cfg, "semantic", model)
