@@ -113,6 +113,27 @@ def test_void_and_crowd_rules_by_hand(tmp_path, capsys):
     assert (circle["tp"], circle["fp"], circle["fn"]) == (1, 0, 0)
     assert circle["pq"] == pytest.approx(1.0)
     _assert_equal(ours, _reference_results(gj, pj, capsys))
+    # every segment here is small: the size table's "small" row is the whole result
+    assert ours["by_size"]["small"]["all"] == ours["all"]
+    assert ours["by_size"]["medium"]["all"]["n"] == 0 and ours["by_size"]["large"]["all"]["n"] == 0
+
+
+def test_two_crowd_regions_of_one_category_follow_the_reference(tmp_path, capsys):
+    """The reference remembers only the LAST crowd segment listed per category when deciding
+    whether an unmatched prediction is mostly crowd; we keep that quirk so the numbers agree."""
+    gt = np.full((12, 12), 8, np.int64)  # grass
+    gt[0:4, 0:6] = 9  # crowd A (listed first)
+    gt[8:12, 0:6] = 10  # crowd B (listed last)
+    pred = np.full_like(gt, 8)
+    pred[0:4, 0:6] = 3  # a circle exactly on crowd A: counted as FP by the reference
+    pred[8:12, 0:6] = 4  # a circle exactly on crowd B: ignored
+    gsegs = [{"id": 8, "category_id": 2}, {"id": 9, "category_id": 11, "iscrowd": 1},
+             {"id": 10, "category_id": 11, "iscrowd": 1}]
+    psegs = [{"id": 8, "category_id": 2}, {"id": 3, "category_id": 11}, {"id": 4, "category_id": 11}]
+    gj, pj = _tiny(tmp_path, gt, gsegs, pred, psegs)
+    ours = pq_compute(gj, pj)
+    assert ours["per_class"]["circle"]["fp"] == 1
+    _assert_equal(ours, _reference_results(gj, pj, capsys))
 
 
 def test_torchmetrics_differs_on_void_in_prediction():
