@@ -26,6 +26,8 @@ __all__ = [
     "arrow_heads",
     "rasterize_arrows",
     "magnitude_heatmap",
+    "flow_layer",
+    "register_flow_layer",
 ]
 
 
@@ -196,3 +198,35 @@ def magnitude_heatmap(flow: np.ndarray, max_magnitude: float | None = None, colo
     out[..., :3] = bgr[..., ::-1]
     out[..., 3] = int(np.clip(alpha, 0, 255))
     return out
+
+
+def flow_layer(result: object, kind: object, style: object, viewport: object) -> np.ndarray:
+    """Layer-registry renderer: the color coding of a FlowField sampled to ``viewport`` (nearest).
+
+    The rim magnitude is ``style.flow_max_magnitude`` when the style has one (a video sets it once
+    so colors hold still), else this frame's maximum.
+    """
+    uv = _flow(result)  # the rim is the whole frame's maximum, not the window's
+    sampled = viewport.sample(uv) if viewport is not None else uv  # type: ignore[attr-defined]
+    return flow_to_rgba(sampled, getattr(style, "flow_max_magnitude", None) or _max_or_one(uv))
+
+
+def _max_or_one(uv: np.ndarray) -> float:
+    m = float(np.sqrt((uv**2).sum(-1)).max()) if uv.size else 0.0
+    return m + float(np.finfo(np.float32).eps) if m > 0 else 1.0  # as flow_to_rgb(max_magnitude=None)
+
+
+def register_flow_layer() -> bool:
+    """Teach :func:`segviewer.render.layers.render_layer` to draw FlowField, once the layer registry
+    has a ``LayerKind.FLOW``; returns whether it did."""
+    from segviewer.core.results import FlowField
+    from segviewer.render import layers
+
+    kind = getattr(layers.LayerKind, "FLOW", None)
+    if kind is None:
+        return False
+    layers.register_renderer(FlowField, (kind,), flow_layer)
+    return True
+
+
+register_flow_layer()

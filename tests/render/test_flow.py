@@ -89,3 +89,33 @@ def test_magnitude_heatmap_is_monotone_in_speed_bins() -> None:
     assert len({tuple(c) for c in hm[0, :, :3]}) == 3
     with pytest.raises(SegviewerError):
         magnitude_heatmap(f, max_magnitude=0.0)
+
+
+def test_flow_layer_samples_the_viewport_with_a_fixed_rim() -> None:
+    from dataclasses import dataclass
+
+    from segviewer.render.flow import flow_layer
+    from segviewer.render.layers import Viewport
+
+    @dataclass
+    class Style:
+        flow_max_magnitude: float = 10.0
+
+    f = _flow(24, 32)
+    vp = Viewport.make((24, 32), (8, 4, 24, 20), (8, 8))  # a 16x16 window shown at half size
+    layer = flow_layer(FlowField(f), "flow", Style(), vp)
+    assert layer.shape == (8, 8, 4)
+    np.testing.assert_array_equal(layer, flow_to_rgba(vp.sample(f), 10.0))
+    # with no fixed rim in the style, the frame's own maximum
+    np.testing.assert_array_equal(flow_layer(f, "flow", object(), Viewport.make((24, 32))), flow_to_rgba(f))
+
+
+def test_flow_registers_with_the_layer_registry_when_it_has_a_flow_kind() -> None:
+    from segviewer.render import layers
+    from segviewer.render.flow import register_flow_layer
+
+    registered = register_flow_layer()
+    assert registered == hasattr(layers.LayerKind, "FLOW")
+    if registered:
+        f = FlowField(_flow())
+        np.testing.assert_array_equal(layers.render_layer(f, "flow"), flow_to_rgba(f.uv))
