@@ -295,8 +295,11 @@ def pq_compute(gt_json: str | Path | Mapping[str, Any], pred_json: str | Path | 
             pmap = read_panoptic_png(pred_folder / pa["file_name"])
         except BadDatasetError as err:
             raise BadDatasetError(f"{where}: {err}") from None
-        return acc.image_stats(gmap, ga["segments_info"], pmap, pa["segments_info"],
-                               where=where, indexer=indexer)
+        try:
+            return acc.image_stats(gmap, ga["segments_info"], pmap, pa["segments_info"],
+                                   where=where, indexer=indexer)
+        except (KeyError, TypeError, ValueError) as err:
+            raise BadDatasetError(f"{where}: a segment in segments_info lacks a valid {err}") from None
 
     if workers <= 1 or len(pairs) < 2:
         ix = IdIndexer()

@@ -183,6 +183,7 @@ def _copy_files(gj: Path, pj: Path, tmp_path: Path, edit) -> tuple[Path, Path]:
     ("duplicate_id", "listed twice"),
     ("unknown_category", "unknown category_id"),
     ("no_prediction", "no prediction for image"),
+    ("segment_without_category", "lacks a valid 'category_id'"),
 ])
 def test_bad_prediction_raises_a_clear_error(panoptic_files, tmp_path, case, message):
     gj, pj = panoptic_files
@@ -201,6 +202,8 @@ def test_bad_prediction_raises_a_clear_error(panoptic_files, tmp_path, case, mes
             a["segments_info"][0]["category_id"] = 999
         elif case == "no_prediction":
             d["annotations"].pop(1)
+        elif case == "segment_without_category":
+            del a["segments_info"][0]["category_id"]
 
     gj, pj2 = _copy_files(gj, pj, tmp_path, edit)
     with pytest.raises(SegviewerError) as err:
