@@ -166,3 +166,17 @@ def test_read_ahead_buffers_the_next_frames(tmp_path: Path) -> None:
     assert sync.buffered() == [29]
     with pytest.raises(VideoError):
         sync.get(30)
+
+
+def test_the_bundled_sample_video_opens() -> None:
+    asset = Path(__file__).resolve().parents[2] / "assets" / "video" / "video.mp4"
+    if not asset.is_file():
+        pytest.skip("assets/video/video.mp4 is not generated in this checkout")
+    import json
+
+    meta = json.loads((asset.parent / "video.json").read_text())
+    with open_video(asset) as src:
+        assert len(src) == meta["n_frames"] and src.fps == pytest.approx(meta["fps"])
+        assert src.size == tuple(meta["size"])
+        last = src.read(len(src) - 1)
+        assert last.shape == (*meta["size"], 3)
