@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,4 +42,11 @@ def run_app(paths: Sequence[Path] = (), models: Sequence[str] = (), weights: Pat
     window = MainWindow()
     window.start(paths, models, weights, device, no_default)
     window.show()
-    return int(app.exec())
+    code = int(app.exec())
+    if not window.shutdown(2000):
+        # A model is still inside a long forward pass: settings are saved, so leave without waiting
+        # (destroying a running QThread would abort the process with a core dump instead).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -58,6 +58,7 @@ class MainWindow(QMainWindow):
         self._specs: list[LayerSpec] = []
         self.render_style: Any = None  # None: RenderStyle() defaults
         self.last_error = ""
+        self.threads_finished = True
         self._build_ui()
         self._load_cards(cards)
         self._connect()
@@ -470,13 +471,13 @@ class MainWindow(QMainWindow):
         st.setValue("device", self.session.device)
         st.setValue("selectedModels", self.session.models)
         st.sync()
-        self.shutdown()
+        self.threads_finished = self.shutdown(2000)
         super().closeEvent(event)
 
-    def shutdown(self) -> None:
-        """Stop the background threads (bounded wait)."""
-        self.worker.stop()
-        self.canvas.renderer.stop()
+    def shutdown(self, timeout_ms: int = 10000) -> bool:
+        """Stop the background threads; False if one was still busy when ``timeout_ms`` ran out."""
+        done = self.worker.stop(timeout_ms)
+        return self.canvas.renderer.stop(timeout_ms) and done
 
 
 def _list_models(cards: list[Any] | None) -> tuple[list[Any], dict[str, str], list[str], str]:

@@ -180,14 +180,18 @@ class InferenceWorker(QObject):
         with self._cond:
             return list(self._pending)
 
-    def stop(self, timeout_ms: int = 10000) -> None:
-        """Ask the thread to finish after the current job and wait for it (bounded)."""
+    def stop(self, timeout_ms: int = 10000) -> bool:
+        """Ask the thread to finish after the current job and wait for it (bounded).
+
+        Returns False when a model was still running when the time ran out (the caller exits the
+        process rather than destroying a running QThread)."""
         with self._cond:
             self._stop = True
             self._pending.clear()
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.wait(timeout_ms)
+            return bool(self._thread.wait(timeout_ms))
+        return True
 
     # ---- internals -------------------------------------------------------------------------
     def _submit(self, slot: str, req: ImageRequest | PredictRequest) -> None:
@@ -300,6 +304,7 @@ class InferenceWorker(QObject):
         except Exception as err:  # noqa: BLE001 - a model that raises must leave the app usable
             self.predictionFailed.emit(req.gen, req.model_id, describe_error(err, req.model_id))
             return
+        _warm(result)
         self.cache.put(key, result, _nbytes(result))
         if self._is_stale(req.gen):
             self.staleDropped.emit(req.gen, f"model:{req.model_id}")
@@ -312,6 +317,15 @@ def _nbytes(result: Any) -> int:
     if callable(nb):
         return int(nb())
     return int(nb) if nb is not None else 1024
+
+
+def _warm(result: Any) -> None:
+    """Per-class pixel counts of a dense map, computed here rather than on the UI thread."""
+    from segviewer.core.results import SemanticMap
+    from segviewer.ui.display import semantic_counts
+
+    if isinstance(result, SemanticMap):
+        semantic_counts(result)
 
 
 def _registry_factory(model_id: str) -> ModelAdapter:

@@ -98,13 +98,14 @@ class LayerRenderer(QObject):
                 job = self._pending.pop(job.level)
             self.rendered.emit(self._render(job))
 
-    def stop(self) -> None:
+    def stop(self, timeout_ms: int = 10000) -> bool:
         with self._cond:
             self._stop = True
             self._pending.clear()
             self._cond.notify_all()
         if self._thread is not None:
-            self._thread.wait(10000)
+            return bool(self._thread.wait(timeout_ms))
+        return True
 
     def _loop(self) -> None:
         while True:
