@@ -256,7 +256,7 @@ def inspect_point(image: np.ndarray | None, results: Mapping[str, object], x: fl
     """Lines for the hover inspector at image point (x, y) (continuous pixel coordinates).
 
     ``results`` are the *filtered* results (what is on screen). The instance reported is the
-    topmost mask containing the point (later detections are drawn on top), else the topmost box.
+    topmost mask containing the point (the renderer paints by ascending score), else the topmost box.
     """
     if image is None:
         return []
@@ -280,10 +280,8 @@ def inspect_point(image: np.ndarray | None, results: Mapping[str, object], x: fl
             if hit is not None:
                 i, how = hit
                 b = r.boxes[i]
-                lines.append(
-                    f"{model_id}: #{i} {r.names[i]} {float(r.scores[i]):.2f} ({how})"
-                    f"  box {b[0]:.0f},{b[1]:.0f},{b[2]:.0f},{b[3]:.0f}"
-                )
+                lines.append(f"{model_id}: #{i} {r.names[i]} {float(r.scores[i]):.2f} ({how})")
+                lines.append(f"    box {b[0]:.0f},{b[1]:.0f} – {b[2]:.0f},{b[3]:.0f}")
         elif isinstance(r, PanopticMap):
             sid = int(r.segment_ids[row, col])
             seg = r.segment(sid) if sid else None
@@ -292,12 +290,16 @@ def inspect_point(image: np.ndarray | None, results: Mapping[str, object], x: fl
 
 
 def _instance_at(d: Detections, x: float, y: float) -> tuple[int, str] | None:
+    """Topmost in the renderer's painting order (ascending score: the best is drawn last)."""
+    from segviewer.render.masks import paint_order
+
+    order = paint_order(d.scores)[::-1]
     if d.masks is not None:
-        for i in range(len(d) - 1, -1, -1):
-            if d.masks.contains(i, x, y):
-                return i, "mask"
+        for i in order:
+            if d.masks.contains(int(i), x, y):
+                return int(i), "mask"
     b = d.boxes
-    inside = np.flatnonzero((b[:, 0] <= x) & (x < b[:, 2]) & (b[:, 1] <= y) & (y < b[:, 3]))
-    if inside.size:
-        return int(inside[-1]), "box"
+    for i in order:
+        if b[i, 0] <= x < b[i, 2] and b[i, 1] <= y < b[i, 3]:
+            return int(i), "box"
     return None

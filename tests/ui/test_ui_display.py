@@ -16,7 +16,7 @@ CATS = ("__background__", "circle", "square")
 def _dets() -> Detections:
     masks = np.zeros((3, 20, 30), bool)
     masks[0, 2:10, 2:10] = True
-    masks[1, 5:15, 5:15] = True  # overlaps mask 0, drawn later -> on top
+    masks[1, 5:15, 5:15] = True  # overlaps mask 0, which has the higher score -> 0 is on top
     masks[2, 0:4, 20:30] = True
     boxes = np.array([[2, 2, 10, 10], [5, 5, 15, 15], [20, 0, 30, 4]], np.float32)
     return Detections((20, 30), boxes, np.array([0.9, 0.6, 0.2], np.float32), np.array([1, 2, 1], np.int32),
@@ -55,9 +55,13 @@ def test_inspector_reports_topmost_mask_then_box_and_semantic_probability() -> N
     image[6, 7] = (1, 2, 3)
     lines = disp.inspect_point(image, {"inst": _dets()}, 7.5, 6.5)
     assert lines[0] == "x 7  y 6" and lines[1] == "RGB 1, 2, 3"
-    assert lines[2].startswith("inst: #1 square 0.60 (mask)")  # mask 1 is drawn over mask 0
-    lines = disp.inspect_point(image, {"inst": _dets()}, 3.5, 3.5)
-    assert lines[2].startswith("inst: #0 circle 0.90 (mask)")
+    assert lines[2] == "inst: #0 circle 0.90 (mask)"  # painted over mask 1 (higher score)
+    assert lines[3] == "    box 2,2 – 10,10"
+    lines = disp.inspect_point(image, {"inst": _dets()}, 12.5, 12.5)
+    assert lines[2] == "inst: #1 square 0.60 (mask)"
+    d = _dets()
+    nomask = Detections(d.image_size, d.boxes, d.scores, d.class_ids, CATS)
+    assert disp.inspect_point(image, {"inst": nomask}, 7.5, 6.5)[2] == "inst: #0 circle 0.90 (box)"
     lines = disp.inspect_point(image, {"sem": _sem()}, 20.5, 3.5)
     assert lines[2] == "sem: square p=0.30"
     assert disp.inspect_point(image, {}, 30.0, 3.0) == []  # outside the image
