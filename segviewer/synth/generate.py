@@ -16,7 +16,7 @@ from segviewer.core.errors import SegviewerError
 from segviewer.synth.classes import CATEGORIES, THINGS
 from segviewer.synth.scene import Scene, SceneInstance
 from segviewer.synth.shapes import UNIT_AREA, Pose, paint, random_style, rasterize
-from segviewer.synth.stuff import stuff_image, stuff_labels
+from segviewer.synth.stuff import stuff_image, stuff_labels, unit_noise
 
 __all__ = ["generate_scene", "SIZE_RANGES", "DEFAULTS"]
 
@@ -129,7 +129,7 @@ def generate_scene(seed: int, size: tuple[int, int] = (256, 256), **options: obj
         inframe.append(n_in)
 
     if float(opt["noise"]) > 0:
-        image += rng.standard_normal((h, w, 1), dtype=np.float32) * np.float32(opt["noise"])
+        image += unit_noise(rng, h, w)[..., None] * np.float32(opt["noise"])
     image = np.clip(image + 0.5, 0, 255).astype(np.uint8)
     instances = []
     for k, (style, pose) in enumerate(zip(kept_styles, poses), start=1):

@@ -25,8 +25,9 @@ __all__ = ["ThingStyle", "Pose", "UNIT_AREA", "random_style", "outlines", "raste
 
 _CIRCLE, _SQUARE, _TRIANGLE, _STAR, _RING = (CATEGORIES.index(t) for t in THINGS)
 
-# Stuff base colours (RGB) that a thing colour must stay away from, so things stand out.
-_STUFF_COLORS = np.array([(150, 190, 235), (75, 140, 55), (45, 105, 150), (105, 105, 110)], float)
+# Stuff colours (RGB; sky top and horizon, grass, water, road) a thing colour must stay away
+# from, so things stand out against whatever is behind them.
+_STUFF_COLORS = np.array([(95, 150, 225), (185, 212, 240), (75, 140, 55), (45, 105, 150), (105, 105, 110)], float)
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def _thing_color(rng: np.random.Generator) -> tuple[float, float, float]:
     for _ in range(20):
         r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.7, 1.0), rng.uniform(0.8, 1.0))
         c = np.array([r, g, b]) * 255
-        if np.min(np.linalg.norm(_STUFF_COLORS - c, axis=1)) > 80:
+        if np.min(np.linalg.norm(_STUFF_COLORS - c, axis=1)) > 90:
             break
     return float(c[0]), float(c[1]), float(c[2])
 

@@ -39,9 +39,9 @@ __all__ = ["Mover", "VideoFrame", "VIDEO_DEFAULTS", "generate_video", "video_wor
 THING_IDS = tuple(CATEGORIES.index(t) for t in THINGS)
 
 VIDEO_DEFAULTS: dict[str, object] = {
-    "n_things": (4, 9),
+    "n_things": (5, 10),
     "pan": None,  # (u, v) px/frame of the background; None = random, slow, mostly horizontal
-    "speed": (0.5, 2.2),  # thing speed range, px/frame
+    "speed": (0.5, 2.2),  # thing speed range, px/frame at 320x240 (scaled with the frame)
     "spin": 0.05,  # max |angular velocity|, rad/frame
     "zoom": 0.012,  # max |log scale rate| per frame
     "area": (300.0, 6000.0),  # thing area range at the crossing time (scaled by frame size / 320x240)
@@ -129,24 +129,26 @@ def _mover(rng: np.random.Generator, track: int, h: int, w: int, n: int, opt: di
     area = math.exp(rng.uniform(math.log(lo), math.log(hi)))
     radius = math.sqrt(area / UNIT_AREA(style))
     s_lo, s_hi = opt["speed"]  # type: ignore[misc]
-    speed = rng.uniform(float(s_lo), float(s_hi))
+    speed = rng.uniform(float(s_lo), float(s_hi)) * math.sqrt(h * w / (240 * 320))
     heading = rng.uniform(0, 2 * math.pi)
     vx, vy = speed * math.cos(heading), speed * math.sin(heading)
-    zoom, spin = float(opt["zoom"]), float(opt["spin"])
+    # Scale changes around the clip's middle and by at most 1.6x either way over the clip, so a
+    # long clip never grows a thing without bound.
+    zoom, spin = min(float(opt["zoom"]), math.log(1.6) / max(n / 2, 1)), float(opt["spin"])
     log_zoom = rng.uniform(-zoom, zoom)
-    r_max = radius * math.exp(abs(log_zoom) * n) + 2
+    r_max = radius * math.exp(abs(log_zoom) * n / 2) + 1  # the largest it gets within the clip
     # Thing 1 enters, thing 2 leaves, the others do either or just cross the view at some time,
     # so clips show things coming and going as well as staying.
-    mode = {1: "enter", 2: "leave"}.get(track) or str(rng.choice(["enter", "leave", "cross"], p=[0.25, 0.25, 0.5]))
-    px, py = rng.uniform(0.2 * w, 0.8 * w), rng.uniform(0.2 * h, 0.8 * h)
-    delay = rng.uniform(0.05, 0.5) * n
+    mode = {1: "enter", 2: "leave"}.get(track) or str(rng.choice(["enter", "leave", "cross"], p=[0.2, 0.2, 0.6]))
+    px, py = rng.uniform(0.25 * w, 0.75 * w), rng.uniform(0.25 * h, 0.75 * h)
+    delay = rng.uniform(0.05, 0.35) * n
     if mode == "enter":  # wholly outside at t = 0, at (px, py) once it has come in
         tc = _time_to_exit(px, py, -vx, -vy, r_max, h, w) + delay
     elif mode == "leave":  # wholly outside from about frame n - 1 - delay on
         tc = n - 1 - delay - _time_to_exit(px, py, vx, vy, r_max, h, w)
     else:
-        tc = rng.uniform(0.1 * n, 0.9 * n)
-    return Mover(track, style, px - vx * tc, py - vy * tc, vx, vy, radius * math.exp(-log_zoom * tc),
+        tc = rng.uniform(0.2 * n, 0.8 * n)  # mid-clip, near the middle: paths cross, things occlude
+    return Mover(track, style, px - vx * tc, py - vy * tc, vx, vy, radius * math.exp(-log_zoom * n / 2),
                  log_zoom, float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(-spin, spin)))
 
 
@@ -201,7 +203,7 @@ def _render(world: _World, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray
     for k, mv in enumerate(world.movers, start=1):
         pose = mv.pose(t)
         poses.append(pose)
-        if pose.radius < 1.0:
+        if not 1.0 <= pose.radius <= 4 * max(h, w):  # too small to draw, or a runaway scale
             continue
         # Skip things far outside the frame before rasterising.
         if pose.cx + pose.radius < -1 or pose.cy + pose.radius < -1 or pose.cx - pose.radius > w + 1 \

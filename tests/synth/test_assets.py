@@ -26,7 +26,7 @@ def test_assets_fit_the_size_budget() -> None:
 
 
 def test_default_scene_is_regenerated_by_the_documented_seed() -> None:
-    s = generate_scene(scene_seed(148, 0), (480, 640))
+    s = generate_scene(scene_seed(169, 0), (480, 640))
     img = cv2.imread(str(ASSETS / "scenes" / "scene_000.png"))[..., ::-1]
     # exact on this build; a tolerance leaves room for other CPUs' float rounding in OpenCV
     assert np.abs(img.astype(int) - s.image).mean() < 0.5
@@ -37,7 +37,7 @@ def test_default_scene_is_regenerated_by_the_documented_seed() -> None:
 
 def test_sample_video_and_its_flow() -> None:
     assert count_video_frames(ASSETS / "video" / "video.mp4") == 48
-    frames = list(islice(generate_video(20, 48, (240, 320)), 9))  # the world depends on the length
+    frames = list(islice(generate_video(5, 48, (240, 320)), 9))  # the world depends on the length
     pan = read_panoptic(ASSETS / "video" / "annotations" / "panoptic.json")
     assert (pan.panoptic(9).segment_ids == frames[8].panoptic.segment_ids).mean() > 0.999
     assert np.abs(read_flo(ASSETS / "video" / "flow" / "frame_0008.flo") - frames[8].flow).max() < 1e-3
