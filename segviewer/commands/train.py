@@ -40,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ckpt-every", type=int, default=100, help="steps between checkpoints")
     p.add_argument("--minutes", type=float, help="time budget: the LR schedule follows the clock and training ends (and evaluates) after this many minutes")
     p.add_argument("--num-classes", type=int, help="class count of a folder of label masks")
+    p.add_argument("--crop", type=int, default=256, help="square training crop of folder images (shorter side scaled to it)")
     p.add_argument("--skip-bad", action="store_true", help="leave out bad dataset items instead of stopping")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="architecture option, e.g. cell_size=3 (PCV), fpn_channels=128 (Mask R-CNN)")
@@ -118,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
         val = samples[9::10] if len(samples) >= 10 else []
         train = [s for i, s in enumerate(samples) if len(samples) < 10 or i % 10 != 9]
         n_train = len(train)
-        crop = 256
+        crop = args.crop
+        if crop < 32 or crop % 32:
+            raise SegviewerError(f"--crop must be a multiple of 32 (at least 32), got {crop}")
 
         def next_batch(step: int) -> list:
             per_epoch = max(1, n_train // bs) if n_train >= bs else 1
