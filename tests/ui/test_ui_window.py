@@ -267,3 +267,21 @@ def test_a_repeated_model_failure_shows_one_dialog(qtbot, make_window, tmp_path:
                           check_params_cb=lambda m: m == "boom failed: RuntimeError: kaboom"):
         w.session.step(1)
     assert w.session.path == b and dialogs == ["boom failed: RuntimeError: kaboom"]
+
+
+def test_shortcuts_are_in_the_menus_and_fit_and_zoom_work(qtbot, make_window, tmp_path: Path) -> None:
+    from PySide6.QtGui import QKeySequence
+
+    a = _scene(tmp_path / "a.png", 7, size=(120, 160))
+    w = make_window(lambda mid: FakeAdapter(mid), cards=[fake_card("fake")])
+    with qtbot.waitSignal(w.session.imageShown, timeout=TIMEOUT):
+        w.start([a], no_default=True)
+    keys = {seq.toString() for act in w.findChildren(type(w.actions["fit"])) for seq in act.shortcuts()}
+    want = ["Ctrl+O", "Ctrl+Shift+O", "Right", "Left", "PgDown", "PgUp", "Ctrl+E", "Ctrl+Shift+E",
+            "F", "1", "L", "Ctrl+Z", "Ctrl+Shift+Z", "Ctrl+R", QKeySequence(QKeySequence.StandardKey.Quit).toString()]
+    assert [k for k in want if k not in keys] == []
+    qtbot.keyClick(w, Qt.Key.Key_1)
+    assert abs(w.canvas.screen_scale() - 1.0) < 0.02
+    qtbot.keyClick(w, Qt.Key.Key_F)
+    (x0, x1), (y0, y1) = w.canvas.vb.viewRange()
+    assert x0 <= 0 and y0 <= 0 and x1 >= 160 and y1 >= 120 and min(x1 - x0 - 160, y1 - y0 - 120) < 10
