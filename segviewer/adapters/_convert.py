@@ -19,7 +19,12 @@ from segviewer.core.results import MaskSet
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["check_image", "image_to_tensor", "paste_masks_compact", "labels_from_logits", "cap_probs"]
+__all__ = ["check_image", "image_to_tensor", "shrink_image", "paste_masks_compact", "labels_from_logits", "cap_probs"]
+
+#: Below this scale factor the image is shrunk on the CPU (uint8, area averaging) before it becomes
+#: a float tensor: a 12000 x 9000 photo would otherwise cost 1.3 GB of float32 just to be resized,
+#: and area averaging aliases less than the networks' own bilinear downscaling.
+PRESHRINK_BELOW = 0.5
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -36,6 +41,17 @@ def image_to_tensor(image: np.ndarray, device: str) -> torch.Tensor:
 
     t = torch.from_numpy(np.ascontiguousarray(image)).to(device, non_blocking=True)
     return t.permute(2, 0, 1).float().div_(255.0)
+
+
+def shrink_image(image: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, float, float]:
+    """``image`` resized to ``size_hw`` by area averaging, and the factors ``(sx, sy)`` that map the
+    small image's x / y back to the original's (``x_orig = x_small * sx``)."""
+    h, w = image.shape[:2]
+    nh, nw = max(1, int(size_hw[0])), max(1, int(size_hw[1]))
+    if (nh, nw) == (h, w):
+        return image, 1.0, 1.0
+    small = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
+    return small, w / nw, h / nh
 
 
 def paste_masks_compact(mask_probs: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int],

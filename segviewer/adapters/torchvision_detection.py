@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from segviewer.adapters._convert import check_image, image_to_tensor, paste_masks_compact
+from segviewer.adapters._convert import (
+    PRESHRINK_BELOW,
+    check_image,
+    image_to_tensor,
+    paste_masks_compact,
+    shrink_image,
+)
 from segviewer.adapters.base import ModelCard, PredictParams, ProgressCallback
 from segviewer.adapters.weights import check_state_dict, read_class_names, read_state_dict, resolve_weights
 from segviewer.core.errors import ModelError, SegviewerError
@@ -193,7 +199,20 @@ class TorchvisionDetector:
                 min_size = (int(extra["min_size"]),)
             if "max_size" in extra:
                 max_size = int(extra["max_size"])
+            if min(min_size) < 16 or max_size < 16:
+                raise SegviewerError(f"min_size and max_size must be at least 16 pixels, got {min_size[-1]} and {max_size}")
             t.min_size, t.max_size = min_size, max_size
+
+    def _target_size(self, h: int, w: int) -> tuple[int, int] | None:
+        """The (H, W) the model's transform will resize an ``h x w`` image to, when far smaller."""
+        t = getattr(self.module, "transform", None)
+        if t is None:
+            return None
+        if getattr(t, "fixed_size", None):
+            th, tw = int(t.fixed_size[0]), int(t.fixed_size[1])
+            return (th, tw) if th < h * PRESHRINK_BELOW and tw < w * PRESHRINK_BELOW else None
+        scale = min(float(t.min_size[-1]) / min(h, w), float(t.max_size) / max(h, w))
+        return (round(h * scale), round(w * scale)) if scale < PRESHRINK_BELOW else None
 
     def predict(self, image: np.ndarray, params: PredictParams | None = None,
                 timings: Timings | None = None) -> Detections:
@@ -201,6 +220,9 @@ class TorchvisionDetector:
 
         ``params.extra`` may hold ``min_size`` / ``max_size`` (the resize of the image's short / long
         side before the network; torchvision's defaults are 800 / 1333) to trade accuracy for speed.
+        An image more than twice the network's input size is first shrunk on the CPU by area
+        averaging (see :data:`~segviewer.adapters._convert.PRESHRINK_BELOW`); outputs are mapped
+        back to the original pixels.
         """
         import torch
         from torchvision.models.detection.transform import resize_boxes, resize_keypoints
@@ -216,7 +238,9 @@ class TorchvisionDetector:
         try:
             with torch.inference_mode():
                 with tm.stage("preprocess"):
-                    x = image_to_tensor(img, dev)
+                    target = self._target_size(h, w)
+                    small, sx, sy = shrink_image(img, target) if target else (img, 1.0, 1.0)
+                    x = image_to_tensor(small, dev)
                     if self._spec.two_stage:
                         images, _ = model.transform([x])
                 with tm.stage("model"):
@@ -233,7 +257,9 @@ class TorchvisionDetector:
                 with tm.stage("postprocess"):
                     boxes = out["boxes"]
                     masks = kps = None
-                    if self._spec.two_stage:
+                    if not self._spec.two_stage and (sx, sy) != (1.0, 1.0):
+                        boxes = boxes * boxes.new_tensor([sx, sy, sx, sy])
+                    if self._spec.two_stage:  # from the network's input size straight to the original
                         resized = images.image_sizes[0]
                         boxes = resize_boxes(boxes, resized, (h, w))
                         if "masks" in out:

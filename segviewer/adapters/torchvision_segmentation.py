@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from segviewer.adapters._convert import cap_probs, check_image, image_to_tensor, labels_from_logits
+from segviewer.adapters._convert import (
+    PRESHRINK_BELOW,
+    cap_probs,
+    check_image,
+    image_to_tensor,
+    labels_from_logits,
+    shrink_image,
+)
 from segviewer.adapters.base import ModelCard, PredictParams, ProgressCallback
 from segviewer.adapters.weights import check_state_dict, read_class_names, read_state_dict, resolve_weights
 from segviewer.core.errors import CheckpointMismatchError, ModelError, SegviewerError
@@ -148,12 +155,17 @@ class TorchvisionSegmenter:
         params = params or PredictParams()
         tm = timings if timings is not None else Timings()
         short = int(dict(params.extra).get("min_size", RESIZE_SHORT_SIDE))
+        if short < 16:
+            raise SegviewerError(f"min_size must be at least 16 pixels, got {short}")
         h, w = img.shape[:2]
         try:
             with torch.inference_mode():
                 with tm.stage("preprocess"):
+                    if short < min(h, w) * PRESHRINK_BELOW:  # shrink uint8 on the CPU, not 4x larger floats
+                        long = int(short * max(h, w) / min(h, w))  # the size TF.resize([short]) gives
+                        img = shrink_image(img, (short, long) if h <= w else (long, short))[0]
                     x = image_to_tensor(img, self._device)
-                    if min(h, w) != short:
+                    if min(img.shape[:2]) != short:
                         x = TF.resize(x, [short], antialias=True)
                     x = TF.normalize(x, list(_MEAN), list(_STD))[None]
                 with tm.stage("model"):

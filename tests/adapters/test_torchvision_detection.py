@@ -147,24 +147,50 @@ def test_mismatched_checkpoint_names_the_tensor(tmp_path: Path) -> None:
         adapter.load("cpu", weights=ck)
 
 
-def test_released_weights_from_hub_cache(hub_checkpoints: Path, image: np.ndarray) -> None:
-    """A file named like torchvision's release, in the hub cache, loads without a download; the
-    legacy BatchNorm eps=0 rule of those weights is applied."""
+def _official_fasterrcnn_resnet50_fpn() -> torch.nn.Module:
+    """The architecture torchvision builds when it loads its released COCO_V1 weights:
+    FrozenBatchNorm2d in the backbone, eps overwritten to 0 after loading (public pieces only)."""
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    from torchvision.ops import FrozenBatchNorm2d
+
+    backbone = resnet_fpn_backbone(backbone_name="resnet50", weights=None, norm_layer=FrozenBatchNorm2d,
+                                   trainable_layers=3)
+    model = FasterRCNN(backbone, num_classes=91).eval()
+    g = torch.Generator().manual_seed(5)
+    for m in model.modules():
+        if isinstance(m, FrozenBatchNorm2d):  # statistics where eps matters
+            var = torch.rand(m.running_var.shape, generator=g) * 1e-3 + 1e-6
+            m.running_var.copy_(var)
+            m.weight.copy_(var.sqrt() * (0.5 + torch.rand(var.shape, generator=g)))  # unit-ish gain
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+            m.eps = 0.0
+    return model
+
+
+def test_released_weights_from_hub_cache_match_torchvisions_build(hub_checkpoints: Path, image: np.ndarray) -> None:
+    """A file named like torchvision's release, in the hub cache, loads without a download, and our
+    BatchNorm2d build computes what torchvision's FrozenBatchNorm2d(eps=0) build computes."""
     card = get_card("fasterrcnn_resnet50_fpn")
     torch.manual_seed(5)
-    src = get_model("fasterrcnn_resnet50_fpn", weights=None, weights_backbone=None)
+    official = _official_fasterrcnn_resnet50_fpn()
     hub_checkpoints.mkdir(parents=True)
-    sd = {k: v for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}  # like FrozenBN
-    torch.save(sd, hub_checkpoints / str(card.weights_file))
+    torch.save(official.state_dict(), hub_checkpoints / str(card.weights_file))
     assert weight_state(card) == "cached"
     adapter = create_adapter(card)
     adapter.load("cpu")
     assert adapter.weights_path == hub_checkpoints / str(card.weights_file)
     assert adapter.card.categories == card.categories and adapter.card.extra["weights_path"]
-    bns = [m for m in adapter.module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    assert bns and all(m.eps == 0.0 for m in bns)
-    got = adapter.module.state_dict()
-    assert all(torch.equal(got[k], v) for k, v in sd.items())
+    x = (torch.from_numpy(image.copy()).permute(2, 0, 1).float() / 255)[None]
+    with torch.inference_mode():
+        ours, ref = adapter.module.backbone(x), official.backbone(x)
+        for k in ref:
+            assert torch.allclose(ours[k], ref[k], rtol=1e-3, atol=1e-3 * float(ref[k].abs().max())), k
+        for m in adapter.module.modules():  # the check is sensitive: the default eps gives other features
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eps = 1e-5
+        off = adapter.module.backbone(x)
+    assert not all(torch.allclose(off[k], ref[k], rtol=1e-3, atol=1e-3 * float(ref[k].abs().max())) for k in ref)
 
 
 def test_predict_before_load_and_bad_image_are_clear(image: np.ndarray) -> None:
@@ -174,3 +200,20 @@ def test_predict_before_load_and_bad_image_are_clear(image: np.ndarray) -> None:
     adapter.load("cpu")
     with pytest.raises(SegviewerError, match="RGB uint8"):
         adapter.predict(image.astype(np.float32))
+
+
+@pytest.mark.parametrize("model_id", ["fasterrcnn_mobilenet_v3_large_fpn", "fcos_resnet50_fpn", "maskrcnn_resnet50_fpn"])
+def test_big_image_is_preshrunk_and_mapped_back(model_id: str, image: np.ndarray) -> None:
+    """An 8x nearest-upsampled image shrinks (area average) back to exactly the small one, so the
+    network sees the same input and every output must come back scaled by 8."""
+    adapter = _random(model_id)
+    params = PredictParams(min_score=0.0, max_detections=5, extra=(("min_size", 96),))
+    small = adapter.predict(image, params)
+    big_image = np.repeat(np.repeat(image, 8, axis=0), 8, axis=1)
+    big = adapter.predict(big_image, params)
+    assert big.image_size == (96 * 8, 128 * 8) and len(big) == len(small) == 5
+    assert np.allclose(big.boxes, small.boxes * 8, rtol=1e-4, atol=1e-2)
+    assert np.allclose(big.scores, small.scores, atol=1e-5)
+    if big.masks is not None:
+        ratio = big.masks.areas() / np.maximum(small.masks.areas(), 1)
+        assert np.all(np.abs(ratio[small.masks.areas() > 50] - 64) < 64 * 0.2)

@@ -87,3 +87,24 @@ def test_user_checkpoint_without_names_and_mismatch(tmp_path: Path) -> None:
                        match=r"binary.pth does not fit lraspp_mobilenet_v3_large: tensor classifier.cbr.0.weight "
                              r"should be \(128, 960, 1, 1\) but is \(128, 960, 3, 3\)"):
         create_adapter("lraspp_mobilenet_v3_large").load("cpu", weights=ck)
+
+
+def test_big_image_is_preshrunk_to_the_same_network_input(image: np.ndarray) -> None:
+    torch.manual_seed(0)
+    adapter = create_adapter("lraspp_mobilenet_v3_large", random_init=True)
+    adapter.load("cpu")
+    small = adapter.predict(image, SMALL)
+    big = adapter.predict(np.repeat(np.repeat(image, 8, axis=0), 8, axis=1), SMALL)
+    assert big.image_size == (768, 1024) and big.probs is not None and small.probs is not None
+    assert np.allclose(big.probs, small.probs, atol=1e-5)  # same input after the area shrink
+    centres = big.labels[4::8, 4::8]  # each small pixel's block centre samples the same logits
+    assert np.mean(centres == small.labels) > 0.99
+
+
+def test_min_size_too_small_is_refused(image: np.ndarray) -> None:
+    from segviewer.core.errors import SegviewerError
+
+    adapter = create_adapter("lraspp_mobilenet_v3_large", random_init=True)
+    adapter.load("cpu")
+    with pytest.raises(SegviewerError, match="at least 16"):
+        adapter.predict(image, PredictParams(extra=(("min_size", 4),)))
