@@ -4,7 +4,8 @@ For every input image ``<stem>`` the output folder gets ``<stem>_overlay.png`` (
 result at the default opacities: masks / semantic 0.5, boxes / labels / keypoints 1.0) and the
 predictions: ``<stem>.json`` (COCO results format, image id = the image's 1-based position in the
 run) for detection, instance and keypoint models, ``<stem>_labels.png`` (class id per pixel) for
-semantic ones. ``categories.json`` maps class ids to names once per run. The JSON keeps every
+semantic ones, ``<stem>_panoptic.png`` (COCO panoptic ids, R + 256 G + 256^2 B) and
+``<stem>_segments.json`` for panoptic ones. ``categories.json`` maps class ids to names once per run. The JSON keeps every
 detection scoring at least ``--score-thresh`` (low, for evaluation); the overlay draws only those
 at ``--draw-thresh`` and above (readable). A bad image is reported on stderr and skipped; the exit
 status is then 1.
@@ -13,6 +14,7 @@ status is then 1.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import sys
 from pathlib import Path
@@ -88,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from segviewer.adapters.registry import create_adapter
     from segviewer.core.fileio import write_image_atomic, write_json_atomic
     from segviewer.core.imageio import read_image
-    from segviewer.core.results import Detections, SemanticMap
+    from segviewer.core.results import Detections, PanopticMap, SemanticMap
     from segviewer.core.timing import Timings
     from segviewer.render.compose import render_overlay
     from segviewer.render.layers import layer_kinds
@@ -149,6 +151,16 @@ def run(args: argparse.Namespace) -> int:
             written.append(pred)
             shown = result
             summary = f"{int(np.count_nonzero(result.counts()))} classes present"
+        elif isinstance(result, PanopticMap):
+            from segviewer.core.panoptic_io import write_panoptic_png
+
+            pred = out / f"{stem}_panoptic.png"
+            write_panoptic_png(pred, result.segment_ids)
+            segs = out / f"{stem}_segments.json"
+            write_json_atomic(segs, [dataclasses.asdict(s) for s in result.segments])
+            written += [pred, segs]
+            shown = result
+            summary = f"{len(result.segments)} segments"
         else:
             shown = result
             summary = type(result).__name__

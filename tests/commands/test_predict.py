@@ -129,3 +129,45 @@ def test_no_images_at_all(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["predict", "--model", "ssdlite320_mobilenet_v3_large", "--random-init", "--out",
                  str(tmp_path / "out"), str(tmp_path / "empty")]) == 2
     assert "no images to predict on" in capsys.readouterr().err
+
+
+PANOPTIC_ADAPTER = '''
+import numpy as np
+from segviewer.core.results import PanopticMap, PanopticSegment
+
+class HalfAndHalf:
+    """CLI plumbing only: left half one 'sky' segment, a square 'circle' instance on the right."""
+    def __init__(self, card):
+        self.card, self.loaded, self.device = card, False, None
+    def load(self, device, weights=None, progress=None):
+        self.loaded, self.device = True, device
+    def predict(self, image, params=None, timings=None):
+        h, w = image.shape[:2]
+        ids = np.zeros((h, w), np.int32)
+        ids[:, : w // 2] = 3
+        ids[10:30, w - 30 : w - 10] = 70000  # needs all three PNG channels
+        segs = (PanopticSegment(3, 0, False, int((ids == 3).sum())),
+                PanopticSegment(70000, 1, True, int((ids == 70000).sum()), score=0.9))
+        return PanopticMap(ids, segs, self.card.categories, self.card.isthing)
+'''
+
+
+def test_panoptic_results_write_a_coco_panoptic_png(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from segviewer.core.panoptic_io import read_panoptic_png
+
+    (tmp_path / "pan_adapter_mod.py").write_text(PANOPTIC_ADAPTER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "halves.toml").write_text('id = "halves"\ntask = "panoptic"\nfamily = "test"\n'
+                                        'adapter = "pan_adapter_mod:HalfAndHalf"\ncategories = ["sky", "circle"]\n'
+                                        'isthing = [false, true]\n')
+    monkeypatch.setenv("SEGVIEWER_MODELS", str(models))
+    write_image_atomic(tmp_path / "a.png", _scene())
+    out = tmp_path / "out"
+    assert main(["predict", "--model", "halves", "--out", str(out), str(tmp_path / "a.png")]) == 0
+    ids = read_panoptic_png(out / "a_panoptic.png")
+    assert set(np.unique(ids).tolist()) == {0, 3, 70000} and int((ids == 3).sum()) == 96 * 64
+    segs = json.loads((out / "a_segments.json").read_text())
+    assert [s["id"] for s in segs] == [3, 70000] and segs[1]["isthing"] is True
+    assert (out / "a_overlay.png").is_file()
