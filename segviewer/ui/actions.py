@@ -81,3 +81,34 @@ def build_menus(window: QMainWindow, handlers: dict[str, Callable[[], None]],
     model = bar.addMenu("&Model")
     fill(model, MODEL)
     return actions, recent
+
+
+_TOOLBAR = (("open", "SP_DialogOpenButton"), ("open_folder", "SP_DirOpenIcon"), None,
+            ("prev", "SP_ArrowBack"), ("next", "SP_ArrowForward"), None,
+            ("fit", ""), ("zoom100", ""), None, ("run", "SP_MediaPlay"), ("export_png", "SP_DialogSaveButton"))
+
+
+def build_toolbar(window: QMainWindow, actions: dict[str, QAction]) -> None:
+    """A compact main toolbar over the same actions (icons from the platform style)."""
+    from PySide6.QtCore import QSize, Qt
+    from PySide6.QtWidgets import QStyle
+
+    bar = window.addToolBar("Main")
+    bar.setObjectName("toolbar_main")
+    bar.setMovable(False)
+    bar.setIconSize(QSize(18, 18))
+    bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+    short = {"open": "Open", "open_folder": "Folder", "prev": "Previous", "next": "Next", "fit": "Fit",
+             "zoom100": "100%", "run": "Run", "export_png": "Export"}
+    for entry in _TOOLBAR:
+        if entry is None:
+            bar.addSeparator()
+            continue
+        name, icon = entry
+        act = actions[name]
+        if icon:
+            act.setIcon(window.style().standardIcon(getattr(QStyle.StandardPixmap, icon)))
+        act.setIconText(short[name])
+        keys = act.shortcut().toString(act.shortcut().SequenceFormat.NativeText)
+        act.setToolTip(f"{act.toolTip() or short[name]} ({keys})" if keys else act.toolTip())
+        bar.addAction(act)

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 
 from segviewer.ui import display as disp
 from segviewer.ui import export
-from segviewer.ui.actions import build_menus
+from segviewer.ui.actions import build_menus, build_toolbar
 from segviewer.ui.canvas.render_thread import LayerSpec
 from segviewer.ui.canvas.view import ImageCanvas
 from segviewer.ui.jobs import run_background
@@ -108,6 +108,7 @@ class MainWindow(QMainWindow):
         }
         self.actions, self.recent_menu = build_menus(self, handlers, (undo, redo))
         self.actions["toggle_layers"].setChecked(True)
+        build_toolbar(self, self.actions)
         view_menu = self.actions["view_menu"].menu()
         self.layers_menu = view_menu.addMenu("Layer &Visibility")
         self.layers_menu.setEnabled(False)
@@ -136,6 +137,7 @@ class MainWindow(QMainWindow):
             self._on_cards(_list_models(list(cards)))
         else:
             self.picker.tree.setHeaderLabels(["Model (listing…)", "Weights"])
+            self.picker.set_devices(self.devices, self.devices[0])
             run_background(lambda: _list_models(None), self._on_cards, self.show_error, "Listing models")
 
     def _on_cards(self, listed: tuple[list[Any], dict[str, str], list[str], str]) -> None:
