@@ -4,10 +4,12 @@ Box edges are continuous coordinates (see ``core/results.py``); the box ``[x0, x
 pixels ``floor(x0) .. ceil(x1) - 1`` (at least one). The outline is ``style.line_width`` output
 pixels wide and lies inside that span, so a box drawn on a layer and a box drawn straight onto
 the image give the same pixels, and nothing is partly transparent (no premultiplication trouble).
+Drawing is clipped to the canvas, so boxes far outside a window cost nothing but a comparison.
 """
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from segviewer.core.results import Detections
@@ -42,19 +44,22 @@ def draw_boxes(canvas: np.ndarray, spans: np.ndarray, colors: np.ndarray, width:
                order: np.ndarray | None = None) -> None:
     """Draw box outlines ``width`` pixels wide inside ``spans`` (from :func:`box_pixels`).
 
-    ``colors`` has one row per box with the canvas' channel count (RGB or RGBA).
+    ``colors`` has one row per box with the canvas' channel count (RGB or RGBA). The band is
+    drawn as ``width`` nested one-pixel rectangles (``cv2.rectangle`` with ``LINE_8`` covers
+    exactly the outer pixel ring of its corners, clipped to the canvas).
     """
     h, w = canvas.shape[:2]
-    for i in range(len(spans)) if order is None else order:
-        bx0, by0, bx1, by1 = (int(v) for v in spans[i])
+    sp = spans.tolist()
+    cols = colors.tolist()
+    for i in range(len(sp)) if order is None else order.tolist():
+        bx0, by0, bx1, by1 = sp[i]
         if bx1 <= 0 or by1 <= 0 or bx0 >= w or by0 >= h:
             continue
-        c = colors[i]
-        tx, ty = min(width, bx1 - bx0), min(width, by1 - by0)
-        fill_rect(canvas, bx0, by0, bx1, by0 + ty, c)
-        fill_rect(canvas, bx0, by1 - ty, bx1, by1, c)
-        fill_rect(canvas, bx0, by0 + ty, bx0 + tx, by1 - ty, c)
-        fill_rect(canvas, bx1 - tx, by0 + ty, bx1, by1 - ty, c)
+        c = cols[i]
+        for k in range(width):
+            if bx0 + k > bx1 - 1 - k or by0 + k > by1 - 1 - k:
+                break
+            cv2.rectangle(canvas, (bx0 + k, by0 + k), (bx1 - 1 - k, by1 - 1 - k), c, 1, cv2.LINE_8)
 
 
 def rgba_colors(dets: Detections, style: RenderStyle) -> np.ndarray:

@@ -46,28 +46,32 @@ def draw_labels(canvas: np.ndarray, dets: Detections, style: RenderStyle, vp: Vi
         return
     h, w = canvas.shape[:2]
     rgba = canvas.shape[2] == 4
-    spans = box_pixels(dets.boxes, vp)
-    colors = detection_colors(dets.class_ids, style)
+    spans = box_pixels(dets.boxes, vp).tolist()
+    colors = detection_colors(dets.class_ids, style).tolist()
+    fgs = [contrast_text((c[0], c[1], c[2])) for c in colors]
     texts = label_texts(dets, style)
-    pad = style.label_padding
-    for i in paint_order(dets.scores):
-        bx0, by0, bx1, by1 = (int(v) for v in spans[i])
+    pad, scale, thick = style.label_padding, style.font_scale, style.font_thickness
+    for i in paint_order(dets.scores).tolist():
+        bx0, by0, bx1, by1 = spans[i]
         if bx1 <= 0 or by1 <= 0 or bx0 >= w or by0 >= h:
             continue
-        tw, th, base = text_size(texts[i], style.font_scale, style.font_thickness)
+        tw, th, base = text_size(texts[i], scale, thick)
         gw, gh = tw + 2 * pad, th + base + 2 * pad
         x = min(max(bx0, 0), max(w - gw, 0))
         y = by0 - gh if by0 - gh >= 0 else max(by0, 0)
         y = min(y, max(h - gh, 0))
-        bg = colors[i]
-        fg = contrast_text((int(bg[0]), int(bg[1]), int(bg[2])))
-        # Text goes on an RGB patch first: OpenCV's anti-aliasing on 4 channels would write
-        # coverage into alpha, and the patch makes layer and direct drawing identical.
-        patch = np.empty((gh, gw, 3), np.uint8)
-        patch[:] = bg
-        cv2.putText(patch, texts[i], (pad, pad + th), FONT, style.font_scale, fg,
-                    style.font_thickness, cv2.LINE_AA)
+        bg, fg = colors[i], fgs[i]
         x1, y1 = min(x + gw, w), min(y + gh, h)
+        if not rgba and x1 - x == gw and y1 - y == gh:
+            # The tag fits: draw in place (text lands on the opaque tag, as on a patch).
+            cv2.rectangle(canvas, (x, y), (x1 - 1, y1 - 1), bg, -1)  # numpy's 3-byte fill is slower
+            cv2.putText(canvas, texts[i], (x + pad, y + pad + th), FONT, scale, fg, thick, cv2.LINE_AA)
+            continue
+        # On an RGB patch: OpenCV's anti-aliasing on 4 channels would write coverage into
+        # alpha, and a tag cut by the canvas edge must clip its text too.
+        patch = np.empty((gh, gw, 3), np.uint8)
+        cv2.rectangle(patch, (0, 0), (gw - 1, gh - 1), bg, -1)
+        cv2.putText(patch, texts[i], (pad, pad + th), FONT, scale, fg, thick, cv2.LINE_AA)
         canvas[y:y1, x:x1, :3] = patch[:y1 - y, :x1 - x]
         if rgba:
             canvas[y:y1, x:x1, 3] = 255

@@ -1,12 +1,13 @@
 """Instance masks: painted into one label image, then colored by one lookup and blended once.
 
-Masks stay compact (:class:`~segviewer.core.results.MaskSet` crops). Each crop is written into a
-label image of the output region, in ascending score order so that the higher score ends on top
-where masks overlap. Label ``1 + i`` is the interior of instance ``i``, label ``1 + N + i`` its
-border (mask pixels within ``style.mask_border`` image pixels of the outside, computed at image
-resolution so that a windowed render equals a cropped full render). One color lookup turns the
-label image into an RGBA layer; the export path blends it into the image with one pass per alpha
-level instead of one full-frame blend per instance.
+Masks stay compact (:class:`~segviewer.core.results.MaskSet` crops). Instances are ranked by
+score (rank 0 lowest, so the best ends on top where masks overlap); label ``2 * rank + 1`` is an
+instance's interior and ``2 * rank + 2`` its border (mask pixels within ``style.mask_border``
+image pixels of the outside, computed at image resolution so that a windowed render equals a
+cropped full render). With that encoding, higher labels always win, so each crop is merged into
+the label image with a per-pixel maximum: order-free, one SIMD pass per crop. One color lookup
+turns the label image into an RGBA layer; the export path blends it into the image with one pass
+per alpha level instead of one full-frame blend per instance.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from segviewer.core.results import Detections, MaskSet
 from segviewer.render.layers import Viewport
 from segviewer.render.style import RenderStyle, detection_colors
 
-__all__ = ["paint_order", "paint_mask_labels", "mask_lut", "masks_layer", "blend_masks"]
+__all__ = ["paint_order", "ranks", "paint_mask_labels", "mask_lut", "masks_layer", "blend_masks"]
 
 _KERNEL = np.ones((3, 3), np.uint8)
 
@@ -62,25 +63,34 @@ def scratch(name: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
     return buf
 
 
-def paint_mask_labels(masks: MaskSet, order: np.ndarray, vp: Viewport, border: int,
-                      out: np.ndarray | None = None) -> np.ndarray:
-    """The ``vp.out_size`` label image: 0 empty, ``1 + i`` interior, ``1 + N + i`` border of mask ``i``.
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """Each instance's rank in :func:`paint_order` (0 is painted first, i.e. lowest)."""
+    order = paint_order(scores)
+    r = np.empty(len(order), np.int64)
+    r[order] = np.arange(len(order))
+    return r
 
-    ``out`` may be a buffer of the right shape and dtype to paint into (it is zeroed first).
+
+def paint_mask_labels(masks: MaskSet, rank: np.ndarray, vp: Viewport, border: int,
+                      out: np.ndarray | None = None) -> np.ndarray:
+    """The ``vp.out_size`` label image: 0 empty, ``2 * rank + 1`` interior, ``2 * rank + 2`` border.
+
+    ``rank`` comes from :func:`ranks`. ``out`` may be a buffer of the right shape and dtype to
+    paint into (it is zeroed first).
     """
     n = len(masks)
     if out is None:
         out = np.zeros(vp.out_size, _label_dtype(n))
     else:
         out.fill(0)
+    small = out.dtype == np.uint8
     wx0, wy0, wx1, wy1 = vp.window
     rows = None if vp.identity else vp.sample_rows()
     cols = None if vp.identity else vp.sample_cols()
-    for i in order:
-        crop = masks.crops[i]
+    for i, (crop, off) in enumerate(zip(masks.crops, masks.offsets)):
         if not crop.size:
             continue
-        ox, oy = int(masks.offsets[i][0]), int(masks.offsets[i][1])
+        ox, oy = int(off[0]), int(off[1])
         ch, cw = crop.shape
         # Image rows/cols of the crop inside the window.
         ya, yb = max(oy, wy0), min(oy + ch, wy1)
@@ -99,36 +109,37 @@ def paint_mask_labels(masks: MaskSet, order: np.ndarray, vp: Viewport, border: i
         m = border
         sy0, sy1 = max(ya - m, oy), min(yb + m, oy + ch)
         sx0, sx1 = max(xa - m, ox), min(xb + m, ox + cw)
-        sub = crop[sy0 - oy:sy1 - oy, sx0 - ox:sx1 - ox]
+        sub = crop[sy0 - oy:sy1 - oy, sx0 - ox:sx1 - ox].view(np.uint8)
+        fill_label = 2 * int(rank[i]) + 1
         if border:
-            sub8 = sub.view(np.uint8)
-            eroded = cv2.erode(sub8, _KERNEL, iterations=border, borderType=cv2.BORDER_CONSTANT,
-                               borderValue=0)
-            edge = cv2.subtract(sub8, eroded).view(bool)  # in the mask, not in its erosion
+            eroded = cv2.erode(sub, _KERNEL, iterations=border, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+            # (label + 1) * mask - erosion: interior -> label, border -> label + 1, outside -> 0
+            patch = cv2.addWeighted(sub, fill_label + 1, eroded, -1.0, 0.0) if small else \
+                sub.astype(out.dtype) * (fill_label + 1) - eroded
+        else:
+            patch = cv2.multiply(sub, fill_label) if small else sub.astype(out.dtype) * fill_label
         if rimg is None and cimg is None:
-            sl = (slice(ya - sy0, yb - sy0), slice(xa - sx0, xb - sx0))
-            fill = sub[sl]
-            edge_s = edge[sl] if border else None
+            patch = patch[ya - sy0:yb - sy0, xa - sx0:xb - sx0]
         else:
             ri = (np.arange(ya, yb) if rimg is None else rimg) - sy0
             ci = (np.arange(xa, xb) if cimg is None else cimg) - sx0
-            fill = sub[ri[:, None], ci[None, :]]
-            edge_s = edge[ri[:, None], ci[None, :]] if border else None
+            patch = patch[ri[:, None], ci[None, :]]
         roi = out[r0:r1, c0:c1]
-        np.copyto(roi, 1 + int(i), where=fill)
-        if edge_s is not None:
-            np.copyto(roi, 1 + n + int(i), where=edge_s)
+        if small:
+            cv2.max(roi, patch, dst=roi)
+        else:
+            np.maximum(roi, patch, out=roi)
     return out
 
 
-def mask_lut(colors: np.ndarray, fill_alpha: int) -> np.ndarray:
+def mask_lut(colors: np.ndarray, rank: np.ndarray, fill_alpha: int) -> np.ndarray:
     """``(2N + 1, 4)`` RGBA lookup for :func:`paint_mask_labels`' labels (border opaque)."""
     n = len(colors)
     lut = np.zeros((2 * n + 1, 4), np.uint8)
-    lut[1:n + 1, :3] = colors
-    lut[1:n + 1, 3] = fill_alpha
-    lut[n + 1:, :3] = colors
-    lut[n + 1:, 3] = 255
+    lut[2 * rank + 1, :3] = colors
+    lut[2 * rank + 1, 3] = fill_alpha
+    lut[2 * rank + 2, :3] = colors
+    lut[2 * rank + 2, 3] = 255
     return lut
 
 
@@ -136,9 +147,9 @@ def masks_layer(dets: Detections, style: RenderStyle, vp: Viewport) -> np.ndarra
     """The RGBA mask layer of ``dets`` for a viewport."""
     if dets.masks is None or len(dets) == 0:
         return vp.blank()
-    labels = paint_mask_labels(dets.masks, paint_order(dets.scores), vp, style.mask_border)
-    lut = mask_lut(detection_colors(dets.class_ids, style), style.mask_alpha_u8)
-    return lut[labels]
+    rank = ranks(dets.scores)
+    labels = paint_mask_labels(dets.masks, rank, vp, style.mask_border)
+    return mask_lut(detection_colors(dets.class_ids, style), rank, style.mask_alpha_u8)[labels]
 
 
 def _union_box(masks: MaskSet) -> tuple[int, int, int, int] | None:
@@ -148,14 +159,6 @@ def _union_box(masks: MaskSet) -> tuple[int, int, int, int] | None:
         return None
     b = np.array(boxes)
     return int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max())
-
-
-def _blend_matrix(color: np.ndarray, t: float) -> np.ndarray:
-    """3x4 affine color matrix for ``cv2.transform``: ``out = (1 - t) * px + t * color``."""
-    m = np.zeros((3, 4), np.float64)
-    m[0, 0] = m[1, 1] = m[2, 2] = 1.0 - t
-    m[:, 3] = np.asarray(color, np.float64) * t
-    return m
 
 
 def blend_masks(image: np.ndarray, dets: Detections, opacity: float, style: RenderStyle,
@@ -183,66 +186,94 @@ def blend_masks(image: np.ndarray, dets: Detections, opacity: float, style: Rend
     vp = Viewport.make(dets.image_size, win)
     n = len(dets)
     dtype = _label_dtype(n)
-    labels = paint_mask_labels(dets.masks, paint_order(dets.scores), vp, style.mask_border,
-                               scratch("labels", vp.out_size, dtype))
+    rank = ranks(dets.scores)
+    labels = paint_mask_labels(dets.masks, rank, vp, style.mask_border, scratch("labels", vp.out_size, dtype))
     colors = detection_colors(dets.class_ids, style)
     region = image[win[1]:win[3], win[0]:win[2]]
     t_fill = style.mask_alpha_u8 / 255.0 * opacity
+    t_edge = opacity if style.mask_border else None
     if method is None:
+        # Measured on a 2-core x86 (CPU time): the lookup path costs ~2 ns per region pixel, the
+        # crops path ~3.5 ns per crop pixel plus ~10 us per instance.
         crop_area = sum(c.size for c in dets.masks.crops)
-        method = "lut" if dtype == np.uint8 and region.shape[0] * region.shape[1] < 1.6 * crop_area + 6000 * n \
-            else "crops"
+        lut_cheaper = region.shape[0] * region.shape[1] < 1.75 * crop_area + 5_000 * n
+        method = "lut" if dtype == np.uint8 and lut_cheaper else "crops"
     if method == "lut":
-        _blend_lut(region, labels, colors, t_fill, opacity if style.mask_border else None)
+        boxes = np.array([(o[0], o[1], o[0] + c.shape[1], o[1] + c.shape[0])
+                          for c, o in zip(dets.masks.crops, dets.masks.offsets.tolist()) if c.size], np.int64)
+        boxes -= np.array([win[0], win[1], win[0], win[1]])
+        _blend_lut(region, labels, colors, rank, boxes, t_fill, t_edge)
     else:
-        _blend_crops(region, labels, dets.masks, win, colors, t_fill, opacity if style.mask_border else None)
+        _blend_crops(region, labels, dets.masks, win, colors, rank, t_fill, t_edge)
 
 
-def _blend_lut(region: np.ndarray, labels: np.ndarray, colors: np.ndarray, t_fill: float,
-               t_edge: float | None) -> None:
-    """Whole-region blend: color lookup, one addWeighted per alpha level, masked copies (uint8 labels)."""
-    n = len(colors)
+_BAND_PIXELS = 1 << 17  # a band's arrays (labels, colors, blend) stay in the L2 cache
+
+
+def _blend_lut(region: np.ndarray, labels: np.ndarray, colors: np.ndarray, rank: np.ndarray,
+               boxes: np.ndarray, t_fill: float, t_edge: float | None) -> None:
+    """Region blend: color lookup, one addWeighted per alpha level, masked copies (uint8 labels).
+
+    Done in horizontal bands, each cut to the columns its crops (``boxes``, xyxy in region
+    pixels) cover, skipping bands without any: the working set stays in cache, and sparse
+    scenes only pay for where masks are.
+    """
     lut = np.zeros((256, 1, 3), np.uint8)
-    lut[1:n + 1, 0] = colors
-    lut[n + 1:2 * n + 1, 0] = colors
-    shape3 = region.shape
-    color = cv2.applyColorMap(labels, lut, dst=scratch("color", shape3, np.uint8))
-    edge_px = edge = None
-    if t_edge is not None:
-        edge = cv2.threshold(labels, n, 255, cv2.THRESH_BINARY, dst=scratch("edge", labels.shape, np.uint8))[1]
-        edge_px = color if t_edge >= 1.0 else cv2.addWeighted(
-            region, 1.0 - t_edge, color, t_edge, 0.0, dst=scratch("edge_px", shape3, np.uint8))
-    if t_fill > 0:
-        blended = cv2.addWeighted(region, 1.0 - t_fill, color, t_fill, 0.0, dst=scratch("blend", shape3, np.uint8))
-        cv2.copyTo(blended, labels, region)
-    if edge is not None:
-        cv2.copyTo(edge_px, edge, region)
+    lut[2 * rank + 1, 0] = colors
+    lut[2 * rank + 2, 0] = colors
+    is_edge = np.zeros(256, np.uint8)
+    is_edge[2:2 * len(colors) + 1:2] = 255  # even labels are borders
+    h, w = labels.shape
+    step = max(8, _BAND_PIXELS // max(w, 1))
+    buf3 = scratch("color", (step * w * 3,), np.uint8)
+    buf_blend = scratch("blend", (step * w * 3,), np.uint8)
+    buf_edge = scratch("edge", (step * w,), np.uint8)
+    buf_edge_px = scratch("edge_px", (step * w * 3,), np.uint8) if t_edge is not None and t_edge < 1.0 else None
+    for r0 in range(0, h, step):
+        r1 = min(r0 + step, h)
+        hit = (boxes[:, 1] < r1) & (boxes[:, 3] > r0)
+        if not hit.any():
+            continue
+        c0, c1 = int(boxes[hit, 0].min()), int(boxes[hit, 2].max())
+        lab = labels[r0:r1, c0:c1]
+        px = region[r0:r1, c0:c1]
+        bh, bw = lab.shape
+        color = cv2.applyColorMap(lab, lut, dst=buf3[:bh * bw * 3].reshape(bh, bw, 3))
+        if t_edge is not None:
+            edge = cv2.LUT(lab, is_edge, dst=buf_edge[:bh * bw].reshape(bh, bw))
+            edge_px = color if buf_edge_px is None else cv2.addWeighted(
+                px, 1.0 - t_edge, color, t_edge, 0.0, dst=buf_edge_px[:bh * bw * 3].reshape(bh, bw, 3))
+        if t_fill > 0:
+            blended = cv2.addWeighted(px, 1.0 - t_fill, color, t_fill, 0.0,
+                                      dst=buf_blend[:bh * bw * 3].reshape(bh, bw, 3))
+            cv2.copyTo(blended, lab, px)
+        if t_edge is not None:
+            cv2.copyTo(edge_px, edge, px)
 
 
 def _blend_crops(region: np.ndarray, labels: np.ndarray, masks: MaskSet, win: tuple[int, int, int, int],
-                 colors: np.ndarray, t_fill: float, t_edge: float | None) -> None:
-    """Per-label blend inside each crop's rectangle (any label dtype)."""
-    n = len(colors)
-    fcolors = colors.astype(np.float64)
-    const = None
-    if t_edge is not None and t_edge >= 1.0:
-        const = scratch("const", (max(c.shape[0] for c in masks.crops), max(c.shape[1] for c in masks.crops), 3),
-                        np.uint8)
-    for i, (crop, off) in enumerate(zip(masks.crops, masks.offsets)):
+                 colors: np.ndarray, rank: np.ndarray, t_fill: float, t_edge: float | None) -> None:
+    """Per-label blend inside each crop's rectangle (any label dtype).
+
+    Per instance: a patch of its constant color, the rectangle blended with it
+    (``addWeighted``), border pixels taken from the patch (or a second blend), then one masked
+    copy of the instance's visible pixels.
+    """
+    color_lists = colors.tolist()
+    const = scratch("const", (max(c.shape[0] for c in masks.crops), max(c.shape[1] for c in masks.crops), 3),
+                    np.uint8)
+    for i, (crop, off) in enumerate(zip(masks.crops, masks.offsets.tolist())):
         if not crop.size:
             continue
-        x, y = int(off[0]) - win[0], int(off[1]) - win[1]
+        x, y = off[0] - win[0], off[1] - win[1]
         h, w = crop.shape
         lab = labels[y:y + h, x:x + w]
         px = region[y:y + h, x:x + w]
-        if t_fill > 0:
-            inside = cv2.compare(lab, 1 + i, cv2.CMP_EQ)
-            cv2.copyTo(cv2.transform(px, _blend_matrix(fcolors[i], t_fill)), inside, px)
+        src = const[:h, :w]
+        cv2.rectangle(src, (0, 0), (w - 1, h - 1), color_lists[i], -1)  # faster than a numpy fill
+        v = 2 * int(rank[i]) + 1  # inRange, not compare: compare takes a 1x1 array for a scalar
+        out = cv2.addWeighted(px, 1.0 - t_fill, src, t_fill, 0.0)
         if t_edge is not None:
-            edge = cv2.compare(lab, 1 + n + i, cv2.CMP_EQ)
-            if const is not None:
-                src = const[:h, :w]
-                src[...] = colors[i]
-            else:
-                src = cv2.transform(px, _blend_matrix(fcolors[i], t_edge))
-            cv2.copyTo(src, edge, px)
+            edge_src = src if t_edge >= 1.0 else cv2.addWeighted(px, 1.0 - t_edge, src, t_edge, 0.0)
+            cv2.copyTo(edge_src, cv2.inRange(lab, v + 1, v + 1), out)
+        cv2.copyTo(out, cv2.inRange(lab, v, v + (t_edge is not None)), px)
