@@ -2,7 +2,7 @@
 
 * ``--task panoptic``: ``--gt`` / ``--pred`` are COCO panoptic JSONs, each with its PNG folder
   beside it (``panoptic.json`` + ``panoptic/``) or named by ``--gt-folder`` / ``--pred-folder``.
-  Numbers equal the reference ``pq_compute`` (see :mod:`segviewer.analysis.pq`).
+  Numbers equal the reference ``pq_compute`` (see segviewer.analysis.pq).
 * ``--task semantic``: ``--gt`` is a folder of label PNGs, a ``metadata.csv`` (``Image,Mask``), or
   a dataset folder holding one; ``--pred`` a folder of label PNGs matched to the ground truth by
   file stem. ``--num-classes`` defaults to the dataset's categories, else the largest label + 1.
@@ -21,9 +21,14 @@ from segviewer.core.errors import SegviewerError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = __doc__.split("\n\n", 1)[1].replace("``", "")
     p.add_argument("--task", required=True, choices=("semantic", "instance", "panoptic"))
-    p.add_argument("--gt", required=True, type=Path, help="ground truth (see segviewer eval --help)")
-    p.add_argument("--pred", required=True, type=Path, help="predictions")
+    p.add_argument("--gt", required=True, type=Path,
+                   help="panoptic: COCO panoptic JSON; semantic: label PNG folder, metadata.csv or dataset "
+                        "folder; instance: COCO instances JSON")
+    p.add_argument("--pred", required=True, type=Path,
+                   help="panoptic: COCO panoptic JSON; semantic: label PNG folder; instance: COCO results JSON")
     p.add_argument("--json", type=Path, default=None, help="also write the numbers to this JSON file")
     p.add_argument("--gt-folder", type=Path, default=None, help="panoptic: ground-truth PNG folder")
     p.add_argument("--pred-folder", type=Path, default=None, help="panoptic: prediction PNG folder")
