@@ -34,7 +34,7 @@ from segviewer.synth.scene import SceneInstance
 from segviewer.synth.shapes import UNIT_AREA, Pose, ThingStyle, paint, random_style, rasterize
 from segviewer.synth.stuff import stuff_image, stuff_labels
 
-__all__ = ["Mover", "VideoFrame", "VIDEO_DEFAULTS", "generate_video", "video_world", "segment_id"]
+__all__ = ["Mover", "VideoFrame", "VideoWorld", "VIDEO_DEFAULTS", "generate_video", "video_world", "segment_id"]
 
 THING_IDS = tuple(CATEGORIES.index(t) for t in THINGS)
 
@@ -91,7 +91,9 @@ class VideoFrame:
 
 
 @dataclass(frozen=True, eq=False)
-class _World:
+class VideoWorld:
+    """The closed-form world of a clip: a stuff canvas the camera pans over and the movers."""
+
     size: tuple[int, int]
     canvas: np.ndarray  # float32 RGB
     canvas_labels: np.ndarray  # uint8
@@ -152,7 +154,7 @@ def _mover(rng: np.random.Generator, track: int, h: int, w: int, n: int, opt: di
                  log_zoom, float(rng.uniform(0, 2 * math.pi)), float(rng.uniform(-spin, spin)))
 
 
-def video_world(seed: int, n_frames: int, size: tuple[int, int] = (240, 320), **options: object) -> _World:
+def video_world(seed: int, n_frames: int, size: tuple[int, int] = (240, 320), **options: object) -> VideoWorld:
     """The closed-form world behind :func:`generate_video` (canvas, pan, movers)."""
     opt = _opts(options)
     h, w = (int(v) for v in size)
@@ -178,10 +180,10 @@ def video_world(seed: int, n_frames: int, size: tuple[int, int] = (240, 320), **
     oy = 2.0 + (travel_y if pan[1] > 0 else 0.0)
     lo_n, hi_n = opt["n_things"]  # type: ignore[misc]
     movers = tuple(_mover(rng, k + 1, h, w, n_frames, opt) for k in range(int(rng.integers(lo_n, hi_n + 1))))
-    return _World((h, w), canvas, labels, (ox, oy), pan, movers, float(opt["noise"]), int(seed))
+    return VideoWorld((h, w), canvas, labels, (ox, oy), pan, movers, float(opt["noise"]), int(seed))
 
 
-def _background(world: _World, t: float) -> tuple[np.ndarray, np.ndarray]:
+def _background(world: VideoWorld, t: float) -> tuple[np.ndarray, np.ndarray]:
     """The stuff image (float32) and labels seen at time t: frame point p shows canvas point p + o_t."""
     h, w = world.size
     ox, oy = world.origin[0] - world.pan[0] * t, world.origin[1] - world.pan[1] * t
@@ -193,7 +195,7 @@ def _background(world: _World, t: float) -> tuple[np.ndarray, np.ndarray]:
     return img, lab
 
 
-def _render(world: _World, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Pose], dict]:
+def _render(world: VideoWorld, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Pose], dict]:
     """Image (float32), semantic labels, owner map (0 background, k = movers[k - 1]), the poses,
     and ``{k: (whole-shape pixels, in-frame pixels)}`` at time t."""
     h, w = world.size
@@ -222,7 +224,7 @@ def _render(world: _World, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return img, sem, owner, poses, areas
 
 
-def _flow(world: _World, owner: np.ndarray, poses_t: list[Pose], poses_n: list[Pose]) -> np.ndarray:
+def _flow(world: VideoWorld, owner: np.ndarray, poses_t: list[Pose], poses_n: list[Pose]) -> np.ndarray:
     h, w = world.size
     flow = np.empty((h, w, 2), np.float32)
     flow[..., 0], flow[..., 1] = world.pan
@@ -249,7 +251,7 @@ def _visible_next(flow: np.ndarray, owner: np.ndarray, owner_next: np.ndarray) -
     return same
 
 
-def _frame_truth(world: _World, sem: np.ndarray, owner: np.ndarray, poses: list[Pose],
+def _frame_truth(world: VideoWorld, sem: np.ndarray, owner: np.ndarray, poses: list[Pose],
                  areas: dict) -> tuple[PanopticMap, tuple[SceneInstance, ...]]:
     ids = np.zeros(sem.shape, np.int32)
     segs = []
