@@ -60,8 +60,8 @@ class Progress:
     """A compact one-line progress bar on stderr (``\\r``-updated on a terminal, a line every
     ``every_s`` seconds in a log file)."""
 
-    def __init__(self, total: int, stream: Any = None, every_s: float = 1.0) -> None:
-        self.total, self.stream = total, stream or sys.stderr
+    def __init__(self, total: int, stream: Any = None, every_s: float = 1.0, start: int = 0) -> None:
+        self.total, self.stream, self.start = total, stream or sys.stderr, start
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.every_s = every_s if self.tty else max(every_s, 15.0)
         self.t0 = time.perf_counter()
@@ -74,7 +74,8 @@ class Progress:
         self.last = now
         done = step / max(self.total, 1)
         el = now - self.t0
-        eta = el / max(done, 1e-9) - el if done > 0 else float("nan")
+        rate = (step - self.start) / el if el > 0 else 0.0  # steps per second in this session
+        eta = (self.total - step) / rate if rate > 0 else float("nan")
         bar = "#" * int(done * 20)
         line = (f"[{bar:<20}] {step}/{self.total} loss {loss:.4f} {el / 60:.1f} min"
                 + (f" eta {eta / 60:.1f} min" if math.isfinite(eta) else ""))
@@ -156,7 +157,7 @@ class Trainer:
         """Train to ``cfg.steps``; returns "done", "stopped" (clean stop) or "interrupted"."""
         self.out.mkdir(parents=True, exist_ok=True)
         cfg = self.cfg
-        prog = Progress(cfg.steps)
+        prog = Progress(cfg.steps, start=self.step)
         t_start = time.perf_counter()
         old = None
         try:

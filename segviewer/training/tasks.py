@@ -194,7 +194,7 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "maskrcnn": {},
     "fcn": {},
     "unet": {},
-    "pcv": {"vote_stride": 4, "cell_size": 3.0},
+    "pcv": {"vote_stride": 4, "cell_size": 4.0},
 }
 
 
