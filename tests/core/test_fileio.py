@@ -22,3 +22,14 @@ def test_image_round_trip_is_rgb(tmp_path):
     write_image_atomic(tmp_path / "x.png", img)
     back = cv2.imread(str(tmp_path / "x.png"))
     assert back[0, 0].tolist() == [0, 0, 200]  # BGR on disk
+
+
+def test_written_file_has_umask_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "p.json", [1])
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "p.json").stat().st_mode & 0o777 == 0o644
