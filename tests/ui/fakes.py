@@ -27,6 +27,7 @@ class FakeAdapter:
         self._device: str | None = None
         self.gate, self.fail = gate, fail
         self.calls: list[float] = []
+        self.loaded_weights: list[Path | None] = []
         self.started = threading.Event()
 
     @property
@@ -38,6 +39,7 @@ class FakeAdapter:
         return self._device
 
     def load(self, device: str, weights: Path | None = None) -> None:
+        self.loaded_weights.append(weights)
         self._device = device
 
     def predict(self, image: np.ndarray, params: PredictParams | None = None,

@@ -285,3 +285,18 @@ def test_shortcuts_are_in_the_menus_and_fit_and_zoom_work(qtbot, make_window, tm
     qtbot.keyClick(w, Qt.Key.Key_F)
     (x0, x1), (y0, y1) = w.canvas.vb.viewRange()
     assert x0 <= 0 and y0 <= 0 and x1 >= 160 and y1 >= 120 and min(x1 - x0 - 160, y1 - y0 - 120) < 10
+
+
+def test_load_weights_reloads_the_model_with_the_file(qtbot, make_window, tmp_path: Path) -> None:
+    a = _scene(tmp_path / "a.png", 8)
+    ckpt = tmp_path / "mine.pt"
+    ckpt.write_bytes(b"not read by the fake")
+    made: list[FakeAdapter] = []
+    w = make_window(lambda mid: made.append(FakeAdapter(mid)) or made[-1], cards=[fake_card("fake")])
+    with qtbot.waitSignal(w.session.resultsChanged, timeout=TIMEOUT):
+        w.start([a], models=["fake"], no_default=True)
+    with qtbot.waitSignal(w.session.resultsChanged, timeout=TIMEOUT,
+                          check_params_cb=lambda: "fake" in w.session.results):
+        w.load_weights("fake", ckpt)
+    assert [m.loaded_weights for m in made] == [[None], [ckpt]]  # a fresh network with the user's file
+    assert w.picker.state("fake") == "loaded"
