@@ -304,22 +304,32 @@ def miou(reference: np.ndarray, labels: np.ndarray, num_classes: int) -> float:
 # --------------------------------------------------------------------------- splits
 
 
-def torchvision_segmentation_model(name: str = "deeplabv3_resnet50", num_classes: int = 21,
+def torchvision_segmentation_model(name: str = "deeplabv3_resnet50", num_classes: int | None = None,
                                    weights: str | None = None, random_init: bool = False,
                                    allow_download: bool | None = None) -> Any:
     """Build a torchvision FCN / DeepLabV3 (no aux head). Weights from ``weights`` (a file), the hub
-    cache or a download via :mod:`segviewer.adapters.weights`; ``random_init`` skips them (timing)."""
+    cache or a download via :mod:`segviewer.adapters.weights`; ``random_init`` skips them (timing).
+
+    ``num_classes`` defaults to the released weights' 21 VOC classes; another number needs
+    ``random_init`` (a released checkpoint cannot have a different classifier).
+    """
     from torchvision.models import get_model, get_model_weights
 
-    from segviewer.adapters.weights import read_state_dict, resolve_weights
+    from segviewer.adapters.weights import check_state_dict, read_state_dict, resolve_weights
 
     if not (name.startswith("fcn_") or name.startswith("deeplabv3_")):
         raise SegviewerError(f"Deep Feature Flow splits torchvision fcn_* and deeplabv3_* models; got {name!r}.")
-    model = get_model(name, weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
+    default = get_model_weights(name).DEFAULT
+    n_released = len(default.meta["categories"])
+    n = n_released if num_classes is None else int(num_classes)
+    if not random_init and n != n_released:
+        raise SegviewerError(f"{name}'s released weights have {n_released} classes, not {n}; "
+                             "use random_init for another number.")
+    model = get_model(name, weights=None, weights_backbone=None, num_classes=n, aux_loss=False)
     if not random_init:
-        url = get_model_weights(name).DEFAULT.url
-        state = read_state_dict(resolve_weights(name, url, user_file=weights, allow_download=allow_download))
-        state = {k: v for k, v in state.items() if not k.startswith("aux_classifier.")}
+        path = resolve_weights(name, default.url, user_file=weights, allow_download=allow_download)
+        state = {k: v for k, v in read_state_dict(path).items() if not k.startswith("aux_classifier.")}
+        check_state_dict(model, state, source=str(getattr(path, "name", path)), model_id=name)
         model.load_state_dict(state)
     return model.eval()
 

@@ -170,3 +170,19 @@ def test_shapes_fcn_and_unet_splits_equal_the_whole_nets() -> None:
     dff = DeepFeatureFlow(split_shapes_fcn(fcn, "abcdefghi"), schedule=FixedInterval(2), reference=True)
     outs = [dff.step(i, f) for i, f in enumerate(frames)]
     assert outs[1].result.labels.shape == (48, 80) and not outs[1].is_key
+
+
+def test_torchvision_model_builder_weights_and_names(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from segviewer.adapters.dff import torchvision_segmentation_model
+    from segviewer.core.errors import WeightsUnavailableError
+
+    m = torchvision_segmentation_model("deeplabv3_mobilenet_v3_large", 9, random_init=True)
+    assert not m.training and m.aux_classifier is None
+    monkeypatch.setenv("SEGVIEWER_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsUnavailableError, match="deeplabv3_mobilenet_v3_large"):
+        torchvision_segmentation_model("deeplabv3_mobilenet_v3_large")
+    with pytest.raises(SegviewerError, match="21 classes"):
+        torchvision_segmentation_model("deeplabv3_mobilenet_v3_large", 9)
+    with pytest.raises(SegviewerError, match="splits torchvision"):
+        torchvision_segmentation_model("maskrcnn_resnet50_fpn", 9, random_init=True)
