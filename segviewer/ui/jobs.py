@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -25,9 +26,14 @@ class _Job(QRunnable):
         try:
             value = self._fn()
         except Exception as err:  # noqa: BLE001 - becomes a message, never a crash
-            self._signals.failed.emit(describe_error(err, self._name))
+            self._emit(self._signals.failed, describe_error(err, self._name))
         else:
-            self._signals.done.emit(value)
+            self._emit(self._signals.done, value)
+
+    @staticmethod
+    def _emit(signal: Any, value: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the app quit while the job ran: nobody listens
+            signal.emit(value)
 
 
 _alive: set[JobSignals] = set()
