@@ -9,7 +9,7 @@ ground truth over the clip.
 
 Models:
 * the bundled shapes FCN and U-Net (``models/shapes_fcn*.pt``, ``models/shapes_unet*.pt``) on a
-  320x240 clip, when they have been shipped (``--random-shapes`` times them untrained instead);
+  352x256 clip, when they have been shipped (``--random-shapes`` times them untrained instead);
 * torchvision DeepLabV3-ResNet50 at 512x1024 with random weights (timing; agreement with its
   own per-frame output stands in for accuracy), split after ASPP, and before ASPP at l = 10.
 
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     models = args.models.split(",")
     print(f"torch {torch.__version__}, {args.threads} threads, CPU; intervals {args.intervals}")
     if "shapes" in models:
-        clip = list(generate_video(args.seed, args.frames, (240, 320)))
+        clip = list(generate_video(args.seed, args.frames, (256, 352)))  # short side 256 as trained; /32
         frames, gt = [f.image for f in clip], [f.semantic for f in clip]
         for kind in ("fcn", "unet"):
             model, src = _shapes_model(kind, args.random_shapes)

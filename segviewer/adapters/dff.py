@@ -75,7 +75,8 @@ class SplitNet:
 
     ``n_feat`` returns a tuple of feature maps (several for skip architectures); ``n_task`` returns
     class logits at any resolution (they are upsampled bilinearly to the input). Images are scaled
-    to [0, 1], normalised by ``mean``/``std`` and zero-padded to a multiple of ``divisor``.
+    to [0, 1], normalised by ``mean``/``std`` and padded (bottom/right; ``pad_mode``) to a multiple of
+    ``divisor``; the padding is cropped off the labels.
     """
 
     name: str
@@ -87,6 +88,7 @@ class SplitNet:
     std: tuple[float, float, float] = IMAGENET_STD
     divisor: int = 1
     modules: tuple[Any, ...] = ()  # the nn.Modules involved, for .to(device) / .eval()
+    pad_mode: str = "constant"  # zeros after normalisation (torchvision batching) or "replicate"
 
     def to(self, device: str) -> SplitNet:
         for m in self.modules:
@@ -193,7 +195,7 @@ class DeepFeatureFlow:
         d = self.net.divisor
         ph, pw = (-h) % d, (-w) % d
         if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph))
+            x = F.pad(x, (0, pw, 0, ph), mode=self.net.pad_mode)
         return x, (h, w)
 
     def _labels(self, logits: torch.Tensor, padded: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
@@ -405,8 +407,9 @@ def split_shapes_fcn(model: Any, categories: Sequence[str], stage: str = "8s") -
         return model.upscore_pool4(fuse16) + model.score_pool3(pool3)  # stride 8
 
     mean, std = _shapes_norm()
+    # replicate padding, as segviewer.adapters.shapes pads the image before the net
     return SplitNet("shapes_fcn", f"after_fc7 ({stage})", tuple(categories), n_feat, n_task, mean, std, 32,
-                    modules=(model,))
+                    modules=(model,), pad_mode="replicate")
 
 
 def split_shapes_unet(model: Any, categories: Sequence[str], at: str = "before_head") -> SplitNet:
@@ -438,4 +441,4 @@ def split_shapes_unet(model: Any, categories: Sequence[str], at: str = "before_h
         raise SegviewerError(f"The shapes U-Net splits 'before_head' or 'bottleneck'; got {at!r}.")
     mean, std = _shapes_norm()
     return SplitNet("shapes_unet", at, tuple(categories), n_feat, n_task, mean, std, int(body.divisor),
-                    modules=(model,))
+                    modules=(model,), pad_mode="replicate")
