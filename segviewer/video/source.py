@@ -17,7 +17,7 @@ import re
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -335,14 +335,17 @@ class ReadAhead:
     The UI thread calls :meth:`get` (returns the frame if buffered, else decodes it synchronously)
     and :meth:`seek` when the user jumps; decoding always runs ahead of the last position asked
     for. ``start=False`` makes it synchronous (tests, CLI). Errors from the decoder are re-raised
-    by :meth:`get` for the frame that failed.
+    by :meth:`get` for the frame that failed. ``on_ready(index)`` is called *on the read-ahead
+    thread* after each frame it buffers: a Qt caller emits a queued signal from it.
     """
 
-    def __init__(self, source: VideoSource, depth: int = 8, start: bool = True) -> None:
+    def __init__(self, source: VideoSource, depth: int = 8, start: bool = True,
+                 on_ready: Callable[[int], None] | None = None) -> None:
         if depth < 1:
             raise VideoError(f"The read-ahead depth must be at least 1; got {depth}.")
         self.source = source
         self.depth = int(depth)
+        self.on_ready = on_ready
         self._buf: OrderedDict[int, np.ndarray | BaseException] = OrderedDict()
         self._pos = 0
         self._cv = threading.Condition()
@@ -374,9 +377,12 @@ class ReadAhead:
             except SegviewerError as err:
                 frame = err
             with self._cv:
-                if self._pos <= i <= self._pos + self.depth:
+                keep = self._pos <= i <= self._pos + self.depth
+                if keep:
                     self._buf[i] = frame
                 self._cv.notify_all()
+            if keep and self.on_ready is not None:
+                self.on_ready(i)
 
     def seek(self, index: int) -> None:
         """Make ``index`` the current position: drop buffered frames outside the new window."""

@@ -149,13 +149,15 @@ def test_errors_are_segviewer_errors() -> None:
 def test_read_ahead_buffers_the_next_frames(tmp_path: Path) -> None:
     src = open_video(_write_video(tmp_path / "r.avi", "MJPG"))
     ref = [src.read(i) for i in range(30)]
-    ra = ReadAhead(src, depth=4)
+    ready: list[int] = []
+    ra = ReadAhead(src, depth=4, on_ready=ready.append)
     try:
         np.testing.assert_array_equal(ra.get(5), ref[5])
         deadline = time.monotonic() + 10
         while ra.buffered() != [5, 6, 7, 8, 9] and time.monotonic() < deadline:
             time.sleep(0.01)
         assert ra.buffered() == [5, 6, 7, 8, 9]
+        assert {6, 7, 8, 9} <= set(ready)
         for i in (6, 7, 20, 21, 2):
             np.testing.assert_array_equal(ra.get(i), ref[i])
         assert all(2 <= k <= 6 for k in ra.buffered())  # the jump back dropped frames out of the window
