@@ -16,6 +16,7 @@ torch is imported inside the functions that need it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -131,7 +132,7 @@ def resolve_weights(model_id: str, url: str, *, user_file: Path | str | None = N
     if user_file is not None:
         p = Path(user_file).expanduser()
         if not p.is_file():
-            raise WeightsUnavailableError(f"weights file {p} does not exist")
+            raise WeightsUnavailableError(f"weights file {p} {'is not a file' if p.exists() else 'does not exist'}")
         return p
     hit = cached_weights(url)
     if hit is not None:
@@ -176,7 +177,8 @@ def read_state_dict(path: Path | str) -> dict[str, torch.Tensor]:
     if not p.is_file():
         raise WeightsUnavailableError(f"weights file {p} does not exist")
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+        with allow([argparse.Namespace]) if allow else contextlib.nullcontext():
             obj: Any = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for non-checkpoints
         raise CheckpointMismatchError(f"{p.name} is not a PyTorch checkpoint segviewer can read ({_first_line(err)})") from err

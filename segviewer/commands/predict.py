@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 import inspect
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,7 @@ def _unique_stem(path: Path, used: set[str]) -> str:
     return stem
 
 
-def _progress(model_id: str):
+def _progress(model_id: str) -> Callable[[int, int], None]:
     def report(done: int, total: int) -> None:
         mb = 1024 * 1024
         size = f" / {total / mb:.1f}" if total else ""
