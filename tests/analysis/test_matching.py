@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from segviewer.analysis.matching import IdIndexer, match_segments, pair_counts
+from segviewer.analysis.matching import IdIndexer, _count_pixels, _count_runs, match_segments, pair_counts
 from segviewer.core.errors import BadDatasetError
 from segviewer.core.results import PanopticMap, PanopticSegment
 
@@ -39,6 +39,20 @@ def test_pair_counts_equals_brute_force(n_ids, dtype, id_range):
     # the reusable table is clean afterwards: a second image gives its own counts
     pc2 = pair_counts(pred, pids, gt, gids, indexer=ix, strict=False)
     assert np.array_equal(pc2.matrix, _brute(pred, pids, gt, gids))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_run_counting_and_pixel_counting_agree_on_blocky_maps(seed):
+    rng = np.random.default_rng(seed)
+    gids = rng.permutation(np.unique(rng.integers(1, 1 << 24, 40))[:12])
+    pids = rng.permutation(np.unique(rng.integers(1, 1 << 24, 40))[:9])
+    gt = np.kron(rng.choice(np.r_[0, gids], (6, 8)), np.ones((7, 9), np.int64)).astype(np.uint32)
+    pred = np.kron(rng.choice(np.r_[0, pids, 99], (6, 8)), np.ones((7, 9), np.int64)).astype(np.uint32)
+    ref = _brute(gt, gids, pred, pids)
+    runs = _count_runs(gt, gids, pred, pids)
+    assert runs is not None and np.array_equal(runs, ref)  # 99 is unlisted: counted in the last column
+    assert np.array_equal(_count_pixels(gt, gids, pred, pids, IdIndexer()), ref)
+    assert _count_runs(rng.integers(0, 5, (20, 20)), gids, rng.integers(0, 5, (20, 20)), pids) is None
 
 
 def test_unlisted_ids_are_counted_or_refused():
