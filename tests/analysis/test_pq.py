@@ -8,11 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pq_files import CATEGORIES, make_panoptic_files, perturb, random_gt, write_panoptic
 
 from segviewer.analysis.pq import image_pq, pq_compute, pq_from_maps
 from segviewer.core.errors import BadDatasetError, SegviewerError
 from segviewer.core.results import PanopticMap, PanopticSegment
+
+try:  # tests/analysis may become a package; both import styles work
+    from .pq_files import CATEGORIES, make_panoptic_files, perturb, random_gt, write_panoptic
+except ImportError:
+    from pq_files import CATEGORIES, make_panoptic_files, perturb, random_gt, write_panoptic
 
 
 @pytest.fixture
