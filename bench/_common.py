@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["pin_threads", "time_ms", "time_interleaved", "table", "machine_line"]
+__all__ = ["pin_threads", "time_ms", "time_both", "time_interleaved", "table", "machine_line"]
 
 
 def pin_threads(n: int) -> None:
@@ -40,25 +40,37 @@ def time_ms(fn: Callable[[], Any], repeats: int = 20, warmup: int = 2) -> list[f
     return out
 
 
-def time_interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int = 20, warmup: int = 2,
-                     budget_s: float | None = None) -> dict[str, float]:
-    """Median milliseconds per candidate, timing them round-robin (one call each per round).
+def time_both(fns: Mapping[str, Callable[[], Any]], repeats: int = 20, warmup: int = 2,
+              budget_s: float | None = None) -> dict[str, tuple[float, float]]:
+    """Median ``(wall ms, CPU ms)`` per candidate, timing them round-robin (one call each per round).
 
-    ``budget_s`` stops a candidate early (after at least 3 timed calls) once its own time
-    spent exceeds the budget, so one slow peer cannot stretch the run.
+    CPU time is the process's (all threads), so it is robust to other jobs on a shared machine
+    without flattering multi-threaded candidates. ``budget_s`` stops a candidate early (after
+    at least 3 timed calls) once its own wall time exceeds the budget, so one slow peer cannot
+    stretch the run.
     """
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
-            if budget_s is not None and len(times[k]) >= 3 and sum(times[k]) / 1000.0 > budget_s:
+            if budget_s is not None and len(wall[k]) >= 3 and sum(wall[k]) / 1000.0 > budget_s:
                 continue
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
-            times[k].append((time.perf_counter() - t0) * 1000.0)
-    return {k: statistics.median(v) for k, v in times.items()}
+            t1, c1 = time.perf_counter(), time.process_time()
+            wall[k].append((t1 - t0) * 1000.0)
+            cpu[k].append((c1 - c0) * 1000.0)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int = 20, warmup: int = 2,
+                     budget_s: float | None = None, clock: str = "wall") -> dict[str, float]:
+    """Median milliseconds per candidate (``clock`` "wall" or "cpu"), timed round-robin; see :func:`time_both`."""
+    both = time_both(fns, repeats, warmup, budget_s)
+    return {k: v[0] if clock == "wall" else v[1] for k, v in both.items()}
 
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:

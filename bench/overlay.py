@@ -9,7 +9,9 @@ torchvision and supervision get N full-frame boolean masks, we get compact crops
 One full-frame ``cv2.addWeighted`` of two uint8 images is the memory floor.
 
 Candidates are timed round-robin (one call each per round) so load bursts on a shared machine
-hit all of them; the median is reported. OpenCV and torch get ``--threads`` threads each.
+hit all of them; medians of wall-clock and of process CPU time are reported. On a busy machine
+(other jobs outnumbering the cores) wall-clock mostly measures the scheduler, so the verdict uses
+CPU time, and wall-clock is printed beside it. OpenCV and torch get ``--threads`` threads each.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line, pin_threads, table, time_interleaved  # noqa: E402
+from _common import machine_line, pin_threads, table, time_both  # noqa: E402
 
 from segviewer.core.results import Detections, MaskSet  # noqa: E402
 from segviewer.render import LayerKind, compose, overlay_layers, render_overlay  # noqa: E402
@@ -119,24 +121,26 @@ def main(argv: list[str] | None = None) -> int:
         fns, dets = candidates(image, masks, boxes, scores, class_ids)
         ours = render_overlay(image, [dets], OPACITIES)
         diff = int(np.abs(ours.astype(int) - compose(image, overlay_layers([dets], OPACITIES))).max())
-        ms = time_interleaved(fns, repeats=args.repeats, warmup=2, budget_s=args.budget)
-        us = ms["segviewer render_overlay"]
-        peers = {k: v for k, v in ms.items() if not k.startswith(("segviewer", "floor"))}
+        ms = time_both(fns, repeats=args.repeats, warmup=2, budget_s=args.budget)
+        us_wall, us_cpu = ms["segviewer render_overlay"]
         print(f"\n{w}x{h}, {n} masks (ours equals compose of its layers within {diff} LSB; "
               f"{100 * masks.any(0).mean():.0f}% of pixels covered)")
-        for k, v in ms.items():
+        for k, (wall, cpu) in ms.items():
             if k != "segviewer render_overlay":
-                print(f"  {k:26s} / ours = {v / us:7.2f}x")
-            rows.append((f"{w}x{h}/{n}", k, v, v / us))
+                print(f"  {k:26s} / ours = {cpu / us_cpu:7.2f}x CPU, {wall / us_wall:7.2f}x wall")
+            rows.append((f"{w}x{h}/{n}", k, cpu, wall, cpu / us_cpu, wall / us_wall))
+        peers = {k: v for k, v in ms.items() if not k.startswith(("segviewer", "floor"))}
         if peers:
-            best = min(peers, key=peers.get)
-            ratio = peers[best] / us
-            verdicts.append(f"{w}x{h}/{n}: fastest peer {best} {ratio:.1f}x slower than ours "
-                            f"-> {'TARGET MET' if ratio >= TARGET else 'TARGET MISSED'} (>= {TARGET:.0f}x)")
+            best = min(peers, key=lambda k: peers[k][1])
+            r_cpu, r_wall = peers[best][1] / us_cpu, peers[best][0] / us_wall
+            verdicts.append(f"{w}x{h}/{n}: fastest peer ({best}) takes {r_cpu:.1f}x our CPU time "
+                            f"({r_wall:.1f}x wall) -> {'TARGET MET' if r_cpu >= TARGET else 'TARGET MISSED'} "
+                            f"(>= {TARGET:.0f}x)")
     print()
-    print(table(rows, ["size/masks", "candidate", "median ms", "vs ours"]))
+    print(table(rows, ["size/masks", "candidate", "CPU ms", "wall ms", "CPU vs ours", "wall vs ours"]))
     print()
     print("\n".join(verdicts))
+    print(machine_line())
     return 0
 
 

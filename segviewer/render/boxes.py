@@ -21,15 +21,15 @@ __all__ = ["box_pixels", "fill_rect", "draw_boxes", "boxes_layer"]
 
 
 def box_pixels(boxes: np.ndarray, vp: Viewport) -> np.ndarray:
-    """``(N, 4)`` int64 output pixel spans ``[bx0, bx1) x [by0, by1)`` of xyxy image boxes."""
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    x0, y0 = vp.to_out(b[:, 0], b[:, 1])
-    x1, y1 = vp.to_out(b[:, 2], b[:, 3])
-    bx0, by0 = np.floor(x0), np.floor(y0)
-    bx1, by1 = np.maximum(np.ceil(x1), bx0 + 1), np.maximum(np.ceil(y1), by0 + 1)
+    """``(N, 4)`` int64 output pixel spans ``[X0, X1) x [Y0, Y1)`` of xyxy image boxes."""
+    sx, sy = vp.scale
+    x0, y0 = vp.window[0], vp.window[1]
+    b = (np.asarray(boxes, np.float64).reshape(-1, 4) - (x0, y0, x0, y0)) * (sx, sy, sx, sy)
+    lo = np.floor(b[:, :2])
+    out = np.concatenate([lo, np.maximum(np.ceil(b[:, 2:]), lo + 1)], axis=1)
     # Clamp far-out values so int conversion is safe; drawing clips to the canvas anyway.
     big = 4 * max(vp.out_size) + 16
-    return np.clip(np.stack([bx0, by0, bx1, by1], axis=1), -big, big).astype(np.int64)
+    return np.clip(out, -big, big, out=out).astype(np.int64)
 
 
 def fill_rect(canvas: np.ndarray, x0: int, y0: int, x1: int, y1: int, color: np.ndarray) -> None:
@@ -76,8 +76,14 @@ def boxes_layer(dets: Detections, style: RenderStyle, vp: Viewport) -> np.ndarra
     return out
 
 
-def draw_boxes_rgb(image: np.ndarray, dets: Detections, style: RenderStyle) -> None:
-    """Draw the box layer straight onto an RGB image (the export path at opacity 1)."""
-    vp = Viewport.make(dets.image_size)
-    draw_boxes(image, box_pixels(dets.boxes, vp), detection_colors(dets.class_ids, style),
-               style.line_width, paint_order(dets.scores))
+def draw_boxes_rgb(image: np.ndarray, dets: Detections, style: RenderStyle,
+                   spans: np.ndarray | None = None, colors: np.ndarray | None = None) -> None:
+    """Draw the box layer straight onto an RGB image (the export path at opacity 1).
+
+    ``spans`` (:func:`box_pixels` at full size) and ``colors`` may be passed when already known.
+    """
+    if spans is None:
+        spans = box_pixels(dets.boxes, Viewport.make(dets.image_size))
+    if colors is None:
+        colors = detection_colors(dets.class_ids, style)
+    draw_boxes(image, spans, colors, style.line_width, paint_order(dets.scores))

@@ -97,25 +97,35 @@ def render_overlay(image: np.ndarray, results: Sequence[object],
     Masks and semantic maps are blended in one vectorised pass each; boxes, labels and keypoints
     at opacity 1 are drawn straight onto the image (they are opaque, so that equals blending).
     """
-    from segviewer.render.boxes import draw_boxes_rgb
+    from segviewer.render.boxes import box_pixels, draw_boxes_rgb
     from segviewer.render.keypoints import draw_keypoints
     from segviewer.render.labels import draw_labels
     from segviewer.render.masks import blend_masks
     from segviewer.render.semantic import blend_semantic
+    from segviewer.render.style import detection_colors
 
     out = _check_image(image).copy()
+    shared: dict[int, tuple[Viewport, np.ndarray, np.ndarray]] = {}  # per Detections: boxes and labels agree
+
+    def prep(d: Detections) -> tuple[Viewport, np.ndarray, np.ndarray]:
+        if id(d) not in shared:
+            vp = Viewport.make(d.image_size)
+            shared[id(d)] = (vp, box_pixels(d.boxes, vp), detection_colors(d.class_ids, style))
+        return shared[id(d)]
+
     for r, kind, o in _plan(results, opacities, out.shape[:2]):
         if isinstance(r, Detections) and kind is LayerKind.MASKS:
             blend_masks(out, r, o, style)
         elif isinstance(r, SemanticMap):
             blend_semantic(out, r, o, style)
         elif isinstance(r, Detections) and o >= 1.0:
+            vp, spans, colors = prep(r)
             if kind is LayerKind.BOXES:
-                draw_boxes_rgb(out, r, style)
+                draw_boxes_rgb(out, r, style, spans, colors)
             elif kind is LayerKind.LABELS:
-                draw_labels(out, r, style, Viewport.make(r.image_size))
+                draw_labels(out, r, style, vp, spans, colors)
             else:
-                draw_keypoints(out, r, style, Viewport.make(r.image_size))
+                draw_keypoints(out, r, style, vp)
         else:
             blend_rgba_into(out, render_layer(r, kind, style), o)
     return out

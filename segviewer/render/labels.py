@@ -40,14 +40,19 @@ def label_texts(dets: Detections, style: RenderStyle) -> list[str]:
     return [f"{n} {s:.2f}" for n, s in zip(names, dets.scores.tolist())]
 
 
-def draw_labels(canvas: np.ndarray, dets: Detections, style: RenderStyle, vp: Viewport) -> None:
-    """Draw the tags of ``dets`` on an RGB or RGBA canvas of ``vp.out_size``."""
+def draw_labels(canvas: np.ndarray, dets: Detections, style: RenderStyle, vp: Viewport,
+                spans: np.ndarray | None = None, colors: np.ndarray | None = None) -> None:
+    """Draw the tags of ``dets`` on an RGB or RGBA canvas of ``vp.out_size``.
+
+    ``spans`` (:func:`~segviewer.render.boxes.box_pixels` for ``vp``) and ``colors`` may be
+    passed when already known.
+    """
     if len(dets) == 0:
         return
     h, w = canvas.shape[:2]
     rgba = canvas.shape[2] == 4
-    spans = box_pixels(dets.boxes, vp).tolist()
-    colors = detection_colors(dets.class_ids, style).tolist()
+    spans = (box_pixels(dets.boxes, vp) if spans is None else spans).tolist()
+    colors = (detection_colors(dets.class_ids, style) if colors is None else colors).tolist()
     fgs = [contrast_text((c[0], c[1], c[2])) for c in colors]
     texts = label_texts(dets, style)
     pad, scale, thick = style.label_padding, style.font_scale, style.font_thickness

@@ -86,7 +86,7 @@ def test_render_overlay_only_draws_named_layers_and_accepts_strings(scenes) -> N
         render_overlay(scenes.image(32, 32), [dets], {"boxes": 1.0})
 
 
-@pytest.mark.parametrize("method", ["lut", "crops"])
+@pytest.mark.parametrize("method", ["lut", "crops", "direct"])
 @pytest.mark.parametrize("border", [0, 1, 3])
 def test_both_mask_blend_paths_equal_compose(scenes, method: str, border: int) -> None:
     img = scenes.image(80, 120, seed=5)
@@ -99,10 +99,12 @@ def test_both_mask_blend_paths_equal_compose(scenes, method: str, border: int) -
         assert np.abs(out.astype(int) - ref).max() <= 1, (method, border, o)
 
 
-def test_many_masks_use_wide_labels(scenes) -> None:
-    # 2N + 1 > 255 labels: the label image is uint16 and the crops path is taken
+@pytest.mark.parametrize("method", [None, "crops", "direct"])
+def test_many_masks_use_wide_labels(scenes, method: str | None) -> None:
+    # 2N + 1 > 255 labels: the label image is uint16 (no lookup path)
     img = scenes.image(64, 64, seed=6)
     dets = scenes.detections(140, 64, 64, seed=6)
-    out = render_overlay(img, [dets], {"masks": 0.8})
+    out = img.copy()
+    blend_masks(out, dets, 0.8, RenderStyle(), method=method)
     ref = compose(img, [(render_layer(dets, "masks"), 0.8)])
     assert np.abs(out.astype(int) - ref).max() <= 1
