@@ -35,42 +35,48 @@ from segviewer.adapters.flow import make_flow_estimator
 from segviewer.analysis.metrics import ConfusionMatrix
 from segviewer.synth.classes import CATEGORIES
 from segviewer.synth.video import generate_video
-from segviewer.video.keyframes import FixedInterval
+from segviewer.video.keyframes import AdaptiveSchedule, FixedInterval
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_interleaved(configs: list[tuple[str, SplitNet, int]], frames: list[np.ndarray], flow: str,
-                    gt: list[np.ndarray] | None) -> list[dict[str, object]]:
+def run_interleaved(configs: list[tuple[str, SplitNet, int | AdaptiveSchedule]], frames: list[np.ndarray], flow: str,
+                    gt: list[np.ndarray] | None, ref_every: int = 1) -> list[dict[str, object]]:
     """Step every configuration (name, split net, interval) on frame i before moving to frame i + 1.
 
     The machine is shared: interleaving spreads any change in load evenly over all configurations,
     so their ratios stay meaningful even when absolute times drift. The first configuration must
-    have l = 1; its labels are the per-frame reference for the agreement of the others.
+    have l = 1; its labels are the per-frame reference for the agreement of the others. With
+    ``ref_every = k > 1`` that whole-model configuration runs only on frames ``k - 1, 2k - 1, ...``
+    (to save time on big models): its mean cost is still c_full, and agreement is measured there.
     """
     assert configs[0][2] == 1
-    dffs = [DeepFeatureFlow(net, make_flow_estimator(flow), FixedInterval(iv)) for _, net, iv in configs]
+    dffs = [DeepFeatureFlow(net, make_flow_estimator(flow), iv if isinstance(iv, AdaptiveSchedule) else FixedInterval(iv))
+            for _, net, iv in configs]
     n = len(configs[0][1].categories)
     acc = [{"key": [], "prop": [], "stages": {}, "agree": ConfusionMatrix(n, None), "gt": ConfusionMatrix(n, 255)}
            for _ in configs]
     for i, img in enumerate(frames):
         ref = None
-        for dff, a in zip(dffs, acc):
+        for j, (dff, a) in enumerate(zip(dffs, acc)):
+            if ref_every > 1 and (j == 0 and i % ref_every != ref_every - 1):
+                continue
             out = dff.step(i, img)
             a["key" if out.is_key else "prop"].append(out.total)
             if not out.is_key:
                 for k, v in out.times.items():
                     a["stages"][k] = a["stages"].get(k, 0.0) + v
-            if ref is None:
+            if j == 0:
                 ref = out.result.labels
-            a["agree"].update(ref, out.result.labels)
+            if ref is not None:
+                a["agree"].update(ref, out.result.labels)
             if gt is not None:
                 a["gt"].update(gt[i], out.result.labels)
     rows = []
     for (name, _, iv), a in zip(configs, acc):
         times = a["key"] + a["prop"]
         rows.append({
-            "name": name, "l": iv, "fps": len(times) / sum(times), "c_key": float(np.mean(a["key"])),
+            "name": name, "l": iv if isinstance(iv, int) else len(times) / len(a["key"]), "fps": len(times) / sum(times), "c_key": float(np.mean(a["key"])),
             "c_prop": float(np.mean(a["prop"])) if a["prop"] else None,
             "stages": {k: v / max(len(a["prop"]), 1) for k, v in a["stages"].items()},
             "agreement": a["agree"].scores()["mean_iou"], "miou_gt": a["gt"].scores()["mean_iou"] if gt else None,
@@ -79,14 +85,17 @@ def run_interleaved(configs: list[tuple[str, SplitNet, int]], frames: list[np.nd
 
 
 def report(title: str, net: SplitNet, frames: list[np.ndarray], intervals: list[int], flow: str,
-           gt: list[np.ndarray] | None, extra: list[tuple[str, SplitNet, int]] = ()) -> None:
+           gt: list[np.ndarray] | None, extra: list[tuple[str, SplitNet, int | AdaptiveSchedule]] = (),
+           ref_every: int = 1) -> None:
     DeepFeatureFlow(net, make_flow_estimator(flow), FixedInterval(1)).full_labels(frames[0])  # warm-up
     configs = [(net.split, net, iv) for iv in sorted(set([1, *intervals]))] + list(extra)
-    rows = run_interleaved(configs, frames, flow, gt)
+    rows = run_interleaved(configs, frames, flow, gt, ref_every)
     c_full = rows[0]["c_key"]
     h, w = frames[0].shape[:2]
-    print(f"\n{title}: {len(frames)} frames at {w}x{h}, flow {flow}; c_full = {c_full * 1e3:.0f} ms/frame")
-    print(f"{'split':<22} {'l':>3} {'s/frame':>8} {'fps':>7} {'speedup':>8} {'bound':>6} {'ratio':>6} "
+    ref = "every frame" if ref_every == 1 else f"every {ref_every}th frame"
+    print(f"\n{title}: {len(frames)} frames at {w}x{h}, flow {flow}; c_full = {c_full * 1e3:.0f} ms/frame; "
+          f"whole model (l = 1) on {ref}", flush=True)
+    print(f"{'split':<22} {'l':>5} {'s/frame':>8} {'fps':>7} {'speedup':>8} {'bound':>6} {'ratio':>6} "
           f"{'c_prop ms':>9} {'flow/warp/task ms':>18} {'agree':>6} {'mIoU GT':>8}")
     for r in rows:
         iv = r["l"]
@@ -97,8 +106,8 @@ def report(title: str, net: SplitNet, frames: list[np.ndarray], intervals: list[
         parts = "/".join(f"{st.get(k, 0) * 1e3:.0f}" for k in ("flow", "warp", "task")) if st else "-"
         gtm = "-" if r["miou_gt"] is None else f"{r['miou_gt'] * 100:.1f}"
         cp = "-" if c_prop is None else f"{c_prop * 1e3:.0f}"
-        print(f"{r['name']:<22} {iv:>3} {1 / r['fps']:8.3f} {r['fps']:7.2f} {speed:8.2f} {bound:6.2f} "
-              f"{speed / bound:6.2f} {cp:>9} {parts:>18} {r['agreement'] * 100:6.1f} {gtm:>8}")
+        print(f"{r['name']:<22} {iv:>5.3g} {1 / r['fps']:8.3f} {r['fps']:7.2f} {speed:8.2f} {bound:6.2f} "
+              f"{speed / bound:6.2f} {cp:>9} {parts:>18} {r['agreement'] * 100:6.1f} {gtm:>8}", flush=True)
 
 
 def _shapes_model(kind: str, random: bool):  # noqa: ANN202
@@ -127,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="shapes,deeplab")
     ap.add_argument("--intervals", type=int, nargs="+", default=[1, 5, 10, 20])
     ap.add_argument("--frames", type=int, default=60, help="frames of the shapes clip")
-    ap.add_argument("--deeplab-frames", type=int, default=20)
+    ap.add_argument("--deeplab-frames", type=int, default=10, help="one l = 10 period")
+    ap.add_argument("--deeplab-ref-every", type=int, default=4, help="whole DeepLab on every k-th frame only")
+    ap.add_argument("--before-aspp", action="store_true", help="also DeepLab split before ASPP at l = 10")
     ap.add_argument("--flow", default="dis")
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
@@ -140,18 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     models = args.models.split(",")
-    print(f"torch {torch.__version__}, {args.threads} threads, CPU; intervals {args.intervals}")
+    print(f"torch {torch.__version__}, {args.threads} threads, CPU; intervals {args.intervals}", flush=True)
     if "shapes" in models:
         clip = list(generate_video(args.seed, args.frames, (256, 352)))  # short side 256 as trained; /32
         frames, gt = [f.image for f in clip], [f.semantic for f in clip]
         for kind in ("fcn", "unet"):
             model, src = _shapes_model(kind, args.random_shapes)
             if model is None:
-                print(f"\nshapes {kind.upper()}: {src}; skipped")
+                print(f"\nshapes {kind.upper()}: {src}; skipped", flush=True)
                 continue
             if kind == "fcn":
-                report(f"shapes FCN ({src})", split_shapes_fcn(model, CATEGORIES), frames,
-                       args.intervals, args.flow, gt)
+                net = split_shapes_fcn(model, CATEGORIES)
+                report(f"shapes FCN ({src})", net, frames, args.intervals, args.flow, gt,
+                       extra=[("adaptive (8 px, 5 %)", net, AdaptiveSchedule(8.0, 30.0, 0.05, 30))])
             else:
                 report(f"shapes U-Net ({src})", split_shapes_unet(model, CATEGORIES), frames,
                        args.intervals, args.flow, gt,
@@ -164,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         clip = list(generate_video(args.seed, args.deeplab_frames, (512, 1024)))
         frames = [f.image for f in clip]
         report("DeepLabV3-ResNet50, random weights", split_torchvision(model, CATEGORIES, "after_aspp"),
-               frames, args.intervals, args.flow, None,
-               extra=[("before_aspp", split_torchvision(model, CATEGORIES, "before_aspp"), 10)])
+               frames, args.intervals, args.flow, None, ref_every=args.deeplab_ref_every,
+               extra=[("before_aspp", split_torchvision(model, CATEGORIES, "before_aspp"), 10)] if args.before_aspp
+               else [])
     return 0
 
 
