@@ -1,1 +1,1 @@
-"""Adapter tests (a package, so their module names cannot clash with same-named tests elsewhere)."""
+"""Package marker: test file names repeat across folders (test_cache, test_flow)."""
