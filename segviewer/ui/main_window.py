@@ -25,6 +25,7 @@ from segviewer.ui import export
 from segviewer.ui.actions import build_menus, build_toolbar
 from segviewer.ui.canvas.render_thread import LayerSpec
 from segviewer.ui.canvas.view import ImageCanvas
+from segviewer.ui.features import install_features
 from segviewer.ui.jobs import run_background
 from segviewer.ui.session import Session
 from segviewer.ui.settings import get_float, get_list, open_settings, push_recent
@@ -49,7 +50,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("segviewer")
         self.setAcceptDrops(True)
         self.settings = settings or open_settings()
-        self.worker = worker or InferenceWorker()
+        self.worker = worker or InferenceWorker(process=True)
         self.session = Session(self.worker, self)
         self.state = disp.DisplayState(self)
         self.undo = QUndoStack(self)
@@ -63,6 +64,7 @@ class MainWindow(QMainWindow):
         self._load_cards(cards)
         self._connect()
         self._restore()
+        install_features(self)
 
     # ---- construction ---------------------------------------------------------------------------
     def _build_ui(self) -> None:

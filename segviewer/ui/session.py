@@ -70,6 +70,7 @@ class Session(QObject):
         self.device = "cpu"
         self.params = PredictParams()
         self.running: set[str] = set()
+        self.derived: set[str] = set()  # results no model produced: ground truth, merges, error maps
         self._failures: dict[str, str] = {}
         worker.imageLoaded.connect(self._on_image_loaded)
         worker.imageFailed.connect(self._on_image_failed)
@@ -116,7 +117,7 @@ class Session(QObject):
         """Select the models to run; results of deselected ones disappear, new ones run now."""
         new = [m for m in model_ids if m not in self.models]
         self.models = list(model_ids)
-        dropped = [m for m in self.results if m not in self.models]
+        dropped = [m for m in self.results if m not in self.models and m not in self.derived]
         for m in dropped:
             self.results.pop(m)
             self.model_timings.pop(m, None)
@@ -137,6 +138,18 @@ class Session(QObject):
         if device and device != self.device:
             self.device = device
             self.run_models()
+
+    def set_derived(self, name: str, result: Any | None) -> None:
+        """Show a result that no model produced (ground truth, a panoptic merge, an error map) as
+        layers beside the models' ones, or remove it (``None``). Cleared when the image changes."""
+        if result is None:
+            self.derived.discard(name)
+            if self.results.pop(name, None) is not None:
+                self.resultsChanged.emit()
+            return
+        self.derived.add(name)
+        self.results[name] = result
+        self.resultsChanged.emit()
 
     def set_weights(self, model_id: str, path: Path | None) -> None:
         """Use a user checkpoint for ``model_id`` (None: back to the default weights) and re-run."""
@@ -170,6 +183,7 @@ class Session(QObject):
         self.image, self.path, self.key = li.image, li.path, li.key
         self.decode_timings = li.timings
         self.results.clear()
+        self.derived.clear()
         self.model_timings.clear()
         self.running.clear()
         h, w = li.image.shape[:2]

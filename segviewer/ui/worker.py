@@ -10,6 +10,11 @@ drops results that came back stale (they are still cached: going back is then fr
 Results are cached in a :class:`~segviewer.core.cache.ByteLRU` keyed by (image path + mtime,
 model id, weights, PredictParams.key()), 1 GiB by default.
 
+``process=True`` (what the app uses) keeps the networks in a child process
+(:class:`~segviewer.ui.model_host.ProcessHost`): the GIL held by a model's Python glue then
+never delays the UI thread (see ``bench/ui_stall.py``). ``process=False`` runs them in this
+worker thread, for tests with in-memory fakes.
+
 ``synchronous=True`` runs every request inline in the caller's thread, for tests that do not
 exercise the threading itself (napari's slicer has the same switch).
 """
@@ -19,7 +24,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +31,9 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, QThread, Signal
 
-from segviewer.adapters.base import ModelAdapter, PredictParams
-from segviewer.core.errors import SegviewerError
+from segviewer.adapters.base import PredictParams
 from segviewer.core.timing import Timings
+from segviewer.ui.model_host import AdapterFactory, ModelHost, ProcessHost, describe_error, registry_factory
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
@@ -45,8 +49,6 @@ __all__ = [
 DEFAULT_CACHE_BYTES = 1 << 30  # 1 GiB of results
 IMAGE_CACHE_BYTES = 256 << 20  # decoded images, so that going back and forth is instant
 
-AdapterFactory = Callable[[str], ModelAdapter]
-
 
 def image_key(path: Path) -> tuple[str, int]:
     """(resolved path, mtime in ns): a file edited on disk gets a new key, so no stale cache hit."""
@@ -56,14 +58,6 @@ def image_key(path: Path) -> tuple[str, int]:
     except OSError:
         mtime = -1
     return (str(p), mtime)
-
-
-def describe_error(err: BaseException, name: str) -> str:
-    """One line for a person: a SegviewerError's own sentence, else 'name failed: Type: message'."""
-    if isinstance(err, SegviewerError):
-        return str(err)
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return f"{name} failed: {type(err).__name__}: {text}".rstrip(": ")
 
 
 @dataclass(frozen=True)
@@ -137,12 +131,12 @@ class InferenceWorker(QObject):
     busyChanged = Signal(bool)
 
     def __init__(self, adapter_factory: AdapterFactory | None = None, *,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES, synchronous: bool = False,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, synchronous: bool = False, process: bool = False,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         from segviewer.core.cache import ByteLRU
 
-        self._factory = adapter_factory or _registry_factory
+        factory = adapter_factory or registry_factory
         self.cache = ByteLRU(cache_bytes)
         self.image_cache = ByteLRU(IMAGE_CACHE_BYTES)
         self.synchronous = synchronous
@@ -151,7 +145,8 @@ class InferenceWorker(QObject):
         self._latest_gen = 0
         self._stop = False
         self._busy = False
-        self._adapters: dict[str, tuple[tuple[str, str], ModelAdapter]] = {}
+        self._forget: set[str] = set()
+        self.host: ModelHost | ProcessHost = ProcessHost(factory) if process else ModelHost(factory)
         self._thread: _Loop | None = None
         if not synchronous:
             self._thread = _Loop(self)
@@ -174,7 +169,7 @@ class InferenceWorker(QObject):
         """Drop a pending request and the loaded network of a model (e.g. new weights chosen)."""
         with self._cond:
             self._pending.pop(f"model:{model_id}", None)
-            self._adapters.pop(model_id, None)
+            self._forget.add(model_id)
 
     def pending_slots(self) -> list[str]:
         with self._cond:
@@ -189,6 +184,7 @@ class InferenceWorker(QObject):
             self._stop = True
             self._pending.clear()
             self._cond.notify_all()
+        self.host.close(timeout_ms / 2000)  # ends a child process that is mid-forward
         if self._thread is not None:
             return bool(self._thread.wait(timeout_ms))
         return True
@@ -270,24 +266,6 @@ class InferenceWorker(QObject):
             return
         self.imageLoaded.emit(LoadedImage(req.gen, req.path, key, image, timings))
 
-    def _adapter(self, req: PredictRequest) -> ModelAdapter:
-        want = (req.device, str(req.weights or ""))
-        with self._cond:
-            have = self._adapters.get(req.model_id)
-        if have is not None and have[0] == want and have[1].loaded:
-            return have[1]
-        self.modelStateChanged.emit(req.model_id, "loading")
-        adapter = self._factory(req.model_id)
-        try:
-            adapter.load(req.device, weights=req.weights)
-        except Exception:
-            self.modelStateChanged.emit(req.model_id, "failed")
-            raise
-        with self._cond:
-            self._adapters[req.model_id] = (want, adapter)
-        self.modelStateChanged.emit(req.model_id, "loaded")
-        return adapter
-
     def _run_prediction(self, req: PredictRequest) -> None:
         key = req.cache_key()
         hit = self.cache.get(key)
@@ -295,10 +273,14 @@ class InferenceWorker(QObject):
             self.resultReady.emit(Prediction(req.gen, req.model_id, req.image_key, hit, Timings(), cached=True))
             return
         timings = Timings()
+        with self._cond:
+            forget, self._forget = self._forget, set()
+        for mid in forget:
+            self.host.forget(mid)
         try:
-            adapter = self._adapter(req)
             t0 = time.perf_counter()
-            result = adapter.predict(req.image, req.params, timings)
+            result = self.host.predict(req.model_id, req.device, req.weights, req.image, req.params, timings,
+                                       lambda state: self.modelStateChanged.emit(req.model_id, state))
             if not timings:
                 timings["model"] = time.perf_counter() - t0
         except Exception as err:  # noqa: BLE001 - a model that raises must leave the app usable
@@ -326,9 +308,3 @@ def _warm(result: Any) -> None:
 
     if isinstance(result, SemanticMap):
         semantic_counts(result)
-
-
-def _registry_factory(model_id: str) -> ModelAdapter:
-    from segviewer.adapters.registry import create_adapter
-
-    return create_adapter(model_id)

@@ -86,3 +86,23 @@ class FakeDetector(FakeAdapter):
 
 def fake_det_card(model_id: str) -> ModelCard:
     return ModelCard(model_id, "instance", "fake", DET_CATEGORIES, weights_source="none")
+
+
+class _Crash(FakeAdapter):
+    def predict(self, image, params=None, timings=None):
+        import os
+
+        os._exit(3)  # a segfaulting extension, as far as the parent can tell
+
+
+def raising_factory(model_id: str) -> FakeAdapter:
+    """Module level, so it pickles into a child process (ProcessHost tests)."""
+    return FakeAdapter(model_id, fail=RuntimeError("kaboom"))
+
+
+def crashing_factory(model_id: str) -> FakeAdapter:
+    return _Crash(model_id)
+
+
+def bright_factory(model_id: str) -> FakeAdapter:
+    return FakeAdapter(model_id)

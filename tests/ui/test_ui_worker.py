@@ -134,3 +134,26 @@ def test_describe_error() -> None:
     assert describe_error(ValueError("bad\nmore"), "m") == "m failed: ValueError: bad"
     assert describe_error(KeyError(), "m") == "m failed: KeyError"
     assert describe_error(WeightsUnavailableError("one sentence."), "m") == "one sentence."
+
+
+def test_process_host_errors_crashes_and_results(qtbot, make_worker) -> None:
+    """The app's configuration: networks in a child process, driven by the worker thread."""
+    from fakes import bright_factory, crashing_factory, raising_factory
+
+    worker = make_worker(raising_factory, process=True)
+    with qtbot.waitSignal(worker.predictionFailed, timeout=TIMEOUT * 6) as blocker:
+        worker.request_prediction(_req(1, 10))
+    assert blocker.args[2] == "fake failed: RuntimeError: kaboom"
+
+    worker = make_worker(crashing_factory, process=True)
+    with qtbot.waitSignal(worker.predictionFailed, timeout=TIMEOUT * 6) as blocker:
+        worker.request_prediction(_req(1, 10))
+    assert "stopped unexpectedly (exit code 3)" in blocker.args[2]
+
+    worker = make_worker(bright_factory, process=True)
+    states: list[str] = []
+    worker.modelStateChanged.connect(lambda m, s: states.append(s))
+    with qtbot.waitSignal(worker.resultReady, timeout=TIMEOUT * 6) as blocker:
+        worker.request_prediction(_req(1, 200))
+    assert int(blocker.args[0].result.labels.min()) == 1 and "model" in blocker.args[0].timings
+    assert states == ["loading", "loaded"]
