@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from segviewer.core.fileio import atomic_path, write_text_atomic
+from segviewer.core.fileio import write_text_atomic
 
 CARDS: dict[str, dict[str, Any]] = {
     "maskrcnn": {
@@ -90,11 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
 
+    from segviewer.training.tasks import full_config
+
     ck = checkpoint.load(a.run / "model.pt")
     kind = ck["model"]
     dst = a.models / f"{a.id}.pt"
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(a.run / "model.pt", tmp)
+    ck["config"] = full_config(kind, ck.get("config"))  # spell out every architecture option
+    checkpoint.save(dst, ck)
     meta = CARDS[kind]
     cats = list(ck["categories"])
     card = ModelCard(a.id, meta["task"], meta["family"], tuple(cats), weights_source="bundled",

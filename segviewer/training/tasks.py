@@ -198,8 +198,23 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def full_config(model: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Every architecture option spelled out (defaults filled in), so a checkpoint rebuilds the
+    exact net it was trained as even after the defaults change."""
+    from segviewer.adapters.nets import fcn, maskrcnn, unet
+
+    base: dict[str, Any] = {
+        "maskrcnn": {k: v for k, v in maskrcnn.DEFAULT_CONFIG.items() if k != "num_classes"},
+        "fcn": {"widths": list(fcn.DEFAULT_WIDTHS), "depths": list(fcn.DEFAULT_DEPTHS),
+                "fc_width": fcn.DEFAULT_FC_WIDTH},
+        "unet": {"widths": list(unet.DEFAULT_WIDTHS)},
+        "pcv": {"widths": list(unet.DEFAULT_WIDTHS)},
+    }[model]
+    return {**base, **ARCH_DEFAULTS[model], **(config or {})}
+
+
 def make_task(model: str, categories: list[str], config: dict[str, Any] | None = None) -> Task:
-    cfg = {**ARCH_DEFAULTS[model], **(config or {})}
+    cfg = full_config(model, config)
     if model == "maskrcnn":
         return MaskRCNNTask(categories, cfg, "instance", model)
     if model == "pcv":

@@ -19,6 +19,7 @@ from .common import bilinear_upsampler, conv_bn_relu
 
 DEFAULT_WIDTHS: tuple[int, ...] = (16, 32, 48, 64, 96)
 DEFAULT_DEPTHS: tuple[int, ...] = (1, 1, 2, 2, 2)
+DEFAULT_FC_WIDTH = 128
 STAGES: tuple[str, ...] = ("32s", "16s", "8s")
 
 
@@ -29,7 +30,7 @@ class FCN(nn.Module):
     """
 
     def __init__(self, num_classes: int, widths: tuple[int, ...] = DEFAULT_WIDTHS,
-                 depths: tuple[int, ...] = DEFAULT_DEPTHS, fc_width: int = 128) -> None:
+                 depths: tuple[int, ...] = DEFAULT_DEPTHS, fc_width: int = DEFAULT_FC_WIDTH) -> None:
         super().__init__()
         assert len(widths) == 5 and len(depths) == 5
         blocks = []
