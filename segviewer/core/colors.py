@@ -12,7 +12,10 @@ import colorsys
 
 import numpy as np
 
-__all__ = ["category_color", "category_palette", "instance_color", "instance_colors", "contrast_text"]
+__all__ = [
+    "category_color", "category_palette", "color_index", "palette_for", "instance_color", "instance_colors",
+    "contrast_text",
+]
 
 # Hand-picked, well separated base colors for the first categories (RGB, 0..255). Later
 # categories continue with golden-ratio hues so no two neighbours in the list look alike.
@@ -26,6 +29,27 @@ _BASE = np.array(
     dtype=np.uint8,
 )
 _GOLDEN = 0.618033988749895
+
+# Names that mean the same thing in different models get the same color: "circle" from the shapes
+# Mask R-CNN (detection index 1) and from the shapes FCN (semantic index 4), or "person" from a
+# COCO detector and a VOC segmenter. The shapes world comes first so it gets the hand-picked colors.
+_VOCABULARY: tuple[str, ...] = (
+    "sky", "grass", "water", "road", "circle", "square", "triangle", "star", "ring",
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
+    "scissors", "teddy bear", "hair drier", "toothbrush",
+    "aeroplane", "diningtable", "motorbike", "pottedplant", "sofa", "tvmonitor",
+    "sidewalk", "building", "wall", "fence", "pole", "traffic sign", "vegetation", "terrain", "rider",
+)
+_VOCAB_INDEX = {name: i for i, name in enumerate(_VOCABULARY)}
+_ALIASES = {"aeroplane": "airplane", "diningtable": "dining table", "motorbike": "motorcycle",
+            "pottedplant": "potted plant", "sofa": "couch", "tvmonitor": "tv"}
 
 
 def category_color(index: int) -> tuple[int, int, int]:
@@ -45,6 +69,24 @@ def category_color(index: int) -> tuple[int, int, int]:
 def category_palette(n: int) -> np.ndarray:
     """``(n, 3)`` uint8 lookup table of base colors, row i for category i."""
     return np.array([category_color(i) for i in range(n)], dtype=np.uint8).reshape(-1, 3)
+
+
+def color_index(name: str, fallback: int) -> int:
+    """The palette index for a category: shared by name across models, else its own index.
+
+    Known names map into one vocabulary so the same class looks the same in every layer; a name
+    outside it (a user's ``class 3``) keeps ``fallback``, offset past the vocabulary so it never
+    borrows a known class's color.
+    """
+    key = _ALIASES.get(name.lower(), name.lower())
+    hit = _VOCAB_INDEX.get(key)
+    return hit if hit is not None else len(_VOCABULARY) + fallback
+
+
+def palette_for(categories: tuple[str, ...] | list[str]) -> np.ndarray:
+    """``(n, 3)`` uint8 colors for a model's categories, consistent by name across models."""
+    return np.array([category_color(color_index(c, i)) for i, c in enumerate(categories)],
+                    dtype=np.uint8).reshape(-1, 3)
 
 
 def _hash_unit(a: int, b: int) -> np.ndarray:
