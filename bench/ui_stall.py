@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--worker-only", action="store_true", help="no window: heartbeat + worker only")
     ap.add_argument("--trace", action="store_true", help="print the events around the longest stall")
     ap.add_argument("--idle", action="store_true",
-                    help="baseline: heartbeat alone, no model (shows what the machine's load does by itself)")
+                    help="baseline: the window (or, with --worker-only, the heartbeat alone) and no model: "
+                    "what the machine's load does by itself")
     args = ap.parse_args(argv)
     if args.switch_interval_ms > 0:
         sys.setswitchinterval(args.switch_interval_ms / 1000)
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     model_s: list[float] = []
     window = None
 
-    if args.idle:
+    if args.idle and args.worker_only:
         first_result_at.append(time.perf_counter())
     elif args.worker_only:
         from segviewer.core.imageio import read_image
@@ -134,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
             window.canvas.layersApplied.connect(lambda *a: events.append((time.perf_counter(), "layersApplied")))
             worker.jobStarted.connect(lambda g, slot: events.append((time.perf_counter(), f"jobStarted {slot}")))
         window.errorShown.connect(lambda msg: print("error:", msg))
-        window.start(paths[:1], models=[MODEL], no_default=True)
+        window.start(paths[:1], models=[] if args.idle else [MODEL], no_default=True)
+        if args.idle:
+            first_result_at.append(time.perf_counter())
 
     beats: list[float] = []
     clock = QElapsedTimer()
