@@ -43,6 +43,13 @@ def random_crop(sample: SemanticSample, size: int, rng: np.random.Generator) -> 
     return SemanticSample(img[y:y + size, x:x + size], lab[y:y + size, x:x + size], (), sample.name)
 
 
+def _down(y: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Labels ``(N, H, W)`` subsampled (nearest, cell centres) to ``size``."""
+    h, w = y.shape[-2:]
+    sh, sw = h // size[0], w // size[1]
+    return y[:, sh // 2::sh, sw // 2::sw][:, : size[0], : size[1]].contiguous()
+
+
 @dataclass
 class Task:
     """Base: ``kind`` is "semantic" or "instance" (which samples it eats)."""
@@ -82,10 +89,12 @@ class SemanticTask(Task):
     def loss(self, model, samples, device):
         x = to_tensor([s.image for s in samples]).to(device)
         y = torch.from_numpy(np.stack([s.labels for s in samples]).astype(np.int64)).to(device)
-        outs = self.logits(model(x))
+        outs = self.logits(model.forward_train(x) if hasattr(model, "forward_train") else model(x))
         # FCN: every stage gets a loss (the final 8s counts most) so all three are worth showing.
-        weights = {"32s": 0.3, "16s": 0.3, "8s": 1.0, "out": 1.0}
-        parts = {k: F.cross_entropy(v, y, ignore_index=255) for k, v in outs.items()}
+        # U-Net: the bottleneck's deep-supervision logits against labels downsampled (nearest).
+        weights = {"32s": 0.3, "16s": 0.3, "8s": 1.0, "out": 1.0, "aux": 0.4}
+        parts = {k: F.cross_entropy(v, y if v.shape[-2:] == y.shape[-2:] else _down(y, v.shape[-2:]),
+                                    ignore_index=255) for k, v in outs.items()}
         total = sum(weights[k] * v for k, v in parts.items())
         return total, {f"ce_{k}": float(v.detach()) for k, v in parts.items()}
 
@@ -129,7 +138,9 @@ class PCVTask(SemanticTask):
         out = model(x)
         ce_sem = F.cross_entropy(out["semantic"], y, ignore_index=255)
         ce_vote = F.cross_entropy(out["votes"], v, ignore_index=pcv_targets.IGNORE)
-        return ce_sem + ce_vote, {"ce_sem": float(ce_sem.detach()), "ce_vote": float(ce_vote.detach())}
+        ce_aux = F.cross_entropy(out["aux"], _down(y, out["aux"].shape[-2:]), ignore_index=255)
+        return ce_sem + ce_vote + 0.4 * ce_aux, {"ce_sem": float(ce_sem.detach()), "ce_vote": float(ce_vote.detach()),
+                                                 "ce_aux": float(ce_aux.detach())}
 
     @torch.no_grad()
     def evaluate(self, model, samples, device):

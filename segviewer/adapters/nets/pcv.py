@@ -27,6 +27,7 @@ class PCVNet(nn.Module):
         self.vote_level = levels
         vw = widths[levels]
         self.sem_head = nn.Conv2d(widths[0], num_classes, 1)
+        self.aux_head = nn.Conv2d(widths[-1], num_classes, 1)  # deep supervision (see UNet)
         # The voting head sees a wide context: two dilated convs before the classifier, since a
         # pixel must "know" where its instance's centroid is, up to the table's outer ring.
         self.vote_head = nn.Sequential(
@@ -46,6 +47,7 @@ class PCVNet(nn.Module):
             x = d(x if i == 0 else b.pool(x))
             skips.append(x)
         x = skips.pop()
+        bottleneck = x
         depth = len(b.widths) - 1  # current level (0 = full resolution)
         vote_feat = x if depth == self.vote_level else None
         for up, dec in zip(b.up, b.dec):
@@ -55,4 +57,7 @@ class PCVNet(nn.Module):
             if depth == self.vote_level:
                 vote_feat = x
         assert vote_feat is not None
-        return {"semantic": self.sem_head(x), "votes": self.vote_head(vote_feat)}
+        out = {"semantic": self.sem_head(x), "votes": self.vote_head(vote_feat)}
+        if self.training:
+            out["aux"] = self.aux_head(bottleneck)
+        return out

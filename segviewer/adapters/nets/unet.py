@@ -40,25 +40,38 @@ class UNetBody(nn.Module):
     def divisor(self) -> int:
         return 2 ** (len(self.widths) - 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, with_bottleneck: bool = False):  # noqa: ANN201
+        """Full-resolution decoder features (and the bottleneck's, for deep supervision)."""
         skips = []
         for i, d in enumerate(self.down):
             x = d(x if i == 0 else self.pool(x))
             skips.append(x)
         x = skips.pop()
+        bottleneck = x
         for up, dec in zip(self.up, self.dec):
             x = up(x)
             x = dec(torch.cat([skips.pop(), x], dim=1))
-        return x
+        return (x, bottleneck) if with_bottleneck else x
 
 
 class UNet(nn.Module):
-    """Per-pixel class logits ``(N, C, H, W)``."""
+    """Per-pixel class logits ``(N, C, H, W)``.
+
+    Training adds deep supervision: ``aux_head`` classifies the stride-32 bottleneck and gets its
+    own loss (:meth:`forward_train`). Without it the net settles on the easy local answer (stuff
+    textures right, every thing one class) because telling shapes apart needs the deep features;
+    at inference the aux head is unused.
+    """
 
     def __init__(self, num_classes: int, widths: tuple[int, ...] = DEFAULT_WIDTHS) -> None:
         super().__init__()
         self.body = UNetBody(widths)
         self.head = nn.Conv2d(widths[0], num_classes, 1)
+        self.aux_head = nn.Conv2d(widths[-1], num_classes, 1)
+
+    def forward_train(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        feats, bottleneck = self.body(x, with_bottleneck=True)
+        return {"out": self.head(feats), "aux": self.aux_head(bottleneck)}
 
     @property
     def divisor(self) -> int:
