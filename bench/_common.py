@@ -41,35 +41,49 @@ def time_ms(fn: Callable[[], Any], repeats: int = 20, warmup: int = 2) -> list[f
 
 
 def time_both(fns: Mapping[str, Callable[[], Any]], repeats: int = 20, warmup: int = 2,
-              budget_s: float | None = None) -> dict[str, tuple[float, float]]:
-    """Median ``(wall ms, CPU ms)`` per candidate, timing them round-robin (one call each per round).
+              budget_s: float | None = None, interleave: bool = False) -> dict[str, tuple[float, float]]:
+    """Median ``(wall ms, CPU ms)`` per candidate.
 
-    CPU time is the process's (all threads), so it is robust to other jobs on a shared machine
-    without flattering multi-threaded candidates. ``budget_s`` stops a candidate early (after
-    at least 3 timed calls) once its own wall time exceeds the budget, so one slow peer cannot
-    stretch the run.
+    By default each candidate runs its ``warmup`` and ``repeats`` calls back to back (warm
+    caches, the usual way to time a kernel); ``interleave=True`` times them round-robin, one call
+    each per round, so each call starts with caches the others have stirred. CPU time is the
+    process's (all threads), so it is robust to other jobs on a shared machine without
+    flattering multi-threaded candidates. ``budget_s`` stops a candidate early (after at least
+    3 timed calls) once its own wall time exceeds the budget, so one slow peer cannot stretch
+    the run.
     """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
     wall: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
+
+    def once(k: str) -> None:
+        if budget_s is not None and len(wall[k]) >= 3 and sum(wall[k]) / 1000.0 > budget_s:
+            return
+        c0, t0 = time.process_time(), time.perf_counter()
+        fns[k]()
+        t1, c1 = time.perf_counter(), time.process_time()
+        wall[k].append((t1 - t0) * 1000.0)
+        cpu[k].append((c1 - c0) * 1000.0)
+
+    if interleave:
+        for fn in fns.values():
+            for _ in range(warmup):
+                fn()
+        for _ in range(repeats):
+            for k in fns:
+                once(k)
+    else:
         for k, fn in fns.items():
-            if budget_s is not None and len(wall[k]) >= 3 and sum(wall[k]) / 1000.0 > budget_s:
-                continue
-            c0, t0 = time.process_time(), time.perf_counter()
-            fn()
-            t1, c1 = time.perf_counter(), time.process_time()
-            wall[k].append((t1 - t0) * 1000.0)
-            cpu[k].append((c1 - c0) * 1000.0)
+            for _ in range(warmup):
+                fn()
+            for _ in range(repeats):
+                once(k)
     return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
 
 
 def time_interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int = 20, warmup: int = 2,
                      budget_s: float | None = None, clock: str = "wall") -> dict[str, float]:
     """Median milliseconds per candidate (``clock`` "wall" or "cpu"), timed round-robin; see :func:`time_both`."""
-    both = time_both(fns, repeats, warmup, budget_s)
+    both = time_both(fns, repeats, warmup, budget_s, interleave=True)
     return {k: v[0] if clock == "wall" else v[1] for k, v in both.items()}
 
 

@@ -6,12 +6,15 @@ Draws instance masks (alpha 0.5), boxes (2 px) and "name 0.93" labels on a 1920x
 50 masks and a 640x480 frame with 10 masks: seeded blob masks (unions of ellipses) of varied
 sizes. Every candidate gets the data in its own natural format, converted outside the timing:
 torchvision and supervision get N full-frame boolean masks, we get compact crops (MaskSet).
-One full-frame ``cv2.addWeighted`` of two uint8 images is the memory floor.
+One full-frame ``cv2.addWeighted`` of two uint8 images is the memory floor. The peers draw no
+mask outlines, so the verdict compares our render without them (``mask_border=0``); our default
+style, with 1-pixel outlines, is timed too.
 
-Candidates are timed round-robin (one call each per round) so load bursts on a shared machine
-hit all of them; medians of wall-clock and of process CPU time are reported. On a busy machine
-(other jobs outnumbering the cores) wall-clock mostly measures the scheduler, so the verdict uses
-CPU time, and wall-clock is printed beside it. OpenCV and torch get ``--threads`` threads each.
+Each candidate runs its repeats back to back (``--interleave`` times them round-robin instead,
+so every call starts with caches the others stirred); medians of wall-clock and of process CPU
+time are reported. On a busy machine (other jobs outnumbering the cores) wall-clock mostly
+measures the scheduler, so the verdict uses CPU time, with wall-clock printed beside it.
+OpenCV and torch get ``--threads`` threads each.
 """
 
 from __future__ import annotations
@@ -27,12 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_line, pin_threads, table, time_both  # noqa: E402
 
 from segviewer.core.results import Detections, MaskSet  # noqa: E402
-from segviewer.render import LayerKind, compose, overlay_layers, render_overlay  # noqa: E402
+from segviewer.render import LayerKind, RenderStyle, compose, overlay_layers, render_overlay  # noqa: E402
 from segviewer.render.labels import label_texts  # noqa: E402
 from segviewer.render.style import DEFAULT_STYLE, detection_colors  # noqa: E402
 
 CATEGORIES = ("__background__", "person", "car", "dog", "bicycle", "bottle", "chair", "cup")
 OPACITIES = {LayerKind.MASKS: 1.0, LayerKind.BOXES: 1.0, LayerKind.LABELS: 1.0}
+# The peers draw filled masks, boxes and labels but no mask outlines: compare like for like, and
+# time our default style (1-pixel mask outlines on top) beside it.
+SAME_AS_PEERS = RenderStyle(mask_border=0)
+OURS = "segviewer render_overlay"
 TARGET = 10.0
 
 
@@ -68,7 +75,10 @@ def candidates(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, scores: 
     dets = Detections(image.shape[:2], boxes, scores, class_ids, CATEGORIES, masks=MaskSet.from_full(masks))
     texts = label_texts(dets, DEFAULT_STYLE)
     colors = [tuple(int(v) for v in c) for c in detection_colors(class_ids, DEFAULT_STYLE)]
-    fns: dict = {"segviewer render_overlay": lambda: render_overlay(image, [dets], OPACITIES)}
+    fns: dict = {
+        OURS: lambda: render_overlay(image, [dets], OPACITIES, SAME_AS_PEERS),
+        "segviewer + mask outlines": lambda: render_overlay(image, [dets], OPACITIES),
+    }
 
     try:
         import torch
@@ -111,22 +121,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1, help="threads for OpenCV and torch (default 1)")
     ap.add_argument("--budget", type=float, default=20.0, help="seconds of timing per candidate and size")
+    ap.add_argument("--interleave", action="store_true", help="time candidates round-robin (colder caches)")
     args = ap.parse_args(argv)
     pin_threads(args.threads)
-    print(machine_line(), f"· {args.threads} thread(s) each")
+    print(machine_line(), f"· {args.threads} thread(s) each ·",
+          "interleaved" if args.interleave else "back to back", f"· {args.repeats} repeats")
 
     rows, verdicts = [], []
     for (w, h, n) in ((1920, 1080, 50), (640, 480, 10)):
         image, masks, boxes, scores, class_ids = make_scene(h, w, n, seed=w + n)
         fns, dets = candidates(image, masks, boxes, scores, class_ids)
-        ours = render_overlay(image, [dets], OPACITIES)
-        diff = int(np.abs(ours.astype(int) - compose(image, overlay_layers([dets], OPACITIES))).max())
-        ms = time_both(fns, repeats=args.repeats, warmup=2, budget_s=args.budget)
-        us_wall, us_cpu = ms["segviewer render_overlay"]
+        diff = max(int(np.abs(render_overlay(image, [dets], OPACITIES, st).astype(int)
+                              - compose(image, overlay_layers([dets], OPACITIES, st))).max())
+                   for st in (SAME_AS_PEERS, RenderStyle()))
+        ms = time_both(fns, repeats=args.repeats, warmup=2, budget_s=args.budget, interleave=args.interleave)
+        us_wall, us_cpu = ms[OURS]
         print(f"\n{w}x{h}, {n} masks (ours equals compose of its layers within {diff} LSB; "
               f"{100 * masks.any(0).mean():.0f}% of pixels covered)")
         for k, (wall, cpu) in ms.items():
-            if k != "segviewer render_overlay":
+            if k != OURS:
                 print(f"  {k:26s} / ours = {cpu / us_cpu:7.2f}x CPU, {wall / us_wall:7.2f}x wall")
             rows.append((f"{w}x{h}/{n}", k, cpu, wall, cpu / us_cpu, wall / us_wall))
         peers = {k: v for k, v in ms.items() if not k.startswith(("segviewer", "floor"))}

@@ -221,10 +221,16 @@ def _blend_direct(image: np.ndarray, crops: tuple[np.ndarray, ...], box: np.ndar
     for i, j in zip(*(a.tolist() for a in np.nonzero(above))):
         occluders.setdefault(i, []).append(j)
     color_lists = colors.tolist()
-    const = scratch("const", (int((box[:, 3] - box[:, 1]).max()), int((box[:, 2] - box[:, 0]).max()), 3), np.uint8)
+    hmax, wmax = int((box[:, 3] - box[:, 1]).max()), int((box[:, 2] - box[:, 0]).max())
+    # Reused buffers: fresh outputs for every call of every instance cost page faults.
+    const = scratch("const", (hmax, wmax, 3), np.uint8)
+    blend = scratch("blend3", (hmax, wmax, 3), np.uint8)
+    edge_blend = scratch("edge3", (hmax, wmax, 3), np.uint8)
+    eroded = scratch("eroded", (hmax, wmax), np.uint8)
+    visible = scratch("visible", (hmax, wmax), np.uint8)
     boxes = box.tolist()
     u8 = np.uint8
-    add_weighted, copy_to, rectangle = cv2.addWeighted, cv2.copyTo, cv2.rectangle
+    add_weighted, copy_to, rectangle, subtract = cv2.addWeighted, cv2.copyTo, cv2.rectangle, cv2.subtract
     edge_opaque = t_edge is not None and t_edge >= 1.0
     for i in np.flatnonzero(nonempty).tolist():
         x0, y0, x1, y1 = boxes[i]
@@ -233,22 +239,25 @@ def _blend_direct(image: np.ndarray, crops: tuple[np.ndarray, ...], box: np.ndar
         mask = own
         occ = occluders.get(i)
         if occ:
-            mask = own.copy()  # visible part: minus every higher-ranked mask that meets it
+            mask = visible[:h, :w]  # visible part: minus every higher-ranked mask that meets it
+            np.copyto(mask, own)
             for j in occ:
                 jx0, jy0, jx1, jy1 = boxes[j]
                 xa, ya, xb, yb = max(x0, jx0), max(y0, jy0), min(x1, jx1), min(y1, jy1)
                 part = mask[ya - y0:yb - y0, xa - x0:xb - x0]
-                cv2.subtract(part, crops[j][ya - jy0:yb - jy0, xa - jx0:xb - jx0].view(u8), dst=part)
+                subtract(part, crops[j][ya - jy0:yb - jy0, xa - jx0:xb - jx0].view(u8), dst=part)
         px = image[y0:y1, x0:x1]
         src = const[:h, :w]
         rectangle(src, (0, 0), (w - 1, h - 1), color_lists[i], -1)  # faster than a numpy fill
-        out = add_weighted(px, 1.0 - t_fill, src, t_fill, 0.0)
+        out = add_weighted(px, 1.0 - t_fill, src, t_fill, 0.0, dst=blend[:h, :w])
         if t_edge is not None:
-            edge = cv2.subtract(own, cv2.erode(own, _KERNEL, iterations=border, borderType=cv2.BORDER_CONSTANT,
-                                               borderValue=0))
+            ero = eroded[:h, :w]
+            cv2.erode(own, _KERNEL, dst=ero, iterations=border, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+            edge = subtract(own, ero, dst=ero)
             if occ:
                 cv2.bitwise_and(edge, mask, dst=edge)
-            copy_to(src if edge_opaque else add_weighted(px, 1.0 - t_edge, src, t_edge, 0.0), edge, out)
+            copy_to(src if edge_opaque else add_weighted(px, 1.0 - t_edge, src, t_edge, 0.0, dst=edge_blend[:h, :w]),
+                    edge, out)
         copy_to(out, mask, px)
 
 
