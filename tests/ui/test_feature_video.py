@@ -1,0 +1,163 @@
+"""The video feature end to end with the bundled shapes FCN (real weights, no fakes) on a tiny
+generated 10-frame clip: timeline and key-frame ticks, stepping and key jumps, a propagated frame's
+readout, whole-video processing and its cancel, annotated export, and bad input as a message."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from segviewer.adapters.registry import get_card
+from segviewer.synth.video import generate_video
+from segviewer.ui.features.video import VideoFeature, readout_text
+from segviewer.ui.main_window import MainWindow
+from segviewer.ui.model_host import registry_factory
+from segviewer.ui.worker import InferenceWorker
+
+TIMEOUT = 120_000  # a 2-core CPU shared with a training job
+N_FRAMES = 10
+_factory = functools.partial(registry_factory, torch_threads=1)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("video") / "tiny.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (128, 96))
+    for f in generate_video(3, N_FRAMES, (96, 128)):
+        writer.write(cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def window(qtbot):
+    made: list[MainWindow] = []
+
+    def make() -> tuple[MainWindow, VideoFeature]:
+        w = MainWindow(InferenceWorker(_factory, process=False), cards=[get_card("shapes_fcn")])
+        qtbot.addWidget(w)
+        w.resize(1200, 800)
+        w.show()
+        qtbot.waitExposed(w)
+        made.append(w)
+        feat = w.findChild(VideoFeature)
+        assert feat is not None, "the video feature did not install"
+        return w, feat
+
+    yield make
+    for w in made:
+        feat = w.findChild(VideoFeature)
+        if feat is not None:
+            feat.close_video()
+        w.shutdown()
+
+
+def _open(qtbot, feat: VideoFeature, path: Path, interval: int = 4) -> None:
+    feat.interval.setValue(interval)
+    with qtbot.waitSignal(feat.videoOpened, timeout=TIMEOUT) as blocker:
+        feat.open(path)
+    assert blocker.args == [N_FRAMES]
+
+
+def test_open_timeline_step_and_key_jumps(qtbot, window, clip: Path) -> None:
+    w, feat = window()
+    assert "Video" in w.docks
+    _open(qtbot, feat, clip)
+    tl = feat.timeline
+    assert tl.frame_count == N_FRAMES and tl.frame_box.maximum() == N_FRAMES - 1
+    assert tl.slider.keys == (0, 4, 8)
+    qtbot.waitUntil(lambda: w.canvas.image is not None and feat._pending is None, timeout=TIMEOUT)
+    frame0 = w.canvas.image.copy()
+    assert frame0.shape == (96, 128, 3)
+    with qtbot.waitSignal(feat.frameShown, timeout=TIMEOUT, check_params_cb=lambda i: i == 1):
+        feat.step(1)
+    assert feat.index == 1 and tl.slider.value() == 1
+    assert not np.array_equal(w.canvas.image, frame0), "the next frame is a different picture"
+    feat.jump_key(1)
+    assert feat.index == 4
+    feat.jump_key(1)
+    assert feat.index == 8
+    feat.jump_key(1)  # no key after 8: stays
+    assert feat.index == 8
+    feat.jump_key(-1)
+    assert feat.index == 4
+    feat.step(-1)
+    assert feat.index == 3
+    tl.frame_box.setValue(7)  # typing a frame number (Enter) jumps there
+    assert feat.index == 7 and tl.slider.value() == 7
+    assert "0:00.70" in tl.time_label.text()
+    # the video keys are the window's while a video is open: next/previous image lose theirs
+    assert w.actions["next"].shortcuts() == []
+    assert all(sc.isEnabled() for sc in feat.shortcuts)
+
+
+def test_propagated_frame_readout_and_interval_message(qtbot, window, clip: Path) -> None:
+    w, feat = window()
+    _open(qtbot, feat, clip)
+    with qtbot.waitSignal(feat.resultShown, timeout=TIMEOUT, check_params_cb=lambda r: r.index == 5):
+        feat.seek(5)
+    r = feat.engine.readout(5)
+    assert r is not None and not r.is_key and r.key_index == 4
+    assert {"flow", "warp", "task"} <= set(r.times) and "features" not in r.times
+    assert r.agreement is not None and 0.0 <= r.agreement <= 1.0
+    assert "propagated from key frame 4" in feat.readout.text() == readout_text(r)
+    assert feat.seg_item.isVisible() and feat.seg_item.image.shape == (96, 128, 4)
+    feat.show_color.setChecked(True)
+    feat.show_arrows.setChecked(True)
+    assert feat.color_item.isVisible() and feat.color_item.image.shape == (96, 128, 4)
+    assert feat.arrow_item.isVisible()
+    feat._on_hover((10.0, 20.0))
+    assert feat.hover_label.text().startswith("(u, v) = (")
+    with qtbot.waitSignal(w.errorShown, timeout=5000) as blocker:
+        assert not feat.set_interval(0)
+    assert "from 1 to 60" in blocker.args[0]
+    assert feat.engine.config.interval == 4
+
+
+def test_process_whole_video_cancel_and_export(qtbot, window, clip: Path, tmp_path: Path) -> None:
+    w, feat = window()
+    _open(qtbot, feat, clip, interval=3)
+    with qtbot.waitSignal(feat.jobDone, timeout=TIMEOUT) as blocker:
+        assert feat.process_all()
+    assert blocker.args == ["process", False]
+    rs = feat.engine.readouts_for()
+    assert [r.index for r in rs] == list(range(N_FRAMES))
+    assert [r.index for r in rs if r.is_key] == [0, 3, 6, 9]
+    assert feat.plot.n_points == N_FRAMES
+    assert len(feat.engine.cache.frames(feat.engine.config.key)) == N_FRAMES
+
+    feat.interval.setValue(5)  # a new configuration: nothing cached; cancel straight away
+    with qtbot.waitSignal(feat.jobDone, timeout=TIMEOUT) as blocker:
+        assert feat.process_all()
+        feat.cancel_job()
+    assert blocker.args == ["process", True]
+    assert len(feat.engine.readouts_for()) < N_FRAMES
+    assert not feat.progress.isVisible() and feat.process_btn.isEnabled()
+
+    out = tmp_path / "annotated.mp4"
+    with qtbot.waitSignal(feat.jobDone, timeout=TIMEOUT) as blocker:
+        assert feat.export(out)
+    assert blocker.args == ["export", False]
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == N_FRAMES
+    cap.release()
+    assert [p.name for p in tmp_path.iterdir()] == ["annotated.mp4"], "no temporary file left behind"
+
+
+def test_not_a_video_is_a_message(qtbot, window, tmp_path: Path) -> None:
+    w, feat = window()
+    bad = tmp_path / "notes.mp4"
+    bad.write_text("this is not a video")
+    with qtbot.waitSignal(w.errorShown, timeout=TIMEOUT) as blocker:
+        feat.open(bad)
+    assert "notes.mp4" in blocker.args[0]
+    assert feat.source is None and not feat.active
+    empty = tmp_path / "frames"
+    empty.mkdir()
+    with qtbot.waitSignal(w.errorShown, timeout=TIMEOUT) as blocker:
+        feat.open(empty)
+    assert "no frames" in blocker.args[0]
