@@ -9,11 +9,12 @@ the offset from a hash of the indices rather than an unseeded RNG.
 from __future__ import annotations
 
 import colorsys
+from functools import lru_cache
 
 import numpy as np
 
 __all__ = [
-    "category_color", "category_palette", "color_index", "palette_for", "instance_color", "instance_colors",
+    "category_color", "category_palette", "color_index", "color_indices", "palette_for", "instance_color", "instance_colors",
     "contrast_text",
 ]
 
@@ -83,9 +84,17 @@ def color_index(name: str, fallback: int) -> int:
     return hit if hit is not None else len(_VOCABULARY) + fallback
 
 
+@lru_cache(maxsize=256)
+def color_indices(categories: tuple[str, ...]) -> np.ndarray:
+    """Palette index of each category (see :func:`color_index`); read-only, cached per label space."""
+    idx = np.array([color_index(c, i) for i, c in enumerate(categories)], np.int64)
+    idx.setflags(write=False)
+    return idx
+
+
 def palette_for(categories: tuple[str, ...] | list[str]) -> np.ndarray:
     """``(n, 3)`` uint8 colors for a model's categories, consistent by name across models."""
-    return np.array([category_color(color_index(c, i)) for i, c in enumerate(categories)],
+    return np.array([category_color(int(i)) for i in color_indices(tuple(categories))],
                     dtype=np.uint8).reshape(-1, 3)
 
 

@@ -64,7 +64,7 @@ def draw_boxes(canvas: np.ndarray, spans: np.ndarray, colors: np.ndarray, width:
 
 def rgba_colors(dets: Detections, style: RenderStyle) -> np.ndarray:
     """Detection colors with an opaque alpha column, for drawing on a layer."""
-    rgb = detection_colors(dets.class_ids, style)
+    rgb = detection_colors(dets, style)
     return np.concatenate([rgb, np.full((len(rgb), 1), 255, np.uint8)], axis=1)
 
 
@@ -85,5 +85,5 @@ def draw_boxes_rgb(image: np.ndarray, dets: Detections, style: RenderStyle,
     if spans is None:
         spans = box_pixels(dets.boxes, Viewport.make(dets.image_size))
     if colors is None:
-        colors = detection_colors(dets.class_ids, style)
+        colors = detection_colors(dets, style)
     draw_boxes(image, spans, colors, style.line_width, paint_order(dets.scores))

@@ -110,7 +110,7 @@ def render_overlay(image: np.ndarray, results: Sequence[object],
     def prep(d: Detections) -> tuple[Viewport, np.ndarray, np.ndarray]:
         if id(d) not in shared:
             vp = Viewport.make(d.image_size)
-            shared[id(d)] = (vp, box_pixels(d.boxes, vp), detection_colors(d.class_ids, style))
+            shared[id(d)] = (vp, box_pixels(d.boxes, vp), detection_colors(d, style))
         return shared[id(d)]
 
     for r, kind, o in _plan(results, opacities, out.shape[:2]):

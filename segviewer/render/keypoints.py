@@ -30,7 +30,7 @@ def draw_keypoints(canvas: np.ndarray, dets: Detections, style: RenderStyle, vp:
     px = np.clip(np.floor(xs), -big, big).astype(np.int64)
     py = np.clip(np.floor(ys), -big, big).astype(np.int64)
     shown = kp[..., 2] > style.keypoint_min_score
-    colors = detection_colors(dets.class_ids, style)
+    colors = detection_colors(dets, style)
     dot_colors = category_palette(kp.shape[1])
     for i in paint_order(dets.scores):
         line = [int(v) for v in colors[i]] + extra

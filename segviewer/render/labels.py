@@ -52,7 +52,7 @@ def draw_labels(canvas: np.ndarray, dets: Detections, style: RenderStyle, vp: Vi
     h, w = canvas.shape[:2]
     rgba = canvas.shape[2] == 4
     spans = (box_pixels(dets.boxes, vp) if spans is None else spans).tolist()
-    colors = (detection_colors(dets.class_ids, style) if colors is None else colors).tolist()
+    colors = (detection_colors(dets, style) if colors is None else colors).tolist()
     fgs = [contrast_text((c[0], c[1], c[2])) for c in colors]
     texts = label_texts(dets, style)
     pad, scale, thick = style.label_padding, style.font_scale, style.font_thickness

@@ -149,7 +149,7 @@ def masks_layer(dets: Detections, style: RenderStyle, vp: Viewport) -> np.ndarra
         return vp.blank()
     rank = ranks(dets.scores)
     labels = paint_mask_labels(dets.masks, rank, vp, style.mask_border)
-    return mask_lut(detection_colors(dets.class_ids, style), rank, style.mask_alpha_u8)[labels]
+    return mask_lut(detection_colors(dets, style), rank, style.mask_alpha_u8)[labels]
 
 
 _DIRECT_MAX = 1000  # the direct path compares every pair of crop rectangles
@@ -189,7 +189,7 @@ def blend_masks(image: np.ndarray, dets: Detections, opacity: float, style: Rend
     n = len(dets)
     dtype = _label_dtype(n)
     rank = ranks(dets.scores)
-    colors = detection_colors(dets.class_ids, style)
+    colors = detection_colors(dets, style)
     t_fill = style.mask_alpha_u8 / 255.0 * opacity
     t_edge = opacity if style.mask_border else None
     if method is None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from segviewer.core.colors import category_color, instance_color
+from segviewer.core.colors import category_color, color_indices, instance_color
 from segviewer.core.results import PanopticMap
 from segviewer.render.layers import LayerKind, Viewport, register_renderer
 from segviewer.render.style import RenderStyle
@@ -29,14 +29,15 @@ def panoptic_colors(pm: PanopticMap, style: RenderStyle | None = None) -> np.nda
     """``(K + 1, 4)`` RGBA: row 0 void (transparent), row ``k + 1`` segment ``pm.segments[k]``."""
     style = style or RenderStyle()
     lut = np.zeros((len(pm.segments) + 1, 4), np.uint8)
+    cidx = color_indices(pm.categories)  # colors follow class names, as in every other layer
     for k, s in enumerate(pm.segments):
         name = pm.categories[s.category_id]
         if name in style.transparent_classes:
             continue
         if s.isthing and style.instance_jitter > 0:
-            rgb = instance_color(int(s.category_id), int(s.id), float(style.instance_jitter))
+            rgb = instance_color(int(cidx[s.category_id]), int(s.id), float(style.instance_jitter))
         else:
-            rgb = category_color(int(s.category_id))
+            rgb = category_color(int(cidx[s.category_id]))
         lut[k + 1, :3] = rgb
         lut[k + 1, 3] = 255
     return lut

@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from segviewer.core.colors import category_palette
+from segviewer.core.colors import palette_for
 from segviewer.core.results import SemanticMap
 from segviewer.render.layers import Viewport
 from segviewer.render.style import RenderStyle
@@ -22,7 +22,7 @@ def semantic_lut(sem: SemanticMap, style: RenderStyle) -> np.ndarray:
     n = len(sem.categories)
     size = max(n, (sem.ignore_index or 0) + 1, 256 if sem.labels.dtype == np.uint8 else 0)
     lut = np.zeros((size, 4), np.uint8)
-    lut[:n, :3] = category_palette(n)
+    lut[:n, :3] = palette_for(sem.categories)
     lut[:n, 3] = [0 if name in style.transparent_classes else 255 for name in sem.categories]
     if sem.ignore_index is not None:
         lut[sem.ignore_index] = 0

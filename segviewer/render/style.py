@@ -12,7 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from segviewer.core.colors import instance_color
+from segviewer.core.colors import color_indices, instance_color
+from segviewer.core.results import Detections
 
 __all__ = ["DEFAULT_STYLE", "RenderStyle", "detection_colors"]
 
@@ -70,12 +71,12 @@ def _instance_rgb(category: int, instance: int, strength: float) -> tuple[int, i
     return instance_color(category, instance, strength)
 
 
-def detection_colors(class_ids: np.ndarray, style: RenderStyle) -> np.ndarray:
+def detection_colors(dets: Detections, style: RenderStyle) -> np.ndarray:
     """``(N, 3)`` uint8 color of each detection: its class color jittered by its index.
 
     Masks, boxes, tags and skeletons of one detection share this color. Cached per
     (class, index), because the palette's hash is Python code and a frame is redrawn often.
     """
-    cls = np.asarray(class_ids, np.int64).ravel()
+    cls = color_indices(dets.categories)[dets.class_ids]  # one color per class *name* across models
     s = float(style.instance_jitter)
     return np.array([_instance_rgb(int(c), i, s) for i, c in enumerate(cls)], np.uint8).reshape(-1, 3)

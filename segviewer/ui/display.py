@@ -16,7 +16,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand
 
-from segviewer.core.colors import category_color
+from segviewer.core.colors import palette_for
 from segviewer.core.results import Detections, PanopticMap, SemanticMap
 
 LayerId = tuple[str, str]  # (model id, LayerKind value)
@@ -245,10 +245,11 @@ def legend_entries(results: Mapping[str, object]) -> list[tuple[str, tuple[int, 
             ids = sorted({s.category_id for s in r.segments})
         else:
             continue
+        palette = palette_for(r.categories)
         for i in ids:
             name = r.categories[i]
             if name != "__background__":
-                seen[(name, category_color(i))] = None
+                seen[(name, tuple(int(v) for v in palette[i]))] = None
     return list(seen)
 
 

@@ -6,7 +6,7 @@ import tracemalloc
 
 import numpy as np
 
-from segviewer.core.colors import instance_color
+from segviewer.core.colors import color_index, color_indices, instance_color
 from segviewer.core.results import Detections, MaskSet
 from segviewer.render import LayerKind, RenderStyle, render_layer, render_overlay
 from segviewer.render.style import detection_colors
@@ -38,7 +38,7 @@ def test_border_has_exactly_the_expected_colors() -> None:
     for width in (1, 2):
         style = RenderStyle(mask_border=width, mask_alpha=0.4)
         layer = render_layer(_one(mask), LayerKind.MASKS, style)
-        color = list(instance_color(2, 0, style.instance_jitter))
+        color = list(instance_color(color_index("b", 2), 0, style.instance_jitter))
         border = _border_reference(mask, width)
         assert border.any() and (mask & ~border).any()
         assert (layer[border] == color + [255]).all()
@@ -65,24 +65,26 @@ def test_higher_score_is_on_top() -> None:
         d = Detections((30, 30), [[2, 2, 20, 20], [10, 10, 28, 28]], scores, [1, 2], ("bg", "a", "b"),
                        masks=MaskSet.from_full(np.stack([a, b])))
         layer = render_layer(d, "masks", style)
-        assert layer[15, 15, :3].tolist() == list(instance_color(top, 0, 0.0))
+        assert layer[15, 15, :3].tolist() == list(instance_color(color_index("ab"[top - 1], top), 0, 0.0))
     # equal scores: the detector's order decides (lower index on top)
     d = Detections((30, 30), [[2, 2, 20, 20], [10, 10, 28, 28]], [0.5, 0.5], [1, 2], ("bg", "a", "b"),
                    masks=MaskSet.from_full(np.stack([a, b])))
-    assert render_layer(d, "masks", style)[15, 15, :3].tolist() == list(instance_color(1, 0, 0.0))
+    assert render_layer(d, "masks", style)[15, 15, :3].tolist() == list(instance_color(color_index("a", 1), 0, 0.0))
 
 
 def test_palette_is_deterministic_and_jitters_neighbours(scenes) -> None:
     d = scenes.detections(8, 64, 64, seed=9)
     style = RenderStyle()
-    c1 = detection_colors(d.class_ids, style)
-    c2 = detection_colors(d.class_ids.copy(), RenderStyle())
+    c1 = detection_colors(d, style)
+    c2 = detection_colors(d.select(np.arange(len(d))), RenderStyle())
     assert np.array_equal(c1, c2)
-    assert [tuple(c) for c in c1] == [instance_color(int(k), i, style.instance_jitter)
+    cidx = color_indices(d.categories)
+    assert [tuple(c) for c in c1] == [instance_color(int(cidx[k]), i, style.instance_jitter)
                                       for i, k in enumerate(d.class_ids)]
-    same = detection_colors(np.array([3, 3, 3]), style)
+    three = Detections((8, 8), np.zeros((3, 4)), [0.5] * 3, [1, 1, 1], ("bg", "a"))
+    same = detection_colors(three, style)
     assert len({tuple(c) for c in same}) == 3  # three instances of one class, three colors
-    plain = detection_colors(np.array([3, 3]), RenderStyle(instance_jitter=0.0))
+    plain = detection_colors(three, RenderStyle(instance_jitter=0.0))
     assert (plain[0] == plain[1]).all()
     assert np.array_equal(render_layer(d, "masks"), render_layer(d, "masks"))
 
@@ -90,7 +92,7 @@ def test_palette_is_deterministic_and_jitters_neighbours(scenes) -> None:
 def test_layer_is_straight_alpha(scenes) -> None:
     d = scenes.detections(5, 64, 64, seed=10)
     layer = render_layer(d, "masks", RenderStyle(mask_alpha=0.2))
-    colors = {tuple(c) for c in detection_colors(d.class_ids, RenderStyle())}
+    colors = {tuple(c) for c in detection_colors(d, RenderStyle())}
     drawn = layer[layer[..., 3] > 0]
     assert {tuple(v[:3]) for v in drawn} <= colors  # colors not multiplied by alpha
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segviewer.core.colors import category_color
+from segviewer.core.colors import category_color, color_index
 from segviewer.core.results import Detections, MaskSet, PanopticMap, PanopticSegment
 from segviewer.render.error_layer import STATUS_RGB, ErrorMap, instance_errors, panoptic_errors
 from segviewer.render.layers import LayerKind, RenderStyle, layer_kinds, render_layer
@@ -28,21 +28,26 @@ def _scene() -> PanopticMap:
     return PanopticMap(ids, segs, CATS, ISTHING)
 
 
+def _base(k: int) -> tuple[int, int, int]:
+    """Category k's color: colors follow class names (core.colors.color_index)."""
+    return category_color(color_index(CATS[k], k))
+
+
 def test_colors_stuff_plain_things_jittered_void_transparent():
     pm = _scene()
     layer = render_layer(pm, LayerKind.PANOPTIC, RenderStyle(mask_border=0))
     assert layer.shape == (40, 60, 4) and layer.dtype == np.uint8
-    assert tuple(layer[0, 0, :3]) == category_color(0) and layer[0, 0, 3] == 255
-    assert tuple(layer[30, 0, :3]) == category_color(1)
+    assert tuple(layer[0, 0, :3]) == _base(0) and layer[0, 0, 3] == 255
+    assert tuple(layer[30, 0, :3]) == _base(1)
     c1, c2 = tuple(layer[10, 10, :3]), tuple(layer[10, 25, :3])
-    assert c1 != c2 and c1 != category_color(2)  # two circles differ from each other and the base
+    assert c1 != c2 and c1 != _base(2)  # two circles differ from each other and the base
     # jitter is a small move of the base color
-    assert np.abs(np.array(c1, int) - category_color(2)).max() < 140
+    assert np.abs(np.array(c1, int) - _base(2)).max() < 140
     assert layer[39, 0, 3] == 0  # void
     # deterministic
     assert np.array_equal(layer, render_layer(pm, "panoptic", RenderStyle(mask_border=0)))
     plain = panoptic_colors(pm, RenderStyle(instance_jitter=0))
-    assert tuple(plain[3, :3]) == tuple(plain[4, :3]) == category_color(2)
+    assert tuple(plain[3, :3]) == tuple(plain[4, :3]) == _base(2)
     assert LayerKind.PANOPTIC in layer_kinds(pm)
 
 
@@ -55,7 +60,7 @@ def test_boundaries_are_two_colors_per_segment_and_window_consistent():
     assert colors == {(*BOUNDARY_RGB, 255), tuple(full[10, 25])}
     assert tuple(full[5, 22]) == (*BOUNDARY_RGB, 255)  # top edge of circle #2
     assert tuple(full[4, 22]) == (*BOUNDARY_RGB, 255)  # the sky's side of it too
-    assert tuple(full[1, 1, :3]) == category_color(0)
+    assert tuple(full[1, 1, :3]) == _base(0)
     win = render_layer(pm, "panoptic", style, window=(10, 3, 50, 30))
     assert np.array_equal(win, full[3:30, 10:50])
     small = render_layer(pm, "panoptic", style, out_size=(20, 30))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtGui import QUndoStack
 
-from segviewer.core.colors import category_color
+from segviewer.core.colors import palette_for
 from segviewer.core.results import Detections, MaskSet, SemanticMap
 from segviewer.ui import display as disp
 from segviewer.ui.canvas import tiling
@@ -47,7 +47,11 @@ def test_class_counts_and_legend() -> None:
     assert not any(n == "__background__" for n, _, _ in names)
     # square is also a semantic class here, but instances take precedence in the listing
     legend = disp.legend_entries({"inst": _dets()})
-    assert legend == [("circle", category_color(1)), ("square", category_color(2))]
+    pal = palette_for(_dets().categories)  # the renderer's colors: one per class name
+    assert legend == [("circle", tuple(int(v) for v in pal[1])), ("square", tuple(int(v) for v in pal[2]))]
+    # the same class from a semantic model gets the same swatch, so the legend lists it once
+    both = disp.legend_entries({"inst": _dets(), "sem": _sem()})
+    assert [n for n, _ in both].count("square") <= 1 or len({c for n, c in both if n == "square"}) == 1
 
 
 def test_inspector_reports_topmost_mask_then_box_and_semantic_probability() -> None:
