@@ -9,6 +9,15 @@ semantic ones, ``<stem>_panoptic.png`` (COCO panoptic ids, R + 256 G + 256^2 B) 
 detection scoring at least ``--score-thresh`` (low, for evaluation); the overlay draws only those
 at ``--draw-thresh`` and above (readable). A bad image is reported on stderr and skipped; the exit
 status is then 1.
+
+``--panoptic`` with two models (``--model INSTANCE --model SEMANTIC``, either order) merges their
+results with the panoptic paper's heuristic (classes mapped by name: things are the instance
+model's classes, stuff the semantic model's other classes, ``__background__`` is void) and writes
+COCO panoptic output: ``panoptic/<stem>.png`` (ids R + 256 G + 256^2 B) per image, one
+``panoptic.json`` for the run (``images``, ``annotations`` with ``segments_info``, ``categories``
+with ``isthing``; category id = index + 1 in the semantic model's order, then extra things; image
+id = the image's 1-based position in the run) and ``<stem>_overlay.png``. ``segviewer eval --task
+panoptic --pred OUT/panoptic.json`` reads it.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +39,16 @@ DEFAULT_OPACITY = {"masks": 0.5, "semantic": 0.5, "panoptic": 0.5, "boxes": 1.0,
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
-    p.add_argument("--model", required=True, help="model id (see `segviewer models`)")
+    p.add_argument("--model", required=True, action="append",
+                   help="model id (see `segviewer models`); give it twice with --panoptic")
+    p.add_argument("--panoptic", action="store_true",
+                   help="merge an instance model and a semantic model into COCO panoptic output")
+    p.add_argument("--overlap", type=float, default=0.5,
+                   help="--panoptic: keep an instance if at least this fraction of its mask is free (0.5)")
+    p.add_argument("--stuff-min-area", type=int, default=1024,
+                   help="--panoptic: stuff classes with fewer pixels become void (default 1024)")
+    p.add_argument("--merge-score", type=float, default=0.5,
+                   help="--panoptic: instances scoring below this are left out of the merge (0.5)")
     p.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
     p.add_argument("--weights", type=Path, default=None,
                    help="a checkpoint file to load instead of the model's own weights (class names from "
@@ -85,10 +104,20 @@ def _progress(model_id: str) -> Callable[[int, int], None]:
     return report
 
 
+def _load(model_id: str, args: argparse.Namespace, device: str) -> Any:
+    from segviewer.adapters.registry import create_adapter
+
+    adapter = create_adapter(model_id, random_init=args.random_init)
+    kwargs: dict[str, object] = {"progress": _progress(model_id)}
+    if args.no_download and "allow_download" in inspect.signature(adapter.load).parameters:
+        kwargs["allow_download"] = False
+    adapter.load(device, args.weights, **kwargs)
+    return adapter
+
+
 def run(args: argparse.Namespace) -> int:
     from segviewer.adapters.base import PredictParams
     from segviewer.adapters.device import resolve_device
-    from segviewer.adapters.registry import create_adapter
     from segviewer.core.fileio import write_image_atomic, write_json_atomic
     from segviewer.core.imageio import read_image
     from segviewer.core.results import Detections, PanopticMap, SemanticMap
@@ -110,18 +139,29 @@ def run(args: argparse.Namespace) -> int:
     if not images:
         raise SegviewerError("no images to predict on: " + "; ".join(problems))
 
+    models = list(args.model) if isinstance(args.model, list) else [args.model]
+    if args.panoptic:
+        if len(models) != 2:
+            raise SegviewerError(f"--panoptic needs two models (--model INSTANCE --model SEMANTIC), got {len(models)}")
+        if not 0.0 <= args.overlap <= 1.0 or not 0.0 <= args.merge_score <= 1.0:
+            raise SegviewerError("--overlap and --merge-score must lie in [0, 1]")
+        if args.stuff_min_area < 0:
+            raise SegviewerError(f"--stuff-min-area must be at least 0, got {args.stuff_min_area}")
+        if args.weights is not None:
+            raise SegviewerError("--weights names one checkpoint; with --panoptic use each model's own weights")
+    elif len(models) != 1:
+        raise SegviewerError(f"give one --model ({len(models)} given); two are for --panoptic")
     device = resolve_device(args.device)
-    adapter = create_adapter(args.model, random_init=args.random_init)
-    kwargs: dict[str, object] = {"progress": _progress(args.model)}
-    if args.no_download and "allow_download" in inspect.signature(adapter.load).parameters:
-        kwargs["allow_download"] = False
-    adapter.load(device, args.weights, **kwargs)
-    card = adapter.card
+    adapters = [_load(m, args, device) for m in models]
     extra = (("min_size", int(args.min_size)),) if args.min_size else ()
     params = PredictParams(min_score=float(args.score_thresh), max_detections=int(args.max_detections), extra=extra)
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if args.panoptic:
+        return _run_panoptic(args, adapters, params, images, len(problems))
+    adapter = adapters[0]
+    card = adapter.card
     write_json_atomic(out / "categories.json", [{"id": i, "name": n} for i, n in enumerate(card.categories)], indent=1)
     failures = len(problems)
     used: set[str] = set()
@@ -172,6 +212,77 @@ def run(args: argparse.Namespace) -> int:
         write_image_atomic(overlay_path, overlay)
         written.insert(0, overlay_path)
         print(f"{path}: {summary} ({tm.summary()}) -> {', '.join(p.name for p in written)}")
+    if failures:
+        print(f"segviewer: {failures} input(s) could not be used; see above", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _roles(adapters: list[Any]) -> tuple[Any, Any]:
+    """(instance adapter, semantic adapter), in whichever order they were given."""
+    inst = [a for a in adapters if a.card.task == "instance"]
+    sem = [a for a in adapters if a.card.task == "semantic"]
+    if len(inst) != 1 or len(sem) != 1:
+        kinds = ", ".join(f"{a.card.id} ({a.card.task})" for a in adapters)
+        raise SegviewerError(f"--panoptic needs one instance model and one semantic model; got {kinds}")
+    return inst[0], sem[0]
+
+
+def _run_panoptic(args: argparse.Namespace, adapters: list[Any], params: Any, images: list[Path],
+                  failures: int) -> int:
+    """Both models on every image, merged by class name, written as COCO panoptic (PNG + one JSON)."""
+    from segviewer.core.fileio import write_image_atomic
+    from segviewer.core.imageio import read_image
+    from segviewer.core.panoptic_io import panoptic_annotation, write_panoptic_json, write_panoptic_png
+    from segviewer.core.results import Detections, SemanticMap
+    from segviewer.core.timing import Timings
+    from segviewer.render.compose import render_overlay
+    from segviewer.ui.features._eval_core import MergeParams, merge_by_name
+
+    inst_ad, sem_ad = _roles(adapters)
+    merge = MergeParams(float(args.overlap), int(args.stuff_min_area), float(args.merge_score))
+    out: Path = args.out
+    entries, anns = [], []
+    categories: tuple[str, ...] | None = None
+    isthing: tuple[bool, ...] = ()
+    used: set[str] = set()
+    for image_id, path in enumerate(images, start=1):
+        tm = Timings()
+        try:
+            with tm.stage("decode"):
+                image = read_image(path)
+        except SegviewerError as err:
+            print(f"segviewer: {path}: {err}", file=sys.stderr)
+            failures += 1
+            continue
+        dets = inst_ad.predict(image, params, tm)
+        sem = sem_ad.predict(image, params, tm)
+        if not isinstance(dets, Detections) or dets.masks is None or not isinstance(sem, SemanticMap):
+            raise SegviewerError(f"{inst_ad.card.id} must give instance masks and {sem_ad.card.id} a semantic map")
+        with tm.stage("merge"):
+            pm = merge_by_name(dets, sem, merge)
+        if categories is None:
+            categories, isthing = pm.categories, pm.isthing
+        stem = _unique_stem(path, used)
+        png = out / "panoptic" / f"{stem}.png"
+        write_panoptic_png(png, pm.segment_ids)
+        h, w = pm.image_size
+        entries.append({"id": image_id, "file_name": path.name, "height": h, "width": w})
+        anns.append(panoptic_annotation(image_id, png.name, pm))
+        with tm.stage("render"):
+            overlay = render_overlay(image, [pm], {"panoptic": DEFAULT_OPACITY["panoptic"]})
+        write_image_atomic(out / f"{stem}_overlay.png", overlay)
+        things = sum(s.isthing for s in pm.segments)
+        print(f"{path}: {things} things + {len(pm.segments) - things} stuff segments ({tm.summary()}) -> "
+              f"panoptic/{png.name}, {stem}_overlay.png")
+    if categories is not None:
+        cats = [{"id": i + 1, "name": n, "isthing": int(t), "supercategory": "thing" if t else "stuff"}
+                for i, (n, t) in enumerate(zip(categories, isthing))]
+        write_panoptic_json(out / "panoptic.json", entries, anns, cats,
+                            {"description": "segviewer predict --panoptic",
+                             "models": [inst_ad.card.id, sem_ad.card.id],
+                             "merge": {"overlap": merge.overlap, "stuff_min_area": merge.stuff_min_area,
+                                       "min_score": merge.min_score}})
+        print(f"wrote {out / 'panoptic.json'} ({len(anns)} images)")
     if failures:
         print(f"segviewer: {failures} input(s) could not be used; see above", file=sys.stderr)
     return 1 if failures else 0

@@ -1,0 +1,360 @@
+"""Qt-free evaluation glue for the ground-truth view and ``segviewer predict --panoptic``.
+
+Models and ground truth name their classes differently (the shapes Mask R-CNN has
+``__background__`` + 5 things, the shapes FCN 4 stuff + 5 things, the dataset's COCO files all 9),
+so everything here maps categories by NAME:
+
+* merge: things = the instance model's classes (not ``__background__``); stuff = the semantic
+  model's classes that are not things and not ``__background__`` (its pixels become void);
+* comparison with ground truth: predictions are re-labelled into the ground truth's category list;
+  a predicted class the ground truth does not know is dropped (panoptic, instances) or kept as an
+  extra class with IoU 0 (semantic: predicting it is simply wrong).
+
+No Qt and no torch in this module, so the CLI can use it too. (It belongs in
+``segviewer/analysis``; it lives here only because of file ownership.)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from segviewer.core.errors import BadDatasetError, SegviewerError
+from segviewer.core.results import Detections, PanopticMap, PanopticSegment, SemanticMap
+
+__all__ = [
+    "BACKGROUND", "MergeParams", "merge_by_name", "remap_panoptic", "remap_detections",
+    "SemanticAccumulator", "semantic_scores", "image_report", "report_csv", "FolderAccumulator",
+    "pick_results",
+]
+
+BACKGROUND = "__background__"
+
+
+@dataclass(frozen=True)
+class MergeParams:
+    """The heuristic merge's knobs (panoptic paper / Panoptic FPN)."""
+
+    overlap: float = 0.5
+    stuff_min_area: int = 1024
+    min_score: float = 0.5
+
+
+def merge_by_name(instances: Detections, semantic: SemanticMap, params: MergeParams = MergeParams()
+                  ) -> PanopticMap:
+    """Heuristic panoptic merge of two models with different label spaces, mapped by class name.
+
+    Output categories: the semantic model's, then the instance model's things it lacks. Semantic
+    pixels of ``__background__`` are void (it is not stuff).
+    """
+    from segviewer.analysis.panoptic_merge import heuristic_merge
+
+    if instances.masks is None:
+        raise SegviewerError("the panoptic merge needs instance masks; this instance model gives boxes only")
+    things = [n for n in instances.categories if n != BACKGROUND]
+    cats = list(semantic.categories) + [n for n in things if n not in semantic.categories]
+    isthing = [n in things for n in cats]
+    labels = semantic.labels
+    ignore = semantic.ignore_index
+    if BACKGROUND in semantic.categories:
+        ignore = 255 if ignore is None and len(cats) < 255 else ignore if ignore is not None else len(cats)
+        labels = labels.copy()
+        labels[labels == semantic.categories.index(BACKGROUND)] = ignore
+    sem = SemanticMap(labels, tuple(cats), ignore_index=ignore)
+    return heuristic_merge(instances, sem, overlap_thresh=params.overlap, min_score=params.min_score,
+                           stuff_min_area=int(params.stuff_min_area), isthing=isthing)
+
+
+def remap_panoptic(pm: PanopticMap, categories: Sequence[str], isthing: Sequence[bool]) -> PanopticMap:
+    """``pm`` with category ids re-indexed into ``categories`` by name; segments of unknown
+    classes become void (they cannot be scored against this ground truth)."""
+    index = {n: i for i, n in enumerate(categories)}
+    ids = pm.segment_ids
+    segs, drop = [], []
+    for s in pm.segments:
+        c = index.get(pm.categories[s.category_id])
+        if c is None:
+            drop.append(s.id)
+            continue
+        segs.append(PanopticSegment(s.id, c, bool(isthing[c]) if len(isthing) == len(categories) else s.isthing,
+                                    s.area, s.score, s.iscrowd))
+    if drop:
+        ids = np.where(np.isin(ids, drop), 0, ids).astype(np.int32)
+    return PanopticMap(ids, tuple(segs), tuple(categories), tuple(isthing))
+
+
+def remap_detections(d: Detections, categories: Sequence[str]) -> Detections:
+    """``d`` re-labelled into ``categories`` by name, detections of unknown classes dropped."""
+    index = {n: i for i, n in enumerate(categories)}
+    new = np.array([index.get(n, -1) for n in d.names], np.int64)
+    keep = new >= 0
+    sub = d.select(keep)
+    return Detections(sub.image_size, sub.boxes, sub.scores, new[keep].astype(np.int32), tuple(categories),
+                      masks=sub.masks)
+
+
+class SemanticAccumulator:
+    """One confusion matrix over images whose predictions may name classes the ground truth lacks.
+
+    Rows/columns are the union of names, ground truth's first; the matrix grows when a new
+    predicted name appears, so accumulating over a folder never needs the label spaces up front.
+    """
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.matrix = np.zeros((0, 0), np.int64)
+        self.images = 0
+
+    def _index(self, names: Sequence[str]) -> np.ndarray:
+        for n in names:
+            if n not in self.names:
+                self.names.append(n)
+        k = len(self.names)
+        if self.matrix.shape[0] < k:
+            grown = np.zeros((k, k), np.int64)
+            grown[: self.matrix.shape[0], : self.matrix.shape[1]] = self.matrix
+            self.matrix = grown
+        pos = {n: i for i, n in enumerate(self.names)}
+        return np.array([pos[n] for n in names], np.int64)
+
+    def update(self, pred: SemanticMap, gt: SemanticMap, where: str = "image") -> None:
+        from segviewer.analysis.metrics import confusion_matrix
+
+        if pred.image_size != gt.image_size:
+            raise BadDatasetError(f"{where}: prediction is {pred.image_size[::-1]} but the ground truth is "
+                                  f"{gt.image_size[::-1]}")
+        gmap = self._index(gt.categories)
+        pmap = self._index(pred.categories)
+        k = len(self.names)
+        g = gt.labels.astype(np.int64)
+        valid = np.ones(g.shape, bool) if gt.ignore_index is None else g != gt.ignore_index
+        p = pred.labels.astype(np.int64)
+        if pred.ignore_index is not None:
+            # a void prediction on a counted pixel is wrong: count it as an extra "void" class
+            pvoid = p == pred.ignore_index
+            if (pvoid & valid).any():
+                pmap = np.concatenate([pmap, self._index(["(void)"])])
+                k = len(self.names)
+                p = np.where(pvoid, len(pmap) - 1, p)
+        lut_g = np.append(gmap, 0)
+        gg = lut_g[np.where(valid, g, len(gmap))]
+        pp = pmap[np.clip(p, 0, len(pmap) - 1)]
+        self.matrix += confusion_matrix(gg[valid], pp[valid], k, None, where)
+        self.images += 1
+
+    def scores(self) -> dict[str, Any]:
+        from segviewer.analysis.metrics import scores_from_confusion
+
+        out = scores_from_confusion(self.matrix, tuple(self.names))
+        out["images"] = self.images
+        return out
+
+
+def semantic_scores(pred: SemanticMap, gt: SemanticMap) -> dict[str, Any]:
+    """One image's semantic numbers (pixel acc, mean acc, mIoU, fwIoU, per class)."""
+    acc = SemanticAccumulator()
+    acc.update(pred, gt)
+    return acc.scores()
+
+
+def pick_results(results: Mapping[str, Any], order: Sequence[str] = ()) -> tuple[
+        tuple[str, Detections] | None, tuple[str, SemanticMap] | None]:
+    """The first instance result (Detections with masks) and the first semantic result, models in
+    ``order`` first (the user's selection order), then any other keys."""
+    keys = [k for k in order if k in results] + [k for k in results if k not in order]
+    inst = sem = None
+    for k in keys:
+        r = results[k]
+        if inst is None and isinstance(r, Detections) and r.masks is not None:
+            inst = (k, r)
+        elif sem is None and isinstance(r, SemanticMap):
+            sem = (k, r)
+    return inst, sem
+
+
+@dataclass
+class ImageEval:
+    """What one image gives: derived results for the layers and the numbers for the dock."""
+
+    merged: PanopticMap | None = None
+    errors: Any = None  # ErrorMap
+    error_kind: str = ""  # "panoptic" | "instances"
+    metrics: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    pred_names: dict[int, str] = field(default_factory=dict)  # error-map pred id -> class
+    gt_names: dict[int, str] = field(default_factory=dict)
+    pairs: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # kind -> (pred, gt) for folders
+
+
+def image_report(inst: Detections | None, sem: SemanticMap | None, gt: Any, params: MergeParams,
+                 name: str = "this image", want_ap: bool = True, want_errors: bool = True) -> ImageEval:
+    """Merge, error map and per-image metrics for one image; ``gt`` is a GroundTruth or None."""
+    ev = ImageEval()
+    if inst is not None and sem is not None:
+        ev.merged = merge_by_name(inst, sem, params)
+    if gt is None or not gt:
+        ev.notes.append(f"No ground truth found beside {name}.")
+        if inst is None and sem is None:
+            ev.notes.append("No model results yet.")
+        return ev
+    if inst is None and sem is None:
+        ev.notes.append("No model results to compare with the ground truth yet.")
+        return ev
+    if sem is not None and gt.semantic is not None:
+        ev.metrics["semantic"] = semantic_scores(sem, gt.semantic)
+        ev.pairs["semantic"] = (sem, gt.semantic)
+    elif gt.semantic is not None:
+        ev.notes.append("Semantic metrics need a semantic model's result.")
+    if gt.panoptic is not None and ev.merged is not None:
+        from segviewer.analysis.pq import image_pq
+
+        pred = remap_panoptic(ev.merged, gt.panoptic.categories, _isthing(gt.panoptic))
+        ev.metrics["panoptic"] = image_pq(pred, gt.panoptic)
+        ev.pairs["panoptic"] = (pred, gt.panoptic)
+        if want_errors:
+            from segviewer.render.error_layer import panoptic_errors
+
+            ev.errors, ev.error_kind = panoptic_errors(pred, gt.panoptic), "panoptic"
+            ev.pred_names = {s.id: pred.categories[s.category_id] for s in pred.segments}
+            ev.gt_names = {s.id: gt.panoptic.categories[s.category_id] for s in gt.panoptic.segments}
+    elif gt.panoptic is not None:
+        ev.notes.append("Panoptic quality needs an instance model and a semantic model (merged).")
+    if inst is not None and gt.instances is not None:
+        pred_d = remap_detections(inst, gt.instances.categories)
+        ev.pairs["instances"] = (pred_d, gt.instances)
+        if want_ap:
+            from segviewer.analysis.instance_eval import evaluate_detections
+
+            ev.metrics["instances"] = evaluate_detections([(pred_d, gt.instances)])
+        if want_errors and ev.errors is None:
+            from segviewer.render.error_layer import instance_errors
+
+            ev.errors, ev.error_kind = instance_errors(pred_d, gt.instances), "instances"
+            ev.pred_names = {i + 1: n for i, n in enumerate(pred_d.names)}
+            ev.gt_names = {i + 1: n for i, n in enumerate(gt.instances.names)}
+    elif gt.instances is not None and inst is None:
+        ev.notes.append("Box/mask AP needs an instance model's result.")
+    return ev
+
+
+def _isthing(pm: PanopticMap) -> tuple[bool, ...]:
+    if len(pm.isthing) == len(pm.categories):
+        return tuple(pm.isthing)
+    flags = [False] * len(pm.categories)
+    for s in pm.segments:
+        flags[s.category_id] = s.isthing
+    return tuple(flags)
+
+
+def hover_text(ev: ImageEval, x: float, y: float) -> str:
+    """"Under cursor: TP circle, IoU 0.91" for the error map at image point (x, y)."""
+    if ev.errors is None:
+        return ""
+    info = ev.errors.info_at(x, y)
+    if info is None or info["status"] == "none":
+        return "Under cursor: nothing predicted or annotated"
+    status = info["status"]
+    pid, gid = info["pred_id"], info["gt_id"]
+    if status == "TP":
+        return f"Under cursor: TP {ev.pred_names.get(pid, '?')}, IoU {info['iou']:.2f}"
+    if status == "FN":
+        return f"Under cursor: FN {ev.gt_names.get(gid, '?')} (missed)"
+    best = info.get("best_iou")
+    best_s = f", best IoU {best:.2f}" if best is not None else ""
+    if status == "FP":
+        return f"Under cursor: FP {ev.pred_names.get(pid, '?')}{best_s}"
+    if status == "FP+FN":
+        return (f"Under cursor: FP {ev.pred_names.get(pid, '?')}{best_s} over FN "
+                f"{ev.gt_names.get(gid, '?')}")
+    return f"Under cursor: {status} {ev.pred_names.get(pid, '?')} (mostly on void or crowd)"
+
+
+class FolderAccumulator:
+    """Metrics over a folder: ONE confusion matrix, PQ through ``pq_from_maps`` fed lazily (a
+    generator, so no image's maps are kept), and AP through COCOeval over every image at the end."""
+
+    def __init__(self) -> None:
+        self.semantic = SemanticAccumulator()
+        self.det_pairs: list[tuple[Detections, Detections]] = []
+        self.images = 0
+        self.skipped: list[str] = []
+
+    def run(self, items: Iterator[ImageEval | str]) -> dict[str, Any]:
+        """``items`` yields one ImageEval per evaluated image, or a file name for one without ground
+        truth. Exceptions (e.g. cancellation) raised by ``items`` propagate."""
+        from segviewer.analysis.pq import pq_from_maps
+
+        def panoptic_pairs() -> Iterator[tuple[PanopticMap, PanopticMap]]:
+            for it in items:
+                if isinstance(it, str):
+                    self.skipped.append(it)
+                    continue
+                self.images += 1
+                if "semantic" in it.pairs:
+                    self.semantic.update(*it.pairs["semantic"])
+                if "instances" in it.pairs:
+                    self.det_pairs.append(it.pairs["instances"])
+                if "panoptic" in it.pairs:
+                    yield it.pairs["panoptic"]
+
+        out: dict[str, Any] = {}
+        try:
+            out["panoptic"] = pq_from_maps(panoptic_pairs())
+        except BadDatasetError as err:
+            if "no image pairs" not in str(err):
+                raise
+        if self.semantic.images:
+            out["semantic"] = self.semantic.scores()
+        if self.det_pairs:
+            from segviewer.analysis.instance_eval import evaluate_detections
+
+            out["instances"] = evaluate_detections(self.det_pairs)
+            out["instances"]["images"] = len(self.det_pairs)  # type: ignore[assignment]
+        out["images_evaluated"] = self.images
+        out["images_without_ground_truth"] = list(self.skipped)
+        return out
+
+
+ProgressFn = Callable[[int, int, str], None]
+
+
+def report_csv(report: Mapping[str, Any]) -> str:
+    """A flat CSV (section, class, metric, value) of a metrics dict, for spreadsheets."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["section", "class", "metric", "value"])
+    sem = report.get("semantic")
+    if sem:
+        for k in ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou"):
+            w.writerow(["semantic", "", k, _num(sem[k])])
+        for cname, row in sem.get("per_class", {}).items():
+            for k in ("iou", "accuracy"):
+                w.writerow(["semantic", cname, k, _num(row[k])])
+    pan = report.get("panoptic")
+    if pan:
+        for part in ("all", "things", "stuff"):
+            for k in ("pq", "sq", "rq", "n"):
+                w.writerow(["panoptic", part, k, _num(pan[part][k])])
+        for cname, row in pan.get("per_class", {}).items():
+            for k in ("pq", "sq", "rq", "tp", "fp", "fn"):
+                w.writerow(["panoptic", cname, k, _num(row[k])])
+    inst = report.get("instances")
+    if inst:
+        for iou_type, stats in inst.items():
+            if isinstance(stats, Mapping):
+                for k, v in stats.items():
+                    w.writerow([f"instances_{iou_type}", "", k, _num(v)])
+    return buf.getvalue()
+
+
+def _num(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6f}"
+    return str(v)

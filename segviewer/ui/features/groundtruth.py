@@ -1,0 +1,358 @@
+"""Ground truth beside the image, the merged panoptic view, the TP/FP/FN error layer and the
+Metrics dock (this image and the whole folder).
+
+Flow, all heavy work off the UI thread:
+
+* a new image -> ``find_ground_truth`` in a background job -> a derived "ground truth" layer
+  (panoptic preferred, else semantic, else instances), hidden until the user turns it on;
+* model results change -> one background job merges the first instance and semantic results
+  (heuristic, classes mapped by name), builds the error map against the ground truth and scores
+  the image -> derived "panoptic" and "errors" layers and the dock's numbers;
+* "Evaluate folder" -> :class:`~segviewer.ui.features._metrics_jobs.FolderEvaluation`.
+
+Every job carries a token (image generation, model results, merge knobs); what comes back for
+an older token is dropped. ``set_derived`` emits ``resultsChanged`` too: the model results'
+signature tells those echoes apart from real changes, so nothing recurses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtWidgets import QDockWidget, QFileDialog
+
+from segviewer.ui.features._eval_core import ImageEval, MergeParams, hover_text, image_report, pick_results
+from segviewer.ui.jobs import run_background
+from segviewer.ui.widgets.metrics_panel import MetricsPanel
+
+GT_LAYER = "ground truth"
+PANOPTIC_LAYER = "panoptic"
+ERROR_LAYER = "errors"
+HIDDEN_BY_DEFAULT = (GT_LAYER, PANOPTIC_LAYER)  # the error layer is what one comes here for
+
+
+def default_host_factory() -> Any:
+    """The folder evaluation's networks: a child process, as the window's own worker uses."""
+    from segviewer.ui.model_host import ProcessHost, registry_factory
+
+    return ProcessHost(registry_factory)
+
+
+class GroundTruthFeature(QObject):
+    """The controller; the window owns it (Qt parent), the dock shows it."""
+
+    groundTruthLoaded = Signal()
+    imageEvaluated = Signal()  # the dock shows the current image's numbers
+    folderProgress = Signal(int, int)
+    folderFinished = Signal(object)
+    folderCancelled = Signal()
+    exported = Signal(str)
+
+    def __init__(self, window: Any) -> None:
+        super().__init__(window)
+        self.setObjectName("groundtruth_feature")
+        self.window, self.session = window, window.session
+        self.host_factory: Callable[[], Any] = default_host_factory
+        self.gt: Any = None  # GroundTruth of the current image, None while loading
+        self.eval: ImageEval | None = None
+        self.folder_report: dict[str, Any] | None = None
+        self.job: Any = None  # FolderEvaluation in flight
+        self._gen = 0
+        self._sig: tuple | None = None
+        self._token: tuple | None = None
+        self.panel = MetricsPanel()
+        dock = QDockWidget("Metrics", window)
+        dock.setObjectName("dock_metrics")
+        dock.setWidget(self.panel)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        if not window.restoreDockWidget(dock):
+            window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+            legend = window.docks.get("Legend")
+            if legend is not None:
+                window.tabifyDockWidget(legend, dock)
+            dock.raise_()
+        window.docks["Metrics"] = dock
+        self.dock = dock
+        menu = window.menuBar().addMenu("&Metrics")
+        menu.addAction(dock.toggleViewAction())
+        menu.addAction("&Evaluate Folder", self.evaluate_folder)
+        menu.addAction("Export Metrics as &JSON…", lambda: self._export_dialog("json"))
+        menu.addAction("Export Metrics as &CSV…", lambda: self._export_dialog("csv"))
+
+        self.session.imageShown.connect(self._on_image_shown)
+        self.session.resultsChanged.connect(self._on_results_changed)
+        window.canvas.hovered.connect(self._on_hover)
+        window.installEventFilter(self)  # close: stop a folder evaluation before the window goes
+        self.panel.paramsChanged.connect(lambda: self.recompute(force=True))
+        self.panel.evaluateRequested.connect(self.evaluate_folder)
+        self.panel.cancelRequested.connect(self.cancel_folder)
+        self.panel.exportRequested.connect(self._export_dialog)
+        if self.session.image is not None:
+            self._on_image_shown()
+
+    # ---- current image ---------------------------------------------------------------------------
+    def merge_params(self) -> MergeParams:
+        overlap, area, score = self.panel.merge_values()
+        return MergeParams(overlap, area, score)
+
+    def _on_image_shown(self) -> None:
+        from segviewer.core.groundtruth import find_ground_truth
+
+        s = self.session
+        self._gen += 1
+        gen = self._gen
+        self.gt, self.eval, self._sig, self._token = None, None, None, None
+        self.panel.set_hover("")
+        self.panel.set_notes([])
+        self.panel.show_image(None, "loading ground truth…")
+        if s.path is None or s.image is None:
+            return
+        path, size = Path(s.path), tuple(s.image.shape[:2])
+        self.panel.set_source(f"{path.name}: looking for ground truth…")
+        run_background(lambda: find_ground_truth(path, image_size=size),
+                       lambda gt: self._on_gt(gen, gt), lambda msg: self._on_gt_failed(gen, msg),
+                       "Loading ground truth")
+
+    def _on_gt(self, gen: int, gt: Any) -> None:
+        if gen != self._gen:
+            return  # the user moved on
+        self.gt = gt
+        if gt:
+            found = gt.panoptic if gt.panoptic is not None else gt.semantic if gt.semantic is not None else gt.instances
+            self._hide_by_default(GT_LAYER, found)
+            self.session.set_derived(GT_LAYER, found)
+            kinds = ", ".join(f"{k} ({Path(v).name})" for k, v in gt.sources.items())
+            self.panel.set_source(f"Ground truth: {kinds}")
+        else:
+            name = self.session.path.name if self.session.path else "this image"
+            self.panel.set_source(f"No ground truth found beside {name}.")
+        self.groundTruthLoaded.emit()
+        self.recompute(force=True)
+
+    def _on_gt_failed(self, gen: int, message: str) -> None:
+        from segviewer.core.groundtruth import GroundTruth
+
+        if gen != self._gen:
+            return
+        self.gt = GroundTruth()
+        self.panel.set_source(f"Ground truth unusable: {message}")
+        self.window.statusBar().showMessage(message, 10000)
+        self.groundTruthLoaded.emit()
+        self.recompute(force=True)
+
+    def _model_results(self) -> dict[str, Any]:
+        s = self.session
+        return {k: v for k, v in s.results.items() if k not in s.derived}
+
+    def _signature(self) -> tuple:
+        return tuple((k, id(v)) for k, v in self._model_results().items())
+
+    def _on_results_changed(self) -> None:
+        if self.gt is None:
+            return  # ground truth still loading; its arrival recomputes
+        if self._signature() != self._sig:
+            self.recompute()
+
+    def recompute(self, force: bool = False) -> None:
+        """Merge, error map and numbers for the current image, in a background job."""
+        s = self.session
+        if s.image is None or self.gt is None:
+            return
+        sig = self._signature()
+        if sig == self._sig and not force:
+            return
+        self._sig = sig
+        params = self.merge_params()
+        token = (self._gen, sig, params)
+        self._token = token
+        inst, sem = pick_results(self._model_results(), s.models)
+        gt = self.gt
+        name = s.path.name if s.path else "this image"
+        pending = [m for m in s.models if m in s.running]
+        self.panel.show_image(self.eval.metrics if self.eval else None, "computing…")
+        run_background(lambda: image_report(None if inst is None else inst[1], None if sem is None else sem[1],
+                                            gt, params, name),
+                       lambda ev: self._on_evaluated(token, ev, inst, sem, pending),
+                       lambda msg: self._on_eval_failed(token, msg), "Scoring the image")
+
+    def _on_evaluated(self, token: tuple, ev: ImageEval, inst: Any, sem: Any, pending: list[str]) -> None:
+        if token != self._token:
+            return
+        self.eval = ev
+        if ev.merged is not None:
+            self._hide_by_default(PANOPTIC_LAYER, ev.merged)
+        self.session.set_derived(PANOPTIC_LAYER, ev.merged)
+        if ev.errors is not None:
+            self._hide_by_default(ERROR_LAYER, ev.errors)
+        self.session.set_derived(ERROR_LAYER, ev.errors)
+        used = [f"{k}" for k in (inst[0] if inst else None, sem[0] if sem else None) if k]
+        summary = ("vs ground truth" if ev.metrics else "") + (f" · {' + '.join(used)}" if used else "")
+        if ev.errors is not None:
+            c = ev.errors.counts
+            summary = f"TP {c['TP']} FP {c['FP']} FN {c['FN']} ({ev.error_kind})" + (
+                f" · {' + '.join(used)}" if used else "")
+        notes = list(ev.notes)
+        if pending:
+            notes.append(f"Waiting for {', '.join(pending)}…")
+        self.panel.show_image(ev.metrics, summary.strip(" ·"))
+        self.panel.set_notes(notes)
+        self.imageEvaluated.emit()
+
+    def _on_eval_failed(self, token: tuple, message: str) -> None:
+        if token != self._token:
+            return
+        self.eval = None
+        self.session.set_derived(PANOPTIC_LAYER, None)
+        self.session.set_derived(ERROR_LAYER, None)
+        self.panel.show_image(None, "failed")
+        self.panel.set_notes([message])
+
+    def _hide_by_default(self, name: str, result: Any) -> None:
+        """Start the ground-truth and merged layers hidden (once; the user's choice then sticks)."""
+        state = getattr(self.window, "state", None)
+        if name not in HIDDEN_BY_DEFAULT or state is None or not hasattr(state, "visible"):
+            return
+        from segviewer.render.layers import layer_kinds
+
+        for kind in layer_kinds(result):
+            state.visible.setdefault((name, str(getattr(kind, "value", kind))), False)
+
+    def _on_hover(self, pos: tuple[float, float] | None) -> None:
+        if pos is None:
+            self.panel.set_hover("")
+            return
+        text = hover_text(self.eval, *pos) if self.eval is not None else ""
+        if not text and self.gt is not None and self.gt.panoptic is not None:
+            from segviewer.render.panoptic import segment_at
+
+            seg = segment_at(self.gt.panoptic, *pos)
+            text = f"Under cursor: ground truth {seg['category'] if seg else 'void'}"
+        self.panel.set_hover(text)
+
+    # ---- whole folder ----------------------------------------------------------------------------
+    def evaluate_folder(self) -> bool:
+        """Start the folder evaluation; False (with a message) when there is nothing to run."""
+        from segviewer.ui.features._metrics_jobs import FolderEvaluation
+
+        s = self.session
+        if self.job is not None:
+            return False
+        if not s.paths:
+            self.window.show_error("Open an image or a folder before evaluating it.")
+            return False
+        if not s.models:
+            self.window.show_error("Select at least one model in the Models panel to evaluate the folder.")
+            return False
+        job = FolderEvaluation(list(s.paths), list(s.models), s.device, dict(s.weights), s.params,
+                               self.merge_params(), self.host_factory, self)
+        job.progress.connect(self._on_folder_progress)
+        job.succeeded.connect(self._on_folder_done)
+        job.failed.connect(self._on_folder_failed)
+        job.cancelled.connect(self._on_folder_cancelled)
+        job.finished.connect(lambda: self._job_ended(job))
+        self.job = job
+        self.panel.set_running(True)
+        self.panel.set_progress(0, len(s.paths), f"Evaluating {len(s.paths)} images with {', '.join(s.models)}…")
+        job.start(job.Priority.LowPriority)
+        return True
+
+    def cancel_folder(self) -> None:
+        if self.job is not None:
+            self.panel.status.setText("Cancelling…")
+            self.job.cancel()
+
+    def _job_ended(self, job: Any) -> None:
+        if self.job is job:
+            self.job = None
+            self.panel.set_running(False)
+        job.deleteLater()
+
+    def _on_folder_progress(self, done: int, total: int, text: str) -> None:
+        self.panel.set_progress(done, total, f"{done}/{total}: {text}")
+        self.folderProgress.emit(done, total)
+
+    def _on_folder_done(self, report: dict[str, Any]) -> None:
+        self.folder_report = report
+        n, skipped = report["images_evaluated"], len(report["images_without_ground_truth"])
+        summary = f"{n} images" + (f", {skipped} without ground truth" if skipped else "")
+        self.panel.show_folder(report, summary)
+        self.panel.status.setText(f"Done: {summary}.")
+        self.folderFinished.emit(report)
+
+    def _on_folder_failed(self, message: str) -> None:
+        self.panel.status.setText(message)
+        self.window.show_error(message)
+
+    def _on_folder_cancelled(self) -> None:
+        self.panel.status.setText("Cancelled.")
+        self.folderCancelled.emit()
+
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Cancel and wait for a folder evaluation (tests, window close)."""
+        job = self.job
+        if job is None:
+            return True
+        job.cancel()
+        return bool(job.wait(timeout_ms))
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if obj is self.window and event.type() == QEvent.Type.Close:
+            self.shutdown(3000)
+        return False
+
+    # ---- export ----------------------------------------------------------------------------------
+    def current_report(self) -> dict[str, Any] | None:
+        """The folder numbers if evaluated, else this image's (with what they describe)."""
+        if self.folder_report is not None:
+            return {"scope": "folder", **self.folder_report}
+        if self.eval is not None and self.eval.metrics:
+            s = self.session
+            return {"scope": "image", "image": str(s.path), "models": list(s.models),
+                    "merge": vars(self.merge_params()), **self.eval.metrics}
+        return None
+
+    def _export_dialog(self, fmt: str) -> None:
+        if self.current_report() is None:
+            self.window.show_error("No metrics to export yet: open an image with ground truth, or evaluate the folder.")
+            return
+        p = self.session.path
+        suggest = str(p.with_name(f"metrics.{fmt}")) if p else f"metrics.{fmt}"
+        flt = "JSON (*.json)" if fmt == "json" else "CSV (*.csv)"
+        path, _ = QFileDialog.getSaveFileName(self.window, "Export metrics", suggest, flt)
+        if path:
+            self.export(Path(path), fmt)
+
+    def export(self, path: Path, fmt: str | None = None) -> bool:
+        """Write the numbers as JSON or CSV (by ``fmt`` or the suffix) in a background job."""
+        from segviewer.core.fileio import write_json_atomic, write_text_atomic
+        from segviewer.ui.features._eval_core import report_csv
+
+        report = self.current_report()
+        if report is None:
+            self.window.show_error("No metrics to export yet: open an image with ground truth, or evaluate the folder.")
+            return False
+        fmt = fmt or ("csv" if path.suffix.lower() == ".csv" else "json")
+
+        def write() -> str:
+            if fmt == "csv":
+                write_text_atomic(path, report_csv(report))
+            else:
+                write_json_atomic(path, report, indent=1)
+            return str(path)
+
+        run_background(write, self._on_exported, self.window.show_error, "Export")
+        return True
+
+    def _on_exported(self, path: str) -> None:
+        self.window.statusBar().showMessage(f"Saved {path}", 8000)
+        self.exported.emit(path)
+
+
+def install(window: Any) -> None:
+    """Add the Metrics dock and the derived layers to ``window`` (see the module docstring)."""
+    GroundTruthFeature(window)

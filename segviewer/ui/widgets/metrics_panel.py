@@ -1,0 +1,219 @@
+"""The Metrics dock: numbers for the current image and for the whole folder, the merge's knobs,
+the error layer's hover line, and the folder evaluation's progress, cancel and export.
+
+It only shows and asks; :mod:`segviewer.ui.features.groundtruth` computes (off the UI thread).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from PySide6.QtCore import QTimer, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+UPSNET_MISSING = ("UPSNet's panoptic head needs the instance model's mask logits and the semantic head's "
+                  "logits at image resolution; the adapters return thresholded masks and capped "
+                  "probabilities only, so it is unavailable.")
+
+
+def _pct(v: Any) -> str:
+    if v is None:
+        return "–"
+    v = float(v)
+    return "–" if v < 0 else f"{100 * v:.1f}"
+
+
+def metric_rows(report: Mapping[str, Any]) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(title, summary, [(child name, child value)]) rows for a metrics dict; pure, for tests."""
+    rows: list[tuple[str, str, list[tuple[str, str]]]] = []
+    pan = report.get("panoptic")
+    if pan:
+        for part in ("all", "things", "stuff"):
+            r = pan[part]
+            kids = []
+            if part == "all":
+                kids = [(name, f"PQ {_pct(c['pq'])}  SQ {_pct(c['sq'])}  RQ {_pct(c['rq'])}  "
+                               f"TP {c['tp']} FP {c['fp']} FN {c['fn']}")
+                        for name, c in pan.get("per_class", {}).items() if c["tp"] + c["fp"] + c["fn"]]
+            rows.append((f"PQ {part}", f"{_pct(r['pq'])}   SQ {_pct(r['sq'])}  RQ {_pct(r['rq'])}", kids))
+    sem = report.get("semantic")
+    if sem:
+        kids = [(name, f"IoU {_pct(c['iou'])}  acc {_pct(c['accuracy'])}")
+                for name, c in sem.get("per_class", {}).items() if c["iou"] is not None]
+        rows.append(("mIoU", _pct(sem["mean_iou"]), kids))
+        rows.append(("pixel acc", _pct(sem["pixel_accuracy"]), []))
+        rows.append(("mean acc", _pct(sem["mean_accuracy"]), []))
+        rows.append(("fwIoU", _pct(sem["fw_iou"]), []))
+    inst = report.get("instances")
+    if inst:
+        for iou_type, label in (("bbox", "box AP"), ("segm", "mask AP")):
+            st = inst.get(iou_type)
+            if isinstance(st, Mapping):
+                kids = [(k, _pct(st[k])) for k in ("AP50", "AP75", "APs", "APm", "APl", "AR100") if k in st]
+                rows.append((label, _pct(st["AP"]), kids))
+    return rows
+
+
+class MetricsPanel(QWidget):
+    paramsChanged = Signal()
+    evaluateRequested = Signal()
+    cancelRequested = Signal()
+    exportRequested = Signal(str)  # "json" | "csv"
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 4, 6, 4)
+        lay.setSpacing(4)
+        self.hover = QLabel("Under cursor: –")
+        self.hover.setStyleSheet("font-weight: 600;")
+        self.hover.setWordWrap(True)
+        self.source = QLabel("No image.")
+        self.source.setWordWrap(True)
+        self.source.setStyleSheet("color: #8a8a8a;")
+        self.notes = QLabel("")
+        self.notes.setWordWrap(True)
+        self.notes.setStyleSheet("color: #b07a1e;")
+        self.tree = QTreeWidget()
+        self.tree.setColumnCount(2)
+        self.tree.setHeaderLabels(["Metric (%)", "Value"])
+        self.tree.setRootIsDecorated(True)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setAlternatingRowColors(True)
+        self.image_item = QTreeWidgetItem(["This image", ""])
+        self.folder_item = QTreeWidgetItem(["Folder", "not evaluated"])
+        self.tree.addTopLevelItems([self.image_item, self.folder_item])
+        self.tree.setColumnWidth(0, 120)
+        for w in (self.hover, self.source, self.notes, self.tree):
+            lay.addWidget(w)
+
+        merge = QGroupBox("Panoptic merge")
+        form = QFormLayout(merge)
+        form.setContentsMargins(6, 4, 6, 4)
+        self.method = QComboBox()
+        self.method.addItems(["Heuristic", "UPSNet head"])
+        item = self.method.model().item(1)  # type: ignore[attr-defined]
+        item.setEnabled(False)
+        item.setToolTip(UPSNET_MISSING)
+        self.method.setToolTip("Heuristic: instances by score, overlaps dropped, stuff fills the rest.\n"
+                               + UPSNET_MISSING)
+        self.overlap = QDoubleSpinBox()
+        self.overlap.setRange(0.0, 1.0)
+        self.overlap.setSingleStep(0.05)
+        self.overlap.setValue(0.5)
+        self.overlap.setToolTip("Keep an instance only if at least this fraction of its mask is still free")
+        self.stuff_area = QSpinBox()
+        self.stuff_area.setRange(0, 1_000_000)
+        self.stuff_area.setSingleStep(256)
+        self.stuff_area.setValue(1024)
+        self.stuff_area.setSuffix(" px")
+        self.stuff_area.setToolTip("Stuff classes covering fewer pixels than this become void")
+        self.min_score = QDoubleSpinBox()
+        self.min_score.setRange(0.0, 1.0)
+        self.min_score.setSingleStep(0.05)
+        self.min_score.setValue(0.5)
+        form.addRow("Method", self.method)
+        form.addRow("Overlap", self.overlap)
+        form.addRow("Min stuff area", self.stuff_area)
+        form.addRow("Min score", self.min_score)
+        lay.addWidget(merge)
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(200)
+        self._debounce.timeout.connect(self.paramsChanged)
+        for spin in (self.overlap, self.stuff_area, self.min_score):
+            spin.valueChanged.connect(lambda _v: self._debounce.start())
+
+        folder = QGroupBox("Whole folder")
+        fl = QVBoxLayout(folder)
+        fl.setContentsMargins(6, 4, 6, 4)
+        row = QHBoxLayout()
+        self.evaluate = QPushButton("Evaluate folder")
+        self.evaluate.setToolTip("Run the selected models on every image of the folder and accumulate metrics")
+        self.cancel = QPushButton("Cancel")
+        self.cancel.setEnabled(False)
+        row.addWidget(self.evaluate)
+        row.addWidget(self.cancel)
+        fl.addLayout(row)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setTextVisible(True)
+        fl.addWidget(self.progress)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        fl.addWidget(self.status)
+        row2 = QHBoxLayout()
+        self.export_json = QPushButton("Export JSON…")
+        self.export_csv = QPushButton("Export CSV…")
+        row2.addWidget(self.export_json)
+        row2.addWidget(self.export_csv)
+        fl.addLayout(row2)
+        lay.addWidget(folder)
+        self.evaluate.clicked.connect(self.evaluateRequested)
+        self.cancel.clicked.connect(self.cancelRequested)
+        self.export_json.clicked.connect(lambda: self.exportRequested.emit("json"))
+        self.export_csv.clicked.connect(lambda: self.exportRequested.emit("csv"))
+
+    # ---- state from the feature ----------------------------------------------------------
+    def merge_values(self) -> tuple[float, int, float]:
+        return float(self.overlap.value()), int(self.stuff_area.value()), float(self.min_score.value())
+
+    def set_hover(self, text: str) -> None:
+        self.hover.setText(text or "Under cursor: –")
+
+    def set_source(self, text: str) -> None:
+        self.source.setText(text)
+
+    def set_notes(self, notes: list[str]) -> None:
+        self.notes.setText("\n".join(notes))
+        self.notes.setVisible(bool(notes))
+
+    def _fill(self, top: QTreeWidgetItem, report: Mapping[str, Any] | None, summary: str) -> None:
+        expanded = {top.child(i).text(0) for i in range(top.childCount()) if top.child(i).isExpanded()}
+        top.takeChildren()
+        top.setText(1, summary)
+        for title, value, kids in metric_rows(report or {}):
+            it = QTreeWidgetItem([title, value])
+            for name, v in kids:
+                it.addChild(QTreeWidgetItem([name, v]))
+            top.addChild(it)
+            it.setExpanded(title in expanded)
+        top.setExpanded(True)
+
+    def show_image(self, report: Mapping[str, Any] | None, summary: str = "") -> None:
+        self._fill(self.image_item, report, summary)
+
+    def show_folder(self, report: Mapping[str, Any] | None, summary: str) -> None:
+        self._fill(self.folder_item, report, summary)
+
+    def image_value(self, title: str) -> str | None:
+        """The value shown for a row of "This image" (tests, screenshots)."""
+        for i in range(self.image_item.childCount()):
+            if self.image_item.child(i).text(0) == title:
+                return self.image_item.child(i).text(1)
+        return None
+
+    def set_running(self, running: bool) -> None:
+        self.evaluate.setEnabled(not running)
+        self.cancel.setEnabled(running)
+
+    def set_progress(self, done: int, total: int, text: str) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        self.status.setText(text)
