@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torchvision.models.detection  # noqa: F401 - imported at collection: minutes on a loaded CPU
+from PySide6.QtCore import Qt
 
 from segviewer.adapters.registry import get_card
 from segviewer.render.error_layer import TP
@@ -70,7 +71,8 @@ def test_sample_scene_gt_panoptic_errors_hover_and_export(qtbot, window, tmp_pat
     qtbot.waitUntil(lambda: _evaluated_with(feat, "panoptic", "semantic", "instances"), timeout=TIMEOUT)
     assert isinstance(w.session.results[PANOPTIC_LAYER], PanopticMap)
     errors = w.session.results[ERROR_LAYER]
-    assert (ERROR_LAYER, "masks") in [sp.layer for sp in w._specs]
+    assert w.panel.checkbox((ERROR_LAYER, "masks")).isChecked()  # errors shown, GT and merge on request
+    assert not w.panel.checkbox((PANOPTIC_LAYER, "panoptic")).isChecked()
     # Merge categories by name: the FCN's 9 classes, things from the Mask R-CNN.
     merged = w.session.results[PANOPTIC_LAYER]
     assert merged.categories == get_card("shapes_fcn").categories
@@ -144,12 +146,18 @@ def test_folder_evaluation_can_be_cancelled(qtbot, window, tmp_path: Path) -> No
     with qtbot.waitSignal(feat.groundTruthLoaded, timeout=TIMEOUT):
         w.start([root], models=MODELS)
     finished: list[object] = []
+    progress: list[int] = []
     feat.folderFinished.connect(finished.append)
-    feat.folderProgress.connect(lambda d, t: feat.cancel_folder() if d == 1 else None)
+    feat.folderProgress.connect(lambda d, t: progress.append(d))
     with qtbot.waitSignal(feat.folderCancelled, timeout=TIMEOUT):
         assert feat.evaluate_folder()
+        assert feat.panel.cancel.isEnabled()
+        # cancel right after the first image, from the job's own thread (deterministic here; the
+        # Cancel button calls the same thread-safe method from the UI thread)
+        job = feat.job
+        job.progress.connect(lambda d, t: job.cancel(), Qt.ConnectionType.DirectConnection)
     qtbot.waitUntil(lambda: feat.job is None, timeout=TIMEOUT)
-    assert finished == [] and feat.folder_report is None
+    assert finished == [] and feat.folder_report is None and progress == [1]
     assert feat.panel.status.text() == "Cancelled." and feat.panel.evaluate.isEnabled()
 
 

@@ -13,7 +13,7 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
-    QFormLayout,
+    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -99,12 +99,14 @@ class MetricsPanel(QWidget):
         self.folder_item = QTreeWidgetItem(["Folder", "not evaluated"])
         self.tree.addTopLevelItems([self.image_item, self.folder_item])
         self.tree.setColumnWidth(0, 120)
-        for w in (self.hover, self.source, self.notes, self.tree):
+        for w in (self.hover, self.source, self.notes):
             lay.addWidget(w)
+        lay.addWidget(self.tree, 1)
 
         merge = QGroupBox("Panoptic merge")
-        form = QFormLayout(merge)
-        form.setContentsMargins(6, 4, 6, 4)
+        grid = QGridLayout(merge)
+        grid.setContentsMargins(6, 2, 6, 2)
+        grid.setVerticalSpacing(2)
         self.method = QComboBox()
         self.method.addItems(["Heuristic", "UPSNet head"])
         item = self.method.model().item(1)  # type: ignore[attr-defined]
@@ -127,10 +129,15 @@ class MetricsPanel(QWidget):
         self.min_score.setRange(0.0, 1.0)
         self.min_score.setSingleStep(0.05)
         self.min_score.setValue(0.5)
-        form.addRow("Method", self.method)
-        form.addRow("Overlap", self.overlap)
-        form.addRow("Min stuff area", self.stuff_area)
-        form.addRow("Min score", self.min_score)
+        self.min_score.setToolTip("Instances scoring below this are left out of the merge")
+        grid.addWidget(QLabel("Method"), 0, 0)
+        grid.addWidget(self.method, 0, 1)
+        grid.addWidget(QLabel("Overlap"), 0, 2)
+        grid.addWidget(self.overlap, 0, 3)
+        grid.addWidget(QLabel("Stuff ≥"), 1, 0)
+        grid.addWidget(self.stuff_area, 1, 1)
+        grid.addWidget(QLabel("Score ≥"), 1, 2)
+        grid.addWidget(self.min_score, 1, 3)
         lay.addWidget(merge)
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
@@ -141,29 +148,29 @@ class MetricsPanel(QWidget):
 
         folder = QGroupBox("Whole folder")
         fl = QVBoxLayout(folder)
-        fl.setContentsMargins(6, 4, 6, 4)
+        fl.setContentsMargins(6, 2, 6, 2)
+        fl.setSpacing(2)
         row = QHBoxLayout()
-        self.evaluate = QPushButton("Evaluate folder")
+        self.evaluate = QPushButton("Evaluate")
         self.evaluate.setToolTip("Run the selected models on every image of the folder and accumulate metrics")
         self.cancel = QPushButton("Cancel")
         self.cancel.setEnabled(False)
-        row.addWidget(self.evaluate)
-        row.addWidget(self.cancel)
+        self.export_json = QPushButton("JSON…")
+        self.export_json.setToolTip("Export the folder's numbers (else this image's) as JSON")
+        self.export_csv = QPushButton("CSV…")
+        self.export_csv.setToolTip("Export the folder's numbers (else this image's) as CSV")
+        for btn in (self.evaluate, self.cancel, self.export_json, self.export_csv):
+            row.addWidget(btn)
         fl.addLayout(row)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setTextVisible(True)
+        self.progress.setMaximumHeight(14)
         fl.addWidget(self.progress)
         self.status = QLabel("")
         self.status.setWordWrap(True)
         fl.addWidget(self.status)
-        row2 = QHBoxLayout()
-        self.export_json = QPushButton("Export JSON…")
-        self.export_csv = QPushButton("Export CSV…")
-        row2.addWidget(self.export_json)
-        row2.addWidget(self.export_csv)
-        fl.addLayout(row2)
         lay.addWidget(folder)
         self.evaluate.clicked.connect(self.evaluateRequested)
         self.cancel.clicked.connect(self.cancelRequested)
