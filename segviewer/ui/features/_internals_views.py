@@ -1,0 +1,386 @@
+"""Drawing for the Internals dock: our own pyqtgraph items on the canvas, and the small pure
+helpers behind each view (NMS trace at a chosen threshold, PCV votes, FCN stage scores).
+
+Everything here runs on cached numpy data; a view update is geometry from
+``segviewer.analysis`` turned into segments (one ``PlotCurveItem(connect='pairs')`` per style)
+or an RGBA image at the image's resolution.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, Qt
+
+from segviewer.core.errors import SegviewerError
+from segviewer.render.heatmap import heatmap_rgba
+from segviewer.render.roi_grid import (
+    box_segments,
+    cross_segments,
+    roi_align_segments,
+    roi_pool_segments,
+    scale_segments,
+    to_pairs,
+)
+
+FCN_LAYER = "FCN stage"
+Z = 5000.0  # above every layer the window stacks (layers use z < 1000)
+
+# name -> (RGB, width, z offset, dashed)
+_STYLES: dict[str, tuple[tuple[int, int, int], float, float, bool]] = {
+    "box": ((255, 255, 255), 2.0, 0.0, False),
+    "bins": ((255, 220, 0), 1.0, 1.0, False),
+    "pool": ((255, 80, 220), 1.0, 0.5, True),
+    "region": ((255, 80, 220), 2.0, 0.6, False),
+    "cells": ((0, 200, 255), 1.0, 0.2, False),
+    "links": ((0, 200, 255), 1.0, 0.3, False),
+    "points": ((255, 60, 60), 1.5, 2.0, False),
+    "hover_cells": ((0, 255, 120), 2.0, 3.0, False),
+    "hover_points": ((0, 255, 120), 2.0, 3.1, False),
+    "anchors": ((255, 220, 0), 2.0, 1.0, False),
+    "anchors_other": ((200, 200, 200), 1.0, 0.5, True),
+    "pending": ((170, 170, 170), 1.0, 0.1, True),
+    "kept": ((40, 230, 90), 2.0, 1.0, False),
+    "suppressed": ((255, 60, 60), 1.0, 0.8, True),
+    "current": ((255, 255, 255), 3.0, 1.5, False),
+    "victims": ((255, 140, 0), 2.0, 1.4, False),
+    "peaks": ((255, 255, 255), 2.0, 1.0, False),
+}
+
+
+class Overlays:
+    """The feature's canvas items: line sets by style name and one heatmap image."""
+
+    def __init__(self, vb: pg.ViewBox) -> None:
+        self.vb = vb
+        self.curves: dict[str, pg.PlotCurveItem] = {}
+        for name, (rgb, width, dz, dashed) in _STYLES.items():
+            pen = pg.mkPen(rgb, width=width, cosmetic=True,
+                           style=Qt.PenStyle.DashLine if dashed else Qt.PenStyle.SolidLine)
+            item = pg.PlotCurveItem(connect="pairs", pen=pen, antialias=False)
+            item.setZValue(Z + dz)
+            self.curves[name] = item
+        self.heat = pg.ImageItem(axisOrder="row-major")
+        self.heat.setZValue(Z - 1)
+        self.attached = False
+        self.segments: dict[str, np.ndarray] = {}
+
+    def items(self) -> list[Any]:
+        return [self.heat, *self.curves.values()]
+
+    def attach(self) -> None:
+        if not self.attached:
+            for item in self.items():
+                self.vb.addItem(item)
+            self.attached = True
+
+    def detach(self) -> None:
+        if self.attached:
+            for item in self.items():
+                self.vb.removeItem(item)
+            self.attached = False
+
+    def clear(self) -> None:
+        for name in self.curves:
+            self.set(name, None)
+        self.heat.clear()
+        self.heat.setVisible(False)
+
+    def set(self, name: str, segments: np.ndarray | None) -> None:
+        """Show ``(N, 2, 2)`` segments in style ``name`` (None or empty hides it)."""
+        item = self.curves[name]
+        if segments is None or len(segments) == 0:
+            self.segments.pop(name, None)
+            item.setData([], [])
+            item.setVisible(False)
+            return
+        seg = np.asarray(segments, np.float32).reshape(-1, 2, 2)
+        self.segments[name] = seg
+        x, y = to_pairs(seg)
+        item.setData(x, y, connect="pairs")
+        item.setVisible(True)
+
+    def count(self, name: str) -> int:
+        """Number of segments drawn in style ``name``."""
+        return len(self.segments.get(name, ()))
+
+    def image(self, rgba: np.ndarray | None, rect: tuple[float, float, float, float] | None = None) -> None:
+        """An RGBA image over ``rect = (x, y, w, h)`` image pixels (default: its own size at 0, 0)."""
+        if rgba is None or rgba.size == 0:
+            self.heat.clear()
+            self.heat.setVisible(False)
+            return
+        self.heat.setImage(np.ascontiguousarray(rgba), levels=None)
+        h, w = rgba.shape[:2]
+        self.heat.setRect(QRectF(*(rect or (0, 0, w, h))))
+        self.heat.setVisible(True)
+
+    # ---- RoI --------------------------------------------------------------------------------------
+    def draw_roi(self, it: Any, index: int | None, tab: Any) -> Any:
+        """RoIAlign (and RoIPool) of detection ``index``; fills the tab; returns the grid."""
+        if index is None:
+            tab.info.setText("Click a detection on the image.")
+            return None
+        scale = it.scale
+        head = tab.head_name()
+        name, grid = it.roi_align(index, head, tab.aligned.isChecked())
+        seg = roi_align_segments(grid, scale)
+        self.set("box", seg["box"])
+        self.set("bins", seg["bins"])
+        self.set("points", seg["crosses"])
+        self.set("cells", seg["cells"])
+        if tab.show_links.isChecked():
+            self.set("links", seg["links"][seg["link_weights"] > 0])
+        feat = it.features[name]
+        tab.channel.blockSignals(True)
+        tab.channel.setRange(0, feat.shape[0] - 1)
+        tab.channel.blockSignals(False)
+        ch = tab.channel.value()
+        vals = grid.pooled(feat[ch])[0]
+        tab.align_map.set_rgba(_block(heatmap_rgba(vals, cmap="viridis", alpha=255), 8))
+        det = it.detections
+        cls = int(det.groups[index])
+        label = it.categories[cls] if 0 <= cls < len(it.categories) else str(cls)
+        ph, pw = grid.output_size
+        gh, gw = grid.sampling
+        lines = [f"Detection #{index}: {label} {float(det.scores[index]):.2f}",
+                 f"FPN level {name}, stride {grid.stride:g} px (model frame); {ph} x {pw} bins, "
+                 f"{gh} x {gw} bilinear samples per bin ({int(grid.valid.sum())} inside the map), "
+                 f"aligned={'on' if grid.aligned else 'off'}.",
+                 f"Channel {ch}: RoIAlign values {vals.min():.3g} .. {vals.max():.3g}."]
+        if tab.show_pool.isChecked():
+            pname, pgrid = it.roi_pool(index)
+            pseg = roi_pool_segments(pgrid, scale)
+            self.set("pool", pseg["bins"])
+            self.set("region", pseg["region"])
+            diff = pgrid.difference()
+            px2 = scale[0] * scale[1]  # model pixels^2 -> image pixels^2
+            pvals = pgrid.pooled(it.features[pname][ch])[0]
+            tab.pool_map.set_rgba(_block(heatmap_rgba(pvals, cmap="viridis", alpha=255), 8))
+            c0, r0, c1, r1 = pgrid.roi_cells
+            lines.append(f"RoIPool ({pname}, 7 x 7): snapped to cells x {c0}..{c1}, y {r0}..{r1}; "
+                         f"difference {diff.difference * px2:.0f} px² (lost {diff.lost * px2:.0f}, "
+                         f"gained {diff.gained * px2:.0f}) of a {diff.box_area * px2:.0f} px² box.")
+        else:
+            tab.pool_map.set_rgba(None)
+        tab.info.setText("\n".join(lines))
+        return grid
+
+    def hover_bin(self, grid: Any, scale: tuple[float, float], pos: tuple[float, float] | None) -> str:
+        """Highlight the sample points and feature cells of the bin under ``pos``; its description."""
+        self.set("hover_cells", None)
+        self.set("hover_points", None)
+        if pos is None:
+            return ""
+        xs, ys = grid.bin_edges_image()
+        mx, my = pos[0] / scale[0], pos[1] / scale[1]
+        c = int(np.searchsorted(xs, mx, side="right")) - 1
+        r = int(np.searchsorted(ys, my, side="right")) - 1
+        ph, pw = grid.output_size
+        if not (0 <= r < ph and 0 <= c < pw):
+            return ""
+        ok = grid.valid[r, c]
+        pts = grid.points_image()[r, c][ok].reshape(-1, 2) * np.asarray(scale)
+        cells = grid.cells[r, c][ok].reshape(-1, 2)
+        w = grid.weights[r, c][ok].reshape(-1)
+        cells = np.unique(cells[w > 0], axis=0) if cells.size else cells
+        s = grid.stride
+        boxes = np.stack([cells[:, 1] * s, cells[:, 0] * s, (cells[:, 1] + 1) * s, (cells[:, 0] + 1) * s], 1) \
+            if len(cells) else np.zeros((0, 4))
+        self.set("hover_cells", scale_segments(box_segments(boxes), scale))
+        self.set("hover_points", cross_segments(pts, 3.0))
+        return (f"Bin ({r}, {c}): {len(pts)} sample points reading {len(cells)} feature cells "
+                f"(rows {', '.join(str(v) for v in sorted(set(cells[:, 0].tolist())))}; "
+                f"cols {', '.join(str(v) for v in sorted(set(cells[:, 1].tolist())))}).")
+
+    # ---- RPN & NMS --------------------------------------------------------------------------------
+    def draw_rpn(self, it: Any, tab: Any, point: tuple[float, float] | None, trace: Any,
+                 image: np.ndarray | None) -> None:
+        level = max(tab.level.currentIndex(), 0)
+        h, w = it.image_size
+        if tab.objectness.isChecked():
+            m = it.objectness_map(level)
+            self.image(heatmap_rgba(m, 0.0, 1.0, "magma", alpha=200, out_size=(h, w),
+                                    extent=it.heatmap_extent(m.shape), alpha_by_value=True))
+        scale = it.scale
+        if point is not None:
+            at = it.anchors_at(point[0], point[1], level)
+            probs = it.anchor_objectness(at)
+            self.set("anchors", scale_segments(box_segments(at.boxes), scale))
+            others = [it.anchors_at(point[0], point[1], k).boxes for k in range(len(it.objectness)) if k != level]
+            self.set("anchors_other", scale_segments(box_segments(np.concatenate(others)), scale) if others else None)
+            rows = ", ".join(f"{lab}: {p:.2f}" for lab, p in zip(at.labels(), probs))
+            tab.anchors.setText(f"Cell (row {at.row}, col {at.col}) of level {level}, stride {at.stride[0]} px; "
+                                f"{len(at.boxes)} anchors (yellow; other levels dashed), objectness {rows}.")
+        self._draw_nms(it, tab, trace)
+
+    def _draw_nms(self, it: Any, tab: Any, trace: Any) -> None:
+        if trace is None:
+            tab.nms_info.setText("No class boxes reached the box head's NMS.")
+            return
+        n = tab.n_steps
+        state = trace.state_after(n)
+        boxes = it.to_image(trace.boxes)
+        self.set("pending", box_segments(boxes[state == 0]))
+        self.set("kept", box_segments(boxes[state == 1]))
+        self.set("suppressed", box_segments(boxes[state == -1]))
+        head = (f"{len(trace.boxes)} candidates, {len(trace)} kept at IoU {trace.iou_threshold:.2f}; "
+                f"step {n} of {len(trace)}.")
+        if n == 0:
+            tab.nms_info.setText(head + " Press Step: the best-scoring box survives and removes the "
+                                 "boxes overlapping it by more than the threshold.")
+            return
+        st = trace.step(n - 1)
+        self.set("current", box_segments(boxes[[st.kept]]))
+        self.set("victims", box_segments(boxes[st.suppressed]))
+        ious = ", ".join(f"{float(s):.2f}@{v:.2f}" for s, v in zip(trace.scores[st.suppressed], st.ious))
+        tab.nms_info.setText(head + f"\nStep {n}: keeps box {st.kept} (score {st.score:.2f}, white) and "
+                             f"suppresses {len(st.suppressed)} (orange; score@IoU: {ious or 'none'}).")
+
+    # ---- mask head --------------------------------------------------------------------------------
+    def draw_mask(self, it: Any, index: int | None, tab: Any) -> None:
+        if it.mask_logits is None:
+            raise SegviewerError(f"{it.model_name} has no mask head (a Faster R-CNN); pick a Mask R-CNN.")
+        if index is None:
+            tab.info.setText("Click a detection on the image.")
+            return
+        logits = it.mask_logits[index]
+        tab.logits.set_rgba(_block(heatmap_rgba(logits, cmap="diverging", alpha=255, symmetric=True), 6))
+        probs, (x0, y0) = it.mask_probs(index)
+        thr = tab.value()
+        self.set("box", box_segments(it.to_image(it.detections.boxes[[index]])))
+        if probs.size == 0:
+            tab.info.setText("The mask's box lies outside the image.")
+            return
+        rgba = np.zeros((*probs.shape, 4), np.uint8)
+        inside = probs > thr
+        rgba[..., :3] = (0, 200, 255)
+        rgba[..., 3] = np.where(inside, 150, np.round(probs * 60)).astype(np.uint8)
+        self.image(rgba, (x0, y0, probs.shape[1], probs.shape[0]))
+        m = logits.shape[0]
+        tab.info.setText(f"{m} x {m} logits {logits.min():.2f} .. {logits.max():.2f}; pasted into the box "
+                         f"(padded by one cell, bilinear) as {probs.shape[1]} x {probs.shape[0]} px; "
+                         f"{int(inside.sum())} px above {thr:.2f}.")
+
+
+def _block(rgba: np.ndarray, k: int) -> np.ndarray:
+    """Nearest-neighbour enlargement so a 7 x 7 map is crisp in a small view."""
+    return np.ascontiguousarray(np.repeat(np.repeat(rgba, k, 0), k, 1))
+
+
+def nms_trace_for(it: Any, class_id: int, iou_threshold: float) -> Any:
+    """The box head's NMS of one class replayed at ``iou_threshold``, with the full call's class
+    offsets (so at the model's threshold it is exactly the model's NMS)."""
+    from segviewer.analysis.nms import nms_trace
+
+    c = it.det_candidates
+    rows = np.flatnonzero(c.groups == class_id)
+    if rows.size == 0:
+        raise SegviewerError(f"No box-head candidates of class {class_id}.")
+    return nms_trace(c.boxes[rows], c.scores[rows], float(iou_threshold), c.groups[rows], rows,
+                     (len(c), float(c.boxes.max())))
+
+
+def table_legend_rgba(k: int = 14) -> np.ndarray:
+    """The 9 x 9 PCV table as a colored picture: one color per cell, the voting pixel white."""
+    import cv2
+
+    from segviewer.analysis.voting import LOOKUP_TABLE
+    from segviewer.render.heatmap import colormap_lut
+
+    lut = colormap_lut("turbo")[np.linspace(20, 235, int(LOOKUP_TABLE.max()) + 1).astype(int)]
+    rgb = _block(lut[LOOKUP_TABLE], k)[..., :3].copy()
+    c = 4 * k
+    rgb[c: c + k, c: c + k] = 255
+    for r in range(9):
+        for q in range(9):
+            if r in (0, 3, 6) and q in (0, 3, 6) or 3 <= r <= 5 and 3 <= q <= 5:
+                cv2.putText(rgb, str(int(LOOKUP_TABLE[r, q])), (q * k + 1, r * k + k - 3),
+                            cv2.FONT_HERSHEY_SIMPLEX, 0.3, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+
+
+class VotesState:
+    """PCV over the current instance result: pseudo-votes, accumulator, peaks, one picked peak."""
+
+    def __init__(self, source: str, cells: np.ndarray, acc: np.ndarray, peaks: Any, geometry: Any) -> None:
+        self.source, self.cells, self.acc, self.peaks, self.geometry = source, cells, acc, peaks, geometry
+        self.picked: int | None = None
+        self.mask: np.ndarray | None = None
+
+    @classmethod
+    def from_results(cls, results: dict[str, Any], derived: set[str], unit: int, threshold: float,
+                     min_score: float = 0.0, max_instances: int = 50) -> VotesState:
+        from segviewer.analysis.voting import (
+            VoteGeometry,
+            accumulate,
+            find_peaks,
+            one_hot_votes,
+            pseudo_votes,
+        )
+        from segviewer.core.results import Detections
+
+        name = next((k for k, v in results.items() if k not in derived and isinstance(v, Detections)
+                     and v.masks is not None), None)
+        if name is None:
+            raise SegviewerError("The votes view needs an instance result with masks; select an instance "
+                                 "model such as shapes_maskrcnn.")
+        det = results[name]
+        keep = np.flatnonzero(det.scores >= min_score)[:max_instances]
+        if keep.size == 0:
+            raise SegviewerError(f"{name} has no instance at or above the score threshold {min_score:.2f}.")
+        geom = VoteGeometry(unit=int(unit))
+        full = det.masks.select(keep).to_full()
+        cells = pseudo_votes(full, geom)
+        acc = accumulate(one_hot_votes(cells, geom, channel_axis=0), geom, channel_axis=0)
+        return cls(name, cells, acc, find_peaks(acc, threshold), geom)
+
+    def describe(self) -> str:
+        a = self.acc
+        text = (f"Pseudo-votes from {self.source}'s masks (each pixel votes for its mask's centroid); "
+                f"accumulator max {a.max():.1f}, {len(self.peaks)} peaks above {self.peaks.threshold:g}. "
+                "Click a peak to back-project its instance.")
+        if self.picked is not None and self.mask is not None:
+            text += f"\nPeak {self.picked}: {int(self.mask.sum())} pixels vote for it."
+        return text
+
+    def pick(self, x: float, y: float) -> None:
+        from segviewer.analysis.voting import backproject
+
+        i = self.peaks.at(x, y)
+        self.picked = i
+        self.mask = backproject(self.cells, tuple(self.peaks.positions[i]), self.geometry)
+
+    def draw(self, overlays: Overlays) -> None:
+        rgba = heatmap_rgba(self.acc, cmap="inferno", alpha=220, alpha_by_value=True)
+        if self.mask is not None:
+            rgba[self.mask] = (0, 255, 160, 170)
+        overlays.image(rgba)
+        pos = self.peaks.positions[:, ::-1].astype(np.float64) + 0.5
+        overlays.set("peaks", cross_segments(pos, 4.0) if len(pos) else None)
+
+
+def fcn_stage_report(stages: dict[str, Any], path: Path | None, size: tuple[int, int]) -> str:
+    """Each stage's mean IoU against the ground truth beside the image, when there is one."""
+    from segviewer.analysis.metrics import semantic_metrics
+    from segviewer.core.groundtruth import find_ground_truth
+
+    if path is None:
+        return "Stages ready (no file, so no ground truth)."
+    try:
+        gt = find_ground_truth(path, image_size=size)
+    except SegviewerError as err:
+        return f"Stages ready; the ground truth is unusable: {err}"
+    sem = gt.semantic
+    first = next(iter(stages.values()))
+    if sem is None:
+        return f"Stages ready; no semantic ground truth beside {Path(path).name}."
+    if tuple(sem.categories) != tuple(first.categories):
+        return "Stages ready; the ground truth's classes differ from the FCN's, so no mean IoU."
+    n = len(first.categories)
+    parts = [f"FCN-{s} mIoU {100 * semantic_metrics(sem.labels, m.labels, n)['mean_iou']:.1f}%"
+             for s, m in stages.items()]
+    return "Against the ground truth: " + ", ".join(parts) + "."

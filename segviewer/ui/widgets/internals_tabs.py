@@ -1,0 +1,293 @@
+"""The Internals dock's tabs: plain widgets with signals; the feature controller fills them.
+
+No model or torch code here: each tab shows numbers and small heatmaps it is given and reports
+what the user changed (head, channel, level, NMS step, thresholds, stage).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QRadioButton,
+    QSlider,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+__all__ = ["SmallHeatmap", "RoITab", "RPNTab", "MaskTab", "VotesTab", "FCNTab", "InternalsPanel"]
+
+
+def _label(text: str = "") -> QLabel:
+    lab = QLabel(text)
+    lab.setWordWrap(True)
+    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return lab
+
+
+class SmallHeatmap(pg.GraphicsLayoutWidget):
+    """A little RGBA image with a title (pooled bins, 28 x 28 logits, the voting table)."""
+
+    def __init__(self, title: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setMinimumSize(120, 120)
+        self.vb = self.addViewBox(lockAspect=True, invertY=True, enableMenu=False, enableMouse=False)
+        self.item = pg.ImageItem(axisOrder="row-major")
+        self.vb.addItem(self.item)
+        self.title = title
+
+    def set_rgba(self, rgba: np.ndarray | None) -> None:
+        if rgba is None:
+            self.item.clear()
+            return
+        self.item.setImage(np.ascontiguousarray(rgba), levels=None)
+        self.vb.autoRange(padding=0.02)
+
+
+class RoITab(QWidget):
+    """RoIAlign / RoIPool of the clicked detection."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.head = QComboBox()
+        self.head.addItem("box head (7 x 7)", "box")
+        self.head.addItem("mask head (14 x 14)", "mask")
+        self.aligned = QCheckBox("aligned (half-pixel offset)")
+        self.show_pool = QCheckBox("RoIPool grid")
+        self.show_pool.setChecked(True)
+        self.show_links = QCheckBox("links to feature cells")
+        self.channel = QSpinBox()
+        self.channel.setRange(0, 0)
+        form = QFormLayout()
+        form.addRow("Head", self.head)
+        form.addRow("", self.aligned)
+        form.addRow("", self.show_pool)
+        form.addRow("", self.show_links)
+        form.addRow("Channel", self.channel)
+        self.info = _label("Click a detection on the image.")
+        self.hover = _label("")
+        self.align_map = SmallHeatmap("RoIAlign")
+        self.pool_map = SmallHeatmap("RoIPool")
+        maps = QHBoxLayout()
+        for title, w in (("RoIAlign bins", self.align_map), ("RoIPool bins", self.pool_map)):
+            col = QVBoxLayout()
+            col.addWidget(QLabel(title))
+            col.addWidget(w)
+            maps.addLayout(col)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.info)
+        lay.addLayout(maps)
+        lay.addWidget(self.hover)
+        lay.addStretch(1)
+        for sig in (self.head.currentIndexChanged, self.aligned.toggled, self.show_pool.toggled,
+                    self.show_links.toggled, self.channel.valueChanged):
+            sig.connect(lambda *_: self.changed.emit())
+
+    def head_name(self) -> str:
+        return str(self.head.currentData())
+
+
+class RPNTab(QWidget):
+    """Anchors at a click, objectness per level, proposal counts and the NMS stepper."""
+
+    levelChanged = Signal()
+    nmsChanged = Signal()  # class or IoU threshold: a new trace
+    stepChanged = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.level = QComboBox()
+        self.objectness = QCheckBox("objectness heatmap")
+        self.objectness.setChecked(True)
+        self.counts = _label("")
+        self.anchors = _label("Click the image to see the anchors centred there.")
+        self.nms_class = QComboBox()
+        self.iou = QSlider(Qt.Orientation.Horizontal)
+        self.iou.setRange(5, 95)
+        self.iou.setValue(50)
+        self.iou_label = QLabel("IoU 0.50")
+        self.back = QPushButton("◀ Back")
+        self.step = QPushButton("Step ▶")
+        self.all = QPushButton("Run all")
+        self.reset = QPushButton("Reset")
+        self.nms_info = _label("")
+        form = QFormLayout()
+        form.addRow("FPN level", self.level)
+        form.addRow("", self.objectness)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.counts)
+        lay.addWidget(self.anchors)
+        lay.addWidget(QLabel("<b>Box-head NMS, one class at a time</b>"))
+        f2 = QFormLayout()
+        f2.addRow("Class", self.nms_class)
+        row = QHBoxLayout()
+        row.addWidget(self.iou, 1)
+        row.addWidget(self.iou_label)
+        f2.addRow("IoU threshold", row)
+        lay.addLayout(f2)
+        buttons = QHBoxLayout()
+        for b in (self.reset, self.back, self.step, self.all):
+            buttons.addWidget(b)
+        lay.addLayout(buttons)
+        lay.addWidget(self.nms_info)
+        lay.addStretch(1)
+        self.n_steps = 0
+        self.max_steps = 0
+        self.level.currentIndexChanged.connect(lambda *_: self.levelChanged.emit())
+        self.objectness.toggled.connect(lambda *_: self.levelChanged.emit())
+        self.nms_class.currentIndexChanged.connect(lambda *_: self.nmsChanged.emit())
+        self.iou.valueChanged.connect(self._on_iou)
+        self.step.clicked.connect(lambda: self.go(self.n_steps + 1))
+        self.back.clicked.connect(lambda: self.go(self.n_steps - 1))
+        self.all.clicked.connect(lambda: self.go(self.max_steps))
+        self.reset.clicked.connect(lambda: self.go(0))
+
+    def iou_threshold(self) -> float:
+        return self.iou.value() / 100.0
+
+    def set_iou(self, value: float) -> None:
+        self.iou.setValue(int(round(value * 100)))
+
+    def _on_iou(self, v: int) -> None:
+        self.iou_label.setText(f"IoU {v / 100:.2f}")
+        self.nmsChanged.emit()
+
+    def go(self, n: int) -> None:
+        n = max(0, min(int(n), self.max_steps))
+        if n != self.n_steps:
+            self.n_steps = n
+            self.stepChanged.emit()
+        self.back.setEnabled(n > 0)
+        self.step.setEnabled(n < self.max_steps)
+
+
+class MaskTab(QWidget):
+    """The selected instance's raw mask logits and the mask pasted into its box."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.logits = SmallHeatmap("mask logits")
+        self.logits.setMinimumSize(200, 200)
+        self.threshold = QSlider(Qt.Orientation.Horizontal)
+        self.threshold.setRange(1, 99)
+        self.threshold.setValue(50)
+        self.thr_label = QLabel("0.50")
+        self.info = _label("Click a detection on the image.")
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Threshold"))
+        row.addWidget(self.threshold, 1)
+        row.addWidget(self.thr_label)
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel("Raw logits of the predicted class (blue < 0 < red)"))
+        lay.addWidget(self.logits, 1)
+        lay.addLayout(row)
+        lay.addWidget(self.info)
+        self.threshold.valueChanged.connect(self._on_thr)
+
+    def value(self) -> float:
+        return self.threshold.value() / 100.0
+
+    def _on_thr(self, v: int) -> None:
+        self.thr_label.setText(f"{v / 100:.2f}")
+        self.changed.emit()
+
+
+class VotesTab(QWidget):
+    """Pixel Consensus Voting: the table, the accumulator and back-projected instances."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.table = SmallHeatmap("voting table")
+        self.table.setMinimumSize(160, 160)
+        self.unit = QSpinBox()
+        self.unit.setRange(1, 16)
+        self.unit.setValue(4)
+        self.unit.setSuffix(" px per table unit")
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.1, 1000.0)
+        self.threshold.setValue(3.0)
+        self.threshold.setSingleStep(0.5)
+        self.info = _label("")
+        form = QFormLayout()
+        form.addRow("Unit", self.unit)
+        form.addRow("Peak threshold", self.threshold)
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel("The 9 x 9 table (17 cells; the centre is the voting pixel)"))
+        lay.addWidget(self.table)
+        lay.addLayout(form)
+        lay.addWidget(self.info)
+        lay.addStretch(1)
+        self.unit.valueChanged.connect(lambda *_: self.changed.emit())
+        self.threshold.valueChanged.connect(lambda *_: self.changed.emit())
+
+
+class FCNTab(QWidget):
+    """The FCN's 32s / 16s / 8s predictions, one at a time, with mean IoU when GT exists."""
+
+    stageChanged = Signal(str)
+    requested = Signal()
+
+    def __init__(self, stages: tuple[str, ...] = ("32s", "16s", "8s"), parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.group = QButtonGroup(self)
+        self.buttons: dict[str, QRadioButton] = {}
+        row = QHBoxLayout()
+        for s in stages:
+            b = QRadioButton(f"FCN-{s}")
+            self.group.addButton(b)
+            self.buttons[s] = b
+            row.addWidget(b)
+            b.toggled.connect(lambda on, s=s: on and self.stageChanged.emit(s))
+        self.run = QPushButton("Compute stages")
+        self.info = _label("")
+        lay = QVBoxLayout(self)
+        lay.addLayout(row)
+        lay.addWidget(self.run)
+        lay.addWidget(self.info)
+        lay.addStretch(1)
+        self.run.clicked.connect(self.requested.emit)
+
+    def stage(self) -> str | None:
+        return next((s for s, b in self.buttons.items() if b.isChecked()), None)
+
+
+class InternalsPanel(QWidget):
+    """The dock's content: a message line above the five tabs."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.message = _label("")
+        self.message.setStyleSheet("color: #d0a040;")
+        self.status = _label("")
+        self.tabs = QTabWidget()
+        self.roi, self.rpn, self.mask = RoITab(), RPNTab(), MaskTab()
+        self.votes, self.fcn = VotesTab(), FCNTab()
+        for w, name in ((self.roi, "RoI"), (self.rpn, "RPN && NMS"), (self.mask, "Mask head"),
+                        (self.votes, "Votes"), (self.fcn, "FCN stages")):
+            self.tabs.addTab(w, name.replace("&&", "&&"))
+        lay = QVBoxLayout(self)
+        lay.addWidget(self.status)
+        lay.addWidget(self.message)
+        lay.addWidget(self.tabs, 1)
+
+    def tab_name(self) -> str:
+        return ("roi", "rpn", "mask", "votes", "fcn")[max(self.tabs.currentIndex(), 0)]

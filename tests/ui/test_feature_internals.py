@@ -1,0 +1,262 @@
+"""The Internals dock with the bundled shapes models on a small generated scene (real weights,
+no fakes): the one-pass capture through the feature, RoIAlign/RoIPool grids drawn on a click,
+the NMS stepper against ``torchvision.ops.batched_nms``, the mask head, the votes view, the FCN
+stages with mean IoU, and the messages for a semantic-only selection and a click on empty space.
+
+The forward passes are memoised per (kind, model) for the module (one real pass each, on a
+2-core CPU shared with a training job); every test still goes through the feature's own job."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from segviewer.adapters.registry import get_card
+from segviewer.synth.dataset import write_dataset
+from segviewer.ui.features._internals_host import CaptureRequest, InlineHost, ProcessCaptureHost
+from segviewer.ui.features.internals import InternalsFeature
+from segviewer.ui.main_window import MainWindow
+from segviewer.ui.model_host import registry_factory
+from segviewer.ui.worker import InferenceWorker
+
+MODELS = ["shapes_maskrcnn", "shapes_fcn"]
+TIMEOUT = 240_000  # a 2-core CPU shared with a training job
+_factory = functools.partial(registry_factory, torch_threads=1)
+
+
+class MemoHost:
+    """The real capture (InlineHost), run once per (kind, model) for this module's one scene."""
+
+    def __init__(self) -> None:
+        self.inner = InlineHost()
+        self.memo: dict[tuple[str, str], object] = {}
+        self.calls = 0
+
+    def run(self, req: CaptureRequest) -> object:
+        self.calls += 1
+        key = (req[0], req[1])
+        if key not in self.memo:
+            torch.set_num_threads(1)
+            self.memo[key] = self.inner.run(req)
+        return self.memo[key]
+
+    def close(self, timeout_s: float = 0.0) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def memo_host() -> MemoHost:
+    return MemoHost()
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("shapes")
+    write_dataset(root, 1, seed=10_000_123, size=(192, 256))
+    found = sorted(root.rglob("scene_*.png"))
+    images = [p for p in found if p.parent.name == "images"]
+    return images[0]
+
+
+@pytest.fixture
+def window(qtbot, memo_host: MemoHost, scene: Path):
+    made: list[MainWindow] = []
+
+    def make(models: tuple[str, ...] = ()) -> tuple[MainWindow, InternalsFeature]:
+        w = MainWindow(InferenceWorker(_factory, process=False), cards=[get_card(m) for m in MODELS])
+        qtbot.addWidget(w)
+        w.resize(1300, 850)
+        w.show()
+        qtbot.waitExposed(w)
+        made.append(w)
+        feat = w.findChild(InternalsFeature)
+        assert feat is not None, "the internals feature did not install"
+        feat.host = memo_host
+        feat.dock.show()
+        feat.dock.raise_()
+        with qtbot.waitSignal(feat.captured, timeout=TIMEOUT):
+            w.start([scene], models=list(models), no_default=not models)
+        return w, feat
+
+    yield make
+    for w in made:
+        w.shutdown()
+
+
+def _center(feat: InternalsFeature, i: int) -> tuple[float, float]:
+    b = feat.internals.to_image(feat.internals.detections.boxes[[i]])[0]
+    return float(b[0] + b[2]) / 2, float(b[1] + b[3]) / 2
+
+
+def _shown(feat: InternalsFeature) -> int:
+    d = feat.internals.detections
+    return int(np.flatnonzero(d.scores >= feat.window.state.score_threshold)[0])
+
+
+def test_capture_and_roi_grids(qtbot, window) -> None:
+    w, feat = window()
+    it = feat.internals
+    assert it is not None, feat.message
+    assert it.model_name == "shapes_maskrcnn" and it.replay_matches
+    assert it.image_size == w.session.image.shape[:2]
+    assert len(it.detections) > 0
+    i = _shown(feat)
+    with qtbot.waitSignal(feat.viewUpdated, timeout=5000):
+        feat.click(*_center(feat, i))
+    assert feat.message == ""
+    bx = it.to_image(it.detections.boxes[[feat.selected]])[0]
+    cx, cy = _center(feat, i)
+    assert bx[0] <= cx <= bx[2] and bx[1] <= cy <= bx[3]  # the smallest shown box under the click
+    name, grid = it.roi_align(feat.selected, "box")
+    ph, pw = grid.output_size
+    assert (ph, pw) == (7, 7)
+    ov = feat.overlays
+    assert ov.count("bins") == (ph + 1) + (pw + 1)  # one segment per bin line
+    assert ov.count("points") == 2 * int(grid.valid.sum())  # a '+' per bilinear sample point
+    assert ov.count("box") == 4
+    _, pgrid = it.roi_pool(feat.selected)
+    nonempty = int(((pgrid.bins[..., 2] > pgrid.bins[..., 0]) & (pgrid.bins[..., 3] > pgrid.bins[..., 1])).sum())
+    assert ov.count("pool") == 4 * nonempty
+    assert "px²" in feat.panel.roi.info.text() and f"FPN level {name}" in feat.panel.roi.info.text()
+    # the pooled-bin heatmap follows the channel spin box (7x7 bins enlarged 8x)
+    assert feat.panel.roi.align_map.item.image.shape[:2] == (56, 56)
+    # the mask head's 14 x 14 grid
+    feat.panel.roi.head.setCurrentIndex(1)
+    assert ov.count("bins") == 15 + 15
+    # hovering a bin highlights its sample points (2x2 sampling: 4 crosses = 8 segments)
+    g = feat.grid
+    assert g.output_size == (14, 14)
+    x0, y0 = (float(v) for v in ov.segments["bins"][0, 0])  # top-left corner of bin (0, 0)
+    sx, sy = it.scale
+    feat._on_hover((x0 + 0.5 * g.bin_size[0] * g.stride * sx, y0 + 0.5 * g.bin_size[1] * g.stride * sy))
+    assert feat.panel.roi.hover.text().startswith("Bin (0, 0)")
+    assert ov.count("hover_points") == 2 * int(g.valid[0, 0].sum()) > 0
+    assert ov.count("hover_cells") >= 4
+    # a click on empty space: a message, the old selection stays
+    sel = feat.selected
+    h, wd = it.image_size
+    empty = next((x, y) for y in np.linspace(0.5, h - 0.5, 17) for x in np.linspace(0.5, wd - 0.5, 17)
+                 if not _inside_any(feat, x, y))
+    feat.click(*empty)
+    assert "click inside a detection" in feat.message
+    assert feat.selected == sel
+
+
+def _inside_any(feat: InternalsFeature, x: float, y: float) -> bool:
+    b = feat.internals.to_image(feat.internals.detections.boxes)
+    return bool(((b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3])).any())
+
+
+def test_nms_stepper_equals_batched_nms(qtbot, window) -> None:
+    from torchvision.ops import batched_nms
+
+    w, feat = window()
+    it, rpn = feat.internals, feat.panel.rpn
+    feat.panel.tabs.setCurrentIndex(1)
+    assert rpn.nms_class.count() >= 1
+    assert abs(rpn.iou_threshold() - it.box_nms_thresh) < 1e-9
+    c = it.det_candidates
+    for combo_index in range(rpn.nms_class.count()):
+        rpn.nms_class.setCurrentIndex(combo_index)
+        cls = int(rpn.nms_class.currentData())
+        rows = np.flatnonzero(c.groups == cls)
+        for thr in (it.box_nms_thresh, 0.3):
+            rpn.set_iou(thr)
+            rpn.all.click()
+            trace = feat.trace
+            assert rpn.n_steps == len(trace)
+            ours = set(trace.ids[trace.keep].tolist())
+            ref = batched_nms(torch.from_numpy(c.boxes), torch.from_numpy(c.scores),
+                              torch.from_numpy(c.groups), float(rpn.iou_threshold()))
+            ref = set(ref.numpy().tolist()) & set(rows.tolist())
+            assert ours == ref, (cls, thr)
+            drawn = feat.overlays.count("kept") // 4
+            assert drawn == len(ref) and feat.overlays.count("pending") == 0
+            if thr == it.box_nms_thresh:  # the model's own NMS
+                assert ours == {int(r) for r in rows if (it.det_kept.source == c.source[r]).any()
+                                and c.groups[r] in it.det_kept.groups[it.det_kept.source == c.source[r]]}
+    # stepping back and forth: after one step exactly one box is kept, its victims are drawn
+    rpn.go(0)
+    rpn.step.click()
+    assert rpn.n_steps == 1 and feat.overlays.count("kept") == 4 and feat.overlays.count("current") == 4
+    st = feat.trace.step(0)
+    assert feat.overlays.count("victims") == 4 * len(st.suppressed)
+    rpn.back.click()
+    assert rpn.n_steps == 0 and feat.overlays.count("kept") == 0
+    # anchors at a click on every level; objectness heatmap at image size
+    x, y = _center(feat, 0)
+    feat.click(x, y)
+    assert feat.overlays.count("anchors") == 4 * len(it.aspect_ratios[0]) * len(it.anchor_sizes[0])
+    assert feat.overlays.heat.image.shape[:2] == it.image_size
+    assert "objectness" in rpn.anchors.text()
+    assert "candidates before NMS" in rpn.counts.text()
+
+
+def test_mask_head_and_votes(qtbot, window) -> None:
+    w, feat = window()
+    it = feat.internals
+    feat.panel.tabs.setCurrentIndex(2)
+    feat.click(*_center(feat, _shown(feat)))
+    assert feat.message == ""
+    assert feat.panel.mask.logits.item.image.shape[:2] == (28 * 6, 28 * 6)
+    probs, (x0, y0) = it.mask_probs(feat.selected)
+    heat = feat.overlays.heat
+    assert heat.isVisible() and heat.image.shape[:2] == probs.shape
+    above = int((heat.image[..., 3] == 150).sum())
+    assert above == int((probs > 0.5).sum())
+    feat.panel.mask.threshold.setValue(90)
+    assert int((feat.overlays.heat.image[..., 3] == 150).sum()) == int((probs > 0.9).sum())
+    # votes: pseudo-votes of the window's instance result, peaks, back-projection on a click. The
+    # instance result is this model's own output (its masks at 0.5), put where the worker puts it.
+    from segviewer.core.results import Detections
+
+    d = it.detections
+    w.session.results["shapes_maskrcnn"] = Detections(
+        it.image_size, it.to_image(d.boxes), d.scores, d.groups.astype(np.int32), it.categories, masks=it.masks(0.5))
+    feat.panel.tabs.setCurrentIndex(3)
+    v = feat.votes
+    assert v is not None and len(v.peaks) > 0, feat.message
+    r, c = v.peaks.positions[0]
+    feat.click(c + 0.5, r + 0.5)
+    assert feat.votes.picked == 0 and feat.votes.mask.sum() > 0
+    assert feat.overlays.count("peaks") == 2 * len(v.peaks)
+    feat.click(-5, -5)
+    assert "No vote peak" in feat.message
+
+
+def test_fcn_stages_and_no_rpn_message(qtbot, window) -> None:
+    w, feat = window()
+    feat.panel.tabs.setCurrentIndex(4)
+    if feat.stages is None:
+        with qtbot.waitSignal(feat.stagesReady, timeout=TIMEOUT):
+            pass
+    assert set(feat.stages) == {"32s", "16s", "8s"}
+    assert "FCN-8s mIoU" in feat.panel.fcn.info.text()
+    assert w.session.results["FCN stage"] is feat.stages["8s"]
+    feat.panel.fcn.buttons["32s"].setChecked(True)
+    assert w.session.results["FCN stage"] is feat.stages["32s"]
+    # a semantic-only selection: a clear message, nothing captured, no traceback
+    w.session.set_models(["shapes_fcn"])
+    feat.refresh()
+    assert feat.internals is None
+    assert "no region proposal network" in feat.message
+    feat.panel.tabs.setCurrentIndex(0)
+    feat.click(10, 10)
+    assert "no region proposal network" in feat.message
+
+
+def test_process_host_reports_no_rpn(tmp_path: Path) -> None:
+    """The child process answers a semantic model with the adapter's own NoRPNError sentence."""
+    host = ProcessCaptureHost(nice=0)
+    try:
+        img = np.zeros((64, 64, 3), np.uint8)
+        with pytest.raises(Exception) as info:
+            host.run(CaptureRequest("detector", "shapes_fcn", "cpu", None, img))
+        assert "no region proposal network" in str(info.value)
+        assert getattr(info.value, "no_rpn", False)
+    finally:
+        host.close()
