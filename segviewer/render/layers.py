@@ -45,6 +45,7 @@ class LayerKind(str, Enum):
 
     SEMANTIC = "semantic"
     PANOPTIC = "panoptic"  # rendered by segviewer.render.panoptic (registered there)
+    FLOW = "flow"  # rendered by segviewer.render.flow (registered there)
     MASKS = "masks"
     BOXES = "boxes"
     LABELS = "labels"
@@ -53,7 +54,7 @@ class LayerKind(str, Enum):
 
 #: Bottom-to-top stacking of layer kinds, used by the canvas and by render_overlay alike.
 Z_ORDER: tuple[LayerKind, ...] = (
-    LayerKind.SEMANTIC, LayerKind.PANOPTIC, LayerKind.MASKS,
+    LayerKind.SEMANTIC, LayerKind.FLOW, LayerKind.PANOPTIC, LayerKind.MASKS,
     LayerKind.BOXES, LayerKind.KEYPOINTS, LayerKind.LABELS,
 )
 
@@ -129,7 +130,7 @@ KindsFor = Sequence[LayerKind] | Callable[[Any], Sequence[LayerKind]]
 
 _REGISTRY: dict[type, tuple[KindsFor, Renderer]] = {}
 _REGISTRY_LOCK = threading.Lock()
-_PLUGINS = ("segviewer.render.panoptic", "segviewer.render.error_layer")
+_PLUGINS = ("segviewer.render.panoptic", "segviewer.render.error_layer", "segviewer.render.flow")
 _plugins_loaded = False
 
 
