@@ -13,7 +13,7 @@ import contextlib
 import multiprocessing as mp
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from segviewer.core.errors import ModelError, SegviewerError
 from segviewer.ui.model_host import CHILD_NICE, describe_error, registry_factory
@@ -23,14 +23,15 @@ __all__ = ["CaptureRequest", "capture", "InlineHost", "ProcessCaptureHost", "FCN
 FCN_STAGES = ("32s", "16s", "8s")
 
 
-class CaptureRequest(tuple):
-    """``(kind, model_id, device, weights, image, torch_threads)``; ``kind`` is "detector" or "fcn"."""
+class CaptureRequest(NamedTuple):
+    """What to capture: ``kind`` is "detector" (``capture_internals``) or "fcn" (its stages)."""
 
-    __slots__ = ()
-
-    def __new__(cls, kind: str, model_id: str, device: str, weights: Path | None, image: Any,
-                torch_threads: int = 1) -> CaptureRequest:
-        return super().__new__(cls, (kind, model_id, device, weights, image, torch_threads))
+    kind: str
+    model_id: str
+    device: str
+    weights: Path | None
+    image: Any
+    torch_threads: int = 1
 
 
 def _load(cache: dict[str, Any], model_id: str, device: str, weights: Path | None, threads: int) -> Any:
