@@ -134,6 +134,15 @@ def _child_main(conn: Any, factory: AdapterFactory, nice: int) -> None:
             conn.send(("error", describe_error(err, model_id)))
 
 
+def _reap(proc: Any, timeout_s: float = 5.0) -> int | None:
+    """The exit code of a child whose pipe just closed: the pipe can report EOF before the OS has
+    reaped the process, and ``exitcode`` reads None until it has, so wait for it briefly."""
+    if proc is None:
+        return None
+    proc.join(timeout_s)
+    return proc.exitcode
+
+
 class ProcessHost:
     """The same interface as :class:`ModelHost`, with the adapters in a spawned child process.
 
@@ -184,7 +193,7 @@ class ProcessHost:
                     timings.update(msg[2])
                     return msg[1]
         except (EOFError, OSError, BrokenPipeError) as err:
-            code = None if self._proc is None else self._proc.exitcode
+            code = _reap(self._proc)
             self._proc = None
             if self._closed:
                 raise ModelError("The model process has been shut down.") from err
