@@ -11,10 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from segviewer.adapters.registry import get_card
 from segviewer.synth.video import generate_video
 from segviewer.ui.features.video import VideoFeature, readout_text
-from segviewer.ui.main_window import MainWindow
+from segviewer.ui.main_window import ASSETS, MainWindow
 from segviewer.ui.model_host import registry_factory
 from segviewer.ui.worker import InferenceWorker
 
@@ -38,7 +37,7 @@ def window(qtbot):
     made: list[MainWindow] = []
 
     def make() -> tuple[MainWindow, VideoFeature]:
-        w = MainWindow(InferenceWorker(_factory, process=False), cards=[get_card("shapes_fcn")])
+        w = MainWindow(InferenceWorker(_factory, process=False), cards=[])  # the feature runs its own DFF; no window models
         qtbot.addWidget(w)
         w.resize(1200, 800)
         w.show()
@@ -91,8 +90,15 @@ def test_open_timeline_step_and_key_jumps(qtbot, window, clip: Path) -> None:
     assert feat.index == 7 and tl.slider.value() == 7
     assert "0:00.70" in tl.time_label.text()
     # the video keys are the window's while a video is open: next/previous image lose theirs
-    assert w.actions["next"].shortcuts() == []
+    keys = w.actions["next"].shortcuts()
+    assert keys == []
     assert all(sc.isEnabled() for sc in feat.shortcuts)
+    # opening a still image leaves the video: its keys go back to next/previous image
+    with qtbot.waitSignal(w.session.imageShown, timeout=TIMEOUT):
+        w.session.open_paths([ASSETS / "scenes" / "scene_000.png"])
+    assert not feat.active and feat.engine is None and feat.source is None
+    assert [k.toString() for k in w.actions["next"].shortcuts()] == ["Right", "PgDown"]
+    assert not any(sc.isEnabled() for sc in feat.shortcuts)
 
 
 def test_propagated_frame_readout_and_interval_message(qtbot, window, clip: Path) -> None:
@@ -129,6 +135,13 @@ def test_process_whole_video_cancel_and_export(qtbot, window, clip: Path, tmp_pa
     assert [r.index for r in rs if r.is_key] == [0, 3, 6, 9]
     assert feat.plot.n_points == N_FRAMES
     assert len(feat.engine.cache.frames(feat.engine.config.key)) == N_FRAMES
+    # playback from the cache: every frame in order, stopping at the end
+    shown: list[int] = []
+    feat.frameShown.connect(shown.append)
+    feat.set_playing(True)
+    qtbot.waitUntil(lambda: not feat.play_timer.isActive(), timeout=TIMEOUT)
+    assert feat.index == N_FRAMES - 1 and shown == list(range(1, N_FRAMES))
+    qtbot.waitUntil(lambda: feat.readout.text().startswith(f"Frame {N_FRAMES - 1}:"), timeout=TIMEOUT)
 
     feat.interval.setValue(5)  # a new configuration: nothing cached; cancel straight away
     with qtbot.waitSignal(feat.jobDone, timeout=TIMEOUT) as blocker:

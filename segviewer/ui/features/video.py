@@ -36,6 +36,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -55,6 +56,7 @@ from segviewer.video.source import VIDEO_SUFFIXES, ReadAhead, VideoSource, open_
 __all__ = ["VideoFeature", "install", "readout_text"]
 
 SCRUB_DEBOUNCE_MS = 150
+PLOT_REFRESH_MS = 250
 STAGES = ("features", "flow", "warp", "task")
 
 
@@ -102,6 +104,13 @@ class VideoFeature(QObject):
         self.debounce.setSingleShot(True)
         self.debounce.setInterval(SCRUB_DEBOUNCE_MS)
         self.debounce.timeout.connect(lambda: self._request(self.index))
+        # The plot repaints its axes whenever anything in it moves: redraw it at most ~4 times a
+        # second, not once per frame, so playback is not paced by plot painting.
+        self.plot_timer = QTimer(self)
+        self.plot_timer.setSingleShot(True)
+        self.plot_timer.setInterval(PLOT_REFRESH_MS)
+        self.plot_timer.timeout.connect(self._refresh_plot)
+        self._plot_data_dirty = False
         self._build_dock()
         self._build_items()
         self._build_actions()
@@ -147,6 +156,10 @@ class VideoFeature(QObject):
         self.readout = QLabel("Open a video: File > Open Video… (Ctrl+Shift+V)")
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.hover_label = QLabel("")
+        # Text that changes every frame must not re-layout the dock (a relayout repaints the window).
+        for lab in (self.readout, self.hover_label):
+            lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.hover_label.setMinimumWidth(self.hover_label.fontMetrics().horizontalAdvance("(u, v) = (+000.00, +000.00) px"))
         self.plot = VideoPlot()
         self.process_btn = QPushButton("Process whole video")
         self.export_btn = QPushButton("Export annotated video…")
@@ -346,7 +359,7 @@ class VideoFeature(QObject):
         changed = i != self.index
         self.index = i
         self.timeline.set_frame(i)
-        self.plot.set_current(i)
+        self._schedule_plot()
         self._fit_next = fit or self._fit_next
         self.readahead.seek(i)
         if i in self.readahead.buffered():
@@ -466,7 +479,18 @@ class VideoFeature(QObject):
             self._draw_layers()
             self.readout.setText(readout_text(r))
             self.resultShown.emit(r)
-        if not self.engine.job_running or r.index % 5 == 0 or r.index == self.frame_count - 1:
+        self._schedule_plot(data=True)
+
+    def _schedule_plot(self, data: bool = False) -> None:
+        self._plot_data_dirty |= data
+        if not self.plot_timer.isActive():
+            self.plot_timer.start()
+
+    def _refresh_plot(self) -> None:
+        """Cursor, points and timeline ticks, coalesced (see ``plot_timer``)."""
+        self.plot.set_current(self.index)
+        if self._plot_data_dirty and self.engine is not None:
+            self._plot_data_dirty = False
             self.plot.set_readouts(self.engine.readouts_for())
             self._update_ticks()
 

@@ -22,7 +22,7 @@ class VideoPlot(pg.GraphicsLayoutWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setMinimumHeight(150)
+        self.setMinimumHeight(220)
         self.time_plot = self.addPlot(row=0, col=0)
         self.time_plot.setLabel("left", "ms / frame")
         self.time_plot.showGrid(y=True, alpha=0.25)

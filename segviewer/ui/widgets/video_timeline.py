@@ -88,22 +88,25 @@ class Timeline(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.fps = 30.0
-        self.play = QToolButton(text="▶")
+        def button(icon: QStyle.StandardPixmap, tip: str) -> QToolButton:
+            b = QToolButton()
+            b.setIcon(self.style().standardIcon(icon))  # emoji glyphs are missing from many fonts
+            b.setToolTip(tip)
+            return b
+
+        sp = QStyle.StandardPixmap
+        self.play = button(sp.SP_MediaPlay, "Play / pause (Space)")
         self.play.setCheckable(True)
-        self.play.setToolTip("Play / pause (Space)")
-        self.prev_key = QToolButton(text="⏮")
-        self.prev_key.setToolTip("Previous key frame (PgUp)")
-        self.prev = QToolButton(text="◀")
-        self.prev.setToolTip("Previous frame (Left)")
-        self.next = QToolButton(text="▶|")
-        self.next.setToolTip("Next frame (Right)")
-        self.next_key = QToolButton(text="⏭")
-        self.next_key.setToolTip("Next key frame (PgDown)")
+        self.prev_key = button(sp.SP_MediaSkipBackward, "Previous key frame (PgUp)")
+        self.prev = button(sp.SP_MediaSeekBackward, "Previous frame (Left)")
+        self.next = button(sp.SP_MediaSeekForward, "Next frame (Right)")
+        self.next_key = button(sp.SP_MediaSkipForward, "Next key frame (PgDown)")
         self.slider = KeyTickSlider()
         self.frame_box = QSpinBox()
         self.frame_box.setKeyboardTracking(False)  # jump on Enter, not on every digit
         self.frame_box.setToolTip("Frame number: type one and press Enter")
         self.time_label = QLabel("0:00.00 / 0:00.00")
+        self.time_label.setFixedWidth(self.time_label.fontMetrics().horizontalAdvance("00:00.00 / 00:00.00 "))
         lay = QHBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         for w in (self.play, self.prev_key, self.prev, self.next, self.next_key):
@@ -147,8 +150,12 @@ class Timeline(QWidget):
     def set_playing(self, on: bool) -> None:
         with QSignalBlocker(self.play):
             self.play.setChecked(on)
-        self.play.setText("⏸" if on else "▶")
+        self._icon(on)
+
+    def _icon(self, playing: bool) -> None:
+        sp = QStyle.StandardPixmap
+        self.play.setIcon(self.style().standardIcon(sp.SP_MediaPause if playing else sp.SP_MediaPlay))
 
     def _on_play(self, on: bool) -> None:
-        self.play.setText("⏸" if on else "▶")
+        self._icon(on)
         self.playToggled.emit(on)
