@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QImage, QKeySequence, QPixmap, QShortcut
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -47,6 +47,7 @@ from segviewer.core.results import FlowField
 from segviewer.render import flow as rflow
 from segviewer.render.layers import render_layer
 from segviewer.ui.features._video_engine import EngineConfig, FrameReadout, VideoEngine, available_models
+from segviewer.ui.features._video_layers import arrow_points, pixmap, readout_text
 from segviewer.ui.jobs import run_background
 from segviewer.ui.widgets.video_plot import VideoPlot
 from segviewer.ui.widgets.video_timeline import Timeline
@@ -57,21 +58,6 @@ __all__ = ["VideoFeature", "install", "readout_text"]
 
 SCRUB_DEBOUNCE_MS = 150
 PLOT_REFRESH_MS = 250
-STAGES = ("features", "flow", "warp", "task")
-
-
-def readout_text(r: FrameReadout) -> str:
-    """The one-line readout: key or propagated, time per stage, agreement."""
-    kind = f"key frame ({r.reason})" if r.is_key else f"propagated from key frame {r.key_index}"
-    parts = [f"{s} {1000 * r.times[s]:.1f}" for s in STAGES if s in r.times]
-    agree = "" if r.agreement is None else f" · agreement with full model {100 * r.agreement:.1f}% mIoU"
-    return f"Frame {r.index}: {kind} · ms: {', '.join(parts)} (total {1000 * r.total:.1f}){agree}"
-
-
-def _pixmap(rgba: np.ndarray) -> QPixmap:
-    a = np.ascontiguousarray(rgba)
-    img = QImage(a.data, a.shape[1], a.shape[0], 4 * a.shape[1], QImage.Format.Format_RGBA8888)
-    return QPixmap.fromImage(img.copy())
 
 
 class VideoFeature(QObject):
@@ -151,7 +137,7 @@ class VideoFeature(QObject):
         self.rim.setSpecialValueText("video max")
         self.rim.setToolTip("Flow magnitude at the colour wheel's rim (px); 'video max' = the largest seen so far")
         self.legend = QLabel()
-        self.legend.setPixmap(_pixmap(rflow.wheel_legend(41)))
+        self.legend.setPixmap(pixmap(rflow.wheel_legend(41)))
         self.legend_text = QLabel("rim: –")
         self.readout = QLabel("Open a video: File > Open Video… (Ctrl+Shift+V)")
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -536,9 +522,7 @@ class VideoFeature(QObject):
             item.setVisible(on)
         arrows = uv is not None and self.show_arrows.isChecked()
         if arrows:
-            seg_ = rflow.flow_arrows(uv, int(self.arrow_step.value()), float(self.arrow_scale.value()), 0.25)
-            allseg = np.concatenate([seg_, rflow.arrow_heads(seg_)], 0) if len(seg_) else seg_
-            pts = allseg.reshape(-1, 2)
+            pts = arrow_points(uv, int(self.arrow_step.value()), float(self.arrow_scale.value()))
             self.arrow_item.setData(pts[:, 0], pts[:, 1], connect="pairs")
         self.arrow_item.setVisible(arrows)
 
