@@ -19,46 +19,18 @@ __all__ = [
     "cell_extents", "cell_of_offset", "vote_targets", "query_table",
 ]
 
-LOOKUP_TABLE: np.ndarray = np.array(
-    [
-        [10, 10, 10, 9, 9, 9, 16, 16, 16],
-        [10, 10, 10, 9, 9, 9, 16, 16, 16],
-        [10, 10, 10, 9, 9, 9, 16, 16, 16],
-        [11, 11, 11, 2, 1, 8, 15, 15, 15],
-        [11, 11, 11, 3, 0, 7, 15, 15, 15],
-        [11, 11, 11, 4, 5, 6, 15, 15, 15],
-        [12, 12, 12, 13, 13, 13, 14, 14, 14],
-        [12, 12, 12, 13, 13, 13, 14, 14, 14],
-        [12, 12, 12, 13, 13, 13, 14, 14, 14],
-    ],
-    dtype=np.int64,
+# One source of truth for the table and its geometry: the voting analysis the internals views use.
+from segviewer.analysis.voting import (  # noqa: E402
+    ABSTAIN,
+    IGNORE,
+    LOOKUP_TABLE,
+    NUM_CELLS,
+    NUM_VOTE_CLASSES,
+    TABLE_RADIUS,
+    cell_extents,
+    cell_of_offset,
+    query_table,
 )
-LOOKUP_TABLE.setflags(write=False)
-NUM_CELLS = 17
-ABSTAIN = 17
-NUM_VOTE_CLASSES = NUM_CELLS + 1
-IGNORE = 255
-TABLE_RADIUS = 4  # units from the centre to the outermost row/column centre
-
-
-def cell_extents() -> np.ndarray:
-    """``(17, 4)`` int array: each cell's ``(row0, col0, row1, col1)`` in table units, end exclusive,
-    relative to the table's top-left corner (the voting pixel sits at unit (4, 4))."""
-    out = np.zeros((NUM_CELLS, 4), np.int64)
-    for k in range(NUM_CELLS):
-        rows, cols = np.nonzero(np.equal(LOOKUP_TABLE, k))
-        out[k] = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
-    return out
-
-
-def cell_of_offset(dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
-    """Cell index for offsets in table units (arrays of any shape); :data:`IGNORE` outside the table."""
-    r = np.floor(np.asarray(dy, np.float64) + 0.5).astype(np.int64) + TABLE_RADIUS
-    c = np.floor(np.asarray(dx, np.float64) + 0.5).astype(np.int64) + TABLE_RADIUS
-    inside = (r >= 0) & (r < 9) & (c >= 0) & (c < 9)
-    out = np.full(np.shape(r), IGNORE, np.int64)
-    out[inside] = LOOKUP_TABLE[r[inside], c[inside]]
-    return out
 
 
 def vote_targets(instance_masks: list[np.ndarray] | np.ndarray, image_size: tuple[int, int],
@@ -90,9 +62,3 @@ def vote_targets(instance_masks: list[np.ndarray] | np.ndarray, image_size: tupl
         target[ii, jj] = cells.astype(np.uint8)
         best[take] = frac[take]
     return target
-
-
-def query_table() -> np.ndarray:
-    """The back-projection filter: the lookup table flipped in both axes (a pixel at offset -d
-    from a peak votes for the cell at +d)."""
-    return LOOKUP_TABLE[::-1, ::-1].copy()
