@@ -230,13 +230,13 @@ def _roles(adapters: list[Any]) -> tuple[Any, Any]:
 def _run_panoptic(args: argparse.Namespace, adapters: list[Any], params: Any, images: list[Path],
                   failures: int) -> int:
     """Both models on every image, merged by class name, written as COCO panoptic (PNG + one JSON)."""
+    from segviewer.analysis.evaluation import MergeParams, merge_by_name
     from segviewer.core.fileio import write_image_atomic
     from segviewer.core.imageio import read_image
     from segviewer.core.panoptic_io import panoptic_annotation, write_panoptic_json, write_panoptic_png
     from segviewer.core.results import Detections, SemanticMap
     from segviewer.core.timing import Timings
     from segviewer.render.compose import render_overlay
-    from segviewer.ui.features._eval_core import MergeParams, merge_by_name
 
     inst_ad, sem_ad = _roles(adapters)
     merge = MergeParams(float(args.overlap), int(args.stuff_min_area), float(args.merge_score))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -26,23 +25,29 @@ class _Job(QRunnable):
         try:
             value = self._fn()
         except Exception as err:  # noqa: BLE001 - becomes a message, never a crash
-            self._emit(self._signals.failed, describe_error(err, self._name))
+            self._emit("failed", describe_error(err, self._name))
         else:
-            self._emit(self._signals.done, value)
+            self._emit("done", value)
 
-    @staticmethod
-    def _emit(signal: Any, value: Any) -> None:
-        with contextlib.suppress(RuntimeError):  # the app quit while the job ran: nobody listens
-            signal.emit(value)
+    def _emit(self, which: str, value: Any) -> None:
+        try:
+            getattr(self._signals, which).emit(value)
+        except RuntimeError:  # the app quit or the owner died while the job ran: nobody listens
+            _alive.discard(self._signals)
 
 
 _alive: set[JobSignals] = set()
 
 
 def run_background(fn: Callable[[], Any], on_done: Callable[[Any], None],
-                   on_failed: Callable[[str], None], name: str = "Job") -> JobSignals:
-    """Run ``fn`` on the global thread pool; the callbacks run on the UI thread."""
-    signals = JobSignals()
+                   on_failed: Callable[[str], None], name: str = "Job",
+                   owner: QObject | None = None) -> JobSignals:
+    """Run ``fn`` on the global thread pool; the callbacks run on the UI thread.
+
+    With an ``owner`` (the window or panel the callbacks update), the job's signals are its
+    child: once the owner is destroyed a late result is dropped instead of reaching dead widgets.
+    """
+    signals = JobSignals(owner)
     _alive.add(signals)
 
     def finish(cb: Callable[[Any], None]) -> Callable[[Any], None]:

@@ -352,7 +352,9 @@ class MainWindow(QMainWindow):
         layers = [sp.layer for sp in specs]
         self.panel.set_layers(layers, {lid: disp.layer_title(lid) for lid in layers}, st)
         self._rebuild_layer_menu(layers)
-        self.panel.set_classes(disp.class_counts(self.session.results, st.score_threshold), st)
+        # model results only: ground truth and merges repeat the same objects and would double-count
+        models = {m: r for m, r in self.session.results.items() if m not in self.session.derived}
+        self.panel.set_classes(disp.class_counts(models, st.score_threshold), st)
         self._update_legend()
         self._update_status()
 

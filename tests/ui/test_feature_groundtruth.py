@@ -181,9 +181,9 @@ def test_no_ground_truth_says_so(qtbot, window, tmp_path: Path) -> None:
 
 
 def test_semantic_accumulator_maps_names_and_equals_one_confusion_matrix() -> None:
+    from segviewer.analysis.evaluation import SemanticAccumulator
     from segviewer.analysis.metrics import semantic_metrics
     from segviewer.core.results import SemanticMap
-    from segviewer.ui.features._eval_core import SemanticAccumulator
 
     rng = np.random.default_rng(0)
     names = ("sky", "grass", "circle")
@@ -207,8 +207,8 @@ def test_semantic_accumulator_maps_names_and_equals_one_confusion_matrix() -> No
 
 
 def test_merge_by_name_things_from_the_detector_stuff_from_the_segmenter() -> None:
+    from segviewer.analysis.evaluation import MergeParams, merge_by_name, remap_panoptic
     from segviewer.core.results import Detections, MaskSet, SemanticMap
-    from segviewer.ui.features._eval_core import MergeParams, merge_by_name, remap_panoptic
 
     lab = np.zeros((20, 20), np.uint8)  # __background__
     lab[:10] = 1  # sky

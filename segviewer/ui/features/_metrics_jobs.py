@@ -16,14 +16,14 @@ from typing import Any
 from PySide6.QtCore import QObject, QThread, Signal
 
 from segviewer.adapters.base import PredictParams
-from segviewer.core.timing import Timings
-from segviewer.ui.features._eval_core import (
+from segviewer.analysis.evaluation import (
     FolderAccumulator,
     ImageEval,
     MergeParams,
     image_report,
     pick_results,
 )
+from segviewer.core.timing import Timings
 from segviewer.ui.model_host import describe_error
 
 HostFactory = Callable[[], Any]  # -> ModelHost | ProcessHost

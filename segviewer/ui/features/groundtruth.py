@@ -24,7 +24,7 @@ from typing import Any
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import QDockWidget, QFileDialog
 
-from segviewer.ui.features._eval_core import ImageEval, MergeParams, hover_text, image_report, pick_results
+from segviewer.analysis.evaluation import ImageEval, MergeParams, hover_text, image_report, pick_results
 from segviewer.ui.jobs import run_background
 from segviewer.ui.widgets.metrics_panel import MetricsPanel
 
@@ -116,7 +116,7 @@ class GroundTruthFeature(QObject):
         self.panel.set_source(f"{path.name}: looking for ground truth…")
         run_background(lambda: find_ground_truth(path, image_size=size),
                        lambda gt: self._on_gt(gen, gt), lambda msg: self._on_gt_failed(gen, msg),
-                       "Loading ground truth")
+                       "Loading ground truth", owner=self.window)
 
     def _on_gt(self, gen: int, gt: Any) -> None:
         if gen != self._gen:
@@ -178,7 +178,7 @@ class GroundTruthFeature(QObject):
         run_background(lambda: image_report(None if inst is None else inst[1], None if sem is None else sem[1],
                                             gt, params, name),
                        lambda ev: self._on_evaluated(token, ev, inst, sem, pending),
-                       lambda msg: self._on_eval_failed(token, msg), "Scoring the image")
+                       lambda msg: self._on_eval_failed(token, msg), "Scoring the image", owner=self.window)
 
     def _on_evaluated(self, token: tuple, ev: ImageEval, inst: Any, sem: Any, pending: list[str]) -> None:
         if token != self._token:
@@ -329,8 +329,8 @@ class GroundTruthFeature(QObject):
 
     def export(self, path: Path, fmt: str | None = None) -> bool:
         """Write the numbers as JSON or CSV (by ``fmt`` or the suffix) in a background job."""
+        from segviewer.analysis.evaluation import report_csv
         from segviewer.core.fileio import write_json_atomic, write_text_atomic
-        from segviewer.ui.features._eval_core import report_csv
 
         report = self.current_report()
         if report is None:
@@ -345,7 +345,7 @@ class GroundTruthFeature(QObject):
                 write_json_atomic(path, report, indent=1)
             return str(path)
 
-        run_background(write, self._on_exported, self.window.show_error, "Export")
+        run_background(write, self._on_exported, self.window.show_error, "Export", owner=self.window)
         return True
 
     def _on_exported(self, path: str) -> None:

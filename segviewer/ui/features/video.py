@@ -256,7 +256,7 @@ class VideoFeature(QObject):
     def open(self, path: Path) -> None:
         """Open a video file or frame folder off the UI thread (the probe decodes frames)."""
         self.window.statusBar().showMessage(f"Opening {Path(path).name}…")
-        run_background(lambda: open_video(path), self._on_opened, self.window.show_error, "Open video")
+        run_background(lambda: open_video(path), self._on_opened, self.window.show_error, "Open video", owner=self.window)
 
     def _on_opened(self, source: VideoSource) -> None:
         self.close_video()

@@ -10,8 +10,7 @@ so everything here maps categories by NAME:
   a predicted class the ground truth does not know is dropped (panoptic, instances) or kept as an
   extra class with IoU 0 (semantic: predicting it is simply wrong).
 
-No Qt and no torch in this module, so the CLI can use it too. (It belongs in
-``segviewer/analysis``; it lives here only because of file ownership.)
+No Qt and no torch in this module, so the CLI and the window share it.
 """
 
 from __future__ import annotations
