@@ -217,7 +217,8 @@ def test_mask_head_and_votes(qtbot, window) -> None:
     d = it.detections
     w.session.results["shapes_maskrcnn"] = Detections(
         it.image_size, it.to_image(d.boxes), d.scores, d.groups.astype(np.int32), it.categories, masks=it.masks(0.5))
-    feat.panel.tabs.setCurrentIndex(3)
+    with qtbot.waitSignal(feat.votesReady, timeout=60_000):
+        feat.panel.tabs.setCurrentIndex(3)
     v = feat.votes
     assert v is not None and len(v.peaks) > 0, feat.message
     r, c = v.peaks.positions[0]

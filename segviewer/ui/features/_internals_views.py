@@ -67,6 +67,8 @@ class Overlays:
         self.heat.setZValue(Z - 1)
         self.attached = False
         self.segments: dict[str, np.ndarray] = {}
+        self._heat_src: np.ndarray | None = None  # what the heat item holds (re-showing it is free)
+        self._objectness: dict[tuple[int, int], np.ndarray] = {}  # (id(internals), level) -> RGBA
 
     def items(self) -> list[Any]:
         return [self.heat, *self.curves.values()]
@@ -86,7 +88,6 @@ class Overlays:
     def clear(self) -> None:
         for name in self.curves:
             self.set(name, None)
-        self.heat.clear()
         self.heat.setVisible(False)
 
     def set(self, name: str, segments: np.ndarray | None) -> None:
@@ -110,11 +111,12 @@ class Overlays:
     def image(self, rgba: np.ndarray | None, rect: tuple[float, float, float, float] | None = None) -> None:
         """An RGBA image over ``rect = (x, y, w, h)`` image pixels (default: its own size at 0, 0)."""
         if rgba is None or rgba.size == 0:
-            self.heat.clear()
             self.heat.setVisible(False)
             return
-        self.heat.setImage(np.ascontiguousarray(rgba), levels=None)
         h, w = rgba.shape[:2]
+        if rgba is not self._heat_src:  # a step of the NMS stepper re-shows the same heatmap for free
+            self._heat_src = rgba
+            self.heat.setImage(np.ascontiguousarray(rgba), levels=None)
         self.heat.setRect(QRectF(*(rect or (0, 0, w, h))))
         self.heat.setVisible(True)
 
@@ -202,9 +204,14 @@ class Overlays:
         level = max(tab.level.currentIndex(), 0)
         h, w = it.image_size
         if tab.objectness.isChecked():
-            m = it.objectness_map(level)
-            self.image(heatmap_rgba(m, 0.0, 1.0, "magma", alpha=200, out_size=(h, w),
-                                    extent=it.heatmap_extent(m.shape), alpha_by_value=True))
+            key = (id(it), level)
+            if key not in self._objectness:
+                if len(self._objectness) > 16:
+                    self._objectness.clear()
+                m = it.objectness_map(level)
+                self._objectness[key] = heatmap_rgba(m, 0.0, 1.0, "magma", alpha=200, out_size=(h, w),
+                                                     extent=it.heatmap_extent(m.shape), alpha_by_value=True)
+            self.image(self._objectness[key])
         scale = it.scale
         if point is not None:
             at = it.anchors_at(point[0], point[1], level)
@@ -310,6 +317,8 @@ class VotesState:
         self.source, self.cells, self.acc, self.peaks, self.geometry = source, cells, acc, peaks, geometry
         self.picked: int | None = None
         self.mask: np.ndarray | None = None
+        self.rgba = heatmap_rgba(acc, cmap="inferno", alpha=220, alpha_by_value=True)  # drawn once
+        self.picked_rgba: np.ndarray | None = None
 
     @classmethod
     def from_results(cls, results: dict[str, Any], derived: set[str], unit: int, threshold: float,
@@ -353,12 +362,11 @@ class VotesState:
         i = self.peaks.at(x, y)
         self.picked = i
         self.mask = backproject(self.cells, tuple(self.peaks.positions[i]), self.geometry)
+        self.picked_rgba = self.rgba.copy()
+        self.picked_rgba[self.mask] = (0, 255, 160, 170)
 
     def draw(self, overlays: Overlays) -> None:
-        rgba = heatmap_rgba(self.acc, cmap="inferno", alpha=220, alpha_by_value=True)
-        if self.mask is not None:
-            rgba[self.mask] = (0, 255, 160, 170)
-        overlays.image(rgba)
+        overlays.image(self.rgba if self.picked_rgba is None else self.picked_rgba)
         pos = self.peaks.positions[:, ::-1].astype(np.float64) + 0.5
         overlays.set("peaks", cross_segments(pos, 4.0) if len(pos) else None)
 

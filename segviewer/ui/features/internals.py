@@ -53,6 +53,7 @@ class InternalsFeature(QObject):
     viewUpdated = Signal(str)  # the tab whose overlays were just redrawn
     messageShown = Signal(str)
     stagesReady = Signal()
+    votesReady = Signal()
 
     def __init__(self, window: Any) -> None:
         super().__init__(window)
@@ -70,6 +71,7 @@ class InternalsFeature(QObject):
         self.stages: dict[str, Any] | None = None
         self._token: tuple | None = None
         self._stage_token: tuple | None = None
+        self._votes_token: tuple | None = None
         self.panel = InternalsPanel()
         self.panel.votes.table.set_rgba(table_legend_rgba())
         dock = QDockWidget("Internals", window)
@@ -352,16 +354,34 @@ class InternalsFeature(QObject):
             return
         s, vt = self.session, self.panel.votes
         self.overlays.clear()
-        try:
-            self.votes = VotesState.from_results(s.results, s.derived, vt.unit.value(), vt.threshold.value(),
-                                                 float(getattr(self.window.state, "score_threshold", 0.0)))
-        except SegviewerError as err:
+        results, derived = dict(s.results), set(s.derived)
+        args = (vt.unit.value(), vt.threshold.value(), float(getattr(self.window.state, "score_threshold", 0.0)))
+        self._votes_token = token = (s.gen, tuple((k, id(v)) for k, v in results.items()), args)
+        vt.info.setText("Accumulating votes…")
+
+        def job() -> tuple:  # numpy/OpenCV over the whole image: seconds on a big one, so off the UI thread
+            try:
+                return ("ok", VotesState.from_results(results, derived, *args))
+            except SegviewerError as err:
+                return ("error", str(err))
+
+        run_background(job, lambda out: self._on_votes(token, out),
+                       lambda msg: self._on_votes(token, ("error", msg)), "Votes")
+
+    def _on_votes(self, token: tuple, out: tuple) -> None:
+        if token != self._votes_token:
+            return
+        vt = self.panel.votes
+        if out[0] == "error":
             self.votes = None
             vt.info.setText("")
-            self.show_message(str(err))
-            self.viewUpdated.emit("votes")
+            self.show_message(out[1])
+            self.votesReady.emit()
             return
-        self._draw_votes()
+        self.votes = out[1]
+        self.votesReady.emit()
+        if self.active and self.panel.tab_name() == "votes":
+            self._draw_votes()
 
     def _draw_votes(self) -> None:
         self.overlays.clear()
