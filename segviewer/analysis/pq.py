@@ -26,9 +26,7 @@ instead of ``np.unique`` over 64-bit keys plus Python dictionaries.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +36,8 @@ import numpy as np
 
 from segviewer.analysis.matching import IdIndexer, match_pairs, pair_counts
 from segviewer.core.errors import BadDatasetError
+from segviewer.core.fileio import read_json_object
+from segviewer.core.panoptic_io import read_panoptic_png
 from segviewer.core.results import PanopticMap
 
 __all__ = [
@@ -202,41 +202,11 @@ class PQAccumulator:
 # Files: COCO panoptic JSON + PNG folders
 
 
-def read_panoptic_png(path: str | Path) -> np.ndarray:
-    """``(H, W)`` uint32 segment ids ``R + 256 G + 256^2 B`` of a COCO panoptic PNG.
-
-    Kept here (rather than going through ``core.panoptic_io``) because PQ needs only the raw id
-    map and this path avoids any per-pixel Python: BGR -> RGBA, then a ``uint32`` view.
-    """
-    import cv2
-
-    p = Path(path)
-    if not p.is_file():
-        raise BadDatasetError(f"panoptic PNG {p} is missing")
-    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise BadDatasetError(f"{p.name} is not a readable PNG")
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in (3, 4):
-        raise BadDatasetError(f"{p.name} is not an 8-bit RGB panoptic PNG (shape {img.shape}, {img.dtype})")
-    rgba = cv2.cvtColor(img, cv2.COLOR_BGR2RGBA if img.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
-    if sys.byteorder == "little":
-        ids = rgba.view(np.uint32)[..., 0]
-        np.bitwise_and(ids, 0xFFFFFF, out=ids)
-        return ids
-    c = rgba[..., :3].astype(np.uint32)
-    return c[..., 0] + (c[..., 1] << 8) + (c[..., 2] << 16)
-
-
 def load_panoptic_json(path: str | Path) -> dict[str, Any]:
     """A COCO panoptic JSON as a dict, with a one-sentence error for unreadable files."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadDatasetError(f"panoptic JSON {p} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadDatasetError(f"{p.name} is not a readable JSON file ({err})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+    data = read_json_object(p, "panoptic JSON")
+    if not isinstance(data.get("annotations"), list):
         raise BadDatasetError(f"{p.name} has no 'annotations' list, so it is not COCO panoptic JSON")
     return data
 

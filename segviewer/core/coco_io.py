@@ -8,7 +8,6 @@ Every failure on a bad file is a :class:`BadDatasetError` that names the file an
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from segviewer.core.errors import BadDatasetError
-from segviewer.core.fileio import write_json_atomic
+from segviewer.core.fileio import read_json_object, write_json_atomic
 from segviewer.core.results import Detections, MaskSet
 
 __all__ = [
@@ -105,15 +104,7 @@ def write_instances(path: str | os.PathLike[str], images: Sequence[Mapping[str, 
 
 
 def _load_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadDatasetError(f"COCO JSON {path} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadDatasetError(f"{path.name} is not a readable JSON file ({err})") from None
-    if not isinstance(data, dict):
-        raise BadDatasetError(f"{path.name} is not a COCO JSON object")
-    return data
+    return read_json_object(path, "COCO JSON")
 
 
 class CocoInstances:

@@ -53,6 +53,22 @@ def write_json_atomic(target: str | os.PathLike[str], obj: Any, indent: int | No
     write_text_atomic(target, json.dumps(obj, indent=indent))
 
 
+def read_json_object(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
+    """A JSON file that must hold an object (``kind`` names it in messages, e.g. "COCO JSON")."""
+    from segviewer.core.errors import BadDatasetError
+
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadDatasetError(f"{kind} {p} is missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BadDatasetError(f"{p.name} is not a readable JSON file ({err})") from None
+    if not isinstance(data, dict):
+        raise BadDatasetError(f"{p.name} is not a {kind} object")
+    return data
+
+
 def write_image_atomic(target: str | os.PathLike[str], image: np.ndarray) -> None:
     """Write an RGB(A) uint8/uint16 or single-channel image; the format follows the suffix."""
     import cv2

@@ -8,8 +8,8 @@ category names ordered by id, so shapes-world files (``id = index + 1``) map bac
 
 from __future__ import annotations
 
-import json
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from segviewer.core.errors import BadDatasetError
-from segviewer.core.fileio import write_image_atomic, write_json_atomic
+from segviewer.core.fileio import read_json_object, write_image_atomic, write_json_atomic
 from segviewer.core.results import PanopticMap, PanopticSegment, ResultError
 
 __all__ = [
@@ -54,7 +54,11 @@ def write_panoptic_png(path: str | os.PathLike[str], segment_ids: np.ndarray) ->
 
 
 def read_panoptic_png(path: str | os.PathLike[str]) -> np.ndarray:
-    """``(H, W)`` int32 segment ids of a COCO panoptic PNG."""
+    """``(H, W)`` int32 segment ids ``R + 256 G + 256^2 B`` of a COCO panoptic PNG.
+
+    PQ over a folder is bounded by this decode, so no per-pixel arithmetic: BGR(A) -> RGBA, then
+    a 32-bit view masked to the low 24 bits (little-endian hosts; others take the plain sum).
+    """
     p = Path(path)
     if not p.is_file():
         raise BadDatasetError(f"panoptic PNG {p} is missing")
@@ -63,7 +67,12 @@ def read_panoptic_png(path: str | os.PathLike[str]) -> np.ndarray:
         raise BadDatasetError(f"{p.name} is not a readable PNG")
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in (3, 4):
         raise BadDatasetError(f"{p.name} is not an 8-bit RGB panoptic PNG (shape {img.shape}, {img.dtype})")
-    return rgb2id(img[..., 2::-1])  # BGR(A) on disk -> RGB
+    rgba = cv2.cvtColor(img, cv2.COLOR_BGR2RGBA if img.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
+    if sys.byteorder == "little":
+        ids = rgba.view(np.int32)[..., 0]
+        np.bitwise_and(ids, 0xFFFFFF, out=ids)
+        return ids
+    return rgb2id(rgba[..., :3])
 
 
 def _bbox(rows: np.ndarray, cols: np.ndarray) -> list[int]:
@@ -162,13 +171,6 @@ class PanopticDataset:
 def read_panoptic(json_path: str | os.PathLike[str], png_dir: str | os.PathLike[str] | None = None) -> PanopticDataset:
     """Open a COCO panoptic JSON; PNGs default to the folder named like the JSON without suffix."""
     p = Path(json_path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadDatasetError(f"panoptic JSON {p} is missing") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BadDatasetError(f"{p.name} is not a readable JSON file ({err})") from None
-    if not isinstance(data, dict):
-        raise BadDatasetError(f"{p.name} is not a COCO panoptic JSON object")
+    data = read_json_object(p, "panoptic JSON")
     folder = Path(png_dir) if png_dir is not None else p.with_suffix("")
     return PanopticDataset(data, folder, p.name)
