@@ -74,7 +74,7 @@ def candidates(image: np.ndarray, masks: np.ndarray, boxes: np.ndarray, scores: 
     """Callables per candidate, each holding its inputs in its own format (made here, not timed)."""
     dets = Detections(image.shape[:2], boxes, scores, class_ids, CATEGORIES, masks=MaskSet.from_full(masks))
     texts = label_texts(dets, DEFAULT_STYLE)
-    colors = [tuple(int(v) for v in c) for c in detection_colors(class_ids, DEFAULT_STYLE)]
+    colors = [tuple(int(v) for v in c) for c in detection_colors(dets, DEFAULT_STYLE)]
     fns: dict = {
         OURS: lambda: render_overlay(image, [dets], OPACITIES, SAME_AS_PEERS),
         "segviewer + mask outlines": lambda: render_overlay(image, [dets], OPACITIES),
