@@ -101,3 +101,21 @@ class ModelAdapter(Protocol):
         Stages ``preprocess``, ``model`` and ``postprocess`` are recorded in ``timings``.
         """
         ...
+
+
+class TorchAdapterState:
+    """What every torch-backed adapter keeps: the module (for hooks), its device and the
+    weights file used. ``loaded`` and ``device`` answer the :class:`ModelAdapter` protocol."""
+
+    def __init__(self) -> None:
+        self.module: Any = None  # the underlying torch.nn.Module once loaded
+        self._device: str | None = None
+        self.weights_path: Path | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.module is not None
+
+    @property
+    def device(self) -> str | None:
+        return self._device

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from segviewer.adapters._convert import cap_probs, check_image, labels_from_logits, paste_masks_compact
-from segviewer.adapters.base import ModelCard, PredictParams, ProgressCallback
+from segviewer.adapters.base import ModelCard, PredictParams, ProgressCallback, TorchAdapterState
 from segviewer.core.errors import CheckpointMismatchError, ModelError, SegviewerError, WeightsUnavailableError
 from segviewer.core.results import Detections, SemanticMap
 from segviewer.core.timing import Timings
@@ -54,25 +54,15 @@ def _short_side(params: PredictParams) -> int:
     return short
 
 
-class _ShapesAdapter:
+class _ShapesAdapter(TorchAdapterState):
     """Shared loading: rebuild the architecture a checkpoint names and copy its weights in."""
 
     model_kind = ""  # "maskrcnn", "fcn", "unet" or "pcv": what the checkpoint must say it is
 
     def __init__(self, card: ModelCard) -> None:
         self.card = card
-        self.module: torch.nn.Module | None = None
-        self._device: str | None = None
+        super().__init__()
         self.config: dict[str, Any] = {}
-        self.weights_path: Path | None = None
-
-    @property
-    def loaded(self) -> bool:
-        return self.module is not None
-
-    @property
-    def device(self) -> str | None:
-        return self._device
 
     def load(self, device: str, weights: Path | None = None, progress: ProgressCallback | None = None) -> None:
         """Build on ``device`` from the bundled checkpoint (or the user's ``weights`` file)."""

@@ -28,7 +28,7 @@ from segviewer.adapters._convert import (
     paste_masks_compact,
     shrink_image,
 )
-from segviewer.adapters.base import ModelCard, PredictParams, ProgressCallback
+from segviewer.adapters.base import ModelCard, PredictParams, ProgressCallback, TorchAdapterState
 from segviewer.adapters.weights import check_state_dict, read_class_names, read_state_dict, resolve_weights
 from segviewer.core.errors import ModelError, SegviewerError
 from segviewer.core.results import Detections
@@ -85,7 +85,7 @@ def _count_from(state: dict[str, Any], key: str, per: int, dim: int, source: str
     return rows // per
 
 
-class TorchvisionDetector:
+class TorchvisionDetector(TorchAdapterState):
     """A torchvision detection / instance / keypoint model behind the :class:`ModelAdapter` interface."""
 
     def __init__(self, card: ModelCard) -> None:
@@ -96,18 +96,8 @@ class TorchvisionDetector:
         self._base_card = card
         self._builder = builder
         self._spec = SPECS[builder]
-        self.module: torch.nn.Module | None = None  # the underlying torch model (for hooks)
-        self._device: str | None = None
-        self.weights_path: Path | None = None
+        super().__init__()
         self._default_sizes: tuple[Any, Any] | None = None
-
-    @property
-    def loaded(self) -> bool:
-        return self.module is not None
-
-    @property
-    def device(self) -> str | None:
-        return self._device
 
     # ------------------------------------------------------------------ loading
 

@@ -27,7 +27,7 @@ from segviewer.adapters._convert import (
     labels_from_logits,
     shrink_image,
 )
-from segviewer.adapters.base import ModelCard, PredictParams, ProgressCallback
+from segviewer.adapters.base import ModelCard, PredictParams, ProgressCallback, TorchAdapterState
 from segviewer.adapters.weights import check_state_dict, read_class_names, read_state_dict, resolve_weights
 from segviewer.core.errors import CheckpointMismatchError, ModelError, SegviewerError
 from segviewer.core.results import SemanticMap
@@ -53,7 +53,7 @@ _STD = (0.229, 0.224, 0.225)
 PROBS_MAX_SIDE = 512
 
 
-class TorchvisionSegmenter:
+class TorchvisionSegmenter(TorchAdapterState):
     """A torchvision semantic segmentation model behind the :class:`ModelAdapter` interface."""
 
     def __init__(self, card: ModelCard) -> None:
@@ -63,17 +63,7 @@ class TorchvisionSegmenter:
         self.card = card
         self._base_card = card
         self._builder = builder
-        self.module: torch.nn.Module | None = None  # the underlying torch model (for hooks)
-        self._device: str | None = None
-        self.weights_path: Path | None = None
-
-    @property
-    def loaded(self) -> bool:
-        return self.module is not None
-
-    @property
-    def device(self) -> str | None:
-        return self._device
+        super().__init__()
 
     def load(self, device: str, weights: Path | None = None, progress: ProgressCallback | None = None,
              *, allow_download: bool | None = None) -> None:
