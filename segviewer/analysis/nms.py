@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segviewer.core.errors import SegviewerError
+from segviewer.core.geometry import box_iou
 
 __all__ = ["NMSStep", "NMSTrace", "nms_trace", "pairwise_iou"]
 
@@ -23,19 +24,7 @@ _F32 = np.float32
 _COORDINATE_TRICK_MAX_NUMEL = 4000  # torchvision.ops.boxes.batched_nms, CPU
 _MATRIX_MAX = 2048  # groups up to this size get all pairwise IoUs at once (16 MB of float32)
 
-
-def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(N, M)`` float64 IoU of xyxy boxes (areas without +1, as torchvision); 0 where the union is 0."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
+pairwise_iou = box_iou  # one definition: segviewer.core.geometry
 
 
 @dataclass(frozen=True)

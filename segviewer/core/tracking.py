@@ -17,23 +17,12 @@ import numpy as np
 
 from segviewer.core.colors import instance_color
 from segviewer.core.errors import SegviewerError
+from segviewer.core.geometry import box_iou
 from segviewer.core.results import Detections, MaskSet, PanopticMap
 
 __all__ = ["InstanceTracker", "Track", "box_iou", "mask_iou"]
 
 
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix ``(len(a), len(b))`` of xyxy boxes (float64)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.clip(rb - lt, 0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def _crop_box(crop: np.ndarray, off: np.ndarray) -> tuple[int, int, int, int]:
