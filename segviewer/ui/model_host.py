@@ -134,13 +134,25 @@ def _child_main(conn: Any, factory: AdapterFactory, nice: int) -> None:
             conn.send(("error", describe_error(err, model_id)))
 
 
-def _reap(proc: Any, timeout_s: float = 5.0) -> int | None:
+def reap_child(proc: Any, timeout_s: float = 5.0) -> int | None:
     """The exit code of a child whose pipe just closed: the pipe can report EOF before the OS has
     reaped the process, and ``exitcode`` reads None until it has, so wait for it briefly."""
     if proc is None:
         return None
     proc.join(timeout_s)
     return proc.exitcode
+
+
+def stop_child(proc: Any, conn: Any, timeout_s: float) -> None:
+    """Ask a child process to quit over its pipe; end it if it is inside a long forward pass."""
+    if proc is None:
+        return
+    with contextlib.suppress(OSError, ValueError):
+        conn.send(("quit",))
+    proc.join(timeout_s)
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(1.0)
 
 
 class ProcessHost:
@@ -193,7 +205,7 @@ class ProcessHost:
                     timings.update(msg[2])
                     return msg[1]
         except (EOFError, OSError, BrokenPipeError) as err:
-            code = _reap(self._proc)
+            code = reap_child(self._proc)
             self._proc = None
             if self._closed:
                 raise ModelError("The model process has been shut down.") from err
@@ -203,12 +215,4 @@ class ProcessHost:
     def close(self, timeout_s: float = 2.0) -> None:
         """Ask the child to quit; end it if it is inside a long forward pass."""
         self._closed = True
-        proc = self._proc
-        if proc is None:
-            return
-        with contextlib.suppress(OSError, ValueError):
-            self._conn.send(("quit",))
-        proc.join(timeout_s)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(1.0)
+        stop_child(self._proc, self._conn, timeout_s)

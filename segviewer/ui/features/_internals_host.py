@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from segviewer.core.errors import ModelError, SegviewerError
-from segviewer.ui.model_host import CHILD_NICE, describe_error, registry_factory
+from segviewer.ui.model_host import CHILD_NICE, describe_error, reap_child, registry_factory, stop_child
 
 __all__ = ["CaptureRequest", "capture", "InlineHost", "ProcessCaptureHost", "FCN_STAGES"]
 
@@ -158,7 +158,7 @@ class ProcessCaptureHost:
             self._conn.send(("capture", req))
             msg = self._conn.recv()
         except (EOFError, OSError) as err:
-            code = None if self._proc is None else self._proc.exitcode
+            code = reap_child(self._proc)
             self._proc = None
             if self._closed:
                 raise ModelError("The internals process has been shut down.") from err
@@ -170,12 +170,4 @@ class ProcessCaptureHost:
 
     def close(self, timeout_s: float = 2.0) -> None:
         self._closed = True
-        proc = self._proc
-        if proc is None:
-            return
-        with contextlib.suppress(OSError, ValueError):
-            self._conn.send(("quit",))
-        proc.join(timeout_s)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(1.0)
+        stop_child(self._proc, self._conn, timeout_s)
