@@ -26,13 +26,16 @@ import argparse
 import dataclasses
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from segviewer.core.errors import SegviewerError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from segviewer.core.timing import Timings
 
 DEFAULT_OPACITY = {"masks": 0.5, "semantic": 0.5, "panoptic": 0.5, "boxes": 1.0, "labels": 1.0, "keypoints": 1.0}
 
@@ -119,9 +122,7 @@ def run(args: argparse.Namespace) -> int:
     from segviewer.adapters.base import PredictParams
     from segviewer.adapters.device import resolve_device
     from segviewer.core.fileio import write_image_atomic, write_json_atomic
-    from segviewer.core.imageio import read_image
     from segviewer.core.results import Detections, PanopticMap, SemanticMap
-    from segviewer.core.timing import Timings
     from segviewer.render.compose import render_overlay
     from segviewer.render.layers import layer_kinds
 
@@ -165,15 +166,8 @@ def run(args: argparse.Namespace) -> int:
     write_json_atomic(out / "categories.json", [{"id": i, "name": n} for i, n in enumerate(card.categories)], indent=1)
     failures = len(problems)
     used: set[str] = set()
-    for image_id, path in enumerate(images, start=1):
-        tm = Timings()
-        try:
-            with tm.stage("decode"):
-                image = read_image(path)
-        except SegviewerError as err:
-            print(f"segviewer: {path}: {err}", file=sys.stderr)
-            failures += 1
-            continue
+    bad: list[Path] = []
+    for image_id, path, image, tm in _decoded(images, bad):
         result = adapter.predict(image, params, tm)
         stem = _unique_stem(path, used)
         written: list[Path] = []
@@ -212,9 +206,7 @@ def run(args: argparse.Namespace) -> int:
         write_image_atomic(overlay_path, overlay)
         written.insert(0, overlay_path)
         print(f"{path}: {summary} ({tm.summary()}) -> {', '.join(p.name for p in written)}")
-    if failures:
-        print(f"segviewer: {failures} input(s) could not be used; see above", file=sys.stderr)
-    return 1 if failures else 0
+    return _exit_status(failures + len(bad))
 
 
 def _roles(adapters: list[Any]) -> tuple[Any, Any]:
@@ -232,10 +224,8 @@ def _run_panoptic(args: argparse.Namespace, adapters: list[Any], params: Any, im
     """Both models on every image, merged by class name, written as COCO panoptic (PNG + one JSON)."""
     from segviewer.analysis.evaluation import MergeParams, merge_by_name
     from segviewer.core.fileio import write_image_atomic
-    from segviewer.core.imageio import read_image
     from segviewer.core.panoptic_io import panoptic_annotation, write_panoptic_json, write_panoptic_png
     from segviewer.core.results import Detections, SemanticMap
-    from segviewer.core.timing import Timings
     from segviewer.render.compose import render_overlay
 
     inst_ad, sem_ad = _roles(adapters)
@@ -245,15 +235,8 @@ def _run_panoptic(args: argparse.Namespace, adapters: list[Any], params: Any, im
     categories: tuple[str, ...] | None = None
     isthing: tuple[bool, ...] = ()
     used: set[str] = set()
-    for image_id, path in enumerate(images, start=1):
-        tm = Timings()
-        try:
-            with tm.stage("decode"):
-                image = read_image(path)
-        except SegviewerError as err:
-            print(f"segviewer: {path}: {err}", file=sys.stderr)
-            failures += 1
-            continue
+    bad: list[Path] = []
+    for image_id, path, image, tm in _decoded(images, bad):
         dets = inst_ad.predict(image, params, tm)
         sem = sem_ad.predict(image, params, tm)
         if not isinstance(dets, Detections) or dets.masks is None or not isinstance(sem, SemanticMap):
@@ -283,6 +266,28 @@ def _run_panoptic(args: argparse.Namespace, adapters: list[Any], params: Any, im
                              "merge": {"overlap": merge.overlap, "stuff_min_area": merge.stuff_min_area,
                                        "min_score": merge.min_score}})
         print(f"wrote {out / 'panoptic.json'} ({len(anns)} images)")
+    return _exit_status(failures + len(bad))
+
+
+def _decoded(images: Sequence[Path], bad: list[Path]) -> Iterator[tuple[int, Path, np.ndarray, Timings]]:
+    """(image id from 1, path, RGB image, timings with "decode") per readable input; an unreadable
+    one is reported on stderr, appended to ``bad`` and skipped, so one broken file spoils nothing."""
+    from segviewer.core.imageio import read_image
+    from segviewer.core.timing import Timings
+
+    for image_id, path in enumerate(images, start=1):
+        tm = Timings()
+        try:
+            with tm.stage("decode"):
+                image = read_image(path)
+        except SegviewerError as err:
+            print(f"segviewer: {path}: {err}", file=sys.stderr)
+            bad.append(path)
+            continue
+        yield image_id, path, image, tm
+
+
+def _exit_status(failures: int) -> int:
     if failures:
         print(f"segviewer: {failures} input(s) could not be used; see above", file=sys.stderr)
     return 1 if failures else 0
