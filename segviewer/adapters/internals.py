@@ -42,7 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = ["NoRPNError", "Stage", "PoolerInfo", "DetectorInternals", "capture_internals", "paste_mask",
-           "capture_activations"]
+           "capture_activations", "predict_with_internals", "InternalsUnavailable", "internals_kind",
+           "internals_nbytes"]
 
 
 class NoRPNError(SegviewerError):
@@ -363,8 +364,10 @@ def _replay_rpn(rpn: Any, objectness: list[torch.Tensor], deltas: list[torch.Ten
 
 
 def _replay_box_head(heads: Any, class_logits: torch.Tensor, box_regression: torch.Tensor,
-                     proposals: torch.Tensor, image_shape: tuple[int, int]) -> tuple[Stage, Stage, Stage]:
-    """torchvision's ``RoIHeads.postprocess_detections`` for one image, stage by stage."""
+                     proposals: torch.Tensor, image_shape: tuple[int, int], score_thresh: float,
+                     nms_thresh: float, detections_per_img: int) -> tuple[Stage, Stage, Stage]:
+    """torchvision's ``RoIHeads.postprocess_detections`` for one image, stage by stage, with the
+    thresholds the pass ran with."""
     import torch
     import torch.nn.functional as F
     from torchvision.ops import boxes as box_ops
@@ -377,59 +380,165 @@ def _replay_box_head(heads: Any, class_logits: torch.Tensor, box_regression: tor
     src = torch.arange(len(proposals)).view(-1, 1).expand_as(scores)
     boxes, scores, labels, src = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), \
         labels[:, 1:].reshape(-1), src[:, 1:].reshape(-1)
-    inds = torch.where(scores > heads.score_thresh)[0]
+    inds = torch.where(scores > score_thresh)[0]
     boxes, scores, labels, src = boxes[inds], scores[inds], labels[inds], src[inds]
     keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
     boxes, scores, labels, src = boxes[keep], scores[keep], labels[keep], src[keep]
     candidates = _stage(boxes, scores, labels, src)
-    keep = box_ops.batched_nms(boxes, scores, labels, heads.nms_thresh)
+    keep = box_ops.batched_nms(boxes, scores, labels, nms_thresh)
     kept = _stage(boxes[keep], scores[keep], labels[keep], src[keep])
-    top = keep[: heads.detections_per_img]
+    top = keep[:detections_per_img]
     return candidates, kept, _stage(boxes[top], scores[top], labels[top], src[top])
+
+
+class _DetectorHooks:
+    """Forward hooks on a two-stage detector that record what ONE pass computes, whoever runs it
+    (our manual stage-by-stage run, or an adapter's own ``predict``). The RoI heads' thresholds
+    are read while they run: an adapter sets them from its ``PredictParams`` and restores them
+    afterwards, and the replay must use the values the pass used."""
+
+    def __init__(self, model: Any, keep_pooled: bool = False) -> None:
+        self.model, self.got = model, {}
+        rpn, heads = model.rpn, model.roi_heads
+        got = self.got
+
+        def keep(key: str):  # noqa: ANN202
+            def hook(_mod, _inp, out):  # noqa: ANN001, ANN202
+                got[key] = out
+            return hook
+
+        def rpn_hook(_mod, args, kwargs, out):  # noqa: ANN001, ANN202
+            got["images"] = args[0] if args else kwargs["images"]
+            got["features"] = args[1] if len(args) > 1 else kwargs["features"]
+            got["proposals"] = out[0]
+
+        def heads_pre(_mod, _args):  # noqa: ANN001, ANN202
+            got["thresholds"] = (float(heads.score_thresh), float(heads.nms_thresh), int(heads.detections_per_img))
+
+        def heads_hook(_mod, _inp, out):  # noqa: ANN001, ANN202
+            got["detections"] = out[0][0]
+
+        self.handles = [rpn.register_forward_hook(rpn_hook, with_kwargs=True),
+                        rpn.head.register_forward_hook(keep("rpn_head")),
+                        rpn.anchor_generator.register_forward_hook(keep("anchors")),
+                        heads.register_forward_pre_hook(heads_pre),
+                        heads.register_forward_hook(heads_hook),
+                        heads.box_predictor.register_forward_hook(keep("box_predictor"))]
+        if getattr(heads, "mask_predictor", None) is not None:
+            self.handles.append(heads.mask_predictor.register_forward_hook(keep("mask_logits")))
+        if keep_pooled:
+            self.handles.append(heads.box_roi_pool.register_forward_hook(keep("box_pooled")))
+
+    def __enter__(self) -> dict[str, Any]:
+        return self.got
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def complete(self, name: str) -> None:
+        missing = [k for k in ("images", "rpn_head", "anchors", "detections", "box_predictor") if k not in self.got]
+        if missing:
+            raise SegviewerError(f"{name}'s forward pass did not run its {missing[0]} stage, so there are no "
+                                 "internals to show.")
+
+
+def _build_internals(model: Any, got: dict[str, Any], image_size: tuple[int, int], name: str,
+                     cats: tuple[str, ...], tm: Timings, keep_pooled: bool = False) -> DetectorInternals:
+    """A :class:`DetectorInternals` from what :class:`_DetectorHooks` recorded: the steps between
+    hooked modules replayed with torchvision's own ops (stage ``replay`` in ``tm``)."""
+    import torch
+
+    rpn, heads = model.rpn, model.roi_heads
+    images, dets = got["images"], got["detections"]
+    score_thresh, nms_thresh, per_img = got.get(
+        "thresholds", (float(heads.score_thresh), float(heads.nms_thresh), int(heads.detections_per_img)))
+    with tm.stage("replay"):
+        feats = got["features"]
+        if isinstance(feats, torch.Tensor):
+            feats = {"0": feats}
+        cpu = {k: v.detach().cpu() for k, v in feats.items()}
+        shape = tuple(int(v) for v in images.image_sizes[0])
+        obj, deltas = (list(t) for t in got["rpn_head"])
+        obj, deltas = [o.cpu() for o in obj], [d.cpu() for d in deltas]
+        anchors = got["anchors"][0].cpu()
+        rpn_cand, rpn_kept, rpn_top = _replay_rpn(rpn, obj, deltas, anchors, shape)
+        logits, regression = (t.cpu() for t in got["box_predictor"])
+        det_cand, det_kept, det_top = _replay_box_head(heads, logits, regression, got["proposals"][0].cpu(), shape,
+                                                       score_thresh, nms_thresh, per_img)
+        mask_logits = None
+        if "mask_logits" in got:
+            ml = got["mask_logits"].cpu()
+            lab = dets["labels"].cpu()
+            mask_logits = _np(ml[torch.arange(len(lab)), lab]) if len(lab) else np.zeros((0, *ml.shape[-2:]), np.float32)
+        matches = bool(
+            np.array_equal(rpn_top.boxes, _np(got["proposals"][0]).reshape(-1, 4))
+            and np.array_equal(det_top.boxes, _np(dets["boxes"]).reshape(-1, 4))
+            and np.array_equal(det_top.scores, _np(dets["scores"]).reshape(-1))
+            and np.array_equal(det_top.groups, dets["labels"].cpu().numpy())
+        )
+    gen = rpn.anchor_generator
+    ncls = int(got["box_predictor"][0].shape[-1])
+    if len(cats) != ncls:
+        cats = ("__background__",) + tuple(f"class {i}" for i in range(1, ncls))
+    counts = {
+        "anchors": len(anchors), "rpn_candidates": len(rpn_cand), "rpn_kept": len(rpn_kept),
+        "proposals": len(rpn_top), "det_candidates": len(det_cand), "det_kept": len(det_kept),
+        "detections": len(det_top),
+    }
+    return DetectorInternals(
+        model_name=str(name), categories=tuple(cats), image_size=(int(image_size[0]), int(image_size[1])),
+        model_size=shape, padded_size=(int(images.tensors.shape[-2]), int(images.tensors.shape[-1])),
+        features={k: _np(v[0]) for k, v in cpu.items()}, objectness=tuple(_np(o[0]) for o in obj),
+        anchor_sizes=tuple(tuple(float(s) for s in sz) for sz in gen.sizes),
+        aspect_ratios=tuple(tuple(float(r) for r in ar) for ar in gen.aspect_ratios),
+        anchors=_np(anchors), rpn_candidates=rpn_cand, rpn_kept=rpn_kept, proposals=rpn_top,
+        rpn_nms_thresh=float(rpn.nms_thresh), det_candidates=det_cand, det_kept=det_kept, detections=det_top,
+        box_nms_thresh=nms_thresh, score_thresh=score_thresh,
+        mask_logits=mask_logits, box_pooler=_pooler_info(heads.box_roi_pool),
+        mask_pooler=_pooler_info(getattr(heads, "mask_roi_pool", None)), replay_matches=matches,
+        counts=counts, timings=tm,
+        pooled_box_features=_np(got["box_pooled"]) if keep_pooled and "box_pooled" in got else None,
+    )
+
+
+def _check_image(img: Any) -> np.ndarray:
+    img = np.asarray(img)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 1:
+        raise SegviewerError(f"The internals view needs an RGB uint8 (H, W, 3) image; got {img.dtype} {img.shape}.")
+    return img
 
 
 def capture_internals(model_or_adapter: Any, image: np.ndarray, score_thresh: float | None = None,
                       keep_pooled: bool = False, categories: tuple[str, ...] | None = None) -> DetectorInternals:
     """Run a two-stage torchvision detector once on an RGB uint8 image and record its internals.
 
-    ``model_or_adapter`` is a ``TorchvisionDetector`` (its ``.module``) or the torch model itself.
-    ``score_thresh`` temporarily overrides the box head's threshold (random-init models score
-    everything low). A model without an RPN raises :class:`NoRPNError`.
+    ``model_or_adapter`` is a ``TorchvisionDetector`` (its ``.module``) or the torch model itself;
+    the pass is torchvision's own (its transform's resize). The app uses
+    :func:`predict_with_internals` instead, which hooks the adapter's ``predict`` so the layers
+    and the internals come from the same pass. ``score_thresh`` temporarily overrides the box
+    head's threshold (random-init models score everything low). A model without an RPN raises
+    :class:`NoRPNError`.
     """
     import torch
 
     model = _module_of(model_or_adapter)
     _check_two_stage(model)
-    img = np.asarray(image)
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 1:
-        raise SegviewerError(f"The internals view needs an RGB uint8 (H, W, 3) image; got {img.dtype} {img.shape}.")
+    img = _check_image(image)
     card = getattr(model_or_adapter, "card", None)
     name = getattr(card, "id", type(model).__name__)
     cats = categories or tuple(getattr(card, "categories", ()))
     rpn, heads = model.rpn, model.roi_heads
     device = next(model.parameters()).device
-    got: dict[str, Any] = {}
-
-    def keep(key: str):  # noqa: ANN202
-        def hook(_mod, _inp, out):  # noqa: ANN001, ANN202
-            got[key] = out
-        return hook
-
-    hooks = [rpn.head.register_forward_hook(keep("rpn_head")),
-             rpn.anchor_generator.register_forward_hook(keep("anchors")),
-             heads.box_predictor.register_forward_hook(keep("box_predictor"))]
-    if getattr(heads, "mask_predictor", None) is not None:
-        hooks.append(heads.mask_predictor.register_forward_hook(keep("mask_logits")))
-    if keep_pooled:
-        hooks.append(heads.box_roi_pool.register_forward_hook(keep("box_pooled")))
     tm = Timings()
     old_thresh = heads.score_thresh
     was_training = model.training
+    hooks = _DetectorHooks(model, keep_pooled)
     try:
         if score_thresh is not None:
             heads.score_thresh = float(score_thresh)
         model.eval()
-        with torch.inference_mode():
+        with hooks as got, torch.inference_mode():
             with tm.stage("preprocess"):
                 x = torch.from_numpy(np.ascontiguousarray(img)).to(device).permute(2, 0, 1).float().div_(255.0)
                 images, _ = model.transform([x])
@@ -438,58 +547,106 @@ def capture_internals(model_or_adapter: Any, image: np.ndarray, score_thresh: fl
                 if isinstance(feats, torch.Tensor):
                     feats = {"0": feats}
                 proposals, _ = rpn(images, feats)
-                dets = heads(feats, proposals, images.image_sizes)[0][0]
-            with tm.stage("replay"):
-                cpu = {k: v.detach().cpu() for k, v in feats.items()}
-                shape = tuple(int(v) for v in images.image_sizes[0])
-                obj, deltas = (list(t) for t in got["rpn_head"])
-                obj, deltas = [o.cpu() for o in obj], [d.cpu() for d in deltas]
-                anchors = got["anchors"][0].cpu()
-                rpn_cand, rpn_kept, rpn_top = _replay_rpn(rpn, obj, deltas, anchors, shape)
-                logits, regression = (t.cpu() for t in got["box_predictor"])
-                det_cand, det_kept, det_top = _replay_box_head(heads, logits, regression, proposals[0].cpu(), shape)
-                mask_logits = None
-                if "mask_logits" in got:
-                    ml = got["mask_logits"].cpu()
-                    lab = dets["labels"].cpu()
-                    mask_logits = _np(ml[torch.arange(len(lab)), lab]) if len(lab) else np.zeros((0, *ml.shape[-2:]), np.float32)
-                matches = bool(
-                    np.array_equal(rpn_top.boxes, _np(proposals[0]).reshape(-1, 4))
-                    and np.array_equal(det_top.boxes, _np(dets["boxes"]).reshape(-1, 4))
-                    and np.array_equal(det_top.scores, _np(dets["scores"]).reshape(-1))
-                    and np.array_equal(det_top.groups, dets["labels"].cpu().numpy())
-                )
+                heads(feats, proposals, images.image_sizes)
+            hooks.complete(str(name))
+            return _build_internals(model, got, img.shape[:2], str(name), cats, tm, keep_pooled)
     except RuntimeError as err:
         raise ModelError(f"{name} failed while capturing internals ({str(err).splitlines()[0]})") from err
     finally:
         heads.score_thresh = old_thresh
-        for h in hooks:
-            h.remove()
         model.train(was_training)
-    gen = rpn.anchor_generator
-    ncls = int(got["box_predictor"][0].shape[-1])
-    if len(cats) != ncls:
-        cats = tuple(cats) if len(cats) == ncls else ("__background__",) + tuple(f"class {i}" for i in range(1, ncls))
-    features = {k: _np(v[0]) for k, v in cpu.items()}
-    counts = {
-        "anchors": len(anchors), "rpn_candidates": len(rpn_cand), "rpn_kept": len(rpn_kept),
-        "proposals": len(rpn_top), "det_candidates": len(det_cand), "det_kept": len(det_kept),
-        "detections": len(det_top),
-    }
-    return DetectorInternals(
-        model_name=str(name), categories=cats, image_size=(int(img.shape[0]), int(img.shape[1])),
-        model_size=shape, padded_size=(int(images.tensors.shape[-2]), int(images.tensors.shape[-1])),
-        features=features, objectness=tuple(_np(o[0]) for o in obj),
-        anchor_sizes=tuple(tuple(float(s) for s in sz) for sz in gen.sizes),
-        aspect_ratios=tuple(tuple(float(r) for r in ar) for ar in gen.aspect_ratios),
-        anchors=_np(anchors), rpn_candidates=rpn_cand, rpn_kept=rpn_kept, proposals=rpn_top,
-        rpn_nms_thresh=float(rpn.nms_thresh), det_candidates=det_cand, det_kept=det_kept, detections=det_top,
-        box_nms_thresh=float(heads.nms_thresh), score_thresh=float(heads.score_thresh if score_thresh is None else score_thresh),
-        mask_logits=mask_logits, box_pooler=_pooler_info(heads.box_roi_pool),
-        mask_pooler=_pooler_info(getattr(heads, "mask_roi_pool", None)), replay_matches=matches,
-        counts=counts, timings=tm,
-        pooled_box_features=_np(got["box_pooled"]) if keep_pooled and "box_pooled" in got else None,
-    )
+
+
+@dataclass(frozen=True)
+class InternalsUnavailable:
+    """Why a hooked pass produced a result but no internals (one sentence for the panel)."""
+
+    message: str
+
+    def nbytes(self) -> int:
+        return len(self.message)
+
+
+def internals_nbytes(internals: Any) -> int:
+    """Bytes held by an internals bundle (for the worker's bytes-bounded cache)."""
+    if internals is None:
+        return 0
+    if isinstance(internals, dict):
+        return sum(internals_nbytes(v) for v in internals.values())
+    nb = getattr(internals, "nbytes", None)
+    if callable(nb):
+        return int(nb())
+    if isinstance(nb, (int, np.integer)):
+        return int(nb)
+    votes, sem = getattr(internals, "votes", None), getattr(internals, "semantic", None)
+    if votes is not None:  # the PCV net's VotePrediction
+        return int(np.asarray(votes).nbytes) + internals_nbytes(sem)
+    return 1024
+
+
+def internals_kind(adapter: Any) -> str:
+    """What a hooked pass of ``adapter`` yields: "votes" (PCV), "stages" (the FCN's skip stages),
+    "detector" (a two-stage R-CNN) or "" (nothing beyond the result)."""
+    if callable(getattr(adapter, "predict_votes", None)):
+        return "votes"
+    if callable(getattr(adapter, "predict_stages", None)):
+        return "stages"
+    m = getattr(adapter, "module", None)
+    if m is not None and all(hasattr(m, n) for n in ("backbone", "rpn", "roi_heads")):
+        return "detector"
+    return ""
+
+
+def predict_with_internals(adapter: Any, image: np.ndarray, params: Any = None,
+                           timings: Timings | None = None) -> tuple[Any, Any]:
+    """ONE forward pass of ``adapter`` that yields both its normal result and its internals:
+    ``(result, internals)``.
+
+    The result is what ``adapter.predict(image, params)`` returns, derived from the same pass:
+
+    * a two-stage detector: ``adapter.predict`` itself runs with :class:`_DetectorHooks`
+      attached, so the internals (:class:`DetectorInternals`) explain exactly the detections
+      the layers show (same resize, same thresholds);
+    * the FCN: ``predict_stages`` (one pass, all three skip stages); the result is the stage
+      ``params.extra["stage"]`` names (8s by default), as ``predict`` would pick;
+    * the PCV net: ``predict_votes``; the result is its semantic map, the internals the votes.
+
+    Any other model gives ``(adapter.predict(...), InternalsUnavailable(why))``; so does a
+    detector whose internals cannot be rebuilt (the result is still good).
+    """
+    from segviewer.adapters.base import PredictParams
+
+    params = params or PredictParams()
+    tm = timings if timings is not None else Timings()
+    kind = internals_kind(adapter)
+    name = getattr(getattr(adapter, "card", None), "id", type(adapter).__name__)
+    if kind == "votes":
+        vp = adapter.predict_votes(image, params, tm)
+        return vp.semantic, vp
+    if kind == "stages":
+        stage = str(dict(params.extra).get("stage", "8s"))
+        stages = adapter.predict_stages(image, params, tm)
+        if stage not in stages:
+            raise SegviewerError(f"the FCN's stages are {', '.join(stages)}; got {stage!r}")
+        return stages[stage], stages
+    if kind != "detector":
+        task = getattr(getattr(adapter, "card", None), "task", "this kind of")
+        return adapter.predict(image, params, tm), InternalsUnavailable(
+            f"{name} is a {task} model: it has no region proposal network, so there are no proposals, "
+            "RoIs or mask logits to show.")
+    model = adapter.module
+    img = _check_image(image)
+    hooks = _DetectorHooks(model)
+    with hooks as got:
+        result = adapter.predict(img, params, tm)
+    try:
+        hooks.complete(str(name))
+        cats = tuple(getattr(adapter.card, "categories", ()))
+        it = _build_internals(model, got, img.shape[:2], str(name), cats, Timings(tm))
+        tm["internals"] = it.timings.get("replay", 0.0)
+    except (SegviewerError, RuntimeError, KeyError, IndexError) as err:
+        return result, InternalsUnavailable(f"{name}: the internals could not be rebuilt from its pass ({err}).")
+    return result, it
 
 
 def capture_activations(model_or_adapter: Any, inputs: Any, module_names: list[str] | tuple[str, ...],

@@ -95,6 +95,15 @@ class ModelHost:
         adapter = self._adapter(model_id, device, weights, on_state)
         return adapter.predict(image, params, timings)
 
+    def predict_capture(self, model_id: str, device: str, weights: Path | None, image: Any, params: PredictParams,
+                        timings: Timings, on_state: StateCallback) -> tuple[Any, Any]:
+        """``(result, internals)`` from ONE hooked pass (see ``adapters.internals.predict_with_internals``):
+        the result equals what :meth:`predict` returns; the internals feed the Internals dock."""
+        from segviewer.adapters.internals import predict_with_internals
+
+        adapter = self._adapter(model_id, device, weights, on_state)
+        return predict_with_internals(adapter, image, params, timings)
+
     def close(self, timeout_s: float = 0.0) -> None:
         with self._lock:
             self._adapters.clear()
@@ -120,16 +129,17 @@ def _child_main(conn: Any, factory: AdapterFactory, nice: int) -> None:
         if msg[0] == "forget":
             host.forget(msg[1])
             continue
-        _, model_id, device, weights, image, params = msg
+        kind, model_id, device, weights, image, params = msg
         timings = Timings()
+        run = host.predict_capture if kind == "capture" else host.predict
         try:
-            result = host.predict(model_id, device, weights, image, params, timings,
-                                  lambda s: conn.send(("state", s)))
+            out = run(model_id, device, weights, image, params, timings, lambda s: conn.send(("state", s)))
         except BaseException as err:  # noqa: BLE001 - every failure goes back as one line
             conn.send(("error", describe_error(err, model_id)))
             continue
+        result, internals = out if kind == "capture" else (out, None)
         try:
-            conn.send(("result", result, timings))
+            conn.send(("result", result, timings, internals))
         except Exception as err:  # noqa: BLE001 - e.g. a result that cannot be pickled
             conn.send(("error", describe_error(err, model_id)))
 
@@ -187,6 +197,15 @@ class ProcessHost:
 
     def predict(self, model_id: str, device: str, weights: Path | None, image: Any, params: PredictParams,
                 timings: Timings, on_state: StateCallback) -> Any:
+        return self._call("predict", model_id, device, weights, image, params, timings, on_state)[0]
+
+    def predict_capture(self, model_id: str, device: str, weights: Path | None, image: Any, params: PredictParams,
+                        timings: Timings, on_state: StateCallback) -> tuple[Any, Any]:
+        """:meth:`ModelHost.predict_capture` in the child: one hooked pass, both answers back."""
+        return self._call("capture", model_id, device, weights, image, params, timings, on_state)
+
+    def _call(self, kind: str, model_id: str, device: str, weights: Path | None, image: Any, params: PredictParams,
+              timings: Timings, on_state: StateCallback) -> tuple[Any, Any]:
         if self._closed:
             raise ModelError("The model process has been shut down.")
         self._ensure()
@@ -194,7 +213,7 @@ class ProcessHost:
             for mid in list(self._forget):
                 self._conn.send(("forget", mid))
             self._forget.clear()
-            self._conn.send(("predict", model_id, device, weights, image, params))
+            self._conn.send((kind, model_id, device, weights, image, params))
             while True:
                 msg = self._conn.recv()
                 if msg[0] == "state":
@@ -203,7 +222,7 @@ class ProcessHost:
                     raise _RemoteError(msg[1])
                 else:
                     timings.update(msg[2])
-                    return msg[1]
+                    return msg[1], msg[3]
         except (EOFError, OSError, BrokenPipeError) as err:
             code = reap_child(self._proc)
             self._proc = None

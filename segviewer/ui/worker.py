@@ -10,6 +10,15 @@ drops results that came back stale (they are still cached: going back is then fr
 Results are cached in a :class:`~segviewer.core.cache.ByteLRU` keyed by (image path + mtime,
 model id, weights, PredictParams.key()), 1 GiB by default.
 
+Internals (the Internals dock): a request with ``capture=True`` runs the model ONCE with hooks
+(``adapters.internals.predict_with_internals``) and yields both the result the layers show and
+the internals bundle; both are cached together under the same key. A capture request that finds
+a plain cached result runs one hooked pass that replaces it; a plain request that finds a
+captured entry just uses its result. A pending request for the same model and key keeps the
+union of the wishes (``capture``, ``show``), so the dock's capture request and the session's
+plain one for the same image run as one pass. ``show=False`` marks a request only the dock
+wants (a model the layers do not show): its failure goes to ``captureFailed`` alone.
+
 ``process=True`` (what the app uses) keeps the networks in a child process
 (:class:`~segviewer.ui.model_host.ProcessHost`): the GIL held by a model's Python glue then
 never delays the UI thread (see ``bench/ui_stall.py``). ``process=False`` runs them in this
@@ -21,6 +30,7 @@ exercise the threading itself (napari's slicer has the same switch).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -86,6 +96,8 @@ class PredictRequest:
     device: str
     weights: Path | None = None
     params: PredictParams = field(default_factory=PredictParams)
+    capture: bool = False  # also return the internals of the same (hooked) pass
+    show: bool = True  # the layers want the result (False: only the Internals dock does)
 
     def cache_key(self) -> tuple:
         return (self.image_key, self.model_id, str(self.weights or ""), self.params.key())
@@ -93,7 +105,10 @@ class PredictRequest:
 
 @dataclass(frozen=True)
 class Prediction:
-    """A model's result on one image, with the stage timings (cached ones report no stages)."""
+    """A model's result on one image, with the stage timings (cached ones report no stages).
+
+    ``internals`` is the bundle of a hooked pass (``DetectorInternals``, the FCN's stage maps,
+    the PCV net's ``VotePrediction``, or ``InternalsUnavailable``), None after a plain pass."""
 
     gen: int
     model_id: str
@@ -101,6 +116,20 @@ class Prediction:
     result: Any
     timings: Timings
     cached: bool = False
+    internals: Any = None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A cache entry: one pass's result and, if it was hooked, its internals."""
+
+    result: Any
+    internals: Any = None
+
+    def nbytes(self) -> int:
+        from segviewer.adapters.internals import internals_nbytes
+
+        return _nbytes(self.result) + internals_nbytes(self.internals)
 
 
 class _Loop(QThread):
@@ -125,7 +154,8 @@ class InferenceWorker(QObject):
     imageLoaded = Signal(object)  # LoadedImage
     imageFailed = Signal(int, str, str)  # gen, path, message
     resultReady = Signal(object)  # Prediction
-    predictionFailed = Signal(int, str, str)  # gen, model id, message
+    predictionFailed = Signal(int, str, str)  # gen, model id, message (requests with show=True)
+    captureFailed = Signal(int, str, str)  # gen, model id, message (requests with capture=True)
     modelStateChanged = Signal(str, str)  # model id, "loading" | "loaded" | "failed"
     staleDropped = Signal(int, str)  # gen, slot: a request or result skipped as out of date
     busyChanged = Signal(bool)
@@ -158,12 +188,19 @@ class InferenceWorker(QObject):
         self._submit("image", ImageRequest(gen, Path(path)))
 
     def request_prediction(self, req: PredictRequest) -> None:
-        """Run one model on one image; a pending request for the same model is replaced."""
+        """Run one model on one image; a pending request for the same model is replaced (for the
+        same image and parameters it keeps the pending one's ``capture``/``show`` wishes too)."""
         self._submit(f"model:{req.model_id}", req)
 
     def cached_prediction(self, req: PredictRequest) -> Any | None:
         """The cached result for ``req``, if any (cheap; safe from the UI thread)."""
-        return self.cache.get(req.cache_key())
+        entry = self.cache.get(req.cache_key())
+        return None if entry is None else entry.result
+
+    def cached_internals(self, req: PredictRequest) -> Any | None:
+        """The cached internals for ``req`` (None when it ran without hooks or is not cached)."""
+        entry = self.cache.get(req.cache_key())
+        return None if entry is None else entry.internals
 
     def forget_model(self, model_id: str) -> None:
         """Drop a pending request and the loaded network of a model (e.g. new weights chosen)."""
@@ -193,7 +230,10 @@ class InferenceWorker(QObject):
     def _submit(self, slot: str, req: ImageRequest | PredictRequest) -> None:
         with self._cond:
             self._latest_gen = max(self._latest_gen, req.gen)
-            self._pending.pop(slot, None)
+            old = self._pending.pop(slot, None)
+            if (isinstance(old, PredictRequest) and isinstance(req, PredictRequest)
+                    and old.cache_key() == req.cache_key() and old.gen == req.gen):
+                req = dataclasses.replace(req, capture=req.capture or old.capture, show=req.show or old.show)
             self._pending[slot] = req
             self._cond.notify_all()
         if self.synchronous:
@@ -269,29 +309,42 @@ class InferenceWorker(QObject):
     def _run_prediction(self, req: PredictRequest) -> None:
         key = req.cache_key()
         hit = self.cache.get(key)
-        if hit is not None:
-            self.resultReady.emit(Prediction(req.gen, req.model_id, req.image_key, hit, Timings(), cached=True))
+        if hit is not None and (hit.internals is not None or not req.capture):
+            self.resultReady.emit(Prediction(req.gen, req.model_id, req.image_key, hit.result, Timings(),
+                                             cached=True, internals=hit.internals))
             return
+        # not cached, or cached from a plain pass while the dock wants internals: ONE hooked pass
+        # then replaces the plain entry
         timings = Timings()
         with self._cond:
             forget, self._forget = self._forget, set()
         for mid in forget:
             self.host.forget(mid)
+        internals = None
+        on_state = lambda state: self.modelStateChanged.emit(req.model_id, state)  # noqa: E731
         try:
             t0 = time.perf_counter()
-            result = self.host.predict(req.model_id, req.device, req.weights, req.image, req.params, timings,
-                                       lambda state: self.modelStateChanged.emit(req.model_id, state))
+            args = (req.model_id, req.device, req.weights, req.image, req.params, timings, on_state)
+            if req.capture:
+                result, internals = self.host.predict_capture(*args)
+            else:
+                result = self.host.predict(*args)
             if not timings:
                 timings["model"] = time.perf_counter() - t0
         except Exception as err:  # noqa: BLE001 - a model that raises must leave the app usable
-            self.predictionFailed.emit(req.gen, req.model_id, describe_error(err, req.model_id))
+            msg = describe_error(err, req.model_id)
+            if req.show:
+                self.predictionFailed.emit(req.gen, req.model_id, msg)
+            if req.capture:
+                self.captureFailed.emit(req.gen, req.model_id, msg)
             return
         _warm(result)
-        self.cache.put(key, result, _nbytes(result))
+        entry = _Entry(result, internals)
+        self.cache.put(key, entry, entry.nbytes())
         if self._is_stale(req.gen):
             self.staleDropped.emit(req.gen, f"model:{req.model_id}")
             return
-        self.resultReady.emit(Prediction(req.gen, req.model_id, req.image_key, result, timings))
+        self.resultReady.emit(Prediction(req.gen, req.model_id, req.image_key, result, timings, internals=internals))
 
 
 def _nbytes(result: Any) -> int:
