@@ -145,7 +145,9 @@ class Detections:
     """Boxes with scores and classes, optionally instance masks and keypoints.
 
     ``keypoints`` is ``(N, K, 3)`` float32 of ``(x, y, score)``; ``keypoint_names`` and
-    ``skeleton`` (pairs of keypoint indices) describe them.
+    ``skeleton`` (pairs of keypoint indices) describe them. ``instance_ids`` (``(N,)`` int64) is
+    an identity that outlives one frame (a video track id): it picks each instance's color jitter,
+    so an object keeps its color while it moves; without it the index in this result does.
     """
 
     image_size: tuple[int, int]
@@ -157,6 +159,7 @@ class Detections:
     keypoints: np.ndarray | None = None
     keypoint_names: tuple[str, ...] = ()
     skeleton: tuple[tuple[int, int], ...] = ()
+    instance_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         h, w = (int(v) for v in self.image_size)
@@ -181,6 +184,10 @@ class Detections:
             kp = _as(self.keypoints, np.float32, "keypoints", 3)
             _check(kp.shape[0] == n and kp.shape[2] == 3, f"keypoints must be (N={n}, K, 3), got {kp.shape}")
             object.__setattr__(self, "keypoints", _frozen(kp))
+        if self.instance_ids is not None:
+            ids = _as(self.instance_ids, np.int64, "instance_ids", 1)
+            _check(len(ids) == n, f"{n} boxes but {len(ids)} instance ids")
+            object.__setattr__(self, "instance_ids", _frozen(ids))
         object.__setattr__(self, "boxes", _frozen(boxes))
         object.__setattr__(self, "scores", _frozen(scores))
         object.__setattr__(self, "class_ids", _frozen(cls))
@@ -204,6 +211,7 @@ class Detections:
             masks=None if self.masks is None else self.masks.select(idx),
             keypoints=None if self.keypoints is None else self.keypoints[idx],
             keypoint_names=self.keypoint_names, skeleton=self.skeleton,
+            instance_ids=None if self.instance_ids is None else self.instance_ids[idx],
         )
 
     def above(self, score_thresh: float) -> Detections:
@@ -213,6 +221,7 @@ class Detections:
         n = self.boxes.nbytes + self.scores.nbytes + self.class_ids.nbytes
         n += 0 if self.masks is None else self.masks.nbytes()
         n += 0 if self.keypoints is None else self.keypoints.nbytes
+        n += 0 if self.instance_ids is None else self.instance_ids.nbytes
         return int(n)
 
 

@@ -3,26 +3,25 @@
 Follows detectron2's ``utils/video_visualizer.py`` idea (match this frame's instances to recent
 frames' by mask or box IoU, keep unmatched tracks alive for a few frames, then forget them) with
 two deliberate differences: the matching is one-to-one (greedy by descending IoU, so two new
-instances never inherit the same color), and the color derives from the track id through
-:func:`segviewer.core.colors.instance_color`, so it is deterministic rather than random.
+instances never inherit the same color), and the color derives from the track id (set as the
+detections' ``instance_ids``, which the renderer jitters the class color by), so it is
+deterministic rather than random.
 
 Mask IoU is computed on :class:`~segviewer.core.results.MaskSet` crops, never on full frames.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from segviewer.core.colors import instance_color
 from segviewer.core.errors import SegviewerError
 from segviewer.core.geometry import box_iou
 from segviewer.core.results import Detections, MaskSet, PanopticMap
 
 __all__ = ["InstanceTracker", "Track", "box_iou", "mask_iou"]
-
-
 
 
 def _crop_box(crop: np.ndarray, off: np.ndarray) -> tuple[int, int, int, int]:
@@ -149,9 +148,7 @@ class InstanceTracker:
         ids = self.update(boxes, np.array([s.category_id for s in things]), ms)
         return {s.id: int(t) for s, t in zip(things, ids)}
 
-    @staticmethod
-    def colors(class_ids: np.ndarray, track_ids: np.ndarray, strength: float = 0.5) -> np.ndarray:
-        """``(N, 3)`` uint8 colors: the class color jittered by the track id (stable across frames)."""
-        cls = np.asarray(class_ids, np.int64).ravel()
-        tid = np.asarray(track_ids, np.int64).ravel()
-        return np.array([instance_color(int(c), int(t), strength) for c, t in zip(cls, tid)], np.uint8).reshape(-1, 3)
+    def track(self, dets: Detections) -> Detections:
+        """``dets`` with their track ids as ``instance_ids``: the renderer colors each instance by its
+        class name jittered by that id, so an object keeps its color from frame to frame."""
+        return dataclasses.replace(dets, instance_ids=self.update_detections(dets))

@@ -72,11 +72,13 @@ def _instance_rgb(category: int, instance: int, strength: float) -> tuple[int, i
 
 
 def detection_colors(dets: Detections, style: RenderStyle) -> np.ndarray:
-    """``(N, 3)`` uint8 color of each detection: its class color jittered by its index.
+    """``(N, 3)`` uint8 color of each detection: its class color jittered by its instance id (a
+    video track id) when it has one, else by its index.
 
     Masks, boxes, tags and skeletons of one detection share this color. Cached per
     (class, index), because the palette's hash is Python code and a frame is redrawn often.
     """
     cls = color_indices(dets.categories)[dets.class_ids]  # one color per class *name* across models
     s = float(style.instance_jitter)
-    return np.array([_instance_rgb(int(c), i, s) for i, c in enumerate(cls)], np.uint8).reshape(-1, 3)
+    ids = range(len(cls)) if dets.instance_ids is None else dets.instance_ids.tolist()
+    return np.array([_instance_rgb(int(c), int(i), s) for i, c in zip(ids, cls)], np.uint8).reshape(-1, 3)

@@ -89,9 +89,11 @@ def encode_result(result: object) -> CompactResult:
             "image_size": result.image_size, "boxes": result.boxes, "scores": result.scores,
             "class_ids": result.class_ids, "categories": result.categories, "keypoints": result.keypoints,
             "keypoint_names": result.keypoint_names, "skeleton": result.skeleton, "masks": None,
+            "instance_ids": result.instance_ids,
         }
         n = result.boxes.nbytes + result.scores.nbytes + result.class_ids.nbytes + 64
         n += 0 if result.keypoints is None else result.keypoints.nbytes
+        n += 0 if result.instance_ids is None else result.instance_ids.nbytes
         if result.masks is not None:
             rles = _rle_crops(result.masks)
             p["masks"] = (rles, result.masks.offsets)
@@ -117,7 +119,8 @@ def decode_result(c: CompactResult) -> object:
             rles, offs = p["masks"]
             masks = MaskSet(p["image_size"], tuple(_unrle_crops(rles)), offs)
         return Detections(p["image_size"], p["boxes"], p["scores"], p["class_ids"], p["categories"], masks=masks,
-                          keypoints=p["keypoints"], keypoint_names=p["keypoint_names"], skeleton=p["skeleton"])
+                          keypoints=p["keypoints"], keypoint_names=p["keypoint_names"], skeleton=p["skeleton"],
+                          instance_ids=p.get("instance_ids"))
     if c.kind == "flow":
         return FlowField(_inflate(p["uv"]).astype(np.float32) * FLOW_QUANTUM)
     raise SegviewerError(f"Unknown cached result kind {c.kind!r}.")

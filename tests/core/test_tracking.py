@@ -1,5 +1,7 @@
 """Track ids carried across frames by mask or box IoU, with a time to live."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -42,9 +44,24 @@ def test_ids_follow_moving_objects_and_new_ones_get_new_ids() -> None:
     # moved by 3 px, listed in the other order, plus a newcomer
     b = tr.update_detections(_frame([(63, 40, 2), (23, 21, 1), (40, 50, 1)]))
     assert b.tolist() == [2, 1, 3]
-    colors = InstanceTracker.colors([2, 1, 1], b)
-    assert colors.shape == (3, 3) and len({tuple(c) for c in colors}) == 3
-    np.testing.assert_array_equal(colors[1], InstanceTracker.colors([1], [1])[0])  # same color as frame one
+
+
+def test_tracked_detections_keep_their_color_across_frames() -> None:
+    from segviewer.render.style import RenderStyle, detection_colors
+
+    style = RenderStyle()
+    tr = InstanceTracker(iou_threshold=0.3)
+    first = tr.track(_frame([(20, 20, 1), (60, 40, 1)]))
+    # the two objects moved and are listed in the other order; a third, same class, appears
+    second = tr.track(_frame([(62, 41, 1), (22, 20, 1), (90, 10, 1)]))
+    assert second.instance_ids.tolist() == [2, 1, 3]
+    c1, c2 = detection_colors(first, style), detection_colors(second, style)
+    np.testing.assert_array_equal(c2[0], c1[1])
+    np.testing.assert_array_equal(c2[1], c1[0])
+    assert len({tuple(c) for c in c2}) == 3
+    # without tracking, colors follow the index: the swapped listing would swap the colors
+    untracked = detection_colors(dataclasses.replace(second, instance_ids=None), style)
+    assert not np.array_equal(untracked[0], c1[1])
 
 
 def test_one_to_one_matching_and_class_check() -> None:

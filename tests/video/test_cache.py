@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -51,6 +53,11 @@ def test_round_trips_are_exact(frame_results: tuple[SemanticMap, Detections, Pan
     np.testing.assert_array_equal(d2.masks.offsets, dets.masks.offsets)
     np.testing.assert_array_equal(d2.boxes, dets.boxes)
     np.testing.assert_array_equal(d2.class_ids, dets.class_ids)
+    assert d2.instance_ids is None
+    tracked = dataclasses.replace(dets, instance_ids=np.arange(7, 7 + len(dets)))
+    d3 = decode_result(encode_result(tracked))
+    assert isinstance(d3, Detections) and d3.instance_ids is not None
+    np.testing.assert_array_equal(d3.instance_ids, tracked.instance_ids)  # track colors survive the cache
     p2 = decode_result(encode_result(pan))
     assert isinstance(p2, PanopticMap)
     np.testing.assert_array_equal(p2.segment_ids, pan.segment_ids)
