@@ -32,7 +32,13 @@ __all__ = [
     "LOOKUP_TABLE", "NUM_CELLS", "ABSTAIN", "NUM_VOTE_CLASSES", "IGNORE", "TABLE_RADIUS",
     "cell_extents", "cell_of_offset", "query_table", "VoteGeometry", "accumulate", "accumulate_loop",
     "Peaks", "find_peaks", "backproject", "instances_from_votes", "pseudo_votes", "one_hot_votes",
+    "grid_to_image", "image_to_grid", "distribution_table", "PCV_THRESHOLD",
 ]
+
+#: Default peak threshold for a trained PCV net's soft votes on its stride-4 grid (one unit = 4
+#: grid pixels): a confident 16-pixel inner cell adds 1/16 per voter, so ~16 voters make 1.0.
+#: On the bundled scenes 0.5..2.0 recover the same instances (see tests/adapters/test_internals_pcv.py).
+PCV_THRESHOLD = 1.0
 
 #: The table of REFERENCE.md, row 0 up; entry (4, 4) is the voting pixel itself.
 LOOKUP_TABLE: np.ndarray = np.array(
@@ -362,3 +368,40 @@ def one_hot_votes(cells: np.ndarray, geometry: VoteGeometry = DEFAULT_GEOMETRY, 
     if channel_axis == 0:
         return (c[None] == np.arange(geometry.num_cells + 1)[:, None, None]).astype(np.float32)
     return np.eye(geometry.num_cells + 1, dtype=np.float32)[c]
+
+
+def grid_to_image(grid: np.ndarray, image_size: tuple[int, int], scale: tuple[float, float]) -> np.ndarray:
+    """A map on a vote grid (labels, a mask) at image resolution, nearest: image pixel ``(y, x)``
+    takes grid cell ``(floor(y / sy), floor(x / sx))`` (clipped), ``scale = (sx, sy)`` image pixels
+    per grid pixel. The PCV net votes on a stride-4 grid; its instances are drawn on the image."""
+    g = np.asarray(grid)
+    if g.ndim != 2 or g.size == 0:
+        raise SegviewerError(f"A vote grid map must be a non-empty 2-D array; got shape {g.shape}.")
+    sx, sy = (float(v) for v in scale)
+    if not (sx > 0 and sy > 0):
+        raise SegviewerError(f"The grid's scale must be positive; got {scale}.")
+    h, w = (int(v) for v in image_size)
+    ys = np.minimum((np.arange(h) / sy).astype(np.int64), g.shape[0] - 1)
+    xs = np.minimum((np.arange(w) / sx).astype(np.int64), g.shape[1] - 1)
+    return g[ys[:, None], xs[None, :]]
+
+
+def image_to_grid(x: float, y: float, scale: tuple[float, float], grid_shape: tuple[int, int]) -> tuple[int, int] | None:
+    """The grid cell ``(row, col)`` under image point ``(x, y)``; None outside the grid."""
+    r, c = int(np.floor(y / scale[1])), int(np.floor(x / scale[0]))
+    if 0 <= r < grid_shape[0] and 0 <= c < grid_shape[1]:
+        return r, c
+    return None
+
+
+def distribution_table(probs: np.ndarray, geometry: VoteGeometry = DEFAULT_GEOMETRY) -> np.ndarray:
+    """One pixel's vote distribution painted on the table (in table units): entry ``(i, j)`` is
+    the probability of the cell there, divided by the cell's size in units, so the picture's mass
+    is where the votes land (an outer 3 x 3 cell's 0.9 shows as 0.1 per unit, as the pooling
+    spreads it). The abstain probability is not on the table."""
+    p = np.asarray(probs, np.float64).reshape(-1)
+    if p.size < geometry.num_cells:
+        raise SegviewerError(f"A vote distribution needs {geometry.num_cells} cell probabilities; got {p.size}.")
+    t = geometry.table
+    units = np.bincount(t.ravel(), minlength=geometry.num_cells)
+    return (p[t] / units[t]).astype(np.float32)

@@ -1,14 +1,16 @@
 """The Internals dock with the bundled shapes models on a small generated scene (real weights,
-no fakes): the one-pass capture through the feature, RoIAlign/RoIPool grids drawn on a click,
-the NMS stepper against ``torchvision.ops.batched_nms``, the mask head, the votes view, the FCN
-stages with mean IoU, and the messages for a semantic-only selection and a click on empty space.
+no fakes): the one-pass capture through the window's own worker, RoIAlign/RoIPool grids drawn on
+a click, the NMS stepper against ``torchvision.ops.batched_nms``, the mask head, the votes view
+(pseudo-votes and the PCV model's own votes), the FCN stages with mean IoU, and the messages for
+a semantic-only selection and a click on empty space.
 
-The forward passes are memoised per (kind, model) for the module (one real pass each, on a
-2-core CPU shared with a training job); every test still goes through the feature's own job."""
+Every forward pass of a model is counted (a pre-hook on its backbone / network), so the tests
+also check the promise of issue #4: one pass per image and model, the layers' result and the
+internals from the same pass."""
 
 from __future__ import annotations
 
-import functools
+import collections
 from pathlib import Path
 
 import numpy as np
@@ -17,40 +19,32 @@ import torch
 
 from segviewer.adapters.registry import get_card
 from segviewer.synth.dataset import write_dataset
-from segviewer.ui.features._internals_host import CaptureRequest, InlineHost, ProcessCaptureHost
 from segviewer.ui.features.internals import InternalsFeature
 from segviewer.ui.main_window import MainWindow
 from segviewer.ui.model_host import registry_factory
 from segviewer.ui.worker import InferenceWorker
 
-MODELS = ["shapes_maskrcnn", "shapes_fcn"]
-TIMEOUT = 240_000  # a 2-core CPU shared with a training job
-_factory = functools.partial(registry_factory, torch_threads=1)
+MODELS = ["shapes_maskrcnn", "shapes_fcn", "shapes_pcv"]
+TIMEOUT = 240_000  # a 2-core CPU shared with other jobs
 
 
-class MemoHost:
-    """The real capture (InlineHost), run once per (kind, model) for this module's one scene."""
+class CountingFactory:
+    """The real adapters (bundled weights, one torch thread); counts each model's forward passes."""
 
     def __init__(self) -> None:
-        self.inner = InlineHost()
-        self.memo: dict[tuple[str, str], object] = {}
-        self.calls = 0
+        self.passes: collections.Counter[str] = collections.Counter()
 
-    def run(self, req: CaptureRequest) -> object:
-        self.calls += 1
-        key = (req[0], req[1])
-        if key not in self.memo:
-            torch.set_num_threads(1)
-            self.memo[key] = self.inner.run(req)
-        return self.memo[key]
+    def __call__(self, model_id: str):  # noqa: ANN204
+        adapter = registry_factory(model_id, torch_threads=1)
+        load = adapter.load
 
-    def close(self, timeout_s: float = 0.0) -> None:
-        pass
+        def counted_load(device: str, weights: Path | None = None, progress=None) -> None:  # noqa: ANN001
+            load(device, weights=weights)
+            m = adapter.module
+            getattr(m, "backbone", m).register_forward_pre_hook(lambda *_: self.passes.update([model_id]))
 
-
-@pytest.fixture(scope="module")
-def memo_host() -> MemoHost:
-    return MemoHost()
+        adapter.load = counted_load
+        return adapter
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +57,14 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def window(qtbot, memo_host: MemoHost, scene: Path):
+def window(qtbot, scene: Path):
     made: list[MainWindow] = []
 
     def make(models: tuple[str, ...] = ()) -> tuple[MainWindow, InternalsFeature]:
-        w = MainWindow(InferenceWorker(_factory, process=False), cards=[get_card(m) for m in MODELS])
+        torch.set_num_threads(1)
+        factory = CountingFactory()
+        w = MainWindow(InferenceWorker(factory, process=False), cards=[get_card(m) for m in MODELS])
+        w.passes = factory.passes
         qtbot.addWidget(w)
         w.resize(1300, 850)
         w.show()
@@ -75,7 +72,6 @@ def window(qtbot, memo_host: MemoHost, scene: Path):
         made.append(w)
         feat = w.findChild(InternalsFeature)
         assert feat is not None, "the internals feature did not install"
-        feat.host = memo_host
         feat.dock.show()
         feat.dock.raise_()
         with qtbot.waitSignal(feat.captured, timeout=TIMEOUT):
@@ -217,16 +213,59 @@ def test_mask_head_and_votes(qtbot, window) -> None:
     d = it.detections
     w.session.results["shapes_maskrcnn"] = Detections(
         it.image_size, it.to_image(d.boxes), d.scores, d.groups.astype(np.int32), it.categories, masks=it.masks(0.5))
+    vt = feat.panel.votes
     with qtbot.waitSignal(feat.votesReady, timeout=60_000):
-        feat.panel.tabs.setCurrentIndex(3)
+        feat.panel.tabs.setCurrentIndex(3)  # the PCV model is the first source
+    labels = [vt.source.itemText(i) for i in range(vt.source.count())]
+    assert labels == ["PCV model (shapes_pcv)", "pseudo-votes from shapes_maskrcnn"]
+    with qtbot.waitSignal(feat.votesReady, timeout=60_000):
+        vt.source.setCurrentIndex(1)
     v = feat.votes
-    assert v is not None and len(v.peaks) > 0, feat.message
+    assert v is not None and v.kind == "pseudo" and len(v.peaks) > 0, feat.message
+    assert abs(vt.threshold.value() - vt.PSEUDO_THRESHOLD) < 1e-9 and vt.unit.isEnabled()
     r, c = v.peaks.positions[0]
     feat.click(c + 0.5, r + 0.5)
     assert feat.votes.picked == 0 and feat.votes.mask.sum() > 0
     assert feat.overlays.count("peaks") == 2 * len(v.peaks)
     feat.click(-5, -5)
     assert "No vote peak" in feat.message
+    feat._on_hover((c + 0.5, r + 0.5))  # a pseudo-vote is one-hot
+    assert vt.hover.text().startswith("Votes of pixel") and " 1.00" in vt.hover.text()
+
+
+def test_votes_from_the_pcv_model(qtbot, window) -> None:
+    """The PCV net's own votes: one pass of shapes_pcv (its voting head), the accumulator on its
+    stride-4 grid placed over the image, peaks, back-projection, a pixel's distribution on hover,
+    and the back-projected instances drawn at image resolution."""
+    w, feat = window()
+    vt = feat.panel.votes
+    with qtbot.waitSignal(feat.votesReady, timeout=TIMEOUT):
+        feat.panel.tabs.setCurrentIndex(3)
+    v = feat.votes
+    assert v is not None and v.kind == "pcv", feat.message
+    assert w.passes["shapes_pcv"] == 1
+    assert not vt.unit.isEnabled() and abs(vt.threshold.value() - vt.PCV_THRESHOLD) < 1e-9
+    vp = feat.pcv
+    assert v.acc.shape == vp.votes.shape[1:] and v.geometry.unit == round(vp.cell_size)
+    assert len(v.peaks) >= 2, v.describe()  # the scene has several shapes
+    h, wd = w.session.image.shape[:2]
+    x, y, gw, gh = v.rect
+    assert abs(gw - wd) <= v.scale[0] and abs(gh - h) <= v.scale[1]  # the grid covers the image
+    assert feat.overlays.heat.isVisible() and feat.overlays.heat.image.shape[:2] == v.acc.shape
+    r, c = v.peaks.positions[0]
+    px, py = (c + 0.5) * v.scale[0], (r + 0.5) * v.scale[1]
+    feat.click(px, py)
+    assert feat.message == "" and v.picked == 0 and v.mask.sum() > 0
+    assert "Peak 0" in vt.info.text()
+    feat._on_hover((px, py))
+    assert vt.hover.text().startswith("Votes of grid")
+    assert vt.dist.item.image is not None and vt.dist.item.image.shape[:2] == (9 * 14, 9 * 14)
+    vt.show_what.setCurrentIndex(1)  # the back-projected instances at image resolution
+    inst = v.image_instances()
+    assert inst.shape == (h, wd) and set(np.unique(inst)) - {0} <= set(range(1, len(v.peaks) + 1))
+    assert feat.overlays.heat.image.shape[:2] == (h, wd)
+    # the PCV model's votes came from the worker: its pass is cached with the internals
+    assert w.passes["shapes_pcv"] == 1 and vt.source.count() == 1
 
 
 def test_fcn_stages_and_no_rpn_message(qtbot, window) -> None:
@@ -250,14 +289,25 @@ def test_fcn_stages_and_no_rpn_message(qtbot, window) -> None:
     assert "no region proposal network" in feat.message
 
 
-def test_process_host_reports_no_rpn(tmp_path: Path) -> None:
-    """The child process answers a semantic model with the adapter's own NoRPNError sentence."""
-    host = ProcessCaptureHost(nice=0)
-    try:
-        img = np.zeros((64, 64, 3), np.uint8)
-        with pytest.raises(Exception) as info:
-            host.run(CaptureRequest("detector", "shapes_fcn", "cpu", None, img))
-        assert "no region proposal network" in str(info.value)
-        assert getattr(info.value, "no_rpn", False)
-    finally:
-        host.close()
+def test_one_pass_per_image_and_model(qtbot, window) -> None:
+    """The layers' result and the internals come from the same pass of the window's worker; the
+    FCN tab opened after a plain FCN prediction replaces it with one hooked pass; coming back to
+    the image runs nothing."""
+    w, feat = window(("shapes_maskrcnn", "shapes_fcn"))
+    s = w.session
+    qtbot.waitUntil(lambda: {"shapes_maskrcnn", "shapes_fcn"} <= set(s.results), timeout=TIMEOUT)
+    assert w.passes["shapes_maskrcnn"] == 1 and w.passes["shapes_fcn"] == 1
+    it, det = feat.internals, s.results["shapes_maskrcnn"]
+    assert it.replay_matches and len(det) == len(it.detections)
+    np.testing.assert_allclose(det.boxes, it.to_image(it.detections.boxes), atol=1e-3)
+    np.testing.assert_array_equal(det.scores, it.detections.scores)
+    with qtbot.waitSignal(feat.stagesReady, timeout=TIMEOUT):
+        feat.panel.tabs.setCurrentIndex(4)
+    assert w.passes["shapes_fcn"] == 2  # the plain pass, then ONE hooked pass that replaced it
+    qtbot.waitUntil(lambda: s.results.get("shapes_fcn") is not None, timeout=TIMEOUT)
+    np.testing.assert_array_equal(s.results["shapes_fcn"].labels, feat.stages["8s"].labels)
+    # back to the same image: every result and bundle comes from the worker's cache
+    with qtbot.waitSignal(feat.stagesReady, timeout=TIMEOUT):
+        s.show_index(0)
+    qtbot.waitUntil(lambda: feat.internals is not None, timeout=TIMEOUT)
+    assert w.passes == {"shapes_maskrcnn": 1, "shapes_fcn": 2}

@@ -310,19 +310,36 @@ def table_legend_rgba(k: int = 14) -> np.ndarray:
     return np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
 
 
-class VotesState:
-    """PCV over the current instance result: pseudo-votes, accumulator, peaks, one picked peak."""
+PCV_SOURCE = "pcv"  # the votes tab's source key for the PCV net (others are instance model ids)
 
-    def __init__(self, source: str, cells: np.ndarray, acc: np.ndarray, peaks: Any, geometry: Any) -> None:
-        self.source, self.cells, self.acc, self.peaks, self.geometry = source, cells, acc, peaks, geometry
+
+class VotesState:
+    """Votes on a grid, the accumulator, its peaks and back-projected instances, one picked peak.
+
+    Two sources: the PCV net's own soft votes (``from_pcv``: an ``(18, h, w)`` stride-4 grid, one
+    table unit = ``cell_size`` grid pixels) and pseudo-votes from an instance result's masks
+    (``from_results``: one-hot, at pixel resolution). ``scale = (sx, sy)`` maps grid pixels to
+    image pixels; everything drawn is placed with it."""
+
+    def __init__(self, source: str, kind: str, cells: np.ndarray, acc: np.ndarray, peaks: Any, geometry: Any,
+                 image_size: tuple[int, int], scale: tuple[float, float] = (1.0, 1.0),
+                 probs: np.ndarray | None = None, keep: np.ndarray | None = None) -> None:
+        self.source, self.kind, self.cells, self.acc, self.peaks = source, kind, cells, acc, peaks
+        self.geometry, self.image_size, self.scale, self.probs, self.keep = geometry, image_size, scale, probs, keep
         self.picked: int | None = None
-        self.mask: np.ndarray | None = None
+        self.mask: np.ndarray | None = None  # the picked peak's voters on the grid
         self.rgba = heatmap_rgba(acc, cmap="inferno", alpha=220, alpha_by_value=True)  # drawn once
         self.picked_rgba: np.ndarray | None = None
+        self._labels: np.ndarray | None = None
+        self._instances_rgba: np.ndarray | None = None
+        self.origin: Any = None  # what the votes were built from (a Detections, a VotePrediction)
 
+    # ---- building -----------------------------------------------------------------------------
     @classmethod
     def from_results(cls, results: dict[str, Any], derived: set[str], unit: int, threshold: float,
-                     min_score: float = 0.0, max_instances: int = 50) -> VotesState:
+                     min_score: float = 0.0, max_instances: int = 50, source: str | None = None) -> VotesState:
+        """Pseudo-votes: every mask pixel of ``source`` (default: the first instance result with
+        masks) votes for its mask's centroid; ``unit`` pixels per table unit."""
         from segviewer.analysis.voting import (
             VoteGeometry,
             accumulate,
@@ -332,12 +349,12 @@ class VotesState:
         )
         from segviewer.core.results import Detections
 
-        name = next((k for k, v in results.items() if k not in derived and isinstance(v, Detections)
-                     and v.masks is not None), None)
+        names = instance_sources(results, derived)
+        name = source if source in names else (names[0] if names else None)
         if name is None:
-            raise SegviewerError("The votes view needs an instance result with masks; select an instance "
-                                 "model such as shapes_maskrcnn.")
-        det = results[name]
+            raise SegviewerError("Pseudo-votes need an instance result with masks; select an instance "
+                                 "model such as shapes_maskrcnn, or pick the PCV model as the source.")
+        det: Detections = results[name]
         keep = np.flatnonzero(det.scores >= min_score)[:max_instances]
         if keep.size == 0:
             raise SegviewerError(f"{name} has no instance at or above the score threshold {min_score:.2f}.")
@@ -345,30 +362,135 @@ class VotesState:
         full = det.masks.select(keep).to_full()
         cells = pseudo_votes(full, geom)
         acc = accumulate(one_hot_votes(cells, geom, channel_axis=0), geom, channel_axis=0)
-        return cls(name, cells, acc, find_peaks(acc, threshold), geom)
+        state = cls(name, "pseudo", cells, acc, find_peaks(acc, threshold), geom, tuple(full.shape[1:]))
+        state.origin = det
+        return state
+
+    @classmethod
+    def from_pcv(cls, model_id: str, vp: Any, threshold: float, isthing: tuple[bool, ...] = ()) -> VotesState:
+        """The PCV net's votes (``adapters.shapes.VotePrediction``): accumulated on its own grid with
+        the table at ``cell_size`` grid pixels per unit; the back-projected instances are kept to
+        the pixels its semantic head calls a thing (``isthing`` per class, when known)."""
+        from segviewer.analysis.voting import VoteGeometry, accumulate, find_peaks
+
+        unit = float(vp.cell_size)
+        if abs(unit - round(unit)) > 1e-6 or unit < 1:
+            raise SegviewerError(f"{model_id}'s table unit is {unit:g} grid pixels; the accumulator needs a "
+                                 "whole number.")
+        probs = np.asarray(vp.votes, np.float32)
+        geom = VoteGeometry(unit=int(round(unit)))
+        acc = accumulate(probs, geom, channel_axis=0)
+        sem = vp.semantic
+        keep = None
+        if isthing and len(isthing) == len(sem.categories) and any(isthing):
+            keep = np.asarray(isthing, bool)[sem.labels]
+        state = cls(model_id, "pcv", probs.argmax(0), acc, find_peaks(acc, threshold), geom,
+                    tuple(sem.labels.shape[:2]), (float(vp.scale_x), float(vp.scale_y)), probs, keep)
+        state.origin = vp
+        return state
+
+    # ---- derived ------------------------------------------------------------------------------
+    @property
+    def rect(self) -> tuple[float, float, float, float]:
+        """Where the grid lies on the image: ``(x, y, w, h)`` in image pixels."""
+        gh, gw = self.acc.shape
+        return 0.0, 0.0, gw * self.scale[0], gh * self.scale[1]
+
+    def grid_labels(self) -> np.ndarray:
+        """``(h, w)`` int32 on the grid: ``i + 1`` where peak ``i`` back-projects (stronger wins)."""
+        from segviewer.analysis.voting import backproject
+
+        if self._labels is None:
+            out = np.zeros(self.cells.shape, np.int32)
+            for i in range(len(self.peaks) - 1, -1, -1):
+                out[backproject(self.cells, tuple(self.peaks.positions[i]), self.geometry)] = i + 1
+            self._labels = out
+        return self._labels
+
+    def image_instances(self) -> np.ndarray:
+        """``(H, W)`` int32 instance ids at image resolution (0 = none): the grid's back-projected
+        instances, kept to thing pixels for the PCV net."""
+        from segviewer.analysis.voting import grid_to_image
+
+        lab = grid_to_image(self.grid_labels(), self.image_size, self.scale)
+        return np.where(self.keep, lab, 0) if self.keep is not None else lab
+
+    def instances_rgba(self) -> np.ndarray:
+        """Every back-projected instance in its own color at image resolution (computed once)."""
+        if self._instances_rgba is None:
+            from segviewer.core.colors import category_palette
+
+            lab = self.image_instances()
+            n = len(self.peaks)
+            lut = np.zeros((n + 1, 4), np.uint8)
+            if n:
+                lut[1:, :3] = category_palette(n + 1)[1:, :3]
+                lut[1:, 3] = 170
+            self._instances_rgba = lut[lab]
+        return self._instances_rgba
 
     def describe(self) -> str:
-        a = self.acc
-        text = (f"Pseudo-votes from {self.source}'s masks (each pixel votes for its mask's centroid); "
-                f"accumulator max {a.max():.1f}, {len(self.peaks)} peaks above {self.peaks.threshold:g}. "
-                "Click a peak to back-project its instance.")
+        a, gh, gw = self.acc, *self.acc.shape
+        if self.kind == "pcv":
+            text = (f"The PCV model {self.source}'s votes on its {gw} x {gh} grid (one grid pixel = "
+                    f"{self.scale[0]:.1f} x {self.scale[1]:.1f} image px; one table unit = {self.geometry.unit} grid px)")
+        else:
+            text = f"Pseudo-votes from {self.source}'s masks (each pixel votes for its mask's centroid)"
+        text += (f"; accumulator max {a.max():.2f}, {len(self.peaks)} peaks above {self.peaks.threshold:g}. "
+                 "Click a peak to back-project its instance; hover for a pixel's votes.")
         if self.picked is not None and self.mask is not None:
-            text += f"\nPeak {self.picked}: {int(self.mask.sum())} pixels vote for it."
+            text += f"\nPeak {self.picked}: {int(self.mask.sum())} grid pixels vote for it."
         return text
 
+    # ---- interaction --------------------------------------------------------------------------
     def pick(self, x: float, y: float) -> None:
         from segviewer.analysis.voting import backproject
 
-        i = self.peaks.at(x, y)
+        i = self.peaks.at(x / self.scale[0], y / self.scale[1])
         self.picked = i
         self.mask = backproject(self.cells, tuple(self.peaks.positions[i]), self.geometry)
         self.picked_rgba = self.rgba.copy()
         self.picked_rgba[self.mask] = (0, 255, 160, 170)
 
-    def draw(self, overlays: Overlays) -> None:
-        overlays.image(self.rgba if self.picked_rgba is None else self.picked_rgba)
-        pos = self.peaks.positions[:, ::-1].astype(np.float64) + 0.5
+    def hover(self, x: float, y: float) -> tuple[str, np.ndarray | None]:
+        """The vote distribution of the grid pixel under image point (x, y): one line and the
+        table painted with it (None off the grid)."""
+        from segviewer.analysis.voting import distribution_table, image_to_grid
+
+        rc = image_to_grid(x, y, self.scale, self.cells.shape)
+        if rc is None:
+            return "", None
+        r, c = rc
+        k = self.geometry.num_cells
+        if self.probs is not None:
+            p = self.probs[:, r, c].astype(np.float64)
+        else:
+            p = np.zeros(k + 1)
+            p[int(self.cells[r, c])] = 1.0
+        top = np.argsort(-p, kind="stable")[:3]
+        parts = [f"{'abstain' if i == k else f'cell {i}'} {p[i]:.2f}" for i in top if p[i] > 0.005]
+        where = f"grid ({r}, {c})" if self.kind == "pcv" else f"pixel ({c}, {r})"
+        text = f"Votes of {where}: " + ", ".join(parts)
+        table = distribution_table(p[:k], self.geometry)
+        rgba = _block(heatmap_rgba(table, 0.0, max(float(table.max()), 1e-6), "viridis", alpha=255), 14)
+        return text, rgba
+
+    def draw(self, overlays: Overlays, instances: bool = False) -> None:
+        if instances:
+            h, w = self.image_size
+            overlays.image(self.instances_rgba(), (0, 0, w, h))
+        else:
+            overlays.image(self.rgba if self.picked_rgba is None else self.picked_rgba, self.rect)
+        pos = (self.peaks.positions[:, ::-1].astype(np.float64) + 0.5) * np.asarray(self.scale)
         overlays.set("peaks", cross_segments(pos, 4.0) if len(pos) else None)
+
+
+def instance_sources(results: dict[str, Any], derived: set[str]) -> list[str]:
+    """The results that can give pseudo-votes: instance results with masks, models first."""
+    from segviewer.core.results import Detections
+
+    names = [k for k, v in results.items() if isinstance(v, Detections) and v.masks is not None]
+    return [k for k in names if k not in derived] + [k for k in names if k in derived]
 
 
 def fcn_stage_report(stages: dict[str, Any], path: Path | None, size: tuple[int, int]) -> str:

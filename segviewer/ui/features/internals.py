@@ -1,19 +1,25 @@
-"""The Internals dock: inside the networks, from ONE captured forward pass per image and model.
+"""The Internals dock: inside the networks, from ONE forward pass per image and model.
 
-Flow: when the dock is visible and an image is shown, the selected two-stage detector (the first
-selected instance/detection model; the bundled ``shapes_maskrcnn`` when nothing is selected) runs
-once with hooks (``capture_internals``) in a child process of our own
-(:mod:`._internals_host`), off the UI thread. Every view then derives from the cached
-``DetectorInternals`` on the UI thread (each update is numpy geometry, well under 100 ms):
+Flow: when the dock is visible and an image is shown, the dock asks the window's
+:class:`~segviewer.ui.worker.InferenceWorker` for a *capture* prediction of each model its
+current view needs: the selected two-stage detector (the first selected instance/detection
+model; the bundled ``shapes_maskrcnn`` when nothing is selected), the FCN (its stages tab) and
+the PCV net (the votes tab's default source). The worker's model process runs that model once
+with hooks and returns both the result the layers show and the internals bundle; a pending plain
+request of the session for the same model and image is merged into it, so what is displayed
+comes from one pass. Every view then derives from the cached bundle on the UI thread (each
+update is numpy geometry, well under 100 ms; ``bench/internals.py``):
 
 * RoI: click a detection -> its RoIAlign bins, sample points and the feature cells they read
   (box head 7 x 7 or mask head 14 x 14, ``aligned`` on/off), RoIPool's snapped bins and the area
   the quantisation loses/gains, one channel's pooled bins as small heatmaps; hovering a bin
   highlights its points and cells.
-* RPN & NMS: objectness per FPN level, anchors at a click, proposal counts, and a per-class NMS
-  stepper whose kept set equals ``torchvision.ops.batched_nms`` at any IoU threshold.
+* RPN & NMS: objectness per FPN level, anchors at a click, proposal counts, and an NMS stepper
+  (the box head per class, or the RPN per FPN level) whose kept set equals
+  ``torchvision.ops.batched_nms`` at any IoU threshold.
 * Mask head: the 28 x 28 logits and the mask pasted into its box as the model does.
-* Votes: PCV pseudo-votes from the current instance result, peaks, back-projection on click.
+* Votes: the PCV model's own votes, or pseudo-votes from an instance result; accumulator,
+  peaks, back-projected instances, a pixel's vote distribution on hover.
 * FCN stages: the bundled FCN's 32s/16s/8s predictions (a derived layer) and mean IoU vs GT.
 
 Overlays are our own pyqtgraph items on ``window.canvas.vb`` above the layers; they are cleared
@@ -26,30 +32,34 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import QDockWidget
 
 from segviewer.core.errors import SegviewerError
-from segviewer.ui.features._internals_host import CaptureRequest, ProcessCaptureHost
 from segviewer.ui.features._internals_views import (
     FCN_LAYER,
+    PCV_SOURCE,
     Overlays,
     VotesState,
     fcn_stage_report,
+    instance_sources,
     nms_trace_for,
     table_legend_rgba,
 )
 from segviewer.ui.jobs import run_background
 from segviewer.ui.widgets.internals_tabs import InternalsPanel
+from segviewer.ui.worker import Prediction, PredictRequest
 
 DEFAULT_DETECTOR = "shapes_maskrcnn"
 DETECTOR_TASKS = ("instance", "detection")
+DEFAULT_FCN = "shapes_fcn"
+DEFAULT_PCV = "shapes_pcv"
 
 
 class InternalsFeature(QObject):
     """The controller; the window owns it (Qt parent), the dock shows it."""
 
-    captured = Signal()  # a capture for the current image finished (or failed: see ``message``)
+    captured = Signal()  # the detector's internals for the current image arrived (or failed: see ``message``)
     viewUpdated = Signal(str)  # the tab whose overlays were just redrawn
     messageShown = Signal(str)
     stagesReady = Signal()
@@ -58,8 +68,7 @@ class InternalsFeature(QObject):
     def __init__(self, window: Any) -> None:
         super().__init__(window)
         self.setObjectName("internals_feature")
-        self.window, self.session = window, window.session
-        self.host: Any = None  # created on first use; tests may assign an InlineHost
+        self.window, self.session, self.worker = window, window.session, window.session.worker
         self.internals: Any = None
         self.model_id: str | None = None
         self.selected: int | None = None  # detection index (model's order)
@@ -69,8 +78,8 @@ class InternalsFeature(QObject):
         self.grid: Any = None  # the RoIAlign grid on screen (for hover)
         self.votes: VotesState | None = None
         self.stages: dict[str, Any] | None = None
-        self._token: tuple | None = None
-        self._stage_token: tuple | None = None
+        self.pcv: Any = None  # the PCV net's VotePrediction for the current image
+        self._wanted: dict[str, tuple] = {}  # role ("detector", "fcn", "pcv") -> (gen, key, model, weights, device)
         self._votes_token: tuple | None = None
         self.panel = InternalsPanel()
         self.panel.votes.table.set_rgba(table_legend_rgba())
@@ -91,7 +100,6 @@ class InternalsFeature(QObject):
         self.overlays = Overlays(window.canvas.vb)
         menu = window.menuBar().addMenu("&Internals")
         menu.addAction(dock.toggleViewAction())
-        menu.addAction("&Recapture", lambda: self.refresh(force=True))
 
         p = self.panel
         p.tabs.currentChanged.connect(lambda *_: self.update_view())
@@ -101,34 +109,21 @@ class InternalsFeature(QObject):
         p.rpn.stepChanged.connect(self.update_view)
         p.mask.changed.connect(self.update_view)
         p.votes.changed.connect(self._recompute_votes)
+        p.votes.displayChanged.connect(lambda: self._draw_votes() if self.votes is not None else None)
         p.fcn.stageChanged.connect(lambda _s: self._show_stage())
         p.fcn.requested.connect(lambda: self.request_stages(force=True))
         dock.visibilityChanged.connect(self._on_visibility)
         self.session.imageShown.connect(self._on_image_shown)
         self.session.resultsChanged.connect(self._on_results_changed)
+        self.worker.resultReady.connect(self._on_prediction)
+        self.worker.captureFailed.connect(self._on_capture_failed)
         picker = getattr(window, "picker", None)
         if picker is not None:  # the session updates its model list in the window's slot first
             picker.selectionChanged.connect(lambda *_: QTimer.singleShot(0, self, self._on_results_changed))
         window.canvas.scene().sigMouseClicked.connect(self._on_scene_click)
         window.canvas.hovered.connect(self._on_hover)
-        window.installEventFilter(self)
 
     # ---- lifecycle --------------------------------------------------------------------------------
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
-        if obj is self.window and event.type() == QEvent.Type.Close:
-            self.shutdown()
-        return False
-
-    def shutdown(self) -> None:
-        """End the child process (window closing)."""
-        if self.host is not None:
-            self.host.close()
-
-    def _host(self) -> Any:
-        if self.host is None:
-            self.host = ProcessCaptureHost()
-        return self.host
-
     @property
     def active(self) -> bool:
         return self.dock.isVisible() and not self.window.isHidden()
@@ -142,11 +137,16 @@ class InternalsFeature(QObject):
             self.overlays.detach()
 
     def _on_image_shown(self) -> None:
+        """A new image: forget the old bundles and ask for the new ones *before* the session asks
+        for its plain results (imageShown comes first), so the worker merges both into one pass."""
         self.internals, self.selected, self.anchor_point, self.trace, self.grid = None, None, None, None, None
-        self.votes, self.stages, self._token, self._stage_token = None, None, None, None
+        self.votes, self.stages, self.pcv, self._votes_token = None, None, None, None
+        self._wanted.clear()
         self.overlays.clear()
         self.panel.fcn.info.setText("")
         self.refresh()
+        if self.active and self.panel.tab_name() in ("votes", "fcn"):
+            self.update_view()
 
     def _on_results_changed(self) -> None:
         if not self.active:
@@ -155,12 +155,12 @@ class InternalsFeature(QObject):
         if model != self.model_id or self.internals is None:
             self.refresh()
         if self.panel.tab_name() == "votes":
-            self._recompute_votes()
+            self._update_sources()
 
-    # ---- capture ----------------------------------------------------------------------------------
+    # ---- one hooked pass per image and model, run by the window's worker -------------------------
     def detector(self) -> tuple[str | None, str]:
         """The model to look inside, or ``(None, why not)``."""
-        cards = {c.id: c for c in getattr(self.window, "cards", [])}
+        cards = self._cards()
         models = list(self.session.models)
         for m in models:
             card = cards.get(m)
@@ -176,8 +176,70 @@ class InternalsFeature(QObject):
             return DEFAULT_DETECTOR, ""
         return None, "No model selected; select a Faster or Mask R-CNN to look inside it."
 
+    def pcv_model(self) -> str | None:
+        """The PCV net whose votes the votes tab shows: a selected voting model, else the bundled one."""
+        cards = self._cards()
+        for m in self.session.models:
+            if getattr(cards.get(m), "task", "") == "voting":
+                return m
+        return DEFAULT_PCV if DEFAULT_PCV in cards or not cards else None
+
+    def _cards(self) -> dict[str, Any]:
+        return {c.id: c for c in getattr(self.window, "cards", [])}
+
+    def _capture(self, role: str, model: str, force: bool = False) -> bool:
+        """Ask the worker for ``model``'s internals on the current image (one hooked pass, or the
+        cache). Returns True when the bundle is already here (applied synchronously)."""
+        s = self.session
+        weights = s.weights.get(model)
+        token = (s.gen, s.key, model, str(weights or ""), s.device)
+        if self._wanted.get(role) == token and not force:
+            return False
+        self._wanted[role] = token
+        req = PredictRequest(s.gen, s.key, s.image, model, s.device, weights, s.params,
+                             capture=True, show=model in s.models)
+        have = self.worker.cached_internals(req)
+        if have is not None:
+            self._apply(role, have)
+            return True
+        self.worker.request_prediction(req)
+        return False
+
+    def _roles_for(self, model_id: str) -> list[str]:
+        s = self.session
+        return [r for r, t in self._wanted.items() if t[0] == s.gen and t[1] == s.key and t[2] == model_id]
+
+    def _on_prediction(self, pred: Prediction) -> None:
+        if pred.internals is None or pred.gen != self.session.gen or pred.image_key != self.session.key:
+            return
+        for role in self._roles_for(pred.model_id):
+            self._apply(role, pred.internals)
+
+    def _on_capture_failed(self, gen: int, model_id: str, message: str) -> None:
+        if gen != self.session.gen:
+            return
+        for role in self._roles_for(model_id):
+            self._apply(role, None, message)
+
+    def _apply(self, role: str, bundle: Any, error: str = "") -> None:
+        """A bundle (or a failure) for ``role`` on the current image."""
+        from segviewer.adapters.internals import InternalsUnavailable
+
+        if isinstance(bundle, InternalsUnavailable):
+            bundle, error = None, bundle.message
+        if role == "detector":
+            self._on_captured(bundle, error)
+        elif role == "fcn":
+            self._on_stages(bundle, error)
+        elif role == "pcv":
+            self.pcv = bundle
+            if bundle is None:
+                self._on_votes(self._votes_token, ("error", error))
+            elif self.panel.votes.source_key() == PCV_SOURCE:
+                self._recompute_votes()
+
     def refresh(self, force: bool = False) -> None:
-        """Capture the internals of the current image if they are not cached (dock visible only)."""
+        """Ask for the current detector's internals unless they are here (dock visible only)."""
         s = self.session
         if not self.active and not force:
             return
@@ -186,38 +248,35 @@ class InternalsFeature(QObject):
             return
         model, why = self.detector()
         if model is None:
-            self.internals, self.model_id, self._token = None, None, None
+            self.internals, self.model_id = None, None
+            self._wanted.pop("detector", None)
             self.overlays.clear()
             self.show_message(why)
             self.captured.emit()
             return
-        weights = s.weights.get(model)
-        token = (s.gen, s.key, model, str(weights or ""), s.device)
-        if token == self._token and not force:
-            return
-        self._token, self.model_id, self.internals = token, model, None
-        self.overlays.clear()
-        self.panel.status.setText(f"Capturing {model}'s internals…")
-        req = CaptureRequest("detector", model, s.device, weights, s.image)
-        host = self._host()
-        run_background(lambda: _guarded(host, req), lambda out: self._on_captured(token, out),
-                       lambda msg: self._on_captured(token, ("error", msg)), "Internals")
+        if model != self.model_id:
+            self.internals = None
+        self.model_id = model
+        if self.internals is None or force:
+            wanted = self._wanted.get("detector")
+            if wanted is None or wanted[2] != model or force:
+                self.panel.status.setText(f"Running {model} once with hooks…")
+            self._capture("detector", model, force)
 
-    def _on_captured(self, token: tuple, out: tuple) -> None:
-        if token != self._token:
-            return  # an older image or model
-        if out[0] == "error":
+    def _on_captured(self, it: Any, error: str = "") -> None:
+        self.overlays.clear()
+        if it is None:
             self.internals = None
             self.panel.status.setText("")
-            self.show_message(out[1])
+            self.show_message(error)
         else:
-            it = self.internals = out[1]
+            self.internals = it
             self.show_message("")
             t = it.timings
             self.panel.status.setText(
-                f"{it.model_name}: one pass {1000 * sum(t.values()):.0f} ms, model frame "
-                f"{it.model_size[1]}x{it.model_size[0]}, {len(it.detections)} detections. "
-                "Click a detection (RoI, Mask) or anywhere (RPN).")
+                f"{it.model_name}: one pass {1000 * sum(v for k, v in t.items() if k != 'replay'):.0f} ms "
+                f"(the layers' result and these internals), model frame {it.model_size[1]}x{it.model_size[0]}, "
+                f"{len(it.detections)} detections. Click a detection (RoI, Mask) or anywhere (RPN).")
             self._fill_after_capture()
         self.captured.emit()
         self.update_view()
@@ -303,9 +362,15 @@ class InternalsFeature(QObject):
         return int(shown[box_at(it.to_image(it.detections.boxes[shown]), x, y)])
 
     def _on_hover(self, pos: Any) -> None:
-        if not self.active or self.panel.tab_name() != "roi" or self.grid is None:
+        if not self.active:
             return
-        self.panel.roi.hover.setText(self.overlays.hover_bin(self.grid, self.internals.scale, pos))
+        tab = self.panel.tab_name()
+        if tab == "roi" and self.grid is not None:
+            self.panel.roi.hover.setText(self.overlays.hover_bin(self.grid, self.internals.scale, pos))
+        elif tab == "votes" and self.votes is not None:
+            text, rgba = self.votes.hover(*pos) if pos is not None else ("", None)
+            self.panel.votes.hover.setText(text)
+            self.panel.votes.dist.set_rgba(rgba)
 
     # ---- views ------------------------------------------------------------------------------------
     def _new_trace(self) -> None:
@@ -326,10 +391,11 @@ class InternalsFeature(QObject):
         self.grid = None
         try:
             if tab == "votes":
-                if self.votes is None:
-                    self._recompute_votes()
-                else:
-                    self._draw_votes()
+                if not self._update_sources():
+                    if self.votes is None:
+                        self._recompute_votes()
+                    else:
+                        self._draw_votes()
                 return
             if tab == "fcn":
                 self.request_stages()
@@ -349,26 +415,67 @@ class InternalsFeature(QObject):
         self.viewUpdated.emit(tab)
 
     # ---- votes ------------------------------------------------------------------------------------
+    def _update_sources(self) -> bool:
+        """The vote sources on offer: the PCV net, and pseudo-votes from each instance result.
+        True when the votes are being rebuilt (a new pick, or new pseudo-vote masks)."""
+        s = self.session
+        items: list[tuple[str, str]] = []
+        pcv = self.pcv_model()
+        if pcv is not None:
+            items.append((f"PCV model ({pcv})", PCV_SOURCE))
+        items += [(f"pseudo-votes from {name}", name) for name in instance_sources(dict(s.results), set(s.derived))]
+        if self.panel.votes.set_sources(items):
+            return True
+        key = self.panel.votes.source_key()
+        if key not in (None, PCV_SOURCE) and (self.votes is None or self.votes.origin is not s.results.get(key)):
+            self._recompute_votes()  # a new result of the same instance model
+            return True
+        return False
+
     def _recompute_votes(self) -> None:
         if not self.active or self.panel.tab_name() != "votes":
             return
         s, vt = self.session, self.panel.votes
+        source = vt.source_key()
+        if source is None:
+            self.show_message("No vote source: select an instance model, or add the PCV model's card.")
+            return
         self.overlays.clear()
-        results, derived = dict(s.results), set(s.derived)
-        args = (vt.unit.value(), vt.threshold.value(), float(getattr(self.window.state, "score_threshold", 0.0)))
-        self._votes_token = token = (s.gen, tuple((k, id(v)) for k, v in results.items()), args)
+        if source == PCV_SOURCE:
+            model = self.pcv_model()
+            if self.pcv is None or self._wanted.get("pcv", (None,) * 3)[2] != model:
+                self.pcv = None
+                if s.image is None or model is None:
+                    return
+                vt.info.setText(f"Running {model} once (its voting head)…")
+                if not self._capture("pcv", model):
+                    return  # _apply calls back here when the votes arrive
+            vp, things = self.pcv, tuple(getattr(self._cards().get(model), "isthing", ()))
+            args = (vt.threshold.value(),)
+            self._votes_token = token = (s.gen, "pcv", model, id(vp), args)
+
+            def job() -> tuple:
+                try:
+                    return ("ok", VotesState.from_pcv(model, vp, *args, isthing=things))
+                except SegviewerError as err:
+                    return ("error", str(err))
+        else:
+            results, derived = dict(s.results), set(s.derived)
+            args = (vt.unit.value(), vt.threshold.value(),
+                    float(getattr(self.window.state, "score_threshold", 0.0)))
+            self._votes_token = token = (s.gen, tuple((k, id(v)) for k, v in results.items()), source, args)
+
+            def job() -> tuple:  # numpy/OpenCV over the whole image: seconds on a big one, so off the UI thread
+                try:
+                    return ("ok", VotesState.from_results(results, derived, *args, source=source))
+                except SegviewerError as err:
+                    return ("error", str(err))
+
         vt.info.setText("Accumulating votes…")
-
-        def job() -> tuple:  # numpy/OpenCV over the whole image: seconds on a big one, so off the UI thread
-            try:
-                return ("ok", VotesState.from_results(results, derived, *args))
-            except SegviewerError as err:
-                return ("error", str(err))
-
         run_background(job, lambda out: self._on_votes(token, out),
-                       lambda msg: self._on_votes(token, ("error", msg)), "Votes")
+                       lambda msg: self._on_votes(token, ("error", msg)), "Votes", owner=self)
 
-    def _on_votes(self, token: tuple, out: tuple) -> None:
+    def _on_votes(self, token: tuple | None, out: tuple) -> None:
         if token != self._votes_token:
             return
         vt = self.panel.votes
@@ -379,6 +486,7 @@ class InternalsFeature(QObject):
             self.votesReady.emit()
             return
         self.votes = out[1]
+        self.show_message("")
         self.votesReady.emit()
         if self.active and self.panel.tab_name() == "votes":
             self._draw_votes()
@@ -386,7 +494,7 @@ class InternalsFeature(QObject):
     def _draw_votes(self) -> None:
         self.overlays.clear()
         self.panel.votes.info.setText(self.votes.describe())
-        self.votes.draw(self.overlays)
+        self.votes.draw(self.overlays, self.panel.votes.show_instances())
         self.viewUpdated.emit("votes")
 
     # ---- FCN stages -------------------------------------------------------------------------------
@@ -394,50 +502,39 @@ class InternalsFeature(QObject):
         s = self.session
         if s.image is None:
             return
-        token = (s.gen, s.key, s.device)
-        if token == self._stage_token and not force:
+        if self.stages is not None and not force:
             return
-        self._stage_token = token
-        self.panel.fcn.info.setText("Running the FCN's three stages…")
-        req = CaptureRequest("fcn", "shapes_fcn", s.device, s.weights.get("shapes_fcn"), s.image)
-        host, path, size = self._host(), s.path, tuple(s.image.shape[:2])
+        if self._wanted.get("fcn", (None,) * 3)[:2] != (s.gen, s.key) or force:
+            self.panel.fcn.info.setText(f"Running {DEFAULT_FCN} once (all three stages)…")
+        self._capture("fcn", DEFAULT_FCN, force)
 
-        def job() -> tuple:
-            out = _guarded(host, req)
-            return out if out[0] == "error" else ("ok", out[1], fcn_stage_report(out[1], path, size))
-
-        run_background(job, lambda out: self._on_stages(token, out),
-                       lambda msg: self._on_stages(token, ("error", msg)), "FCN stages")
-
-    def _on_stages(self, token: tuple, out: tuple) -> None:
-        if token != self._stage_token:
-            return
-        if out[0] == "error":
-            self.panel.fcn.info.setText(out[1])
+    def _on_stages(self, stages: Any, error: str = "") -> None:
+        if stages is None:
+            self.panel.fcn.info.setText(error)
             self.stages = None
-        else:
-            self.stages = out[1]
-            self.panel.fcn.info.setText(out[2])
+            self.stagesReady.emit()
+            return
+        s = self.session
+        token, path, size = self._wanted.get("fcn"), s.path, tuple(s.image.shape[:2])
+
+        def done(report: str) -> None:
+            if token != self._wanted.get("fcn"):
+                return  # another image by now
+            self.stages = stages
+            self.panel.fcn.info.setText(report)
             if self.panel.fcn.stage() is None:
                 self.panel.fcn.buttons["8s"].setChecked(True)
             self._show_stage()
-        self.stagesReady.emit()
+            self.stagesReady.emit()
+
+        run_background(lambda: fcn_stage_report(stages, path, size), done,
+                       lambda msg: done(f"Stages ready; no mean IoU ({msg})."), "FCN stages", owner=self)
 
     def _show_stage(self) -> None:
         stage = self.panel.fcn.stage()
         if self.stages is None or stage is None or self.panel.tab_name() != "fcn":
             return
         self.session.set_derived(FCN_LAYER, self.stages[stage])
-
-
-def _guarded(host: Any, req: CaptureRequest) -> tuple:
-    """``("ok", value)`` or ``("error", one line)``: failures never escape the job."""
-    from segviewer.ui.model_host import describe_error
-
-    try:
-        return ("ok", host.run(req))
-    except Exception as err:  # noqa: BLE001 - becomes a message in the dock
-        return ("error", describe_error(err, req[1]))
 
 
 def install(window: Any) -> None:

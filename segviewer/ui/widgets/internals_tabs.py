@@ -210,34 +210,101 @@ class MaskTab(QWidget):
 
 
 class VotesTab(QWidget):
-    """Pixel Consensus Voting: the table, the accumulator and back-projected instances."""
+    """Pixel Consensus Voting: the vote source, the table, the accumulator, back-projected
+    instances and, on hover, one pixel's vote distribution painted on the table."""
 
-    changed = Signal()
+    changed = Signal()  # unit, threshold or source: the accumulator must be rebuilt
+    displayChanged = Signal()  # accumulator vs instances: only a redraw
+
+    #: default peak thresholds: soft PCV votes on a stride-4 grid vs one-hot pseudo-votes at 4 px/unit
+    PCV_THRESHOLD, PSEUDO_THRESHOLD = 1.0, 3.0
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.source = QComboBox()
+        self.source.setToolTip("Whose votes: the PCV model's voting head, or pseudo-votes derived from an "
+                               "instance model's masks (each mask pixel votes for its mask's centroid).")
         self.table = SmallHeatmap("voting table")
-        self.table.setMinimumSize(160, 160)
+        self.table.setMinimumSize(140, 140)
+        self.dist = SmallHeatmap("vote distribution")
+        self.dist.setMinimumSize(140, 140)
         self.unit = QSpinBox()
         self.unit.setRange(1, 16)
         self.unit.setValue(4)
         self.unit.setSuffix(" px per table unit")
         self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(0.1, 1000.0)
-        self.threshold.setValue(3.0)
-        self.threshold.setSingleStep(0.5)
+        self.threshold.setRange(0.05, 1000.0)
+        self.threshold.setValue(self.PCV_THRESHOLD)
+        self.threshold.setSingleStep(0.25)
+        self.show_what = QComboBox()
+        self.show_what.addItems(["accumulator heatmap", "back-projected instances"])
         self.info = _label("")
+        self.hover = _label("")
         form = QFormLayout()
+        form.addRow("Votes from", self.source)
         form.addRow("Unit", self.unit)
         form.addRow("Peak threshold", self.threshold)
+        form.addRow("Show", self.show_what)
+        pics = QHBoxLayout()
+        pics.addWidget(self.table)
+        pics.addWidget(self.dist)
         lay = QVBoxLayout(self)
-        lay.addWidget(QLabel("The 9 x 9 table (17 cells; the centre is the voting pixel)"))
-        lay.addWidget(self.table)
         lay.addLayout(form)
+        lay.addWidget(QLabel("The 9 x 9 table (17 cells; the centre is the voting pixel), and the hovered "
+                             "pixel's votes on it"))
+        lay.addLayout(pics)
+        lay.addWidget(self.hover)
         lay.addWidget(self.info)
         lay.addStretch(1)
+        self._last_source: str | None = None
+        self._thresholds: dict[bool, float] = {True: self.PCV_THRESHOLD, False: self.PSEUDO_THRESHOLD}
         self.unit.valueChanged.connect(lambda *_: self.changed.emit())
-        self.threshold.valueChanged.connect(lambda *_: self.changed.emit())
+        self.threshold.valueChanged.connect(self._on_threshold)
+        self.source.currentIndexChanged.connect(self._on_source)
+        self.show_what.currentIndexChanged.connect(lambda *_: self.displayChanged.emit())
+
+    def source_key(self) -> str | None:
+        """The picked source: "pcv" or an instance result's name (None when there is none)."""
+        data = self.source.currentData()
+        return None if data is None else str(data)
+
+    def show_instances(self) -> bool:
+        return self.show_what.currentIndex() == 1
+
+    def set_sources(self, items: list[tuple[str, str]]) -> bool:
+        """``(label, key)`` pairs; keeps the current pick when it is still offered. True when the
+        pick changed (``changed`` was emitted)."""
+        keep = self.source_key()
+        self.source.blockSignals(True)
+        self.source.clear()
+        for label, key in items:
+            self.source.addItem(label, key)
+        i = self.source.findData(keep) if keep is not None else -1
+        self.source.setCurrentIndex(i if i >= 0 else 0)
+        self.source.blockSignals(False)
+        moved = self.source_key() != keep
+        self._sync(emit=moved)
+        return moved
+
+    def _on_source(self, *_: object) -> None:
+        self._sync(emit=True)
+
+    def _sync(self, emit: bool) -> None:
+        """The unit belongs to the model for PCV (its cell size); each kind keeps its threshold."""
+        key = self.source_key()
+        pcv = key == "pcv"
+        self.unit.setEnabled(not pcv)
+        if key != self._last_source and key is not None:
+            self._last_source = key
+            self.threshold.blockSignals(True)
+            self.threshold.setValue(self._thresholds[pcv])
+            self.threshold.blockSignals(False)
+        if emit:
+            self.changed.emit()
+
+    def _on_threshold(self, v: float) -> None:
+        self._thresholds[self.source_key() == "pcv"] = float(v)
+        self.changed.emit()
 
 
 class FCNTab(QWidget):
