@@ -32,7 +32,7 @@ __all__ = [
     "LOOKUP_TABLE", "NUM_CELLS", "ABSTAIN", "NUM_VOTE_CLASSES", "IGNORE", "TABLE_RADIUS",
     "cell_extents", "cell_of_offset", "query_table", "VoteGeometry", "accumulate", "accumulate_loop",
     "Peaks", "find_peaks", "backproject", "instances_from_votes", "pseudo_votes", "one_hot_votes",
-    "grid_to_image", "image_to_grid", "distribution_table", "PCV_THRESHOLD",
+    "grid_to_image", "image_to_grid", "distribution_table", "PCV_THRESHOLD", "image_instances",
 ]
 
 #: Default peak threshold for a trained PCV net's soft votes on its stride-4 grid (one unit = 4
@@ -384,6 +384,20 @@ def grid_to_image(grid: np.ndarray, image_size: tuple[int, int], scale: tuple[fl
     ys = np.minimum((np.arange(h) / sy).astype(np.int64), g.shape[0] - 1)
     xs = np.minimum((np.arange(w) / sx).astype(np.int64), g.shape[1] - 1)
     return g[ys[:, None], xs[None, :]]
+
+
+def image_instances(grid_labels: np.ndarray, image_size: tuple[int, int], scale: tuple[float, float],
+                    keep: np.ndarray | None = None) -> np.ndarray:
+    """Back-projected instances (``(h, w)`` ids on the vote grid) at image resolution, kept to the
+    ``keep`` pixels (``(H, W)`` bool, e.g. where the PCV net's semantic head sees a thing): the
+    votes place an instance at the grid's coarse step, the semantic map gives its outline."""
+    lab = grid_to_image(np.asarray(grid_labels, np.int32), image_size, scale)
+    if keep is None:
+        return lab
+    k = np.asarray(keep, bool)
+    if k.shape != lab.shape:
+        raise SegviewerError(f"The keep mask is {k.shape}; the image is {lab.shape}.")
+    return np.where(k, lab, 0).astype(np.int32)
 
 
 def image_to_grid(x: float, y: float, scale: tuple[float, float], grid_shape: tuple[int, int]) -> tuple[int, int] | None:

@@ -410,10 +410,9 @@ class VotesState:
     def image_instances(self) -> np.ndarray:
         """``(H, W)`` int32 instance ids at image resolution (0 = none): the grid's back-projected
         instances, kept to thing pixels for the PCV net."""
-        from segviewer.analysis.voting import grid_to_image
+        from segviewer.analysis.voting import image_instances
 
-        lab = grid_to_image(self.grid_labels(), self.image_size, self.scale)
-        return np.where(self.keep, lab, 0) if self.keep is not None else lab
+        return image_instances(self.grid_labels(), self.image_size, self.scale, self.keep)
 
     def instances_rgba(self) -> np.ndarray:
         """Every back-projected instance in its own color at image resolution (computed once)."""
