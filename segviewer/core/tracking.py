@@ -85,6 +85,19 @@ class InstanceTracker:
         self.tracks = []
         self._next_id = 1
 
+    def restart(self, previous: Detections | None = None) -> None:
+        """Start over after a jump: from ``previous`` (the frame before, with its ``instance_ids``)
+        when known, so its objects keep their ids; else from nothing."""
+        self.reset()
+        if previous is None or previous.instance_ids is None or not len(previous):
+            return
+        ms = previous.masks
+        for i, tid in enumerate(previous.instance_ids.tolist()):
+            mask = None if ms is None else (ms.crops[i], ms.offsets[i])
+            self.tracks.append(Track(int(tid), int(previous.class_ids[i]), np.asarray(previous.boxes[i], np.float64),
+                                     mask, self.ttl))
+        self._next_id = int(previous.instance_ids.max()) + 1
+
     def update(self, boxes: np.ndarray, class_ids: np.ndarray, masks: MaskSet | None = None) -> np.ndarray:
         """Match one frame's instances to the live tracks; returns ``(N,)`` int64 track ids."""
         bx = np.asarray(boxes, np.float64).reshape(-1, 4)

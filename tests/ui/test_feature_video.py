@@ -174,3 +174,59 @@ def test_not_a_video_is_a_message(qtbot, window, tmp_path: Path) -> None:
     with qtbot.waitSignal(w.errorShown, timeout=TIMEOUT) as blocker:
         feat.open(empty)
     assert "no frames" in blocker.args[0]
+
+
+@pytest.fixture(scope="module")
+def busy_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Six frames with four or five moving things each (the tiny clip has few)."""
+    path = tmp_path_factory.mktemp("video") / "busy.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (256, 192))
+    for f in generate_video(3, 6, (192, 256), n_things=(5, 5)):
+        writer.write(cv2.cvtColor(f.image, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def _mask_iou(a, b) -> float:
+    fa, fb = a.masks.to_full(), b.masks.to_full()
+    return [[(x & y).sum() / max((x | y).sum(), 1) for y in fb] for x in fa]
+
+
+def test_tracked_instances_keep_their_color(qtbot, window, busy_clip: Path) -> None:
+    from segviewer.render.style import RenderStyle, detection_colors
+
+    w, feat = window()
+    assert feat.instances_box.findData("shapes_maskrcnn") >= 0, "the bundled Mask R-CNN is offered"
+    feat.instances_box.setCurrentIndex(feat.instances_box.findData("shapes_maskrcnn"))
+    feat.interval.setValue(3)
+    with qtbot.waitSignal(feat.videoOpened, timeout=TIMEOUT):
+        feat.open(busy_clip)
+    with qtbot.waitSignal(feat.jobDone, timeout=TIMEOUT) as blocker:
+        assert feat.process_all()
+    assert blocker.args == ["process", False]
+    key = feat.engine.config.instances_key
+    frames = [feat.engine.cache.get(i, key) for i in range(6)]
+    assert all(d is not None and d.instance_ids is not None for d in frames)
+    assert sum(len(d) for d in frames) >= 12, "the model finds the moving things"
+    continued = 0
+    style = RenderStyle()
+    for prev, cur in zip(frames, frames[1:]):
+        ious = _mask_iou(cur, prev)
+        for i, row in enumerate(ious):
+            j = int(np.argmax(row)) if len(row) else -1
+            if j >= 0 and row[j] > 0.6 and cur.class_ids[i] == prev.class_ids[j]:
+                # the same object a frame later: same track id, so the same color
+                assert cur.instance_ids[i] == prev.instance_ids[j]
+                np.testing.assert_array_equal(detection_colors(cur, style)[i], detection_colors(prev, style)[j])
+                continued += 1
+    assert continued >= 8
+    # on screen: the frame's tracked instances are drawn as their own layers
+    with qtbot.waitSignal(feat.resultShown, timeout=TIMEOUT, check_params_cb=lambda r: r.index == 2):
+        feat.seek(2)
+    assert feat.instances is not None and feat.instances.instance_ids.tolist() == frames[2].instance_ids.tolist()
+    assert feat.inst_item.isVisible() and feat.inst_item.image.shape == (192, 256, 4)
+    assert feat.box_item.isVisible()
+    # switching instances off hides them and keeps the DFF result
+    feat.instances_box.setCurrentIndex(0)
+    qtbot.waitUntil(lambda: feat.seg_item.isVisible(), timeout=TIMEOUT)
+    assert not feat.inst_item.isVisible() and feat.instances is None

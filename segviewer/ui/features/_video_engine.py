@@ -11,6 +11,7 @@ decodes cached results. Signals are emitted from the engine thread; Qt queues th
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -23,13 +24,16 @@ from PySide6.QtCore import QObject, Signal
 
 from segviewer.core.errors import SegviewerError
 from segviewer.core.results import FlowField, SemanticMap
+from segviewer.core.tracking import InstanceTracker
 from segviewer.video.cache import FrameResultCache
 from segviewer.video.keyframes import MAX_INTERVAL, AdaptiveSchedule, FixedInterval, KeyFrameError
 from segviewer.video.source import VideoSource, open_video
 
-__all__ = ["EngineConfig", "FrameReadout", "VideoEngine", "DFF_MODELS", "available_models", "CACHE_BUDGET"]
+__all__ = ["EngineConfig", "FrameReadout", "VideoEngine", "DFF_MODELS", "INSTANCE_MODELS", "available_models",
+           "available_instance_models", "CACHE_BUDGET"]
 
 DFF_MODELS = ("shapes_fcn", "shapes_unet")
+INSTANCE_MODELS = ("shapes_maskrcnn",)  # bundled, so they run offline; run on every frame (no DFF)
 CACHE_BUDGET = 256 * 1024**2  # compact results; a 48-frame 320x240 clip takes well under 1 MB
 
 
@@ -37,12 +41,12 @@ class _Cancelled(Exception):
     pass
 
 
-def available_models() -> list[str]:
-    """The bundled DFF-splittable models whose checkpoint is shipped."""
+def available_models(models: tuple[str, ...] = DFF_MODELS) -> list[str]:
+    """The bundled DFF-splittable models (or other bundled ``models``) whose checkpoint is shipped."""
     from segviewer.adapters.registry import get_card
 
     out = []
-    for m in DFF_MODELS:
+    for m in models:
         try:
             p = get_card(m).extra.get("checkpoint_path")
         except Exception:  # noqa: BLE001 - a missing card just is not offered
@@ -50,6 +54,11 @@ def available_models() -> list[str]:
         if p and Path(p).is_file():
             out.append(m)
     return out
+
+
+def available_instance_models() -> list[str]:
+    """The bundled instance models the video can track, whose checkpoint is shipped."""
+    return available_models(INSTANCE_MODELS)
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class EngineConfig:
     interval: int = 10  # fixed interval, or the adaptive schedule's maximum interval
     adaptive: bool = False
     reference: bool = True  # also run the whole net on propagated frames (agreement readout)
+    instances: str = ""  # an instance model run on every frame, its instances tracked; "" for none
 
     def __post_init__(self) -> None:
         iv = self.interval
@@ -69,6 +79,10 @@ class EngineConfig:
     @property
     def key(self) -> tuple[str, int, bool]:
         return (self.model, self.interval, self.adaptive)
+
+    @property
+    def instances_key(self) -> tuple[str, str]:
+        return ("instances", self.instances)
 
 
 @dataclass(frozen=True)
@@ -108,20 +122,37 @@ def build_split_net(model_id: str) -> Any:
     return split_shapes_fcn(model, cats) if model_id == "shapes_fcn" else split_shapes_unet(model, cats)
 
 
+def _load_instance_model(model_id: str) -> Any:
+    """A bundled instance model, loaded on the CPU in the engine thread."""
+    from segviewer.adapters.registry import create_adapter
+
+    if model_id not in INSTANCE_MODELS:
+        raise SegviewerError(f"The video tracks instances of {', '.join(INSTANCE_MODELS)}; got {model_id!r}.")
+    adapter = create_adapter(model_id)
+    adapter.load("cpu")
+    return adapter
+
+
 class VideoEngine(QObject):
     """Owns a video's decoder copy, the DFF runner and the result cache; serves the UI's requests.
 
-    ``frameDone(readout, result, flow, frame_index_max_flow)``; ``progress(done, total, what)``;
-    ``jobFinished(what, cancelled, detail)``; ``failed(message)``.
+    ``frameDone(readout, result, flow, frame_index_max_flow, instances)`` (instances: tracked
+    :class:`Detections` or None); ``progress(done, total, what)``; ``jobFinished(what, cancelled,
+    detail)``; ``failed(message)``.
+
+    Instances are tracked in frame order (``InstanceTracker``): stepping forward continues the
+    tracks; after a jump the tracker restarts from the cached frame before, when there is one, so
+    colors stay put when the user scrubs back over processed frames.
     """
 
-    frameDone = Signal(object, object, object, float)
+    frameDone = Signal(object, object, object, float, object)
     progress = Signal(int, int, str)
     jobFinished = Signal(str, bool, str)
     failed = Signal(str)
 
     def __init__(self, path: Path, config: EngineConfig | None = None, torch_threads: int = 1,
-                 net_factory: Callable[[str], Any] = build_split_net, parent: QObject | None = None) -> None:
+                 net_factory: Callable[[str], Any] = build_split_net,
+                 instance_factory: Callable[[str], Any] | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.path = Path(path)
         self.config = config or EngineConfig()
@@ -129,6 +160,10 @@ class VideoEngine(QObject):
         self.readouts: dict[tuple[tuple[str, int, bool], int], FrameReadout] = {}
         self.max_flow = 0.0
         self._net_factory = net_factory
+        self._instance_factory = instance_factory or _load_instance_model
+        self._inst: dict[str, Any] = {}
+        self._tracker = InstanceTracker(iou_threshold=0.3, ttl=5)
+        self._tracked: tuple[str, int] | None = None  # (instance model, last frame the tracker saw)
         self._torch_threads = torch_threads
         self._cv = threading.Condition()
         self._want: int | None = None
@@ -222,11 +257,11 @@ class VideoEngine(QObject):
             self._source = open_video(self.path)
         return self._source
 
-    def _runner(self) -> Any:
+    def _runner(self, cfg: EngineConfig | None = None) -> Any:
         from segviewer.adapters.dff import DeepFeatureFlow
         from segviewer.adapters.flow import DISFlow
 
-        cfg = self.config
+        cfg = dataclasses.replace(cfg or self.config, instances="")  # the instance model is not DFF's
         if self._dff is None or self._dff_config != cfg:
             net = self._nets.get(cfg.model)
             if net is None:
@@ -236,26 +271,56 @@ class VideoEngine(QObject):
             self._dff_config = cfg
         return self._dff
 
+    def _cached_instances(self, index: int, cfg: EngineConfig) -> Any:
+        return self.cache.get(index, cfg.instances_key) if cfg.instances else None
+
     def _serve(self, index: int, compute: bool) -> bool:
         """Emit frame ``index``'s result from the cache, or compute it; False if neither."""
         cfg = self.config
         r = self.readouts.get((cfg.key, index))
         result = self.cache.get(index, cfg.key) if r is not None else None
-        if result is not None and r is not None:
+        inst = self._cached_instances(index, cfg)
+        if result is not None and r is not None and (inst is not None or not cfg.instances):
             flow = self.cache.get(index, (cfg.key, "flow"))
-            self.frameDone.emit(r, result, flow, self.max_flow)
+            self.frameDone.emit(r, result, flow, self.max_flow, inst)
             return True
         if not compute:
             return False
         self._compute(index)
         return True
 
+    def _instances(self, index: int, frame: np.ndarray, cfg: EngineConfig) -> Any:
+        """Frame ``index``'s tracked instances (cached, or predicted and then tracked)."""
+        if not cfg.instances:
+            return None
+        have = self._cached_instances(index, cfg)
+        if have is not None:
+            return have
+        from segviewer.adapters.base import PredictParams
+
+        adapter = self._inst.get(cfg.instances)
+        if adapter is None:
+            adapter = self._inst[cfg.instances] = self._instance_factory(cfg.instances)
+        dets = adapter.predict(frame, PredictParams(min_score=0.5))
+        if self._tracked != (cfg.instances, index - 1):
+            before = self._cached_instances(index - 1, cfg) if index > 0 else None
+            self._tracker.restart(before)
+        dets = self._tracker.track(dets)
+        self._tracked = (cfg.instances, index)
+        self.cache.put(index, cfg.instances_key, dets)
+        return dets
+
     def _compute(self, index: int) -> FrameReadout:
-        dff = self._runner()
-        cfg = self._dff_config
-        assert cfg is not None
+        cfg = self.config
         src = self._src()
         frame = src.read(index)
+        inst = self._instances(index, frame, cfg)
+        r = self.readouts.get((cfg.key, index))
+        result = self.cache.get(index, cfg.key) if r is not None else None
+        if r is not None and result is not None:  # DFF cached; only the instances were missing
+            self.frameDone.emit(r, result, self.cache.get(index, (cfg.key, "flow")), self.max_flow, inst)
+            return r
+        dff = self._runner(cfg)
         out = dff.step(index, frame, get_frame=src.read)
         r = FrameReadout(out.index, out.key_index, out.is_key, out.reason, dict(out.times), out.agreement, cfg.key)
         self.readouts[(cfg.key, index)] = r
@@ -265,7 +330,7 @@ class VideoEngine(QObject):
             self.cache.put(index, (cfg.key, "flow"), flow)
             mag = float(np.sqrt((flow.uv.astype(np.float64) ** 2).sum(-1)).max()) if flow.uv.size else 0.0
             self.max_flow = max(self.max_flow, mag)
-        self.frameDone.emit(r, out.result, flow, self.max_flow)
+        self.frameDone.emit(r, out.result, flow, self.max_flow, inst)
         return r
 
     def _check(self, done: int, total: int, what: str) -> None:
@@ -341,7 +406,11 @@ class VideoEngine(QObject):
                     result = self.cache.get(i, self.config.key)
                     if not isinstance(result, SemanticMap):
                         raise SegviewerError(f"Frame {i} has no result to draw.")
-                    rgb = compose(src.read(i), [(render_layer(result, "semantic"), 0.5)])
+                    layers = [(render_layer(result, "semantic"), 0.5)]
+                    inst = self._cached_instances(i, self.config)
+                    if inst is not None:
+                        layers += [(render_layer(inst, kind), 1.0) for kind in ("masks", "boxes")]
+                    rgb = compose(src.read(i), layers)
                     writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
             finally:
                 writer.release()

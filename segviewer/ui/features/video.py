@@ -1,8 +1,9 @@
 """Video with Deep Feature Flow in the window: File > Open Video… (Ctrl+Shift+V) and a "Video" dock.
 
 The dock holds the timeline (key frames as red ticks, computed frames blue), the DFF controls
-(model, key-frame interval 1..60, adaptive schedule, agreement with the whole model), the flow
-layer controls, the per-frame readout, a plot of time and agreement per frame, and the
+(model, key-frame interval 1..60, adaptive schedule, agreement with the whole model), an
+instance model run on every frame whose instances keep their colors while they move (tracked by
+mask IoU in :class:`~segviewer.core.tracking.InstanceTracker`), the flow layer controls, the per-frame readout, a plot of time and agreement per frame, and the
 process-whole-video / export jobs with a progress bar and Cancel.
 
 Where things run: opening (which probes the file) runs in a pool job; frames are decoded ahead
@@ -10,7 +11,7 @@ by :class:`ReadAhead` on its thread and shown when ready (the UI never waits on 
 DFF, whole-video processing and export run on :class:`VideoEngine`'s own thread.
 
 Frames bypass the session: the feature shows them with ``canvas.set_image`` and draws its own
-per-frame layers (segmentation, flow colour, magnitude, arrows) as pyqtgraph items on
+per-frame layers (segmentation, tracked instances and boxes, flow colour, magnitude, arrows) as pyqtgraph items on
 ``canvas.vb``. It does not use ``session.set_derived``: derived results are cleared whenever
 the session's image changes and belong to the still image the session holds, not to a frame.
 While a video is open, Left/Right/PgUp/PgDown/Space drive the video (the window's
@@ -46,7 +47,13 @@ from segviewer.core.errors import SegviewerError
 from segviewer.core.results import FlowField
 from segviewer.render import flow as rflow
 from segviewer.render.layers import render_layer
-from segviewer.ui.features._video_engine import EngineConfig, FrameReadout, VideoEngine, available_models
+from segviewer.ui.features._video_engine import (
+    EngineConfig,
+    FrameReadout,
+    VideoEngine,
+    available_instance_models,
+    available_models,
+)
 from segviewer.ui.features._video_layers import arrow_points, pixmap, readout_text
 from segviewer.ui.jobs import run_background
 from segviewer.ui.widgets.video_plot import VideoPlot
@@ -110,6 +117,12 @@ class VideoFeature(QObject):
         self.model_box = QComboBox()
         for m in available_models():
             self.model_box.addItem(m)
+        self.instances_box = QComboBox()
+        self.instances_box.addItem("none", "")
+        for m in available_instance_models():
+            self.instances_box.addItem(m, m)
+        self.instances_box.setToolTip("An instance model run on every frame; each object keeps its color "
+                                      "while it moves (tracked by mask IoU)")
         self.interval = QSpinBox()
         self.interval.setRange(1, MAX_INTERVAL)
         self.interval.setValue(10)
@@ -156,7 +169,7 @@ class VideoFeature(QObject):
 
         row1 = QHBoxLayout()
         for wd in (QLabel("model"), self.model_box, QLabel("key interval"), self.interval, self.adaptive,
-                   self.reference, self.process_btn, self.export_btn, self.progress, self.cancel_btn):
+                   self.reference, QLabel("instances"), self.instances_box, self.process_btn, self.export_btn, self.progress, self.cancel_btn):
             row1.addWidget(wd)
         row1.addStretch(1)
         row2 = QHBoxLayout()
@@ -193,6 +206,7 @@ class VideoFeature(QObject):
         for box in (self.adaptive, self.reference):
             box.toggled.connect(lambda _=None: self._reconfigure())
         self.model_box.currentTextChanged.connect(lambda _=None: self._reconfigure())
+        self.instances_box.currentIndexChanged.connect(lambda _=None: self._reconfigure())
         for box in (self.show_seg, self.show_color, self.show_arrows, self.show_mag):
             box.toggled.connect(lambda _=None: self._draw_layers())
         for sp in (self.arrow_step, self.arrow_scale, self.rim):
@@ -207,13 +221,21 @@ class VideoFeature(QObject):
         self.color_item = pg.ImageItem(axisOrder="row-major")
         self.mag_item = pg.ImageItem(axisOrder="row-major")
         self.arrow_item = pg.PlotCurveItem(pen=pg.mkPen(255, 255, 255, 220, width=1), connect="pairs")
-        for z, (item, op) in enumerate(((self.seg_item, 0.5), (self.color_item, 0.7), (self.mag_item, 0.7),
-                                        (self.arrow_item, 1.0))):
+        self.inst_item = pg.ImageItem(axisOrder="row-major")
+        self.box_item = pg.ImageItem(axisOrder="row-major")
+        for z, (item, op) in enumerate(((self.seg_item, 0.5), (self.inst_item, 1.0), (self.box_item, 1.0),
+                                        (self.color_item, 0.7), (self.mag_item, 0.7), (self.arrow_item, 1.0))):
             item.setZValue(50 + z)
             item.setOpacity(op)
             item.setVisible(False)
             vb.addItem(item)
         self._seg_rgba: np.ndarray | None = None
+        self._inst_rgba: tuple[np.ndarray, np.ndarray] | None = None
+        self.instances: Any = None  # the tracked Detections of the frame on screen
+
+    @property
+    def _items(self) -> tuple[Any, ...]:
+        return (self.seg_item, self.inst_item, self.box_item, self.color_item, self.mag_item, self.arrow_item)
 
     def _build_actions(self) -> None:
         w = self.window
@@ -298,6 +320,8 @@ class VideoFeature(QObject):
             self.source = None
         self._flow = None
         self._seg_rgba = None
+        self._inst_rgba = None
+        self.instances = None
         self._set_job_ui(False)
 
     def enter(self) -> None:
@@ -328,7 +352,7 @@ class VideoFeature(QObject):
             if isinstance(acts, dict) and name in acts:
                 acts[name].setShortcuts(keys)
         self._lifted = {}
-        for item in (self.seg_item, self.color_item, self.mag_item, self.arrow_item):
+        for item in self._items:
             item.setVisible(False)
         self.readout.setText("Open a video: File > Open Video… (Ctrl+Shift+V)")
 
@@ -423,15 +447,16 @@ class VideoFeature(QObject):
         self.frameShown.emit(i)
 
     # ---- DFF results ----------------------------------------------------------------------------
-    def _config_or_default(self) -> EngineConfig:
+    def _config_or_default(self, interval: int | None = None) -> EngineConfig:
         model = self.model_box.currentText() or "shapes_fcn"
-        return EngineConfig(model, int(self.interval.value()), self.adaptive.isChecked(), self.reference.isChecked())
+        iv = int(self.interval.value()) if interval is None else interval
+        return EngineConfig(model, iv, self.adaptive.isChecked(), self.reference.isChecked(),
+                            str(self.instances_box.currentData() or ""))
 
     def set_interval(self, value: int) -> bool:
         """Set the key-frame interval (1..60); a bad value is a message, not a change."""
         try:
-            cfg = EngineConfig(self._config_or_default().model, value, self.adaptive.isChecked(),
-                               self.reference.isChecked())
+            cfg = self._config_or_default(value)
         except SegviewerError as err:
             self.window.show_error(str(err))
             return False
@@ -455,12 +480,16 @@ class VideoFeature(QObject):
         if self.engine is not None and i >= 0:
             self.engine.request(i)
 
-    def _on_frame_done(self, r: FrameReadout, result: Any, flow: FlowField | None, max_flow: float) -> None:
+    def _on_frame_done(self, r: FrameReadout, result: Any, flow: FlowField | None, max_flow: float,
+                       instances: Any = None) -> None:
         if self.engine is None or r.config != self.engine.config.key:
             return
         self._max_flow = max(self._max_flow, max_flow)
         if r.index == self.index:
             self._seg_rgba = render_layer(result, "semantic")
+            self.instances = instances
+            self._inst_rgba = None if instances is None else (render_layer(instances, "masks"),
+                                                              render_layer(instances, "boxes"))
             self._flow = flow
             self._draw_layers()
             self.readout.setText(readout_text(r))
@@ -487,8 +516,10 @@ class VideoFeature(QObject):
 
     def _hide_layers(self) -> None:
         self._seg_rgba = None
+        self._inst_rgba = None
+        self.instances = None
         self._flow = None
-        for item in (self.seg_item, self.color_item, self.mag_item, self.arrow_item):
+        for item in self._items:
             item.setVisible(False)
 
     def rim_magnitude(self) -> float:
@@ -506,6 +537,11 @@ class VideoFeature(QObject):
             self.seg_item.setImage(self._seg_rgba, levels=None)
             self.seg_item.setRect(rect)
         self.seg_item.setVisible(seg)
+        for item, rgba in zip((self.inst_item, self.box_item), self._inst_rgba or (None, None)):
+            if rgba is not None:
+                item.setImage(rgba, levels=None)
+                item.setRect(rect)
+            item.setVisible(rgba is not None)
         uv = self._flow.uv if self._flow is not None else None
         rim = self.rim_magnitude()
         self.legend_text.setText(f"rim: {rim:.1f} px")
@@ -580,7 +616,7 @@ class VideoFeature(QObject):
         self.cancel_btn.setVisible(on)
         self.process_btn.setEnabled(not on)
         self.export_btn.setEnabled(not on)
-        for wd in (self.interval, self.adaptive, self.reference, self.model_box):
+        for wd in (self.interval, self.adaptive, self.reference, self.model_box, self.instances_box):
             wd.setEnabled(not on)
         if on:
             self.progress.setRange(0, max(self.frame_count, 1))
