@@ -70,3 +70,29 @@ def test_raft_plumbing_with_random_weights_pads_to_multiples_of_8() -> None:
     a, b, _ = _pair(2, 1, h=50, w=70)  # neither side divisible by 8
     flow = raft.estimate(a, b)
     assert flow.uv.shape == (50, 70, 2) and np.all(np.isfinite(flow.uv))
+
+
+def test_raft_loads_a_users_weights_file_and_from_the_hub_cache(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """The two offline routes to real RAFT weights: a file the user picks, and torch's hub cache
+    under TORCH_HOME (what a previous online run leaves). A state dict of the wrong network is one
+    clear error."""
+    torch = pytest.importorskip("torch")
+    from segviewer.adapters.flow import RAFT_URLS
+    from segviewer.core.errors import CheckpointMismatchError
+
+    torch.manual_seed(1)
+    torch.set_num_threads(1)
+    src = RAFTFlow("small", random_init=True, num_flow_updates=2)
+    user = tmp_path / "my_raft.pth"
+    torch.save(src._model.state_dict(), user)
+    a, b, _ = _pair(3, -2, h=64, w=96)
+    want = src.estimate(a, b).uv
+    monkeypatch.setenv("SEGVIEWER_OFFLINE", "1")
+    np.testing.assert_array_equal(RAFTFlow("small", weights=user, num_flow_updates=2).estimate(a, b).uv, want)
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    (hub / RAFT_URLS["raft_small"].rsplit("/", 1)[1]).write_bytes(user.read_bytes())
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    np.testing.assert_array_equal(RAFTFlow("small", num_flow_updates=2).estimate(a, b).uv, want)
+    with pytest.raises(CheckpointMismatchError):
+        RAFTFlow("large", weights=user)
