@@ -185,9 +185,10 @@ class ProcessHost:
         if self._proc is not None and self._proc.is_alive():
             return
         parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(target=_child_main, args=(child, self._factory, self._nice),
-                                       name="segviewer-models", daemon=True)
-        self._proc.start()
+        proc = self._ctx.Process(target=_child_main, args=(child, self._factory, self._nice),
+                                 name="segviewer-models", daemon=True)
+        proc.start()  # may raise; then no half-started child is kept for close() to talk to
+        self._proc = proc
         child.close()
         self._conn = parent
         self._forget.clear()  # a fresh child has nothing loaded
