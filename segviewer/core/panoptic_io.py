@@ -9,9 +9,7 @@ category names ordered by id, so shapes-world files (``id = index + 1``) map bac
 from __future__ import annotations
 
 import os
-import struct
 import sys
-import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -58,23 +56,13 @@ def write_panoptic_png(path: str | os.PathLike[str], segment_ids: np.ndarray) ->
 def read_panoptic_png(path: str | os.PathLike[str]) -> np.ndarray:
     """``(H, W)`` int32 segment ids ``R + 256 G + 256^2 B`` of a COCO panoptic PNG.
 
-    PQ over a folder is bounded by this decode. PNGs as OpenCV writes them (ours: 8-bit RGB, every
-    row "None" or "Sub" filtered) take :func:`_decode_sub_png`, about twice as fast as libpng;
-    any other PNG (PIL's adaptive filters, palettes, 16 bits, interlacing) goes through OpenCV.
+    PQ over a folder is bounded by this decode, so no per-pixel arithmetic: BGR(A) -> RGBA, then
+    a 32-bit view masked to the low 24 bits (little-endian hosts; others take the plain sum).
     """
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise BadDatasetError(f"panoptic PNG {p} is missing") from None
-    except IsADirectoryError:
-        raise BadDatasetError(f"panoptic PNG {p} is a folder, not a file") from None
-    except OSError as err:
-        raise BadDatasetError(f"panoptic PNG {p} cannot be read ({err.strerror or err})") from None
-    ids = _decode_sub_png(data)
-    if ids is not None:
-        return ids
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    if not p.is_file():
+        raise BadDatasetError(f"panoptic PNG {p} is missing")
+    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise BadDatasetError(f"{p.name} is not a readable PNG")
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in (3, 4):
@@ -85,79 +73,6 @@ def read_panoptic_png(path: str | os.PathLike[str]) -> np.ndarray:
         np.bitwise_and(ids, 0xFFFFFF, out=ids)
         return ids
     return rgb2id(rgba[..., :3])
-
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_BAND_PIXELS = (1 << 31) // 256 - 1  # rows per integral band: its int32 sums must not overflow
-
-
-def _decode_sub_png(data: bytes) -> np.ndarray | None:
-    """Ids of an 8-bit RGB, non-interlaced PNG whose rows all use filter 0 (None) or 1 (Sub), else None.
-
-    Why it is faster than libpng: zlib-ng inflates (when installed; 3-4x zlib's speed on these
-    highly redundant streams), and the Sub filter's per-row running sum is taken for all rows at
-    once from ``cv2.integral`` (vectorised): row ``y`` of the prefix sum is the difference of two
-    integral rows, and only its low byte matters, so a uint8 subtraction of the integral's low
-    bytes writes the decoded channels straight into an RGBA buffer read as int32 ids.
-    Anything unexpected returns None and the caller decodes through OpenCV, which reports errors.
-    """
-    if sys.byteorder != "little" or not data.startswith(_PNG_SIGNATURE):
-        return None
-    pos, n = 8, len(data)
-    header = None
-    parts: list[bytes] = []
-    while pos + 8 <= n:
-        length, kind = struct.unpack_from(">I4s", data, pos)
-        body = pos + 8
-        if body + length + 4 > n:
-            return None
-        if kind == b"IHDR":
-            header = struct.unpack_from(">IIBBBBB", data, body)
-        elif kind == b"IDAT":
-            parts.append(data[body:body + length])
-        elif kind == b"IEND":
-            break
-        elif kind in (b"PLTE", b"tRNS") or not kind[:1].isalpha():
-            return None
-        pos = body + length + 4
-    if header is None or not parts:
-        return None
-    w, h, depth, color, compression, flt, interlace = header
-    if (depth, color, compression, flt, interlace) != (8, 2, 0, 0, 0) or w <= 0 or h <= 0:
-        return None
-    try:
-        raw = _inflate(b"".join(parts))
-    except _INFLATE_ERRORS:
-        return None
-    stride = 3 * w + 1
-    if len(raw) != h * stride:
-        return None
-    rows = np.frombuffer(raw, np.uint8).reshape(h, stride)
-    filters = rows[:, 0]
-    if int(filters.max()) > 1:
-        return None  # Up / Average / Paeth rows: sequential, leave them to libpng
-    f = rows[:, 1:].reshape(h, w, 3)
-    out = np.zeros((h, w, 4), np.uint8)
-    band = max(1, _BAND_PIXELS // (3 * w))
-    for y0 in range(0, h, band):
-        y1 = min(h, y0 + band)
-        integral = cv2.integral(f[y0:y1], sdepth=cv2.CV_32S)  # (rows + 1, w + 1, 3)
-        low = integral.view(np.uint8).reshape(y1 - y0 + 1, w + 1, 3, 4)[..., 0]
-        np.subtract(low[1:, 1:], low[:-1, 1:], out=out[y0:y1, :, :3])
-    plain = np.flatnonzero(filters == 0)
-    if plain.size:
-        out[plain, :, :3] = f[plain]
-    return out.view(np.int32)[..., 0]
-
-
-try:  # zlib-ng inflates 3-4x faster than zlib here; optional, the stdlib is the fallback
-    from zlib_ng import zlib_ng as _zlib_fast
-
-    _inflate = _zlib_fast.decompress
-    _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _zlib_fast.error, ValueError, MemoryError)
-except ImportError:  # pragma: no cover - depends on the environment
-    _inflate = zlib.decompress
-    _INFLATE_ERRORS = (zlib.error, ValueError, MemoryError)
 
 
 def _bbox(rows: np.ndarray, cols: np.ndarray) -> list[int]:
