@@ -8,7 +8,7 @@ C full-resolution float maps.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -19,7 +19,12 @@ from segviewer.core.results import MaskSet
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["check_image", "image_to_tensor", "shrink_image", "paste_masks_compact", "labels_from_logits", "cap_probs"]
+__all__ = ["check_image", "image_to_tensor", "shrink_image", "paste_masks_compact", "labels_from_logits", "cap_probs",
+           "compact_logits", "MaskLogitsHook"]
+
+#: float16's largest finite value is 65504; logits are clipped well inside it (a sigmoid or softmax
+#: of +-1e4 is saturated anyway), so a compact result never holds infinities.
+LOGIT_CLIP = 1.0e4
 
 #: Below this scale factor the image is shrunk on the CPU (uint8, area averaging) before it becomes
 #: a float tensor: a 12000 x 9000 photo would otherwise cost 1.3 GB of float32 just to be resized,
@@ -124,3 +129,58 @@ def cap_probs(probs: np.ndarray, max_side: int = 512) -> np.ndarray:
     for k in range(c):
         out[k] = cv2.resize(probs[k], (nw, nh), interpolation=cv2.INTER_AREA)
     return out
+
+
+def compact_logits(logits: np.ndarray, max_side: int = 512) -> np.ndarray:
+    """``(C, h, w)`` class logits as float16, area-averaged so the long side is at most ``max_side``.
+
+    Why float16 and capped: results cross a process boundary (pickle) and sit in a cache counted in
+    bytes; UPSNet only needs the argmax of sums of logits, which float16's 3 significant digits keep.
+    """
+    lg = np.clip(np.asarray(logits, np.float32), -LOGIT_CLIP, LOGIT_CLIP)
+    return cap_probs(lg, max_side).astype(np.float16)
+
+
+class MaskLogitsHook:
+    """Captures a Mask R-CNN mask predictor's output during the ONE forward pass that predicts.
+
+    ``with MaskLogitsHook(model.roi_heads) as hook: ...roi_heads(...)`` then
+    :meth:`select` picks each detection's own-class ``(M, M)`` logits, in the order torchvision's
+    ``RoIHeads`` returns detections (it runs the mask head on exactly those boxes, in that order).
+    Models without a mask head (Faster R-CNN, Keypoint R-CNN) capture nothing and give None.
+    """
+
+    def __init__(self, roi_heads: torch.nn.Module) -> None:
+        self._module = getattr(roi_heads, "mask_predictor", None)
+        self._handle: Any = None
+        self.output: torch.Tensor | None = None
+
+    def __enter__(self) -> MaskLogitsHook:
+        if self._module is not None:
+            self._handle = self._module.register_forward_hook(self._grab)
+        return self
+
+    def _grab(self, _module: Any, _inputs: Any, output: torch.Tensor) -> None:
+        self.output = output.detach()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+
+    def select(self, labels: torch.Tensor) -> np.ndarray | None:
+        """``(N, M, M)`` float16: detection ``i``'s logits of class ``labels[i]``; None without a mask head."""
+        import torch
+
+        out = self.output
+        n = int(labels.shape[0])
+        if self._module is None:
+            return None
+        if out is None:  # no detection, so the mask head did not run
+            if n:
+                raise SegviewerError(f"the mask head did not run for {n} detections")
+            return np.zeros((0, 28, 28), np.float16)
+        if out.ndim != 4 or int(out.shape[0]) != n:
+            raise SegviewerError(f"the mask head gave logits of shape {tuple(out.shape)} for {n} detections")
+        picked = out[torch.arange(n, device=out.device), labels.to(out.device)] if n else out[:, 0]
+        return picked.float().clamp_(-LOGIT_CLIP, LOGIT_CLIP).cpu().numpy().astype(np.float16)

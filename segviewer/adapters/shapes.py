@@ -1,6 +1,6 @@
 """Adapters for the small models we train on the shapes world and bundle in ``models/``.
 
-* :class:`ShapesMaskRCNN` -- instances (boxes, classes, compact masks);
+* :class:`ShapesMaskRCNN` -- instances (boxes, classes, compact masks, the mask head's 28x28 logits);
 * :class:`ShapesFCN` -- semantic labels; :meth:`ShapesFCN.predict_stages` gives the 32s, 16s
   and 8s predictions side by side (``params.extra`` ``stage`` picks one for ``predict``);
 * :class:`ShapesUNet` -- semantic labels;
@@ -9,7 +9,8 @@
 
 All of them take an RGB uint8 image of any size, rescale it so its shorter side is the training
 scale (256 px, ``params.extra`` ``min_size`` overrides), and return results in the input's
-pixel coordinates. Checkpoints are the ``model.pt`` files ``segviewer train`` writes.
+pixel coordinates. Checkpoints are the ``model.pt`` files ``segviewer train`` writes. Semantic
+maps carry ``logits`` (float16, long side at most 512 px) beside ``probs``, for UPSNet's head.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from segviewer.adapters._convert import cap_probs, check_image, labels_from_logits, paste_masks_compact
+from segviewer.adapters._convert import (
+    MaskLogitsHook,
+    cap_probs,
+    check_image,
+    compact_logits,
+    labels_from_logits,
+    paste_masks_compact,
+)
 from segviewer.adapters.base import ModelCard, PredictParams, ProgressCallback, TorchAdapterState
 from segviewer.core.errors import CheckpointMismatchError, ModelError, SegviewerError, WeightsUnavailableError
 from segviewer.core.results import Detections, SemanticMap
@@ -148,9 +156,11 @@ class _ShapesSemantic(_ShapesAdapter):
 
         h, w, rh, rw = size
         lg = logits[0, :, :rh, :rw].float()
-        labels = labels_from_logits(lg.cpu().numpy(), (h, w))
+        raw = lg.cpu().numpy()
+        labels = labels_from_logits(raw, (h, w))
         probs = cap_probs(torch.softmax(lg, 0).cpu().numpy(), PROBS_MAX_SIDE)
-        return SemanticMap(labels, self.card.categories, probs=probs)
+        return SemanticMap(labels, self.card.categories, probs=probs,
+                           logits=compact_logits(raw, PROBS_MAX_SIDE))
 
 
 class ShapesFCN(_ShapesSemantic):
@@ -275,7 +285,7 @@ class ShapesMaskRCNN(_ShapesAdapter):
         old = (rh_.score_thresh, rh_.detections_per_img)
         try:
             rh_.score_thresh, rh_.detections_per_img = float(params.min_score), int(params.max_detections)
-            with tm.stage("model"), torch.inference_mode():
+            with tm.stage("model"), torch.inference_mode(), MaskLogitsHook(rh_) as hook:
                 feats = model.backbone(images.tensors)
                 proposals, _ = model.rpn(images, feats)
                 dets, _ = rh_(feats, proposals, images.image_sizes)
@@ -293,4 +303,5 @@ class ShapesMaskRCNN(_ShapesAdapter):
             boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
             masks = paste_masks_compact(det["masks"].float(), boxes, (h, w))
             return Detections((h, w), boxes.cpu().numpy(), det["scores"].float().cpu().numpy(),
-                              det["labels"].cpu().numpy().astype(np.int32), self.card.categories, masks=masks)
+                              det["labels"].cpu().numpy().astype(np.int32), self.card.categories, masks=masks,
+                              mask_logits=hook.select(det["labels"]))

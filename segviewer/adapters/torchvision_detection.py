@@ -10,6 +10,8 @@ through ``forward`` so that masks can be pasted straight into crops: torchvision
 pastes N full-frame float masks. One-stage models run through ``forward`` (boxes only, cheap).
 Coordinates: boxes xyxy and keypoints (x, y) in the input image's continuous pixel coordinates,
 as torchvision returns them. Keypoint scores are torchvision's heatmap logits (not probabilities).
+Mask R-CNN results also carry ``mask_logits``: the mask head's raw 28x28 logits of each detection's
+class, captured by a forward hook in the same pass (for UPSNet's panoptic head).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from segviewer.adapters._convert import (
     PRESHRINK_BELOW,
+    MaskLogitsHook,
     check_image,
     image_to_tensor,
     paste_masks_compact,
@@ -239,9 +242,12 @@ class TorchvisionDetector(TorchAdapterState):
                         if isinstance(feats, torch.Tensor):
                             feats = {"0": feats}
                         proposals, _ = model.rpn(images, feats)
-                        out = model.roi_heads(feats, proposals, images.image_sizes)[0][0]
+                        with MaskLogitsHook(model.roi_heads) as hook:  # same pass, no second run
+                            out = model.roi_heads(feats, proposals, images.image_sizes)[0][0]
+                        mask_logits = hook.select(out["labels"]) if "masks" in out else None
                     else:
                         out = model([x])[0]
+                        mask_logits = None
                     if dev.startswith("cuda"):
                         torch.cuda.synchronize()
                 with tm.stage("postprocess"):
@@ -260,7 +266,7 @@ class TorchvisionDetector(TorchAdapterState):
                     return Detections(
                         (h, w), boxes.cpu().numpy(), out["scores"].cpu().numpy(),
                         out["labels"].cpu().numpy().astype(np.int32), self.card.categories,
-                        masks=masks, keypoints=kps,
+                        masks=masks, keypoints=kps, mask_logits=mask_logits,
                         keypoint_names=self.card.keypoint_names if kps is not None else (),
                         skeleton=self.card.skeleton if kps is not None else (),
                     )

@@ -9,6 +9,7 @@ ImageNet mean/std). We stop before the model's final upsampling: the low-resolut
 or 16) give ``probs`` (softmax, float32, long side at most 512 px) and are upsampled *once*, straight to
 the input image's size, for the argmax labels. torchvision upsamples to the resized input and a
 caller would resize again; one bilinear step instead of two is a deliberate, tiny difference.
+The same low-resolution logits are kept (float16) as ``SemanticMap.logits`` for UPSNet's head.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from segviewer.adapters._convert import (
     PRESHRINK_BELOW,
     cap_probs,
     check_image,
+    compact_logits,
     image_to_tensor,
     labels_from_logits,
     shrink_image,
@@ -167,6 +169,7 @@ class TorchvisionSegmenter(TorchAdapterState):
                     lg = logits.float().cpu().numpy()
                     labels = labels_from_logits(lg, (h, w))
                     p = cap_probs(probs.float().cpu().numpy(), PROBS_MAX_SIDE)
-                    return SemanticMap(labels, self.card.categories, probs=p)
+                    return SemanticMap(labels, self.card.categories, probs=p,
+                                       logits=compact_logits(lg, PROBS_MAX_SIDE))
         except torch.cuda.OutOfMemoryError as err:
             raise ModelError(f"{self.card.id} ran out of GPU memory on a {w}x{h} image; try --device cpu") from err

@@ -50,6 +50,16 @@ def _as(arr: object, dtype: type, name: str, ndim: int | None = None) -> np.ndar
     return a
 
 
+def _logit_array(arr: object, name: str) -> np.ndarray:
+    """A 3-D float16/float32 array (other floats become float32) without NaN."""
+    a = np.asarray(arr)
+    _check(a.ndim == 3, f"{name} must have 3 dimensions, got shape {a.shape}")
+    _check(np.issubdtype(a.dtype, np.floating), f"{name} must be floating point, got {a.dtype}")
+    a = np.ascontiguousarray(a, dtype=a.dtype if a.dtype in (np.float16, np.float32) else np.float32)
+    _check(not bool(np.isnan(a).any()), f"{name} contain NaN")
+    return a
+
+
 def _frozen(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a
@@ -148,6 +158,11 @@ class Detections:
     ``skeleton`` (pairs of keypoint indices) describe them. ``instance_ids`` (``(N,)`` int64) is
     an identity that outlives one frame (a video track id): it picks each instance's color jitter,
     so an object keeps its color while it moves; without it the index in this result does.
+
+    ``mask_logits`` (optional) is ``(N, M, M)`` float16 or float32: each detection's raw mask-head
+    logits (before the sigmoid, the channel of its own class) over its box, as Mask R-CNN predicts
+    them (M = 28). UPSNet's panoptic head needs them; the thresholded ``masks`` cannot give them
+    back. Kept at M x M (1.5 kB per detection in float16), pasted into the box only when used.
     """
 
     image_size: tuple[int, int]
@@ -160,6 +175,7 @@ class Detections:
     keypoint_names: tuple[str, ...] = ()
     skeleton: tuple[tuple[int, int], ...] = ()
     instance_ids: np.ndarray | None = None
+    mask_logits: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         h, w = (int(v) for v in self.image_size)
@@ -188,6 +204,11 @@ class Detections:
             ids = _as(self.instance_ids, np.int64, "instance_ids", 1)
             _check(len(ids) == n, f"{n} boxes but {len(ids)} instance ids")
             object.__setattr__(self, "instance_ids", _frozen(ids))
+        if self.mask_logits is not None:
+            ml = _logit_array(self.mask_logits, "mask_logits")
+            _check(ml.shape[0] == n and ml.shape[1] == ml.shape[2] and ml.shape[1] > 0,
+                   f"mask_logits must be (N={n}, M, M), got {ml.shape}")
+            object.__setattr__(self, "mask_logits", _frozen(ml))
         object.__setattr__(self, "boxes", _frozen(boxes))
         object.__setattr__(self, "scores", _frozen(scores))
         object.__setattr__(self, "class_ids", _frozen(cls))
@@ -212,6 +233,7 @@ class Detections:
             keypoints=None if self.keypoints is None else self.keypoints[idx],
             keypoint_names=self.keypoint_names, skeleton=self.skeleton,
             instance_ids=None if self.instance_ids is None else self.instance_ids[idx],
+            mask_logits=None if self.mask_logits is None else self.mask_logits[idx],
         )
 
     def above(self, score_thresh: float) -> Detections:
@@ -222,6 +244,7 @@ class Detections:
         n += 0 if self.masks is None else self.masks.nbytes()
         n += 0 if self.keypoints is None else self.keypoints.nbytes
         n += 0 if self.instance_ids is None else self.instance_ids.nbytes
+        n += 0 if self.mask_logits is None else self.mask_logits.nbytes
         return int(n)
 
 
@@ -231,12 +254,18 @@ class SemanticMap:
 
     ``probs`` is ``(C, h, w)`` float32 and may be at the model's own resolution (smaller than
     ``labels``); :meth:`prob_at` maps image coordinates onto it. ``ignore_index`` marks void.
+
+    ``logits`` (optional) is ``(C, h, w)`` float16 or float32: the raw class scores before the
+    softmax, for UPSNet's panoptic head (probabilities lose the scale it adds mask logits to).
+    Like ``probs`` it covers the whole image at its own, usually smaller, resolution (pixel
+    ``(i, j)`` spans ``H / h`` x ``W / w`` image pixels); :meth:`logits_at_image_size` upsamples it.
     """
 
     labels: np.ndarray  # (H, W) integer class ids
     categories: tuple[str, ...]
     probs: np.ndarray | None = None
     ignore_index: int | None = None
+    logits: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         lab = np.asarray(self.labels)
@@ -254,10 +283,30 @@ class SemanticMap:
             p = _as(self.probs, np.float32, "probs", 3)
             _check(p.shape[0] == len(cats), f"probs has {p.shape[0]} channels for {len(cats)} categories")
             object.__setattr__(self, "probs", _frozen(p))
+        if self.logits is not None:
+            lg = _logit_array(self.logits, "logits")
+            _check(lg.shape[0] == len(cats) and lg.shape[1] > 0 and lg.shape[2] > 0,
+                   f"logits must be (C={len(cats)}, h, w), got {lg.shape}")
+            object.__setattr__(self, "logits", _frozen(lg))
 
     @property
     def image_size(self) -> tuple[int, int]:
         return (int(self.labels.shape[0]), int(self.labels.shape[1]))
+
+    def logits_at_image_size(self, channels: Sequence[int] | None = None) -> np.ndarray | None:
+        """``(len(channels), H, W)`` float32 logits bilinearly upsampled (half-pixel centres) to the
+        image, or None when the model gave none. Allocates C x H x W floats: pick the channels."""
+        if self.logits is None:
+            return None
+        import cv2
+
+        h, w = self.image_size
+        chans = range(self.logits.shape[0]) if channels is None else channels
+        out = np.empty((len(chans), h, w), np.float32)
+        for k, c in enumerate(chans):
+            plane = np.asarray(self.logits[int(c)], np.float32)
+            out[k] = plane if plane.shape == (h, w) else cv2.resize(plane, (w, h), interpolation=cv2.INTER_LINEAR)
+        return out
 
     def prob_at(self, x: float, y: float) -> np.ndarray | None:
         """Class probabilities at image point (x, y), or None when the model gave none."""
@@ -277,7 +326,8 @@ class SemanticMap:
         return np.bincount(lab, minlength=len(self.categories))[: len(self.categories)]
 
     def nbytes(self) -> int:
-        return int(self.labels.nbytes + (0 if self.probs is None else self.probs.nbytes))
+        return int(self.labels.nbytes + (0 if self.probs is None else self.probs.nbytes)
+                   + (0 if self.logits is None else self.logits.nbytes))
 
 
 @dataclass(frozen=True)
