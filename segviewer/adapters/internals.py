@@ -224,16 +224,19 @@ class DetectorInternals:
             raise NothingHereError(f"Detection {index} does not exist; there are {len(self.detections)}.")
         return self.detections.boxes[index].astype(np.float64)
 
-    def rpn_nms(self, level: int | None = None) -> NMSTrace:
-        """The RPN's NMS (per FPN level) replayed step by step on its candidates; with ``level``,
-        only that level's boxes (levels never suppress each other). ``trace.ids`` are rows of
-        :attr:`rpn_candidates`."""
-        return self._trace(self.rpn_candidates, self.rpn_nms_thresh, level, "level")
+    def rpn_nms(self, level: int | None = None, iou_threshold: float | None = None) -> NMSTrace:
+        """The RPN's NMS (per FPN level: torchvision calls ``batched_nms`` with the level as the
+        group) replayed step by step on its candidates; with ``level``, only that level's boxes
+        (levels never suppress each other). ``iou_threshold`` defaults to the model's.
+        ``trace.ids`` are rows of :attr:`rpn_candidates`."""
+        thr = self.rpn_nms_thresh if iou_threshold is None else float(iou_threshold)
+        return self._trace(self.rpn_candidates, thr, level, "level")
 
-    def box_nms(self, class_id: int | None = None) -> NMSTrace:
+    def box_nms(self, class_id: int | None = None, iou_threshold: float | None = None) -> NMSTrace:
         """The box head's per-class NMS replayed step by step; with ``class_id``, that class only
         (the fast path for a view: one class has at most one box per proposal)."""
-        return self._trace(self.det_candidates, self.box_nms_thresh, class_id, "class")
+        thr = self.box_nms_thresh if iou_threshold is None else float(iou_threshold)
+        return self._trace(self.det_candidates, thr, class_id, "class")
 
     def _trace(self, c: Stage, thr: float, group: int | None, what: str) -> NMSTrace:
         rows = np.arange(len(c)) if group is None else np.flatnonzero(c.groups == group)

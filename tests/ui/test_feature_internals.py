@@ -175,6 +175,25 @@ def test_nms_stepper_equals_batched_nms(qtbot, window) -> None:
             if thr == it.box_nms_thresh:  # the model's own NMS
                 assert ours == {int(r) for r in rows if (it.det_kept.source == c.source[r]).any()
                                 and c.groups[r] in it.det_kept.groups[it.det_kept.source == c.source[r]]}
+    # the RPN's NMS, one FPN level at a time (torchvision groups it by level)
+    rpn.nms_which.setCurrentIndex(1)
+    assert rpn.nms_stage() == "rpn" and abs(rpn.iou_threshold() - it.rpn_nms_thresh) < 1e-9
+    r = it.rpn_candidates
+    assert rpn.nms_class.count() == len(np.unique(r.groups)) and rpn.nms_class.itemText(0).startswith("level ")
+    for combo_index in range(rpn.nms_class.count()):
+        rpn.nms_class.setCurrentIndex(combo_index)
+        level = int(rpn.nms_class.currentData())
+        for thr in (it.rpn_nms_thresh, 0.4):
+            rpn.set_iou(thr)
+            rpn.all.click()
+            trace = feat.trace
+            ref = batched_nms(torch.from_numpy(r.boxes), torch.from_numpy(r.scores),
+                              torch.from_numpy(r.groups), float(rpn.iou_threshold()))
+            ref = set(ref.numpy().tolist()) & set(np.flatnonzero(r.groups == level).tolist())
+            assert set(trace.ids[trace.keep].tolist()) == ref, (level, thr)
+            assert feat.overlays.count("kept") // 4 == len(ref)
+    rpn.nms_which.setCurrentIndex(0)
+    assert abs(rpn.iou_threshold() - it.box_nms_thresh) < 1e-9
     # stepping back and forth: after one step exactly one box is kept, its victims are drawn
     rpn.go(0)
     rpn.step.click()

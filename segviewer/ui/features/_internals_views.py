@@ -226,7 +226,8 @@ class Overlays:
 
     def _draw_nms(self, it: Any, tab: Any, trace: Any) -> None:
         if trace is None:
-            tab.nms_info.setText("No class boxes reached the box head's NMS.")
+            tab.nms_info.setText("No RPN boxes reached this NMS." if tab.nms_stage() == "rpn"
+                                 else "No class boxes reached the box head's NMS.")
             return
         n = tab.n_steps
         state = trace.state_after(n)
@@ -278,17 +279,15 @@ def _block(rgba: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(np.repeat(rgba, k, 0), k, 1))
 
 
-def nms_trace_for(it: Any, class_id: int, iou_threshold: float) -> Any:
-    """The box head's NMS of one class replayed at ``iou_threshold``, with the full call's class
-    offsets (so at the model's threshold it is exactly the model's NMS)."""
-    from segviewer.analysis.nms import nms_trace
-
-    c = it.det_candidates
-    rows = np.flatnonzero(c.groups == class_id)
-    if rows.size == 0:
-        raise SegviewerError(f"No box-head candidates of class {class_id}.")
-    return nms_trace(c.boxes[rows], c.scores[rows], float(iou_threshold), c.groups[rows], rows,
-                     (len(c), float(c.boxes.max())))
+def nms_trace_for(it: Any, stage: str, group: int, iou_threshold: float) -> Any:
+    """One group of an NMS replayed at ``iou_threshold`` with the full call's group offsets (so at
+    the model's threshold it is exactly the model's NMS): ``stage`` "box" is the box head's
+    per-class NMS (``group`` a class), "rpn" the RPN's per-level NMS (``group`` an FPN level)."""
+    if stage == "rpn":
+        return it.rpn_nms(int(group), float(iou_threshold))
+    if stage != "box":
+        raise SegviewerError(f"Unknown NMS stage {stage!r}; use 'box' or 'rpn'.")
+    return it.box_nms(int(group), float(iou_threshold))
 
 
 def table_legend_rgba(k: int = 14) -> np.ndarray:

@@ -106,6 +106,7 @@ class InternalsFeature(QObject):
         p.roi.changed.connect(self.update_view)
         p.rpn.levelChanged.connect(self.update_view)
         p.rpn.nmsChanged.connect(self._new_trace)
+        p.rpn.nmsStageChanged.connect(self._fill_nms_groups)
         p.rpn.stepChanged.connect(self.update_view)
         p.mask.changed.connect(self.update_view)
         p.votes.changed.connect(self._recompute_votes)
@@ -296,19 +297,34 @@ class InternalsFeature(QObject):
             f"after NMS (IoU {it.rpn_nms_thresh:g}) → top {c['proposals']} proposals. Box head: "
             f"{c['det_candidates']} class boxes above {it.score_thresh:g} → {c['det_kept']} after NMS → "
             f"{c['detections']} detections.")
-        rpn.nms_class.blockSignals(True)
-        rpn.nms_class.clear()
-        groups = it.det_candidates.groups
-        for cls in np.unique(groups):
-            name = it.categories[cls] if 0 <= cls < len(it.categories) else str(cls)
-            rpn.nms_class.addItem(f"{name} ({int((groups == cls).sum())} boxes)", int(cls))
-        rpn.nms_class.blockSignals(False)
-        rpn.iou.blockSignals(True)
-        rpn.set_iou(it.box_nms_thresh)
-        rpn.iou_label.setText(f"IoU {rpn.iou_threshold():.2f}")
-        rpn.iou.blockSignals(False)
         if len(it.detections):
             self.selected = int(np.argmax(it.detections.scores))
+        self._fill_nms_groups()
+
+    def _fill_nms_groups(self) -> None:
+        """The NMS stepper's groups (classes of the box head, or FPN levels of the RPN) and the
+        model's own IoU threshold for that NMS; then a new trace."""
+        it, rpn = self.internals, self.panel.rpn
+        if it is None:
+            return
+        rpn_stage = rpn.nms_stage() == "rpn"
+        stage = it.rpn_candidates if rpn_stage else it.det_candidates
+        names = list(it.feature_names)
+        rpn.nms_class.blockSignals(True)
+        rpn.nms_class.clear()
+        groups = stage.groups
+        for g in np.unique(groups):
+            n = int((groups == g).sum())
+            if rpn_stage:
+                name = f"level {names[g] if 0 <= g < len(names) else g}"
+            else:
+                name = it.categories[g] if 0 <= g < len(it.categories) else str(g)
+            rpn.nms_class.addItem(f"{name} ({n} boxes)", int(g))
+        rpn.nms_class.blockSignals(False)
+        rpn.iou.blockSignals(True)
+        rpn.set_iou(it.rpn_nms_thresh if rpn_stage else it.box_nms_thresh)
+        rpn.iou_label.setText(f"IoU {rpn.iou_threshold():.2f}")
+        rpn.iou.blockSignals(False)
         self._new_trace()
 
     def show_message(self, text: str) -> None:
@@ -377,7 +393,7 @@ class InternalsFeature(QObject):
         it, rpn = self.internals, self.panel.rpn
         self.trace = None
         if it is not None and rpn.nms_class.count():
-            self.trace = nms_trace_for(it, int(rpn.nms_class.currentData()), rpn.iou_threshold())
+            self.trace = nms_trace_for(it, rpn.nms_stage(), int(rpn.nms_class.currentData()), rpn.iou_threshold())
         rpn.max_steps = 0 if self.trace is None else len(self.trace)
         rpn.n_steps = -1
         rpn.go(0)

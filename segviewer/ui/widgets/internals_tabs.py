@@ -105,7 +105,8 @@ class RPNTab(QWidget):
     """Anchors at a click, objectness per level, proposal counts and the NMS stepper."""
 
     levelChanged = Signal()
-    nmsChanged = Signal()  # class or IoU threshold: a new trace
+    nmsChanged = Signal()  # class/level or IoU threshold: a new trace
+    nmsStageChanged = Signal()  # box head vs RPN: new groups and the model's threshold for it
     stepChanged = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -115,6 +116,11 @@ class RPNTab(QWidget):
         self.objectness.setChecked(True)
         self.counts = _label("")
         self.anchors = _label("Click the image to see the anchors centred there.")
+        self.nms_which = QComboBox()
+        self.nms_which.addItem("box head: one class at a time", "box")
+        self.nms_which.addItem("RPN: one FPN level at a time", "rpn")
+        self.nms_which.setToolTip("torchvision runs the RPN's NMS per FPN level (batched_nms with the level as "
+                                  "the group) and the box head's per class.")
         self.nms_class = QComboBox()
         self.iou = QSlider(Qt.Orientation.Horizontal)
         self.iou.setRange(5, 95)
@@ -132,9 +138,10 @@ class RPNTab(QWidget):
         lay.addLayout(form)
         lay.addWidget(self.counts)
         lay.addWidget(self.anchors)
-        lay.addWidget(QLabel("<b>Box-head NMS, one class at a time</b>"))
+        lay.addWidget(QLabel("<b>NMS stepper</b>"))
         f2 = QFormLayout()
-        f2.addRow("Class", self.nms_class)
+        f2.addRow("NMS", self.nms_which)
+        f2.addRow("Class / level", self.nms_class)
         row = QHBoxLayout()
         row.addWidget(self.iou, 1)
         row.addWidget(self.iou_label)
@@ -151,6 +158,7 @@ class RPNTab(QWidget):
         self.level.currentIndexChanged.connect(lambda *_: self.levelChanged.emit())
         self.objectness.toggled.connect(lambda *_: self.levelChanged.emit())
         self.nms_class.currentIndexChanged.connect(lambda *_: self.nmsChanged.emit())
+        self.nms_which.currentIndexChanged.connect(lambda *_: self.nmsStageChanged.emit())
         self.iou.valueChanged.connect(self._on_iou)
         self.step.clicked.connect(lambda: self.go(self.n_steps + 1))
         self.back.clicked.connect(lambda: self.go(self.n_steps - 1))
@@ -159,6 +167,10 @@ class RPNTab(QWidget):
 
     def iou_threshold(self) -> float:
         return self.iou.value() / 100.0
+
+    def nms_stage(self) -> str:
+        """"box" (the box head's per-class NMS) or "rpn" (the RPN's per-level NMS)."""
+        return str(self.nms_which.currentData() or "box")
 
     def set_iou(self, value: float) -> None:
         self.iou.setValue(int(round(value * 100)))
