@@ -1,9 +1,12 @@
 """Internals views: update time of each view after ONE cached forward pass, on a 1280x720 image.
 
-The forward pass (Mask R-CNN R50-FPN, random weights, torchvision's default 800/1333 resize) runs
-once with hooks; then every view the UI offers is timed as it would be on a click or a slider
-move: compute (numpy geometry / replay) + produce what the canvas draws (segments) or an RGBA
-layer at image resolution. Target: each view under 100 ms on this CPU.
+The forward passes run as the app's worker runs them: ``predict_with_internals`` through the
+adapter (Mask R-CNN R50-FPN with random weights and torchvision's default 800/1333 resize; the
+bundled PCV net for real votes), i.e. the adapter's own ``predict`` with hooks attached, giving
+the layers' result and the internals at once. The plain ``predict`` is timed beside it (what the
+hooks and the replay cost). Then every view the UI offers is timed as it would be on a click or a
+slider move: compute (numpy geometry / replay) + produce what the canvas draws (segments) or an
+RGBA layer. Target: each view under 100 ms on this CPU.
 
     nice -n 10 python bench/internals.py [--repeats 7] [--threads 1]
 """
@@ -42,15 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     pin_threads(args.threads)
 
-    import torch
-    from torchvision.models.detection import maskrcnn_resnet50_fpn
-
-    from segviewer.adapters.internals import capture_internals
+    from segviewer.adapters.base import PredictParams
+    from segviewer.adapters.internals import predict_with_internals
+    from segviewer.adapters.registry import create_adapter
     from segviewer.analysis.voting import (
+        PCV_THRESHOLD,
         VoteGeometry,
         accumulate,
         backproject,
+        distribution_table,
         find_peaks,
+        image_instances,
+        instances_from_votes,
         one_hot_votes,
         pseudo_votes,
     )
@@ -62,17 +68,24 @@ def main(argv: list[str] | None = None) -> int:
         roi_pool_segments,
         scale_segments,
     )
+    from segviewer.ui.model_host import random_init_factory
 
-    torch.manual_seed(0)
-    model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91).eval()
+    adapter = random_init_factory(args.threads)("maskrcnn_resnet50_fpn")
+    adapter.load("cpu")
     img = _image()
     h, w = img.shape[:2]
+    params = PredictParams(min_score=0.0)
     t0 = time.perf_counter()
-    it = capture_internals(model, img, score_thresh=0.0)
+    adapter.predict(img, params)
+    plain_ms = (time.perf_counter() - t0) * 1000
+    t0 = time.perf_counter()
+    dets, it = predict_with_internals(adapter, img, params)
     forward_ms = (time.perf_counter() - t0) * 1000
     print(f"# {machine_line()} · torch threads {args.threads}")
-    print(f"# one forward pass with hooks: {forward_ms:.0f} ms ({it.timings.summary()}); "
-          f"model frame {it.model_size}, padded {it.padded_size}; replay matches: {it.replay_matches}")
+    print(f"# plain predict (what the layers need): {plain_ms:.0f} ms; the same pass with hooks, giving the "
+          f"result AND the internals: {forward_ms:.0f} ms ({it.timings.summary()}); "
+          f"{len(dets)} detections; model frame {it.model_size}, padded {it.padded_size}; replay matches: "
+          f"{it.replay_matches}; internals {it.nbytes() / 2**20:.0f} MiB")
     print("# counts: " + ", ".join(f"{k} {v}" for k, v in it.counts.items()))
 
     b = it.to_image(it.detections.boxes)
@@ -114,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     n_cls = int((it.det_candidates.groups == cls).sum())
     n_lvl = int((it.rpn_candidates.groups == 0).sum())
 
-    def rpn_nms_level() -> None:
-        it.rpn_nms(0).step(0)
+    def rpn_nms_level() -> None:  # the stepper's RPN mode at a new threshold
+        it.rpn_nms(0, 0.5).step(0)
 
     def rpn_nms_all() -> None:
         it.rpn_nms().step(0)
@@ -159,6 +172,38 @@ def main(argv: list[str] | None = None) -> int:
     def pcv_heatmap() -> None:
         heatmap_rgba(acc, cmap="inferno", alpha_by_value=True)
 
+    # the bundled PCV net's real votes: one pass (cached by the worker), then the Votes tab's views
+    pcv = create_adapter("shapes_pcv")
+    pcv.load("cpu")
+    t0 = time.perf_counter()
+    sem, vp = predict_with_internals(pcv, img)
+    pcv_ms = (time.perf_counter() - t0) * 1000
+    pgeom = VoteGeometry(unit=round(vp.cell_size))
+    pacc = accumulate(vp.votes, pgeom, channel_axis=0)
+    pcells = vp.votes.argmax(0)
+    thing = np.asarray(pcv.card.isthing, bool)[sem.labels]
+    ppeaks = find_peaks(pacc, PCV_THRESHOLD)
+    print(f"# PCV net (bundled shapes_pcv) one pass with its votes: {pcv_ms:.0f} ms; vote grid "
+          f"{vp.votes.shape[2]}x{vp.votes.shape[1]}, {len(ppeaks)} peaks above {PCV_THRESHOLD:g}")
+
+    def pcv_model_votes() -> None:  # a threshold change: accumulator, peaks, instances on the image
+        grid, _, _ = instances_from_votes(vp.votes, PCV_THRESHOLD, pgeom, channel_axis=0)
+        image_instances(grid, (h, w), (vp.scale_x, vp.scale_y), thing)
+
+    def pcv_model_heatmap() -> None:
+        heatmap_rgba(pacc, cmap="inferno", alpha=220, alpha_by_value=True)
+
+    def pcv_model_pick() -> None:  # a click on a peak
+        if len(ppeaks):
+            r, c = ppeaks.positions[0]
+            ppeaks.at(c + 0.5, r + 0.5)
+            backproject(pcells, (int(r), int(c)), pgeom)
+
+    def pcv_model_hover() -> None:  # a pixel's vote distribution on the table
+        r, c = (s // 2 for s in pcells.shape)
+        t = distribution_table(vp.votes[:, r, c], pgeom)
+        heatmap_rgba(t, 0.0, float(t.max()) or 1.0, "viridis")
+
     views = {
         "RoIAlign grid 7x7 (box head) + segments": roi_box,
         "RoIAlign grid 14x14 (mask head) + segments": roi_mask,
@@ -175,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
         "PCV accumulate 320x180x18 (stride-4 output, unit 1)": pcv_accumulate_stride4,
         "PCV peaks + back-projection (30 peaks)": pcv_peaks_backproject,
         "PCV accumulator heatmap -> RGBA": pcv_heatmap,
+        "PCV model votes: accumulate + peaks + instances 1280x720": pcv_model_votes,
+        "PCV model votes: accumulator heatmap -> RGBA": pcv_model_heatmap,
+        "PCV model votes: click a peak (back-projection)": pcv_model_pick,
+        "PCV model votes: hover, a pixel's distribution": pcv_model_hover,
     }
     t0 = time.perf_counter()
     it.feature_energy("0")
