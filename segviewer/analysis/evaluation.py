@@ -27,7 +27,8 @@ from segviewer.core.errors import BadDatasetError, SegviewerError
 from segviewer.core.results import Detections, PanopticMap, PanopticSegment, SemanticMap
 
 __all__ = [
-    "BACKGROUND", "MergeParams", "merge_by_name", "remap_panoptic", "remap_detections",
+    "BACKGROUND", "MergeParams", "MERGE_METHODS", "merge_by_name", "upsnet_by_name", "merge_panoptic",
+    "upsnet_missing", "remap_panoptic", "remap_detections",
     "SemanticAccumulator", "semantic_scores", "image_report", "report_csv", "FolderAccumulator",
     "pick_results",
 ]
@@ -35,13 +36,26 @@ __all__ = [
 BACKGROUND = "__background__"
 
 
+MERGE_METHODS = ("heuristic", "upsnet")
+UNKNOWN = "(unknown)"  # UPSNet's "unknown" channel: thing-like pixels no instance claims become void
+#: UPSNet's head holds (stuff + things + 1) float32 planes at image size; past this it refuses.
+UPSNET_MAX_BYTES = 2 << 30
+
+
 @dataclass(frozen=True)
 class MergeParams:
-    """The heuristic merge's knobs (panoptic paper / Panoptic FPN)."""
+    """The panoptic merge's knobs: ``method`` is "heuristic" (panoptic paper / Panoptic FPN: all
+    three knobs apply) or "upsnet" (UPSNet's parameter-free head: only ``min_score`` applies, as
+    the detector's output threshold)."""
 
     overlap: float = 0.5
     stuff_min_area: int = 1024
     min_score: float = 0.5
+    method: str = "heuristic"
+
+    def __post_init__(self) -> None:
+        if self.method not in MERGE_METHODS:
+            raise SegviewerError(f"the panoptic merge is one of {', '.join(MERGE_METHODS)}; got {self.method!r}")
 
 
 def merge_by_name(instances: Detections, semantic: SemanticMap, params: MergeParams = MergeParams()
@@ -69,6 +83,88 @@ def merge_by_name(instances: Detections, semantic: SemanticMap, params: MergePar
                            stuff_min_area=int(params.stuff_min_area), isthing=isthing)
 
 
+def upsnet_missing(instances: Detections | None, semantic: SemanticMap | None,
+                   names: tuple[str, str] = ("the instance model", "the semantic model")) -> str:
+    """Why UPSNet's head cannot run on these results, or "" when it can (for tooltips and notes)."""
+    if instances is None or semantic is None:
+        return "UPSNet's head needs an instance model and a semantic model."
+    if instances.mask_logits is None:
+        return (f"UPSNet's head needs mask logits, and {names[0]} gives none (a model without a mask "
+                "head, or a result made before logits were kept).")
+    if semantic.logits is None:
+        return f"UPSNet's head needs the semantic head's logits, and {names[1]} gives none."
+    return ""
+
+
+def upsnet_by_name(instances: Detections, semantic: SemanticMap, params: MergeParams = MergeParams()
+                   ) -> PanopticMap:
+    """UPSNet's panoptic head on two models with different label spaces, mapped by class name.
+
+    Stuff channels are the semantic model's classes that are not the detector's things (its
+    ``__background__`` included: pixels it wins become void). A detection's instance logit is its
+    mask logits pasted in its box plus the semantic logit of its class (0 where the semantic model
+    lacks that class). UPSNet's "unknown" class is modelled as one more channel, the semantic
+    head's best thing logit: a thing-like pixel that no instance claims becomes void rather than
+    stuff (the heuristic voids it too). Inside a box of the semantic head's top thing class, the
+    instance therefore wins exactly where its mask logit is positive. Detections under
+    ``params.min_score`` are left out; the other knobs do not apply. Output categories are those
+    of :func:`merge_by_name`, so the two methods are interchangeable downstream.
+    """
+    from segviewer.analysis.panoptic_merge import upsnet_merge
+
+    why = upsnet_missing(instances, semantic)
+    if why:
+        raise SegviewerError(why)
+    if instances.image_size != semantic.image_size:
+        raise SegviewerError(f"detections are {instances.image_size} but the semantic map is "
+                             f"{semantic.image_size}; they must come from the same image size")
+    things = [n for n in instances.categories if n != BACKGROUND]
+    cats = list(semantic.categories) + [n for n in things if n not in semantic.categories]
+    isthing = [n in things for n in cats]
+    sem_index = {n: i for i, n in enumerate(semantic.categories)}
+    stuff_idx = [i for i, n in enumerate(semantic.categories) if n not in things]
+    thing_sem = [sem_index[n] for n in things if n in sem_index]
+    h, w = semantic.image_size
+    planes = len(stuff_idx) + len(things) + 1
+    if planes * h * w * 4 > UPSNET_MAX_BYTES:
+        raise SegviewerError(f"UPSNet's head would hold {planes} float planes of {w}x{h} "
+                             f"({planes * h * w * 4 / 2**30:.1f} GiB); use the heuristic merge for this image")
+    det = instances.above(params.min_score)
+    stuff = semantic.logits_at_image_size(stuff_idx)
+    assert stuff is not None  # checked by upsnet_missing
+    thing_logits = np.zeros((len(things), h, w), np.float32)
+    for t, n in enumerate(things):
+        if n in sem_index:
+            thing_logits[t] = semantic.logits_at_image_size([sem_index[n]])[0]
+    stuff_names = [semantic.categories[i] for i in stuff_idx]
+    if thing_sem:
+        best_thing = thing_logits[[t for t, n in enumerate(things) if n in sem_index]].max(axis=0)
+        stuff = np.concatenate([stuff, best_thing[None]])
+        stuff_names.append(UNKNOWN)
+    tpos = {n: t for t, n in enumerate(things)}
+    classes = np.array([tpos[n] for n in det.names], np.int64)
+    assert det.mask_logits is not None
+    pm = upsnet_merge(stuff, thing_logits, det.boxes, classes, det.mask_logits, stuff_names, things,
+                      scores=det.scores)
+    void = {s.id for s in pm.segments if pm.categories[s.category_id] in (BACKGROUND, UNKNOWN)}
+    if void:
+        ids = np.where(np.isin(pm.segment_ids, list(void)), 0, pm.segment_ids).astype(np.int32)
+        pm = PanopticMap(ids, tuple(s for s in pm.segments if s.id not in void), pm.categories, pm.isthing)
+    return remap_panoptic(pm, cats, isthing)
+
+
+def merge_panoptic(instances: Detections, semantic: SemanticMap, params: MergeParams = MergeParams()
+                   ) -> tuple[PanopticMap, str]:
+    """The merge ``params.method`` names, and a note when UPSNet was asked for but cannot run here
+    (then the heuristic is used, so one model without logits does not leave the view empty)."""
+    if params.method == "upsnet":
+        why = upsnet_missing(instances, semantic)
+        if not why:
+            return upsnet_by_name(instances, semantic, params), ""
+        return merge_by_name(instances, semantic, params), f"{why} The heuristic merge was used."
+    return merge_by_name(instances, semantic, params), ""
+
+
 def remap_panoptic(pm: PanopticMap, categories: Sequence[str], isthing: Sequence[bool]) -> PanopticMap:
     """``pm`` with category ids re-indexed into ``categories`` by name; segments of unknown
     classes become void (they cannot be scored against this ground truth)."""
@@ -94,7 +190,7 @@ def remap_detections(d: Detections, categories: Sequence[str]) -> Detections:
     keep = new >= 0
     sub = d.select(keep)
     return Detections(sub.image_size, sub.boxes, sub.scores, new[keep].astype(np.int32), tuple(categories),
-                      masks=sub.masks)
+                      masks=sub.masks, mask_logits=sub.mask_logits)
 
 
 class SemanticAccumulator:
@@ -181,6 +277,7 @@ class ImageEval:
     """What one image gives: derived results for the layers and the numbers for the dock."""
 
     merged: PanopticMap | None = None
+    merge_method: str = ""  # the merge actually used: "heuristic" | "upsnet"
     errors: Any = None  # ErrorMap
     error_kind: str = ""  # "panoptic" | "instances"
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -195,7 +292,10 @@ def image_report(inst: Detections | None, sem: SemanticMap | None, gt: Any, para
     """Merge, error map and per-image metrics for one image; ``gt`` is a GroundTruth or None."""
     ev = ImageEval()
     if inst is not None and sem is not None:
-        ev.merged = merge_by_name(inst, sem, params)
+        ev.merged, note = merge_panoptic(inst, sem, params)
+        ev.merge_method = "heuristic" if note or params.method == "heuristic" else "upsnet"
+        if note:
+            ev.notes.append(note)
     if gt is None or not gt:
         ev.notes.append(f"No ground truth found beside {name}.")
         if inst is None and sem is None:

@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model id (see `segviewer models`); give it twice with --panoptic")
     p.add_argument("--panoptic", action="store_true",
                    help="merge an instance model and a semantic model into COCO panoptic output")
+    p.add_argument("--merge", choices=("heuristic", "upsnet"), default="heuristic",
+                   help="--panoptic: the panoptic paper's heuristic (default) or UPSNet's parameter-free head "
+                        "(needs mask logits and semantic logits, which the bundled and torchvision models give)")
     p.add_argument("--overlap", type=float, default=0.5,
                    help="--panoptic: keep an instance if at least this fraction of its mask is free (0.5)")
     p.add_argument("--stuff-min-area", type=int, default=1024,
@@ -222,14 +225,16 @@ def _roles(adapters: list[Any]) -> tuple[Any, Any]:
 def _run_panoptic(args: argparse.Namespace, adapters: list[Any], params: Any, images: list[Path],
                   failures: int) -> int:
     """Both models on every image, merged by class name, written as COCO panoptic (PNG + one JSON)."""
-    from segviewer.analysis.evaluation import MergeParams, merge_by_name
+    from segviewer.analysis.evaluation import MergeParams, merge_by_name, upsnet_by_name
     from segviewer.core.fileio import write_image_atomic
     from segviewer.core.panoptic_io import panoptic_annotation, write_panoptic_json, write_panoptic_png
     from segviewer.core.results import Detections, SemanticMap
     from segviewer.render.compose import render_overlay
 
     inst_ad, sem_ad = _roles(adapters)
-    merge = MergeParams(float(args.overlap), int(args.stuff_min_area), float(args.merge_score))
+    merge = MergeParams(float(args.overlap), int(args.stuff_min_area), float(args.merge_score),
+                        str(getattr(args, "merge", "heuristic")))
+    merge_fn = upsnet_by_name if merge.method == "upsnet" else merge_by_name  # upsnet: no silent fallback
     out: Path = args.out
     entries, anns = [], []
     categories: tuple[str, ...] | None = None
@@ -242,7 +247,7 @@ def _run_panoptic(args: argparse.Namespace, adapters: list[Any], params: Any, im
         if not isinstance(dets, Detections) or dets.masks is None or not isinstance(sem, SemanticMap):
             raise SegviewerError(f"{inst_ad.card.id} must give instance masks and {sem_ad.card.id} a semantic map")
         with tm.stage("merge"):
-            pm = merge_by_name(dets, sem, merge)
+            pm = merge_fn(dets, sem, merge)
         if categories is None:
             categories, isthing = pm.categories, pm.isthing
         stem = _unique_stem(path, used)
@@ -263,8 +268,8 @@ def _run_panoptic(args: argparse.Namespace, adapters: list[Any], params: Any, im
         write_panoptic_json(out / "panoptic.json", entries, anns, cats,
                             {"description": "segviewer predict --panoptic",
                              "models": [inst_ad.card.id, sem_ad.card.id],
-                             "merge": {"overlap": merge.overlap, "stuff_min_area": merge.stuff_min_area,
-                                       "min_score": merge.min_score}})
+                             "merge": {"method": merge.method, "overlap": merge.overlap,
+                                       "stuff_min_area": merge.stuff_min_area, "min_score": merge.min_score}})
         print(f"wrote {out / 'panoptic.json'} ({len(anns)} images)")
     return _exit_status(failures + len(bad))
 

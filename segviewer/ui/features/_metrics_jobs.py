@@ -89,8 +89,8 @@ class FolderEvaluation(QThread):
             self.cancelled.emit()
             return
         report["models"] = list(self.models)
-        report["merge"] = {"overlap": self.merge.overlap, "stuff_min_area": self.merge.stuff_min_area,
-                           "min_score": self.merge.min_score}
+        report["merge"] = {"method": self.merge.method, "overlap": self.merge.overlap,
+                           "stuff_min_area": self.merge.stuff_min_area, "min_score": self.merge.min_score}
         report["folder"] = str(self.paths[0].parent) if self.paths else ""
         self.succeeded.emit(report)
 

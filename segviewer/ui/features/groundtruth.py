@@ -24,7 +24,14 @@ from typing import Any
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtWidgets import QDockWidget, QFileDialog
 
-from segviewer.analysis.evaluation import ImageEval, MergeParams, hover_text, image_report, pick_results
+from segviewer.analysis.evaluation import (
+    ImageEval,
+    MergeParams,
+    hover_text,
+    image_report,
+    pick_results,
+    upsnet_missing,
+)
 from segviewer.ui.jobs import run_background
 from segviewer.ui.widgets.metrics_panel import MetricsPanel
 
@@ -98,7 +105,7 @@ class GroundTruthFeature(QObject):
     # ---- current image ---------------------------------------------------------------------------
     def merge_params(self) -> MergeParams:
         overlap, area, score = self.panel.merge_values()
-        return MergeParams(overlap, area, score)
+        return MergeParams(overlap, area, score, self.panel.merge_method())
 
     def _on_image_shown(self) -> None:
         from segviewer.core.groundtruth import find_ground_truth
@@ -167,10 +174,14 @@ class GroundTruthFeature(QObject):
         if sig == self._sig and not force:
             return
         self._sig = sig
+        inst, sem = pick_results(self._model_results(), s.models)
+        # UPSNet is offered only when these very results carry logits (the panel says why not)
+        why = upsnet_missing(None if inst is None else inst[1], None if sem is None else sem[1],
+                             (inst[0] if inst else "the instance model", sem[0] if sem else "the semantic model"))
+        self.panel.set_upsnet_available(not why, why)
         params = self.merge_params()
         token = (self._gen, sig, params)
         self._token = token
-        inst, sem = pick_results(self._model_results(), s.models)
         gt = self.gt
         name = s.path.name if s.path else "this image"
         pending = [m for m in s.models if m in s.running]
@@ -191,6 +202,8 @@ class GroundTruthFeature(QObject):
             self._hide_by_default(ERROR_LAYER, ev.errors)
         self.session.set_derived(ERROR_LAYER, ev.errors)
         used = [f"{k}" for k in (inst[0] if inst else None, sem[0] if sem else None) if k]
+        if ev.merge_method == "upsnet":
+            used.append("UPSNet head")
         summary = ("vs ground truth" if ev.metrics else "") + (f" · {' + '.join(used)}" if used else "")
         if ev.errors is not None:
             c = ev.errors.counts

@@ -26,9 +26,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-UPSNET_MISSING = ("UPSNet's panoptic head needs the instance model's mask logits and the semantic head's "
-                  "logits at image resolution; the adapters return thresholded masks and capped "
-                  "probabilities only, so it is unavailable.")
+METHODS = ("heuristic", "upsnet")  # combo index -> MergeParams.method
+HEURISTIC_TIP = ("Heuristic (panoptic paper): instances by descending score, an instance dropped when less "
+                 "than the overlap fraction of its mask is still free; stuff fills the rest, small stuff "
+                 "regions become void.")
+UPSNET_TIP = ("UPSNet's parameter-free head: per pixel, argmax over the stuff logits and one logit per "
+              "instance (its mask logits pasted in its box + the semantic logit of its class); thing-like "
+              "pixels no instance claims become void. Only the score threshold applies.")
+UPSNET_WAITING = "UPSNet's head needs an instance model's and a semantic model's results with logits."
 
 
 def _pct(v: Any) -> str:
@@ -109,11 +114,11 @@ class MetricsPanel(QWidget):
         grid.setVerticalSpacing(2)
         self.method = QComboBox()
         self.method.addItems(["Heuristic", "UPSNet head"])
-        item = self.method.model().item(1)  # type: ignore[attr-defined]
-        item.setEnabled(False)
-        item.setToolTip(UPSNET_MISSING)
-        self.method.setToolTip("Heuristic: instances by score, overlaps dropped, stuff fills the rest.\n"
-                               + UPSNET_MISSING)
+        self.method.model().item(0).setToolTip(HEURISTIC_TIP)  # type: ignore[attr-defined]
+        self._preferred = "heuristic"  # what the user picked; shown whenever the results allow it
+        self.upsnet_reason = UPSNET_WAITING
+        self.set_upsnet_available(False, UPSNET_WAITING)
+        self.method.activated.connect(self._on_method_picked)
         self.overlap = QDoubleSpinBox()
         self.overlap.setRange(0.0, 1.0)
         self.overlap.setSingleStep(0.05)
@@ -180,6 +185,40 @@ class MetricsPanel(QWidget):
     # ---- state from the feature ----------------------------------------------------------
     def merge_values(self) -> tuple[float, int, float]:
         return float(self.overlap.value()), int(self.stuff_area.value()), float(self.min_score.value())
+
+    def merge_method(self) -> str:
+        """The merge in effect: "heuristic" or "upsnet" (only when the current results allow it)."""
+        return METHODS[max(self.method.currentIndex(), 0)]
+
+    def upsnet_enabled(self) -> bool:
+        return bool(self.method.model().item(1).isEnabled())  # type: ignore[attr-defined]
+
+    def set_upsnet_available(self, ok: bool, reason: str = "") -> None:
+        """Enable the "UPSNet head" choice when the current results carry logits; otherwise grey
+        it out, say why in its tooltip, and show the heuristic (the user's pick comes back later)."""
+        self.upsnet_reason = "" if ok else (reason or UPSNET_WAITING)
+        item = self.method.model().item(1)  # type: ignore[attr-defined]
+        item.setEnabled(ok)
+        item.setToolTip(UPSNET_TIP if ok else f"Unavailable: {self.upsnet_reason}")
+        want = self._preferred if ok else "heuristic"
+        self.method.blockSignals(True)
+        self.method.setCurrentIndex(METHODS.index(want))
+        self.method.blockSignals(False)
+        self._sync_method_widgets()
+
+    def _on_method_picked(self, index: int) -> None:
+        self._preferred = METHODS[index]
+        self._sync_method_widgets()
+        self.paramsChanged.emit()
+
+    def _sync_method_widgets(self) -> None:
+        upsnet = self.merge_method() == "upsnet"
+        for spin in (self.overlap, self.stuff_area):
+            spin.setEnabled(not upsnet)
+        tip = UPSNET_TIP if upsnet else HEURISTIC_TIP
+        if not upsnet and self.upsnet_reason:
+            tip += f"\n\nUPSNet head unavailable: {self.upsnet_reason}"
+        self.method.setToolTip(tip)
 
     def set_hover(self, text: str) -> None:
         self.hover.setText(text or "Under cursor: –")
