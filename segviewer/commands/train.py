@@ -13,6 +13,7 @@ import argparse
 import math
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="0..9; picks the training scenes and the init")
     p.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", type=Path, metavar="MODEL_PT",
+                   help="fine-tune: start from this checkpoint's weights (e.g. models/shapes_fcn.pt), "
+                        "with a fresh optimizer and schedule")
+    p.add_argument("--degrade", type=float, default=0.0, metavar="P",
+                   help="probability of a camera-like degradation per training image (sub-pixel shift, "
+                        "blur, noise), for robustness on video frames")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--warmup", type=int)
@@ -59,6 +66,21 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
         except ValueError:
             out[k.strip()] = v
     return out
+
+
+def _degraded(next_batch: Callable[[int], list], p: float, seed: int) -> Callable[[int], list]:
+    """``next_batch`` with each sample's image degraded (see :mod:`segviewer.training.augment`);
+    the draw is seeded by the step, so a resumed run sees the same images."""
+    import dataclasses
+
+    import numpy as np
+
+    from segviewer.training.augment import degrade
+
+    def batch(step: int) -> list:
+        rng = np.random.default_rng([seed, step, 3])
+        return [dataclasses.replace(s, image=degrade(s.image, rng, p)) for s in next_batch(step)]
+    return batch
 
 
 def _device(pref: str) -> str:
@@ -143,6 +165,10 @@ def run(args: argparse.Namespace) -> int:
         steps = max(1, math.ceil(args.epochs * n_train / bs))
     else:
         steps = dflt["steps"]
+    if not 0.0 <= args.degrade <= 1.0:
+        raise SegviewerError(f"--degrade is a probability in [0, 1], got {args.degrade}")
+    if args.degrade > 0:
+        next_batch = _degraded(next_batch, args.degrade, args.seed)
     task = make_task(model, categories, sets)
     cfg = LoopConfig(
         steps=steps, batch_size=bs, lr=args.lr or dflt["lr"], weight_decay=dflt["weight_decay"],
@@ -154,6 +180,9 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(task, cfg, args.out, next_batch, val)
     if args.resume and trainer.resume():
         print(f"segviewer train: resuming {args.out / 'last.pt'} at step {trainer.step}", file=sys.stderr)
+    elif args.init is not None:
+        trainer.init_from(args.init)
+        print(f"segviewer train: fine-tuning from {args.init}", file=sys.stderr)
     status = trainer.run()
     for k, v in trainer.metrics.items():
         print(f"{k} {v:.4f}")

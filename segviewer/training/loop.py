@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from segviewer.core.errors import CheckpointMismatchError
 from segviewer.core.fileio import write_text_atomic
 from segviewer.training import checkpoint
 from segviewer.training.plot import write_loss_plot
@@ -116,6 +117,15 @@ class Trainer:
         self.step = int(ck["step"])
         self.log = list(ck.get("log", []))
         return True
+
+    def init_from(self, path: Path) -> None:
+        """Fine-tuning: this run's weights start from another checkpoint of the same architecture
+        (its optimizer state and step are not taken; the schedule starts afresh)."""
+        ck = checkpoint.load(Path(path))
+        if ck.get("model") not in (None, self.task.name):
+            raise CheckpointMismatchError(f"{Path(path).name} holds a {ck.get('model')!r} model, not {self.task.name!r}")
+        checkpoint.load_weights(self.model, ck["state_dict"], Path(path).name)
+        self.cfg.extra["init"] = str(path)
 
     def payload(self, full: bool) -> dict[str, Any]:
         sd = self.model.state_dict()

@@ -172,3 +172,52 @@ def test_clean_stop_saves_and_resume_continues(tmp_path: Path) -> None:
     assert t2.run() == "done"
     ck = checkpoint.load(tmp_path / "last.pt")
     assert ck["step"] == 5 and [r["step"] for r in ck["log"]] == [1, 2, 3, 4, 5]
+
+
+def test_degrade_shifts_blurs_and_keeps_size_and_type() -> None:
+    from segviewer.training.augment import degrade
+
+    img = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    rng = np.random.default_rng(1)
+    assert degrade(img, rng, 0.0) is img
+    outs = [degrade(img, rng, 1.0) for _ in range(8)]
+    assert all(o.shape == img.shape and o.dtype == np.uint8 for o in outs)
+    # sub-pixel resampling and blur take away fine texture (lower Laplacian energy), never content
+    lap = lambda a: float(cv2.Laplacian(cv2.cvtColor(a, cv2.COLOR_RGB2GRAY), cv2.CV_64F).var())  # noqa: E731
+    assert all(lap(o) < 0.9 * lap(img) for o in outs)
+    assert all(abs(float(o.mean()) - float(img.mean())) < 3 for o in outs)
+
+
+def test_fine_tune_from_a_checkpoint_with_degraded_images(tmp_path: Path) -> None:
+    data = _semantic_folder(tmp_path / "d", binary=False)
+    base = ("--data", str(data), "--crop", "32", "--batch-size", "2", "--num-classes", "4")
+    # another seed than the fine-tuning run below, so its weights differ from that run's own init
+    assert train_cmd.run(_args("--model", "fcn", "--out", str(tmp_path / "a"), "--steps", "2", "--seed", "1", *base)) == 0
+    first = checkpoint.load(tmp_path / "a" / "model.pt")["state_dict"]
+    seen: list[np.ndarray] = []
+    orig = train_cmd._degraded
+
+    def spy(next_batch, p, seed):  # noqa: ANN001, ANN202
+        batch = orig(next_batch, p, seed)
+        return lambda step: [seen.append(s.image) or s for s in batch(step)]
+
+    import unittest.mock as um
+    with um.patch.object(train_cmd, "_degraded", spy):
+        rc = train_cmd.run(_args("--model", "fcn", "--out", str(tmp_path / "b"), "--steps", "1", "--lr", "1e-9",
+                                 "--init", str(tmp_path / "a" / "model.pt"), "--degrade", "1", *base))
+    assert rc == 0 and len(seen) == 2
+    tuned = checkpoint.load(tmp_path / "b" / "model.pt")
+    # started from the first run's weights: with a vanishing learning rate they barely move
+    # (BatchNorm's running statistics do move: they are not learned)
+    for k, v in first.items():
+        if v.is_floating_point() and "running_" not in k:
+            torch.testing.assert_close(tuned["state_dict"][k].float(), v.float(), atol=2e-3, rtol=0)
+    assert tuned["train"]["init"].endswith("model.pt")
+    # a checkpoint of another family is one clear error
+    from segviewer.core.errors import CheckpointMismatchError
+
+    with pytest.raises(CheckpointMismatchError, match="fcn"):
+        train_cmd.run(_args("--model", "unet", "--out", str(tmp_path / "c"), "--steps", "1",
+                            "--init", str(tmp_path / "a" / "model.pt"), *base))
+    with pytest.raises(Exception, match="probability"):
+        train_cmd.run(_args("--model", "fcn", "--out", str(tmp_path / "d2"), "--steps", "1", "--degrade", "2", *base))
