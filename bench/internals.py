@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     pin_threads(args.threads)
 
     from segviewer.adapters.base import PredictParams
-    from segviewer.adapters.internals import predict_with_internals
+    from segviewer.adapters.one_pass import predict_with_internals
     from segviewer.adapters.registry import create_adapter
     from segviewer.analysis.voting import (
         PCV_THRESHOLD,

@@ -42,8 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = ["NoRPNError", "Stage", "PoolerInfo", "DetectorInternals", "capture_internals", "paste_mask",
-           "capture_activations", "predict_with_internals", "InternalsUnavailable", "internals_kind",
-           "internals_nbytes"]
+           "capture_activations", "DetectorHooks", "build_internals", "check_internals_image"]
 
 
 class NoRPNError(SegviewerError):
@@ -394,7 +393,7 @@ def _replay_box_head(heads: Any, class_logits: torch.Tensor, box_regression: tor
     return candidates, kept, _stage(boxes[top], scores[top], labels[top], src[top])
 
 
-class _DetectorHooks:
+class DetectorHooks:
     """Forward hooks on a two-stage detector that record what ONE pass computes, whoever runs it
     (our manual stage-by-stage run, or an adapter's own ``predict``). The RoI heads' thresholds
     are read while they run: an adapter sets them from its ``PredictParams`` and restores them
@@ -446,9 +445,9 @@ class _DetectorHooks:
                                  "internals to show.")
 
 
-def _build_internals(model: Any, got: dict[str, Any], image_size: tuple[int, int], name: str,
+def build_internals(model: Any, got: dict[str, Any], image_size: tuple[int, int], name: str,
                      cats: tuple[str, ...], tm: Timings, keep_pooled: bool = False) -> DetectorInternals:
-    """A :class:`DetectorInternals` from what :class:`_DetectorHooks` recorded: the steps between
+    """A :class:`DetectorInternals` from what :class:`DetectorHooks` recorded: the steps between
     hooked modules replayed with torchvision's own ops (stage ``replay`` in ``tm``)."""
     import torch
 
@@ -505,7 +504,7 @@ def _build_internals(model: Any, got: dict[str, Any], image_size: tuple[int, int
     )
 
 
-def _check_image(img: Any) -> np.ndarray:
+def check_internals_image(img: Any) -> np.ndarray:
     img = np.asarray(img)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or min(img.shape[:2]) < 1:
         raise SegviewerError(f"The internals view needs an RGB uint8 (H, W, 3) image; got {img.dtype} {img.shape}.")
@@ -518,7 +517,7 @@ def capture_internals(model_or_adapter: Any, image: np.ndarray, score_thresh: fl
 
     ``model_or_adapter`` is a ``TorchvisionDetector`` (its ``.module``) or the torch model itself;
     the pass is torchvision's own (its transform's resize). The app uses
-    :func:`predict_with_internals` instead, which hooks the adapter's ``predict`` so the layers
+    ``adapters.one_pass.predict_with_internals`` instead, which hooks the adapter's ``predict`` so the layers
     and the internals come from the same pass. ``score_thresh`` temporarily overrides the box
     head's threshold (random-init models score everything low). A model without an RPN raises
     :class:`NoRPNError`.
@@ -527,7 +526,7 @@ def capture_internals(model_or_adapter: Any, image: np.ndarray, score_thresh: fl
 
     model = _module_of(model_or_adapter)
     _check_two_stage(model)
-    img = _check_image(image)
+    img = check_internals_image(image)
     card = getattr(model_or_adapter, "card", None)
     name = getattr(card, "id", type(model).__name__)
     cats = categories or tuple(getattr(card, "categories", ()))
@@ -536,7 +535,7 @@ def capture_internals(model_or_adapter: Any, image: np.ndarray, score_thresh: fl
     tm = Timings()
     old_thresh = heads.score_thresh
     was_training = model.training
-    hooks = _DetectorHooks(model, keep_pooled)
+    hooks = DetectorHooks(model, keep_pooled)
     try:
         if score_thresh is not None:
             heads.score_thresh = float(score_thresh)
@@ -552,104 +551,12 @@ def capture_internals(model_or_adapter: Any, image: np.ndarray, score_thresh: fl
                 proposals, _ = rpn(images, feats)
                 heads(feats, proposals, images.image_sizes)
             hooks.complete(str(name))
-            return _build_internals(model, got, img.shape[:2], str(name), cats, tm, keep_pooled)
+            return build_internals(model, got, img.shape[:2], str(name), cats, tm, keep_pooled)
     except RuntimeError as err:
         raise ModelError(f"{name} failed while capturing internals ({str(err).splitlines()[0]})") from err
     finally:
         heads.score_thresh = old_thresh
         model.train(was_training)
-
-
-@dataclass(frozen=True)
-class InternalsUnavailable:
-    """Why a hooked pass produced a result but no internals (one sentence for the panel)."""
-
-    message: str
-
-    def nbytes(self) -> int:
-        return len(self.message)
-
-
-def internals_nbytes(internals: Any) -> int:
-    """Bytes held by an internals bundle (for the worker's bytes-bounded cache)."""
-    if internals is None:
-        return 0
-    if isinstance(internals, dict):
-        return sum(internals_nbytes(v) for v in internals.values())
-    nb = getattr(internals, "nbytes", None)
-    if callable(nb):
-        return int(nb())
-    if isinstance(nb, (int, np.integer)):
-        return int(nb)
-    votes, sem = getattr(internals, "votes", None), getattr(internals, "semantic", None)
-    if votes is not None:  # the PCV net's VotePrediction
-        return int(np.asarray(votes).nbytes) + internals_nbytes(sem)
-    return 1024
-
-
-def internals_kind(adapter: Any) -> str:
-    """What a hooked pass of ``adapter`` yields: "votes" (PCV), "stages" (the FCN's skip stages),
-    "detector" (a two-stage R-CNN) or "" (nothing beyond the result)."""
-    if callable(getattr(adapter, "predict_votes", None)):
-        return "votes"
-    if callable(getattr(adapter, "predict_stages", None)):
-        return "stages"
-    m = getattr(adapter, "module", None)
-    if m is not None and all(hasattr(m, n) for n in ("backbone", "rpn", "roi_heads")):
-        return "detector"
-    return ""
-
-
-def predict_with_internals(adapter: Any, image: np.ndarray, params: Any = None,
-                           timings: Timings | None = None) -> tuple[Any, Any]:
-    """ONE forward pass of ``adapter`` that yields both its normal result and its internals:
-    ``(result, internals)``.
-
-    The result is what ``adapter.predict(image, params)`` returns, derived from the same pass:
-
-    * a two-stage detector: ``adapter.predict`` itself runs with :class:`_DetectorHooks`
-      attached, so the internals (:class:`DetectorInternals`) explain exactly the detections
-      the layers show (same resize, same thresholds);
-    * the FCN: ``predict_stages`` (one pass, all three skip stages); the result is the stage
-      ``params.extra["stage"]`` names (8s by default), as ``predict`` would pick;
-    * the PCV net: ``predict_votes``; the result is its semantic map, the internals the votes.
-
-    Any other model gives ``(adapter.predict(...), InternalsUnavailable(why))``; so does a
-    detector whose internals cannot be rebuilt (the result is still good).
-    """
-    from segviewer.adapters.base import PredictParams
-
-    params = params or PredictParams()
-    tm = timings if timings is not None else Timings()
-    kind = internals_kind(adapter)
-    name = getattr(getattr(adapter, "card", None), "id", type(adapter).__name__)
-    if kind == "votes":
-        vp = adapter.predict_votes(image, params, tm)
-        return vp.semantic, vp
-    if kind == "stages":
-        stage = str(dict(params.extra).get("stage", "8s"))
-        stages = adapter.predict_stages(image, params, tm)
-        if stage not in stages:
-            raise SegviewerError(f"the FCN's stages are {', '.join(stages)}; got {stage!r}")
-        return stages[stage], stages
-    if kind != "detector":
-        task = getattr(getattr(adapter, "card", None), "task", "this kind of")
-        return adapter.predict(image, params, tm), InternalsUnavailable(
-            f"{name} is a {task} model: it has no region proposal network, so there are no proposals, "
-            "RoIs or mask logits to show.")
-    model = adapter.module
-    img = _check_image(image)
-    hooks = _DetectorHooks(model)
-    with hooks as got:
-        result = adapter.predict(img, params, tm)
-    try:
-        hooks.complete(str(name))
-        cats = tuple(getattr(adapter.card, "categories", ()))
-        it = _build_internals(model, got, img.shape[:2], str(name), cats, Timings(tm))
-        tm["internals"] = it.timings.get("replay", 0.0)
-    except (SegviewerError, RuntimeError, KeyError, IndexError) as err:
-        return result, InternalsUnavailable(f"{name}: the internals could not be rebuilt from its pass ({err}).")
-    return result, it
 
 
 def capture_activations(model_or_adapter: Any, inputs: Any, module_names: list[str] | tuple[str, ...],

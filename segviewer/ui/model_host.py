@@ -97,9 +97,9 @@ class ModelHost:
 
     def predict_capture(self, model_id: str, device: str, weights: Path | None, image: Any, params: PredictParams,
                         timings: Timings, on_state: StateCallback) -> tuple[Any, Any]:
-        """``(result, internals)`` from ONE hooked pass (see ``adapters.internals.predict_with_internals``):
+        """``(result, internals)`` from ONE hooked pass (see ``adapters.one_pass.predict_with_internals``):
         the result equals what :meth:`predict` returns; the internals feed the Internals dock."""
-        from segviewer.adapters.internals import predict_with_internals
+        from segviewer.adapters.one_pass import predict_with_internals
 
         adapter = self._adapter(model_id, device, weights, on_state)
         return predict_with_internals(adapter, image, params, timings)

@@ -11,7 +11,7 @@ Results are cached in a :class:`~segviewer.core.cache.ByteLRU` keyed by (image p
 model id, weights, PredictParams.key()), 1 GiB by default.
 
 Internals (the Internals dock): a request with ``capture=True`` runs the model ONCE with hooks
-(``adapters.internals.predict_with_internals``) and yields both the result the layers show and
+(``adapters.one_pass.predict_with_internals``) and yields both the result the layers show and
 the internals bundle; both are cached together under the same key. A capture request that finds
 a plain cached result runs one hooked pass that replaces it; a plain request that finds a
 captured entry just uses its result. A pending request for the same model and key keeps the
@@ -127,7 +127,7 @@ class _Entry:
     internals: Any = None
 
     def nbytes(self) -> int:
-        from segviewer.adapters.internals import internals_nbytes
+        from segviewer.adapters.one_pass import internals_nbytes
 
         return _nbytes(self.result) + internals_nbytes(self.internals)
 

@@ -9,12 +9,8 @@ import pytest
 import torch
 
 from segviewer.adapters.base import PredictParams
-from segviewer.adapters.internals import (
-    DetectorInternals,
-    InternalsUnavailable,
-    internals_kind,
-    predict_with_internals,
-)
+from segviewer.adapters.internals import DetectorInternals
+from segviewer.adapters.one_pass import InternalsUnavailable, internals_kind, predict_with_internals
 from segviewer.adapters.registry import create_adapter
 from segviewer.core.errors import SegviewerError
 from segviewer.core.imageio import read_image

@@ -8,7 +8,7 @@ import functools
 import numpy as np
 
 from segviewer.adapters.base import PredictParams
-from segviewer.adapters.internals import InternalsUnavailable
+from segviewer.adapters.one_pass import InternalsUnavailable
 from segviewer.core.timing import Timings
 from segviewer.ui.model_host import ProcessHost, registry_factory
 

@@ -12,7 +12,7 @@ import pytest
 from fakes import FakeAdapter
 
 from segviewer.adapters.base import PredictParams
-from segviewer.adapters.internals import InternalsUnavailable
+from segviewer.adapters.one_pass import InternalsUnavailable
 from segviewer.core.results import SemanticMap
 from segviewer.core.timing import Timings
 from segviewer.ui.worker import InferenceWorker, Prediction, PredictRequest

@@ -224,7 +224,7 @@ class InternalsFeature(QObject):
 
     def _apply(self, role: str, bundle: Any, error: str = "") -> None:
         """A bundle (or a failure) for ``role`` on the current image."""
-        from segviewer.adapters.internals import InternalsUnavailable
+        from segviewer.adapters.one_pass import InternalsUnavailable
 
         if isinstance(bundle, InternalsUnavailable):
             bundle, error = None, bundle.message

@@ -1,0 +1,113 @@
+"""ONE forward pass for the layers and the Internals dock: :func:`predict_with_internals`.
+
+The app's worker runs a model with hooks when the Internals dock wants to look inside it, and the
+same pass gives the result the layers show, so nothing runs twice (issue #4). What a pass yields
+beyond the result depends on the model (:func:`internals_kind`): a two-stage detector's
+:class:`~segviewer.adapters.internals.DetectorInternals`, the FCN's three skip-stage maps, the PCV
+net's votes, or :class:`InternalsUnavailable` with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from segviewer.adapters.internals import DetectorHooks, build_internals, check_internals_image
+from segviewer.core.errors import SegviewerError
+from segviewer.core.timing import Timings
+
+__all__ = ["InternalsUnavailable", "internals_nbytes", "internals_kind", "predict_with_internals"]
+
+
+@dataclass(frozen=True)
+class InternalsUnavailable:
+    """Why a hooked pass produced a result but no internals (one sentence for the panel)."""
+
+    message: str
+
+    def nbytes(self) -> int:
+        return len(self.message)
+
+
+def internals_nbytes(internals: Any) -> int:
+    """Bytes held by an internals bundle (for the worker's bytes-bounded cache)."""
+    if internals is None:
+        return 0
+    if isinstance(internals, dict):
+        return sum(internals_nbytes(v) for v in internals.values())
+    nb = getattr(internals, "nbytes", None)
+    if callable(nb):
+        return int(nb())
+    if isinstance(nb, (int, np.integer)):
+        return int(nb)
+    votes, sem = getattr(internals, "votes", None), getattr(internals, "semantic", None)
+    if votes is not None:  # the PCV net's VotePrediction
+        return int(np.asarray(votes).nbytes) + internals_nbytes(sem)
+    return 1024
+
+
+def internals_kind(adapter: Any) -> str:
+    """What a hooked pass of ``adapter`` yields: "votes" (PCV), "stages" (the FCN's skip stages),
+    "detector" (a two-stage R-CNN) or "" (nothing beyond the result)."""
+    if callable(getattr(adapter, "predict_votes", None)):
+        return "votes"
+    if callable(getattr(adapter, "predict_stages", None)):
+        return "stages"
+    m = getattr(adapter, "module", None)
+    if m is not None and all(hasattr(m, n) for n in ("backbone", "rpn", "roi_heads")):
+        return "detector"
+    return ""
+
+
+def predict_with_internals(adapter: Any, image: np.ndarray, params: Any = None,
+                           timings: Timings | None = None) -> tuple[Any, Any]:
+    """ONE forward pass of ``adapter`` that yields both its normal result and its internals:
+    ``(result, internals)``.
+
+    The result is what ``adapter.predict(image, params)`` returns, derived from the same pass:
+
+    * a two-stage detector: ``adapter.predict`` itself runs with :class:`DetectorHooks`
+      attached, so the internals (:class:`DetectorInternals`) explain exactly the detections
+      the layers show (same resize, same thresholds);
+    * the FCN: ``predict_stages`` (one pass, all three skip stages); the result is the stage
+      ``params.extra["stage"]`` names (8s by default), as ``predict`` would pick;
+    * the PCV net: ``predict_votes``; the result is its semantic map, the internals the votes.
+
+    Any other model gives ``(adapter.predict(...), InternalsUnavailable(why))``; so does a
+    detector whose internals cannot be rebuilt (the result is still good).
+    """
+    from segviewer.adapters.base import PredictParams
+
+    params = params or PredictParams()
+    tm = timings if timings is not None else Timings()
+    kind = internals_kind(adapter)
+    name = getattr(getattr(adapter, "card", None), "id", type(adapter).__name__)
+    if kind == "votes":
+        vp = adapter.predict_votes(image, params, tm)
+        return vp.semantic, vp
+    if kind == "stages":
+        stage = str(dict(params.extra).get("stage", "8s"))
+        stages = adapter.predict_stages(image, params, tm)
+        if stage not in stages:
+            raise SegviewerError(f"the FCN's stages are {', '.join(stages)}; got {stage!r}")
+        return stages[stage], stages
+    if kind != "detector":
+        task = getattr(getattr(adapter, "card", None), "task", "this kind of")
+        return adapter.predict(image, params, tm), InternalsUnavailable(
+            f"{name} is a {task} model: it has no region proposal network, so there are no proposals, "
+            "RoIs or mask logits to show.")
+    model = adapter.module
+    img = check_internals_image(image)
+    hooks = DetectorHooks(model)
+    with hooks as got:
+        result = adapter.predict(img, params, tm)
+    try:
+        hooks.complete(str(name))
+        cats = tuple(getattr(adapter.card, "categories", ()))
+        it = build_internals(model, got, img.shape[:2], str(name), cats, Timings(tm))
+        tm["internals"] = it.timings.get("replay", 0.0)
+    except (SegviewerError, RuntimeError, KeyError, IndexError) as err:
+        return result, InternalsUnavailable(f"{name}: the internals could not be rebuilt from its pass ({err}).")
+    return result, it
