@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segviewer.adapters.internals import predict_with_internals
+from segviewer.adapters.one_pass import predict_with_internals
 from segviewer.adapters.registry import create_adapter
 from segviewer.analysis.voting import PCV_THRESHOLD, VoteGeometry, image_instances, instances_from_votes
 from segviewer.core.groundtruth import find_ground_truth
