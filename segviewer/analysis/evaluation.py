@@ -280,6 +280,7 @@ class ImageEval:
     merge_method: str = ""  # the merge actually used: "heuristic" | "upsnet"
     errors: Any = None  # ErrorMap
     error_kind: str = ""  # "panoptic" | "instances"
+    semantic_errors: Any = None  # SemanticErrorMap: per pixel, when a semantic result meets semantic GT
     metrics: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     pred_names: dict[int, str] = field(default_factory=dict)  # error-map pred id -> class
@@ -307,6 +308,10 @@ def image_report(inst: Detections | None, sem: SemanticMap | None, gt: Any, para
     if sem is not None and gt.semantic is not None:
         ev.metrics["semantic"] = semantic_scores(sem, gt.semantic)
         ev.pairs["semantic"] = (sem, gt.semantic)
+        if want_errors:
+            from segviewer.render.semantic_error import semantic_errors
+
+            ev.semantic_errors = semantic_errors(sem, gt.semantic)
     elif gt.semantic is not None:
         ev.notes.append("Semantic metrics need a semantic model's result.")
     if gt.panoptic is not None and ev.merged is not None:
@@ -350,8 +355,16 @@ def _isthing(pm: PanopticMap) -> tuple[bool, ...]:
     return tuple(flags)
 
 
-def hover_text(ev: ImageEval, x: float, y: float) -> str:
-    """"Under cursor: TP circle, IoU 0.91" for the error map at image point (x, y)."""
+def hover_text(ev: ImageEval, x: float, y: float, pixels: bool = True) -> str:
+    """"Under cursor: TP circle, IoU 0.91" for the error map at image point (x, y), and, with
+    ``pixels`` (the window passes whether that layer is shown), a line for the semantic error map
+    ("Pixel: wrong class, predicted grass (IoU 0.91), true sky (IoU 0.88)")."""
+    seg = _segment_hover(ev, x, y)
+    pix = ev.semantic_errors.hover_text(x, y) if ev.semantic_errors is not None and pixels else ""
+    return "\n".join(t for t in (seg, pix) if t)
+
+
+def _segment_hover(ev: ImageEval, x: float, y: float) -> str:
     if ev.errors is None:
         return ""
     info = ev.errors.info_at(x, y)

@@ -12,6 +12,8 @@ Segments (panoptic) or instance masks are matched to ground truth at IoU > 0.5
 Missed and spurious segments are painted over matched ones, so an object swallowed by a matched
 stuff segment still shows. :meth:`ErrorMap.info_at` gives the status, ids and matched IoU under a
 point for hover. ``ErrorMap`` registers a ``masks`` layer (there is no dedicated layer kind yet).
+Semantic label maps have no segments to match: their per-pixel error layer is
+:mod:`segviewer.render.semantic_error`.
 """
 
 from __future__ import annotations
@@ -147,3 +149,7 @@ def _render(result: ErrorMap, kind: LayerKind, style: RenderStyle, vp: Viewport)
 
 
 register_renderer(ErrorMap, (LayerKind.MASKS,), _render)
+
+# The semantic (per-pixel) error layer lives beside this one; importing it registers its renderer
+# whenever the layer plugins load (render.layers imports this module on first need).
+from segviewer.render import semantic_error as _semantic_error  # noqa: E402,F401

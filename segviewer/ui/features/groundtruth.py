@@ -38,6 +38,7 @@ from segviewer.ui.widgets.metrics_panel import MetricsPanel
 GT_LAYER = "ground truth"
 PANOPTIC_LAYER = "panoptic"
 ERROR_LAYER = "errors"
+SEMANTIC_ERROR_LAYER = "semantic errors"  # per pixel: right, wrong class, missed, spurious, ignored
 HIDDEN_BY_DEFAULT = (GT_LAYER, PANOPTIC_LAYER)  # the error layer is what one comes here for
 
 
@@ -201,6 +202,10 @@ class GroundTruthFeature(QObject):
         if ev.errors is not None:
             self._hide_by_default(ERROR_LAYER, ev.errors)
         self.session.set_derived(ERROR_LAYER, ev.errors)
+        if ev.semantic_errors is not None and ev.errors is not None:
+            # two error layers would cover each other: the segment one shows, the pixel one on request
+            self._hide_by_default(SEMANTIC_ERROR_LAYER, ev.semantic_errors, force=True)
+        self.session.set_derived(SEMANTIC_ERROR_LAYER, ev.semantic_errors)
         used = [f"{k}" for k in (inst[0] if inst else None, sem[0] if sem else None) if k]
         if ev.merge_method == "upsnet":
             used.append("UPSNet head")
@@ -209,6 +214,8 @@ class GroundTruthFeature(QObject):
             c = ev.errors.counts
             summary = f"TP {c['TP']} FP {c['FP']} FN {c['FN']} ({ev.error_kind})" + (
                 f" · {' + '.join(used)}" if used else "")
+        elif ev.semantic_errors is not None:
+            summary = _pixel_summary(ev.semantic_errors.counts) + (f" · {' + '.join(used)}" if used else "")
         notes = list(ev.notes)
         if pending:
             notes.append(f"Waiting for {', '.join(pending)}…")
@@ -222,24 +229,31 @@ class GroundTruthFeature(QObject):
         self.eval = None
         self.session.set_derived(PANOPTIC_LAYER, None)
         self.session.set_derived(ERROR_LAYER, None)
+        self.session.set_derived(SEMANTIC_ERROR_LAYER, None)
         self.panel.show_image(None, "failed")
         self.panel.set_notes([message])
 
-    def _hide_by_default(self, name: str, result: Any) -> None:
-        """Start the ground-truth and merged layers hidden (once; the user's choice then sticks)."""
+    def _hide_by_default(self, name: str, result: Any, force: bool = False) -> None:
+        """Start the ground-truth and merged layers (or ``force``: this one) hidden, once; the
+        user's choice then sticks."""
         state = getattr(self.window, "state", None)
-        if name not in HIDDEN_BY_DEFAULT or state is None or not hasattr(state, "visible"):
+        if (name not in HIDDEN_BY_DEFAULT and not force) or state is None or not hasattr(state, "visible"):
             return
         from segviewer.render.layers import layer_kinds
 
         for kind in layer_kinds(result):
             state.visible.setdefault((name, str(getattr(kind, "value", kind))), False)
 
+    def _shown(self, name: str, kind: str = "masks") -> bool:
+        """Whether a derived layer is visible now (the hover line follows what is on screen)."""
+        state = getattr(self.window, "state", None)
+        return name in self.session.results and (state is None or bool(state.visible.get((name, kind), True)))
+
     def _on_hover(self, pos: tuple[float, float] | None) -> None:
         if pos is None:
             self.panel.set_hover("")
             return
-        text = hover_text(self.eval, *pos) if self.eval is not None else ""
+        text = hover_text(self.eval, *pos, pixels=self._shown(SEMANTIC_ERROR_LAYER)) if self.eval is not None else ""
         if not text and self.gt is not None and self.gt.panoptic is not None:
             from segviewer.render.panoptic import segment_at
 
@@ -364,6 +378,16 @@ class GroundTruthFeature(QObject):
     def _on_exported(self, path: str) -> None:
         self.window.statusBar().showMessage(f"Saved {path}", 8000)
         self.exported.emit(path)
+
+
+def _pixel_summary(counts: dict[str, int]) -> str:
+    """"right 93.1% · wrong 2.0% · missed 1.2% · spurious 3.7% (pixels)" of the counted pixels
+    (right = pixel accuracy: correct classes and background predicted as background)."""
+    counted = sum(v for k, v in counts.items() if k != "ignored") or 1
+    parts = [f"right {100 * (counts['correct'] + counts['background']) / counted:.1f}%"]
+    parts += [f"{k.replace(' class', '')} {100 * counts[k] / counted:.1f}%"
+              for k in ("wrong class", "missed", "spurious") if counts[k]]
+    return " · ".join(parts) + " (pixels)"
 
 
 def install(window: Any) -> None:

@@ -117,7 +117,6 @@ class MetricsPanel(QWidget):
         self.method.model().item(0).setToolTip(HEURISTIC_TIP)  # type: ignore[attr-defined]
         self._preferred = "heuristic"  # what the user picked; shown whenever the results allow it
         self.upsnet_reason = UPSNET_WAITING
-        self.set_upsnet_available(False, UPSNET_WAITING)
         self.method.activated.connect(self._on_method_picked)
         self.overlap = QDoubleSpinBox()
         self.overlap.setRange(0.0, 1.0)
@@ -144,6 +143,7 @@ class MetricsPanel(QWidget):
         grid.addWidget(QLabel("Score ≥"), 1, 2)
         grid.addWidget(self.min_score, 1, 3)
         lay.addWidget(merge)
+        self.set_upsnet_available(False, UPSNET_WAITING)
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(200)
