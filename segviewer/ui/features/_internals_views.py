@@ -244,7 +244,8 @@ class Overlays:
         st = trace.step(n - 1)
         self.set("current", box_segments(boxes[[st.kept]]))
         self.set("victims", box_segments(boxes[st.suppressed]))
-        ious = ", ".join(f"{float(s):.2f}@{v:.2f}" for s, v in zip(trace.scores[st.suppressed], st.ious))
+        pairs = [f"{float(s):.2f}@{v:.2f}" for s, v in zip(trace.scores[st.suppressed], st.ious)]
+        ious = ", ".join(pairs[:8]) + (f", … {len(pairs) - 8} more" if len(pairs) > 8 else "")  # the RPN's can be many
         tab.nms_info.setText(head + f"\nStep {n}: keeps box {st.kept} (score {st.score:.2f}, white) and "
                              f"suppresses {len(st.suppressed)} (orange; score@IoU: {ious or 'none'}).")
 
