@@ -8,12 +8,14 @@ against the whole model's output on the same frame) and, for the shapes models, 
 ground truth over the clip.
 
 Models:
-* the bundled shapes FCN and U-Net (``models/shapes_fcn*.pt``, ``models/shapes_unet*.pt``) on a
-  352x256 clip, when they have been shipped (``--random-shapes`` times them untrained instead);
+* the bundled shapes FCN and U-Net (``models/shapes_fcn*.pt``, ``models/shapes_unet*.pt``) on the
+  sample video ``assets/video/video.mp4`` (48 frames, 320x240, decoded as the app decodes it), with
+  its exact ground truth regenerated from the recipe in ``video.json`` (``--random-shapes`` times
+  the nets untrained instead);
 * torchvision DeepLabV3-ResNet50 at 512x1024 with random weights (timing; agreement with its
   own per-frame output stands in for accuracy), split after ASPP, and before ASPP at l = 10.
 
-    nice -n 10 python bench/dff.py [--models shapes,deeplab] [--frames 40] [--deeplab-frames 20]
+    nice -n 10 python bench/dff.py [--models shapes,deeplab] [--video assets/video/video.mp4] [--deeplab-frames 10]
 """
 
 from __future__ import annotations
@@ -110,7 +112,28 @@ def report(title: str, net: SplitNet, frames: list[np.ndarray], intervals: list[
               f"{speed / bound:6.2f} {cp:>9} {parts:>18} {r['agreement'] * 100:6.1f} {gtm:>8}", flush=True)
 
 
-def _shapes_model(kind: str, random: bool):  # noqa: ANN202
+def sample_video(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The video's frames as the app decodes them, and its exact semantic ground truth, regenerated
+    from the recipe (seed, size, options) in the ``video.json`` beside it."""
+    import json
+
+    from segviewer.video.source import open_video
+
+    meta = json.loads((path.parent / "video.json").read_text())
+    src = open_video(path)
+    try:
+        frames = [src.read(i) for i in range(src.frame_count)]
+    finally:
+        src.close()
+    clip = generate_video(int(meta["seed"]), int(meta["n_frames"]), tuple(meta["size"]), **meta.get("options", {}))
+    gt = [f.semantic for f in clip]
+    if len(gt) != len(frames) or gt[0].shape != frames[0].shape[:2]:
+        raise SystemExit(f"{path}: {len(frames)} frames of {frames[0].shape[:2]} but video.json describes "
+                         f"{len(gt)} of {gt[0].shape}")
+    return frames, gt
+
+
+def _shapes_model(kind: str, random: bool, path: Path | None = None):  # noqa: ANN202
     import torch
 
     if random:
@@ -119,7 +142,7 @@ def _shapes_model(kind: str, random: bool):  # noqa: ANN202
 
         torch.manual_seed(0)
         return (FCN if kind == "fcn" else UNet)(len(CATEGORIES)).eval(), "random weights"
-    files = sorted((ROOT / "models").glob(f"shapes_{kind}*.pt"))
+    files = [path] if path is not None else sorted((ROOT / "models").glob(f"shapes_{kind}*.pt"))
     if not files:
         return None, f"no models/shapes_{kind}*.pt shipped yet"
     from segviewer.training.checkpoint import load, load_weights
@@ -135,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="shapes,deeplab")
     ap.add_argument("--intervals", type=int, nargs="+", default=[1, 5, 10, 20])
-    ap.add_argument("--frames", type=int, default=60, help="frames of the shapes clip")
+    ap.add_argument("--video", type=Path, default=ROOT / "assets" / "video" / "video.mp4",
+                    help="a shapes-world video whose video.json sits beside it (for the ground truth)")
     ap.add_argument("--deeplab-frames", type=int, default=10, help="one l = 10 period")
     ap.add_argument("--deeplab-ref-every", type=int, default=4, help="whole DeepLab on every k-th frame only")
     ap.add_argument("--before-aspp", action="store_true", help="also DeepLab split before ASPP at l = 10")
@@ -143,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--random-shapes", action="store_true", help="time untrained shapes nets (mIoU meaningless)")
+    ap.add_argument("--weights", action="append", default=[], metavar="KIND=PATH",
+                    help="another checkpoint for fcn or unet (e.g. a candidate before shipping it)")
     args = ap.parse_args(argv)
 
     import cv2
@@ -152,11 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(args.threads)
     models = args.models.split(",")
     print(f"torch {torch.__version__}, {args.threads} threads, CPU; intervals {args.intervals}", flush=True)
+    other = {k: Path(v) for k, _, v in (w.partition("=") for w in args.weights)}
     if "shapes" in models:
-        clip = list(generate_video(args.seed, args.frames, (256, 352)))  # short side 256 as trained; /32
-        frames, gt = [f.image for f in clip], [f.semantic for f in clip]
+        frames, gt = sample_video(args.video)
         for kind in ("fcn", "unet"):
-            model, src = _shapes_model(kind, args.random_shapes)
+            model, src = _shapes_model(kind, args.random_shapes, other.get(kind))
             if model is None:
                 print(f"\nshapes {kind.upper()}: {src}; skipped", flush=True)
                 continue

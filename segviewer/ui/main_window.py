@@ -3,7 +3,7 @@ canvas and its render thread (drawing), the widgets (panels) and background jobs
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,8 @@ class MainWindow(QMainWindow):
         self.inspector = Inspector()
         self.legend = Legend()
         self.docks: dict[str, QDockWidget] = {}
+        # Features that open other kinds of paths (a video) claim them here: ``opener(path) -> bool``.
+        self.path_openers: list[Callable[[Path], bool]] = []
         for name, widget, area in (("Models", self.picker, Qt.DockWidgetArea.LeftDockWidgetArea),
                                    ("Layers", self.panel, Qt.DockWidgetArea.RightDockWidgetArea),
                                    ("Legend", self.legend, Qt.DockWidgetArea.RightDockWidgetArea),
@@ -204,7 +206,7 @@ class MainWindow(QMainWindow):
         if self.cards_ready:
             self._apply_start_models(*self._start_models)
         if paths:
-            self.session.open_paths([Path(p) for p in paths])
+            self.open_paths([Path(p) for p in paths])
         elif not no_default:
             from segviewer.core.imageio import list_images
 
@@ -456,6 +458,13 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction(act)
         self.recent_menu.setEnabled(bool(recent))
 
+    def open_paths(self, paths: Sequence[Path]) -> None:
+        """Open from the command line or a drop: one path a feature claims (a video) goes to it,
+        anything else to the image session."""
+        if len(paths) == 1 and any(opener(Path(paths[0])) for opener in self.path_openers):
+            return
+        self.session.open_paths([Path(p) for p in paths])
+
     # ---- Qt events ------------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
         if event.mimeData().hasUrls():
@@ -464,7 +473,7 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
         if paths:
-            self.session.open_paths(paths)
+            self.open_paths(paths)
             event.acceptProposedAction()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override

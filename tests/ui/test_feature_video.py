@@ -230,3 +230,13 @@ def test_tracked_instances_keep_their_color(qtbot, window, busy_clip: Path) -> N
     feat.instances_box.setCurrentIndex(0)
     qtbot.waitUntil(lambda: feat.seg_item.isVisible(), timeout=TIMEOUT)
     assert not feat.inst_item.isVisible() and feat.instances is None
+
+
+def test_a_video_path_on_the_command_line_or_dropped_opens_as_video(qtbot, window, clip: Path) -> None:
+    w, feat = window()
+    with qtbot.waitSignal(feat.videoOpened, timeout=TIMEOUT):
+        w.open_paths([clip])  # what `segviewer tiny.mp4` and a drop do
+    assert feat.active and feat.source is not None and feat.source.path == clip
+    with qtbot.waitSignal(w.session.imageShown, timeout=TIMEOUT):
+        w.open_paths([ASSETS / "scenes" / "scene_000.png"])  # an image still goes to the session
+    assert not feat.active

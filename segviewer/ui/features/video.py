@@ -109,6 +109,8 @@ class VideoFeature(QObject):
         self._build_actions()
         window.session.imageShown.connect(self.leave)
         window.canvas.hovered.connect(self._on_hover)
+        if isinstance(getattr(window, "path_openers", None), list):
+            window.path_openers.append(self.claim)
 
     # ---- construction ---------------------------------------------------------------------------
     def _build_dock(self) -> None:
@@ -274,6 +276,13 @@ class VideoFeature(QObject):
         path = QFileDialog.getExistingDirectory(self.window, "Open Frame Folder")
         if path:
             self.open(Path(path))
+
+    def claim(self, path: Path) -> bool:
+        """``segviewer clip.mp4`` or a dropped video file: open it here (True) instead of as an image."""
+        if Path(path).is_file() and Path(path).suffix.lower() in VIDEO_SUFFIXES:
+            self.open(Path(path))
+            return True
+        return False
 
     def open(self, path: Path) -> None:
         """Open a video file or frame folder off the UI thread (the probe decodes frames)."""
