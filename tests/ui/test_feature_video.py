@@ -151,14 +151,15 @@ def test_process_whole_video_cancel_and_export(qtbot, window, clip: Path, tmp_pa
     assert len(feat.engine.readouts_for()) < N_FRAMES
     assert not feat.progress.isVisible() and feat.process_btn.isEnabled()
 
-    out = tmp_path / "annotated.mp4"
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "annotated.mp4"
     with qtbot.waitSignal(feat.jobDone, timeout=TIMEOUT) as blocker:
         assert feat.export(out)
     assert blocker.args == ["export", False]
     cap = cv2.VideoCapture(str(out))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == N_FRAMES
     cap.release()
-    assert [p.name for p in tmp_path.iterdir()] == ["annotated.mp4"], "no temporary file left behind"
+    assert [p.name for p in out.parent.iterdir()] == ["annotated.mp4"], "no temporary file left behind"
 
 
 def test_not_a_video_is_a_message(qtbot, window, tmp_path: Path) -> None:
@@ -240,3 +241,13 @@ def test_a_video_path_on_the_command_line_or_dropped_opens_as_video(qtbot, windo
     with qtbot.waitSignal(w.session.imageShown, timeout=TIMEOUT):
         w.open_paths([ASSETS / "scenes" / "scene_000.png"])  # an image still goes to the session
     assert not feat.active
+
+
+def test_video_settings_are_remembered(qtbot, window) -> None:
+    _, feat = window()
+    feat.interval.setValue(7)
+    feat.adaptive.setChecked(True)
+    feat.instances_box.setCurrentIndex(feat.instances_box.findData("shapes_maskrcnn"))
+    _, again = window()  # a new window reads the same settings store
+    assert again.interval.value() == 7 and again.adaptive.isChecked()
+    assert again.instances_box.currentData() == "shapes_maskrcnn"

@@ -56,6 +56,7 @@ from segviewer.ui.features._video_engine import (
 )
 from segviewer.ui.features._video_layers import arrow_points, pixmap, readout_text
 from segviewer.ui.jobs import run_background
+from segviewer.ui.settings import get_float
 from segviewer.ui.widgets.video_plot import VideoPlot
 from segviewer.ui.widgets.video_timeline import Timeline
 from segviewer.video.keyframes import MAX_INTERVAL, FixedInterval
@@ -105,6 +106,7 @@ class VideoFeature(QObject):
         self.plot_timer.timeout.connect(self._refresh_plot)
         self._plot_data_dirty = False
         self._build_dock()
+        self._restore_settings()
         self._build_items()
         self._build_actions()
         window.session.imageShown.connect(self.leave)
@@ -216,6 +218,36 @@ class VideoFeature(QObject):
         self.process_btn.clicked.connect(self.process_all)
         self.export_btn.clicked.connect(self.export_dialog)
         self.cancel_btn.clicked.connect(self.cancel_job)
+
+    def _restore_settings(self) -> None:
+        """The last model, interval, schedule and instance model (``video/*`` in the settings)."""
+        st = getattr(self.window, "settings", None)
+        if st is None:
+            return
+        self._restoring = True  # each widget's change signal would save the others' defaults
+        try:
+            self._apply_settings(st)
+        finally:
+            self._restoring = False
+
+    def _apply_settings(self, st: Any) -> None:
+        for key, box in (("video/model", self.model_box), ("video/instances", self.instances_box)):
+            i = box.findData(str(st.value(key, ""))) if box is self.instances_box else box.findText(str(st.value(key, "")))
+            if st.contains(key) and i >= 0:
+                box.setCurrentIndex(i)
+        self.interval.setValue(int(get_float(st, "video/interval", self.interval.value())))
+        self.adaptive.setChecked(str(st.value("video/adaptive", "false")).lower() == "true")
+        self.reference.setChecked(str(st.value("video/agreement", "true")).lower() == "true")
+
+    def _save_settings(self) -> None:
+        st = getattr(self.window, "settings", None)
+        if st is None or getattr(self, "_restoring", False):
+            return
+        st.setValue("video/model", self.model_box.currentText())
+        st.setValue("video/instances", str(self.instances_box.currentData() or ""))
+        st.setValue("video/interval", int(self.interval.value()))
+        st.setValue("video/adaptive", "true" if self.adaptive.isChecked() else "false")
+        st.setValue("video/agreement", "true" if self.reference.isChecked() else "false")
 
     def _build_items(self) -> None:
         vb = self.window.canvas.vb
@@ -476,6 +508,7 @@ class VideoFeature(QObject):
         return True
 
     def _reconfigure(self, cfg: EngineConfig | None = None) -> None:
+        self._save_settings()
         if self.engine is None:
             return
         cfg = cfg or self._config_or_default()
