@@ -6,7 +6,8 @@ dilated, merged, dropped, spurious segments, void patches, now and then a wrong 
 
 Reference: cityscapesscripts' ``evalPanopticSemanticLabeling`` (panopticapi's ``pq_compute``
 adapted), timed as shipped (a ``multiprocessing`` pool of ``cpu_count()`` workers) and in one
-process. The "matching and counting" rows start both sides from decoded id maps.
+process. The "matching and counting" rows start both sides from decoded id maps. Ours end to end
+reads OpenCV-written PNGs as runs (zlib-ng inflate, no libpng) and counts run by run.
 
     nice -n 10 python bench/pq.py            # 50 images
     nice -n 10 python bench/pq.py --n 100 --keep /tmp/pqbench
@@ -31,7 +32,12 @@ import numpy as np
 from segviewer.analysis.matching import IdIndexer
 from segviewer.analysis.pq import PQAccumulator, pq_compute, read_panoptic_png
 from segviewer.core.coco_io import category_entries
-from segviewer.core.panoptic_io import panoptic_annotation, write_panoptic_json, write_panoptic_png
+from segviewer.core.panoptic_io import (
+    panoptic_annotation,
+    read_panoptic_runs,
+    write_panoptic_json,
+    write_panoptic_png,
+)
 from segviewer.core.results import PanopticMap, PanopticSegment
 from segviewer.synth.classes import CATEGORIES, ISTHING
 from segviewer.synth.dataset import scene_panoptic
@@ -243,9 +249,15 @@ def main() -> int:
 
     ours_c = row("ours matching+counting", ours_count)
     theirs_c = row("reference matching+counting", ref_count)
-    row("decode PNGs only (ours, 2 per image)",
+    row("decode PNGs only, libpng (2 per image)",
         lambda: [read_panoptic_png(gf / g["file_name"]) for g, _ in pairs]
         + [read_panoptic_png(pf / p["file_name"]) for _, p in pairs])
+    if read_panoptic_runs(gf / pairs[0][0]["file_name"]) is not None:
+        row("decode PNGs only, to runs (ours, 2 per image)",
+            lambda: [read_panoptic_runs(gf / g["file_name"]) for g, _ in pairs]
+            + [read_panoptic_runs(pf / p["file_name"]) for _, p in pairs])
+    else:
+        print("(PNGs decoded by libpng: install zlib-ng for the faster runs path)")
 
     tm_pq = None
     try:

@@ -1,0 +1,155 @@
+"""PQ from run-length id maps read straight from the PNG bytes: the runs equal libpng's decode,
+the run-by-run pair histogram equals the per-pixel one (matrix, errors and messages), and
+pq_compute gives identical numbers whichever path reads the files."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import segviewer.analysis.pq as pqmod
+import segviewer.core.panoptic_io as pio
+from segviewer.analysis.matching import pair_counts
+from segviewer.analysis.pq import pair_counts_runs, pq_compute
+from segviewer.core.errors import BadDatasetError
+from segviewer.core.panoptic_io import (
+    IdRuns,
+    id2rgb,
+    read_panoptic_png,
+    read_panoptic_runs,
+    write_panoptic_png,
+)
+
+try:
+    from .pq_files import make_panoptic_files
+except ImportError:
+    from pq_files import make_panoptic_files
+
+pytestmark = pytest.mark.skipif(pio._inflate_fast is None, reason="zlib-ng is not installed: no runs path")
+
+
+def _ids(h: int, w: int, seed: int) -> np.ndarray:
+    """Piecewise-constant maps with ids over all three bytes, some void, and a noisy corner."""
+    rng = np.random.default_rng(seed)
+    ids = np.repeat(rng.integers(1, 50, (h, 1)), w, axis=1)
+    for _ in range(15):
+        y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+        ids[y:y + int(rng.integers(1, h + 1)), x:x + int(rng.integers(1, w + 1))] = int(rng.integers(1, 256**3))
+    ids[: h // 4, : w // 4] = rng.integers(0, 256**3, (h // 4, w // 4))
+    ids[rng.random((h, w)) < 0.01] = 0
+    return ids.astype(np.int32)
+
+
+def _runs_of(ids: np.ndarray) -> IdRuns:
+    flat = ids.reshape(-1).astype(np.int64)
+    h, w = ids.shape
+    change = np.r_[True, flat[1:] != flat[:-1]]
+    change[::w] = True
+    starts = np.flatnonzero(change)
+    return IdRuns((h, w), starts, flat[starts])
+
+
+@pytest.mark.parametrize("h,w,seed", [(1, 1, 0), (3, 7, 1), (48, 64, 2), (120, 333, 3)])
+def test_runs_equal_libpng_on_opencv_written_pngs(tmp_path, h, w, seed) -> None:
+    ids = _ids(h, w, seed)
+    write_panoptic_png(tmp_path / "a.png", ids)
+    runs = read_panoptic_runs(tmp_path / "a.png")
+    assert runs is not None, "OpenCV writes None/Sub rows: the runs path must take them"
+    assert runs.starts[0] == 0 and np.all(np.diff(runs.starts) > 0)
+    assert set(range(0, h * w, w)) <= set(runs.starts.tolist())  # no run crosses a row end
+    assert np.array_equal(runs.to_map(), ids) and np.array_equal(read_panoptic_png(tmp_path / "a.png"), ids)
+
+
+def _png(rgb: np.ndarray, filters: list[int]) -> bytes:
+    """An 8-bit RGB PNG with a chosen filter per row (0 None, 1 Sub), built by hand."""
+    h, w, _ = rgb.shape
+    rows = []
+    for y in range(h):
+        r = rgb[y].reshape(-1).astype(np.int16)
+        if filters[y] == 1:
+            r = r - np.concatenate([np.zeros(3, np.int16), r[:-3]])
+        rows.append(bytes([filters[y]]) + (r % 256).astype(np.uint8).tobytes())
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"tEXt", b"a\x00b")
+            + chunk(b"IDAT", zlib.compress(b"".join(rows), 9)) + chunk(b"IEND", b""))
+
+
+def test_rows_filtered_none_and_other_encoders(tmp_path) -> None:
+    ids = _ids(30, 40, 4)
+    filters = [int(v) for v in np.random.default_rng(5).integers(0, 2, 30)]
+    (tmp_path / "mixed.png").write_bytes(_png(id2rgb(ids), filters))
+    assert np.array_equal(read_panoptic_runs(tmp_path / "mixed.png").to_map(), ids)
+    assert np.array_equal(read_panoptic_png(tmp_path / "mixed.png"), ids)
+    # PIL's adaptive filters (Up, Paeth...), RGBA and palettes are left to libpng
+    Image.fromarray(id2rgb(ids)).save(tmp_path / "pil.png")
+    Image.fromarray(np.dstack([id2rgb(ids), np.full(ids.shape, 255, np.uint8)])).save(tmp_path / "rgba.png")
+    Image.fromarray(id2rgb(ids % 5)).convert("P", palette=Image.Palette.ADAPTIVE, colors=5).save(tmp_path / "p.png")
+    for name in ("pil.png", "rgba.png", "p.png"):
+        assert read_panoptic_runs(tmp_path / name) is None, name
+    # broken bytes: None here, and the libpng path names the problem
+    data = (tmp_path / "mixed.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    assert read_panoptic_runs(tmp_path / "cut.png") is None
+    with pytest.raises(BadDatasetError, match="missing"):
+        read_panoptic_runs(tmp_path / "nope.png")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_pair_counts_from_runs_equal_per_pixel(seed) -> None:
+    rng = np.random.default_rng(seed)
+    g = _ids(40, 50, seed)
+    p = np.where(rng.random(g.shape) < 0.9, g, np.roll(g, 3, axis=1)).astype(np.int32)
+    gids, pids = np.unique(g[g > 0]), np.unique(p[p > 0])
+    ref = pair_counts(g, gids, p, pids, where="x")
+    got = pair_counts_runs(_runs_of(g), gids, _runs_of(p), pids, where="x")
+    assert np.array_equal(got.matrix, ref.matrix)
+    assert np.array_equal(got.gt_ids, ref.gt_ids) and np.array_equal(got.pred_ids, ref.pred_ids)
+
+
+@pytest.mark.parametrize("edit", ["extra_in_png", "absent_from_png", "duplicate", "void_id", "size"])
+def test_pair_counts_from_runs_refuse_like_per_pixel(edit) -> None:
+    g = _ids(20, 30, 9)
+    p = g.copy()
+    gids, pids = np.unique(g[g > 0]), np.unique(p[p > 0])
+    if edit == "extra_in_png":
+        pids = pids[1:]
+    elif edit == "absent_from_png":
+        pids = np.append(pids, 16777000)
+    elif edit == "duplicate":
+        pids = np.append(pids, pids[0])
+    elif edit == "void_id":
+        pids = np.append(pids, 0)
+    elif edit == "size":
+        p = p[:, :-1]
+    with pytest.raises(BadDatasetError) as ref:
+        pair_counts(g, gids, p, pids, where="image 3")
+    with pytest.raises(BadDatasetError) as got:
+        pair_counts_runs(_runs_of(g), gids, _runs_of(p), pids, where="image 3")
+    assert str(got.value) == str(ref.value)
+
+
+def test_pq_compute_is_identical_through_either_path(tmp_path: Path, monkeypatch) -> None:
+    gj, pj = make_panoptic_files(tmp_path)
+    calls: list[int] = []
+    real = pqmod.read_panoptic_runs
+
+    def counting(path):
+        r = real(path)
+        calls.append(r is not None)
+        return r
+
+    monkeypatch.setattr(pqmod, "read_panoptic_runs", counting)
+    fast = pq_compute(gj, pj, workers=1)
+    assert calls and all(calls), "these files were written by OpenCV: every one reads as runs"
+    monkeypatch.setattr(pqmod, "read_panoptic_runs", lambda path: None)
+    plain = pq_compute(gj, pj, workers=1)
+    assert fast == plain  # the very same floats, not merely close
