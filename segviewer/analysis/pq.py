@@ -332,8 +332,7 @@ def pair_counts_runs(gt: IdRuns, gt_ids: np.ndarray, pred: IdRuns, pred_ids: np.
                               f"ground truth is {gt.shape[1]}x{gt.shape[0]}")
     gt_ids = _listed(gt_ids, where, "ground-truth")
     pred_ids = _listed(pred_ids, where, "predicted")
-    starts = np.concatenate([gt.starts, pred.starts])
-    starts.sort()
+    starts = np.insert(gt.starts, np.searchsorted(gt.starts, pred.starts), pred.starts)  # merge two sorted
     starts = starts[np.concatenate([[True], starts[1:] != starts[:-1]])]
     g_val = gt.ids[np.searchsorted(gt.starts, starts, side="right") - 1]
     p_val = pred.ids[np.searchsorted(pred.starts, starts, side="right") - 1]

@@ -163,8 +163,8 @@ def read_panoptic_runs(path: str | os.PathLike[str]) -> IdRuns | None:
     q, y, b = q[keep], y[keep], b[keep] - 1
     x, ch = np.divmod(b, 3)
     change = y * w + x  # sorted: bytes are in row-major order
-    starts = np.concatenate([np.arange(h, dtype=np.int64) * w, change])
-    starts.sort()
+    rows = np.arange(h, dtype=np.int64) * w
+    starts = np.insert(change, np.searchsorted(change, rows), rows)  # a merge of two sorted lists
     if len(starts) > 1:
         starts = starts[np.concatenate([[True], starts[1:] != starts[:-1]])]
     start_row = starts // w
