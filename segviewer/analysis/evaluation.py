@@ -395,6 +395,7 @@ class FolderAccumulator:
         self.det_pairs: list[tuple[Detections, Detections]] = []
         self.images = 0
         self.skipped: list[str] = []
+        self.merges: dict[str, int] = {}  # images merged per method (UPSNet falls back without logits)
 
     def run(self, items: Iterator[ImageEval | str]) -> dict[str, Any]:
         """``items`` yields one ImageEval per evaluated image, or a file name for one without ground
@@ -407,6 +408,8 @@ class FolderAccumulator:
                     self.skipped.append(it)
                     continue
                 self.images += 1
+                if it.merge_method:
+                    self.merges[it.merge_method] = self.merges.get(it.merge_method, 0) + 1
                 if "semantic" in it.pairs:
                     self.semantic.update(*it.pairs["semantic"])
                 if "instances" in it.pairs:
@@ -428,6 +431,8 @@ class FolderAccumulator:
             out["instances"] = evaluate_detections(self.det_pairs)
             out["instances"]["images"] = len(self.det_pairs)  # type: ignore[assignment]
         out["images_evaluated"] = self.images
+        if self.merges:
+            out["panoptic_merges"] = dict(self.merges)
         out["images_without_ground_truth"] = list(self.skipped)
         return out
 

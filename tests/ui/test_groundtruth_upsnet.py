@@ -105,3 +105,24 @@ def test_panel_keeps_the_users_pick_while_upsnet_is_unavailable(qtbot) -> None:
     assert "no logits" in panel.method.toolTip() and panel.overlap.isEnabled()
     panel.set_upsnet_available(True)
     assert panel.merge_method() == "upsnet" and changes == [1]  # programmatic changes emit nothing
+
+
+def test_folder_evaluation_merges_with_upsnet_when_picked(qtbot, window, tmp_path) -> None:
+    """The folder job runs the models in a host (results cross a pickle boundary with their logits)
+    and merges every image with the method in effect."""
+    from segviewer.synth.dataset import write_dataset
+    from segviewer.ui.model_host import ModelHost
+
+    root = tmp_path / "ds"
+    write_dataset(root, 2, seed=3, size=(128, 128), images_dir=".")
+    w, feat = window
+    feat.host_factory = lambda: ModelHost(_factory)
+    w.start([root], models=MODELS)
+    qtbot.waitUntil(lambda: feat.eval is not None and feat.panel.upsnet_enabled()
+                    and not any(m in w.session.running for m in MODELS), timeout=TIMEOUT)
+    _pick(feat.panel, "upsnet")
+    with qtbot.waitSignal(feat.folderFinished, timeout=TIMEOUT) as done:
+        assert feat.evaluate_folder()
+    report = done.args[0]
+    assert report["merge"]["method"] == "upsnet" and report["panoptic_merges"] == {"upsnet": 2}
+    assert report["panoptic"]["images"] == 2 and 0.5 < report["panoptic"]["all"]["pq"] <= 1.0
