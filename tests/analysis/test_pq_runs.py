@@ -95,6 +95,11 @@ def test_rows_filtered_none_and_other_encoders(tmp_path) -> None:
     Image.fromarray(id2rgb(ids % 5)).convert("P", palette=Image.Palette.ADAPTIVE, colors=5).save(tmp_path / "p.png")
     for name in ("pil.png", "rgba.png", "p.png"):
         assert read_panoptic_runs(tmp_path / name) is None, name
+    # noise is no segmentation: left to libpng (and to per-pixel counting)
+    noise = np.random.default_rng(6).integers(0, 256**3, (30, 40)).astype(np.int32)
+    write_panoptic_png(tmp_path / "noise.png", noise)
+    assert read_panoptic_runs(tmp_path / "noise.png") is None
+    assert np.array_equal(read_panoptic_png(tmp_path / "noise.png"), noise)
     # broken bytes: None here, and the libpng path names the problem
     data = (tmp_path / "mixed.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
