@@ -158,7 +158,7 @@ def read_panoptic_runs(path: str | os.PathLike[str]) -> IdRuns | None:
     q = words[r] * 8 + c
     if whole < len(a):
         q = np.concatenate([q, whole + np.flatnonzero(a[whole:])])
-    if len(q) > len(a) // 8:
+    if len(q) > len(a) // 4 and len(a) > 1 << 16:
         return None  # noise, not segments: per-pixel decoding and counting are cheaper
     y, b = np.divmod(q, stride)
     keep = b > 0  # not the filter bytes

@@ -96,7 +96,7 @@ def test_rows_filtered_none_and_other_encoders(tmp_path) -> None:
     for name in ("pil.png", "rgba.png", "p.png"):
         assert read_panoptic_runs(tmp_path / name) is None, name
     # noise is no segmentation: left to libpng (and to per-pixel counting)
-    noise = np.random.default_rng(6).integers(0, 256**3, (30, 40)).astype(np.int32)
+    noise = np.random.default_rng(6).integers(0, 256**3, (150, 200)).astype(np.int32)
     write_panoptic_png(tmp_path / "noise.png", noise)
     assert read_panoptic_runs(tmp_path / "noise.png") is None
     assert np.array_equal(read_panoptic_png(tmp_path / "noise.png"), noise)
