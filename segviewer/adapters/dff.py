@@ -64,7 +64,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 Features = tuple["torch.Tensor", ...]
 
 
-def speedup_bound(interval: int, c_prop: float, c_full: float) -> float:
+def speedup_bound(interval: float, c_prop: float, c_full: float) -> float:
     """DFF's ideal speedup ``l / (1 + (l - 1) c_prop / c_full)`` from measured per-frame costs."""
     return interval / (1.0 + (interval - 1) * c_prop / c_full)
 
