@@ -31,6 +31,7 @@ __all__ = [
     "SegmentMatches",
     "InstanceMatches",
     "pair_counts",
+    "check_segment_ids",
     "match_pairs",
     "match_segments",
     "match_instances",
@@ -132,7 +133,8 @@ class PairCounts:
         return self.matrix[0, 1:-1]
 
 
-def _check_ids(ids: np.ndarray, where: str, side: str) -> np.ndarray:
+def check_segment_ids(ids: np.ndarray, where: str, side: str) -> np.ndarray:
+    """Segment ids of one side of a pair, refused when one is void (0) or listed twice."""
     ids = np.asarray(ids, np.int64).ravel()
     if (ids == 0).any():
         raise BadDatasetError(f"{where}: {side} segment id 0 is reserved for void")
@@ -229,8 +231,8 @@ def pair_counts(gt_map: np.ndarray, gt_ids: np.ndarray, pred_map: np.ndarray, pr
     if gt_map.shape != pred_map.shape:
         raise BadDatasetError(f"{where}: prediction is {pred_map.shape[1]}x{pred_map.shape[0]} but the "
                               f"ground truth is {gt_map.shape[1]}x{gt_map.shape[0]}")
-    gt_ids = _check_ids(gt_ids, where, "ground-truth")
-    pred_ids = _check_ids(pred_ids, where, "predicted")
+    gt_ids = check_segment_ids(gt_ids, where, "ground-truth")
+    pred_ids = check_segment_ids(pred_ids, where, "predicted")
     matrix = _count_runs(gt_map, gt_ids, pred_map, pred_ids)
     if matrix is None:
         matrix = _count_pixels(gt_map, gt_ids, pred_map, pred_ids, indexer or IdIndexer())

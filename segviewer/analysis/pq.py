@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from segviewer.analysis.matching import IdIndexer, PairCounts, match_pairs, pair_counts
+from segviewer.analysis.matching import IdIndexer, PairCounts, check_segment_ids, match_pairs, pair_counts
 from segviewer.core.errors import BadDatasetError
 from segviewer.core.fileio import read_json_object
 from segviewer.core.panoptic_io import IdRuns, read_panoptic_png, read_panoptic_runs
@@ -330,8 +330,8 @@ def pair_counts_runs(gt: IdRuns, gt_ids: np.ndarray, pred: IdRuns, pred_ids: np.
     if gt.shape != pred.shape:
         raise BadDatasetError(f"{where}: prediction is {pred.shape[1]}x{pred.shape[0]} but the "
                               f"ground truth is {gt.shape[1]}x{gt.shape[0]}")
-    gt_ids = _listed(gt_ids, where, "ground-truth")
-    pred_ids = _listed(pred_ids, where, "predicted")
+    gt_ids = check_segment_ids(gt_ids, where, "ground-truth")
+    pred_ids = check_segment_ids(pred_ids, where, "predicted")
     starts = np.insert(gt.starts, np.searchsorted(gt.starts, pred.starts), pred.starts)  # merge two sorted
     starts = starts[np.concatenate([[True], starts[1:] != starts[:-1]])]
     g_val = gt.ids[np.searchsorted(gt.starts, starts, side="right") - 1]
@@ -351,17 +351,6 @@ def pair_counts_runs(gt: IdRuns, gt_ids: np.ndarray, pred: IdRuns, pred_ids: np.
             raise BadDatasetError(f"{where}: {side} segment id {int(ids[absent[0]])} is in the JSON "
                                   f"segments_info but not in the PNG")
     return PairCounts(gt_ids, pred_ids, matrix)
-
-
-def _listed(ids: np.ndarray, where: str, side: str) -> np.ndarray:
-    """The segment ids of a JSON list, refused as pair_counts refuses them (void, duplicates)."""
-    ids = np.asarray(ids, np.int64).ravel()
-    if (ids == 0).any():
-        raise BadDatasetError(f"{where}: {side} segment id 0 is reserved for void")
-    uniq, counts = np.unique(ids, return_counts=True)
-    if (counts > 1).any():
-        raise BadDatasetError(f"{where}: {side} segment id {int(uniq[counts > 1][0])} is listed twice")
-    return ids
 
 
 # --------------------------------------------------------------------------------------------

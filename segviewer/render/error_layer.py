@@ -130,13 +130,19 @@ def instance_errors(pred: Detections, gt: Detections, iou_thresh: float = 0.5) -
                     {int(j) + 1: int(m.gt_match[j]) + 1 for j in np.flatnonzero(m.gt_match >= 0)}, counts)
 
 
-def error_lut(style: RenderStyle) -> np.ndarray:
-    lut = np.zeros((len(STATUS_NAMES), 4), np.uint8)
-    lut[:, :3] = STATUS_RGB
-    lut[1:, 3] = max(style.mask_alpha_u8, 1)
-    lut[IGNORED, 3] = max(style.mask_alpha_u8 // 2, 1)
-    lut[NONE, 3] = 0
+def status_lut(rgb: np.ndarray, style: RenderStyle, half: int, clear: int) -> np.ndarray:
+    """RGBA per status: the mask opacity, half of it for ``half`` (ignored), none for ``clear``.
+    Shared by the instance/panoptic and the semantic error layers, so they look alike."""
+    lut = np.zeros((len(rgb), 4), np.uint8)
+    lut[:, :3] = rgb
+    lut[:, 3] = max(style.mask_alpha_u8, 1)
+    lut[half, 3] = max(style.mask_alpha_u8 // 2, 1)
+    lut[clear, 3] = 0
     return lut
+
+
+def error_lut(style: RenderStyle) -> np.ndarray:
+    return status_lut(STATUS_RGB, style, IGNORED, NONE)
 
 
 def error_layer(em: ErrorMap, style: RenderStyle, vp: Viewport) -> np.ndarray:

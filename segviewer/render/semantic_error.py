@@ -27,6 +27,7 @@ import numpy as np
 
 from segviewer.core.errors import SegviewerError
 from segviewer.core.results import SemanticMap
+from segviewer.render.error_layer import status_lut
 from segviewer.render.layers import LayerKind, Viewport, register_renderer
 from segviewer.render.style import RenderStyle
 
@@ -132,12 +133,7 @@ def semantic_errors(pred: SemanticMap, gt: SemanticMap) -> SemanticErrorMap:
 
 
 def semantic_error_lut(style: RenderStyle) -> np.ndarray:
-    lut = np.zeros((len(SEM_STATUS_NAMES), 4), np.uint8)
-    lut[:, :3] = SEM_STATUS_RGB
-    lut[:, 3] = max(style.mask_alpha_u8, 1)
-    lut[IGNORED, 3] = max(style.mask_alpha_u8 // 2, 1)
-    lut[BACKGROUND_OK, 3] = 0
-    return lut
+    return status_lut(np.asarray(SEM_STATUS_RGB), style, IGNORED, BACKGROUND_OK)
 
 
 def semantic_error_layer(em: SemanticErrorMap, style: RenderStyle, vp: Viewport) -> np.ndarray:
