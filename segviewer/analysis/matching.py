@@ -32,6 +32,7 @@ __all__ = [
     "InstanceMatches",
     "pair_counts",
     "check_segment_ids",
+    "index_values",
     "match_pairs",
     "match_segments",
     "match_instances",
@@ -144,7 +145,7 @@ def check_segment_ids(ids: np.ndarray, where: str, side: str) -> np.ndarray:
     return ids
 
 
-def _index_values(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+def index_values(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Compact indices of a few values (0 void, ``i + 1`` for ``ids[i]``, ``len(ids) + 1`` other)."""
     k = len(ids)
     if k == 0:
@@ -179,7 +180,7 @@ def _count_runs(gt_map: np.ndarray, gt_ids: np.ndarray, pred_map: np.ndarray,
         return None
     lengths = np.diff(starts, append=n)
     g, p = len(gt_ids), len(pred_ids)
-    key = _index_values(gf[starts], gt_ids) * (p + 2) + _index_values(pf[starts], pred_ids)
+    key = index_values(gf[starts], gt_ids) * (p + 2) + index_values(pf[starts], pred_ids)
     counts = np.bincount(key, weights=lengths, minlength=(g + 2) * (p + 2))
     return counts.astype(np.int64).reshape(g + 2, p + 2)
 

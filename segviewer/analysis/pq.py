@@ -36,7 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from segviewer.analysis.matching import IdIndexer, PairCounts, check_segment_ids, match_pairs, pair_counts
+from segviewer.analysis.matching import (
+    IdIndexer,
+    PairCounts,
+    check_segment_ids,
+    index_values,
+    match_pairs,
+    pair_counts,
+)
 from segviewer.core.errors import BadDatasetError
 from segviewer.core.fileio import read_json_object
 from segviewer.core.panoptic_io import IdRuns, read_panoptic_png, read_panoptic_runs
@@ -307,19 +314,6 @@ def _read_ids(path: Path) -> np.ndarray | IdRuns:
     return runs if runs is not None else read_panoptic_png(path)
 
 
-def _compact(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Index of each value: 0 for void (id 0), ``i + 1`` for ``ids[i]``, ``len(ids) + 1`` for others."""
-    k = len(ids)
-    if k == 0:
-        return np.where(values == 0, 0, 1).astype(np.intp)
-    order = np.argsort(ids)
-    srt = ids[order]
-    pos = np.minimum(np.searchsorted(srt, values), k - 1)
-    idx = np.where(srt[pos] == values, order[pos] + 1, k + 1).astype(np.intp)
-    idx[values == 0] = 0
-    return idx
-
-
 def pair_counts_runs(gt: IdRuns, gt_ids: np.ndarray, pred: IdRuns, pred_ids: np.ndarray, *,
                      where: str = "image") -> PairCounts:
     """:func:`~segviewer.analysis.matching.pair_counts` (strict, as for files) from two run-length maps.
@@ -338,7 +332,7 @@ def pair_counts_runs(gt: IdRuns, gt_ids: np.ndarray, pred: IdRuns, pred_ids: np.
     p_val = pred.ids[np.searchsorted(pred.starts, starts, side="right") - 1]
     lengths = np.diff(starts, append=gt.shape[0] * gt.shape[1])
     g, p = len(gt_ids), len(pred_ids)
-    key = _compact(g_val, gt_ids) * (p + 2) + _compact(p_val, pred_ids)
+    key = index_values(g_val, gt_ids) * (p + 2) + index_values(p_val, pred_ids)
     matrix = np.bincount(key, weights=lengths, minlength=(g + 2) * (p + 2)).astype(np.int64).reshape(g + 2, p + 2)
     for side, ids, counts, present in (("predicted", pred_ids, matrix.sum(axis=0), pred.ids),
                                        ("ground-truth", gt_ids, matrix.sum(axis=1), gt.ids)):
