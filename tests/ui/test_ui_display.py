@@ -106,3 +106,22 @@ def test_tiling_levels_and_detail_window() -> None:
     assert tiling.detail_request(9000, 12000, (13000.0, 0.0, 14000.0, 10.0), 1.0) is None
     assert tiling.window_covers((0, 0, 10, 10), (1.0, 1.0, 9.0, 9.0))
     assert not tiling.window_covers((0, 0, 10, 10), (1.0, 1.0, 11.0, 9.0))
+
+
+def test_many_layers_scroll_instead_of_growing_the_panel(qtbot) -> None:
+    """A dozen layer rows (several models plus ground truth) must not push the window taller
+    than a laptop screen: the rows scroll inside a panel of bounded minimum height."""
+    from segviewer.ui.widgets.layer_panel import LayerPanel
+
+    panel = LayerPanel()
+    qtbot.addWidget(panel)
+    state = disp.DisplayState()
+    few = [("m0", "masks")]
+    panel.set_layers(few, {}, state)
+    base = panel.minimumSizeHint().height()
+    many = [(f"model{i}", kind) for i in range(5) for kind in ("masks", "boxes", "labels")]
+    panel.set_layers(many, {}, state)
+    panel.show()
+    assert panel.checkbox(many[-1]) is not None  # every row exists
+    assert panel.minimumSizeHint().height() <= base + 10, "the rows scroll; the panel does not grow"
+    assert panel.rows_scroll.widget().sizeHint().height() > panel.rows_scroll.minimumHeight()

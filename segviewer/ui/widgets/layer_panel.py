@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
+    QFrame,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QScrollArea,
     QSlider,
     QVBoxLayout,
     QWidget,
@@ -51,12 +53,24 @@ class LayerPanel(QWidget):
         outer.setContentsMargins(6, 6, 6, 6)
 
         self._layers_box = QGroupBox("Visible · opacity")
-        self._grid = QGridLayout(self._layers_box)
+        # The rows scroll: with several models and ground truth there are a dozen of them, and a
+        # panel that only grew would push the window taller than the screen.
+        rows = QWidget()
+        self._grid = QGridLayout(rows)
+        self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setColumnStretch(1, 1)
         self._empty = QLabel("No layers yet: run a model.")
         self._empty.setStyleSheet("color: gray")
         self._grid.addWidget(self._empty, 0, 0, 1, 3)
-        outer.addWidget(self._layers_box)
+        self._grid.setRowStretch(1000, 1)  # rows stay at the top
+        self.rows_scroll = QScrollArea()
+        self.rows_scroll.setWidget(rows)
+        self.rows_scroll.setWidgetResizable(True)
+        self.rows_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.rows_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.rows_scroll.setMinimumHeight(90)
+        QVBoxLayout(self._layers_box).addWidget(self.rows_scroll)
+        outer.addWidget(self._layers_box, 2)
 
         score_box = QGroupBox("Score threshold")
         row = QHBoxLayout(score_box)
