@@ -142,6 +142,9 @@ def upsnet_by_name(instances: Detections, semantic: SemanticMap, params: MergePa
         stuff = np.concatenate([stuff, best_thing[None]])
         stuff_names.append(UNKNOWN)
     tpos = {n: t for t, n in enumerate(things)}
+    for n in det.names:  # only __background__ can miss here; refused as the heuristic does
+        if n not in tpos:
+            raise SegviewerError(f"detection class {n!r} is not a thing category of the semantic map")
     classes = np.array([tpos[n] for n in det.names], np.int64)
     assert det.mask_logits is not None
     pm = upsnet_merge(stuff, thing_logits, det.boxes, classes, det.mask_logits, stuff_names, things,

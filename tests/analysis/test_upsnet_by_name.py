@@ -112,3 +112,14 @@ def test_bundled_models_upsnet_pq_close_to_the_heuristic() -> None:
             pq[method].append(ev.metrics["panoptic"]["all"]["pq"])
     h, u = np.mean(pq["heuristic"]), np.mean(pq["upsnet"])
     assert u > 0.85 and abs(u - h) < 0.05, pq
+
+
+def test_a_background_detection_is_refused_by_name_like_the_heuristic() -> None:
+    det, sem = _scene()
+    bg = Detections(det.image_size, det.boxes, det.scores, [0, 2], DET_CATS, masks=det.masks,
+                    mask_logits=det.mask_logits)
+    with pytest.raises(SegviewerError, match="'__background__' is not a thing category") as heur:
+        merge_by_name(bg, sem, MergeParams(stuff_min_area=1))
+    with pytest.raises(SegviewerError, match="'__background__' is not a thing category") as ups:
+        upsnet_by_name(bg, sem)
+    assert str(ups.value) == str(heur.value)
