@@ -105,8 +105,11 @@ def upsnet_by_name(instances: Detections, semantic: SemanticMap, params: MergePa
     mask logits pasted in its box plus the semantic logit of its class (0 where the semantic model
     lacks that class). UPSNet's "unknown" class is modelled as one more channel, the semantic
     head's best thing logit: a thing-like pixel that no instance claims becomes void rather than
-    stuff (the heuristic voids it too). Inside a box of the semantic head's top thing class, the
-    instance therefore wins exactly where its mask logit is positive. Detections under
+    stuff (the heuristic voids it too). A pixel of a detection's box goes to the detection when its
+    instance logit (mask logit + semantic logit of its class) is strictly above the best stuff
+    logit (the unknown channel included) and the logits of the detections before it; ties keep
+    the earlier channel. So where the detection's class is the semantic head's top thing class,
+    its mask logit must be positive *and* no stuff logit may beat the instance logit. Detections under
     ``params.min_score`` are left out; the other knobs do not apply. Output categories are those
     of :func:`merge_by_name`, so the two methods are interchangeable downstream.
     """

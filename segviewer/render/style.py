@@ -75,8 +75,9 @@ def detection_colors(dets: Detections, style: RenderStyle) -> np.ndarray:
     """``(N, 3)`` uint8 color of each detection: its class color jittered by its instance id (a
     video track id) when it has one, else by its index.
 
-    Masks, boxes, tags and skeletons of one detection share this color. Cached per
-    (class, index), because the palette's hash is Python code and a frame is redrawn often.
+    Masks, boxes, tags and skeletons of one detection share this color. Cached per (class,
+    instance id) or (class, index) without ids, because the palette's hash is Python code and a
+    frame is redrawn often.
     """
     cls = color_indices(dets.categories)[dets.class_ids]  # one color per class *name* across models
     s = float(style.instance_jitter)
