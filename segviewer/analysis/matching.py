@@ -32,6 +32,7 @@ __all__ = [
     "InstanceMatches",
     "pair_counts",
     "check_segment_ids",
+    "check_listed_ids",
     "index_values",
     "match_pairs",
     "match_segments",
@@ -238,18 +239,30 @@ def pair_counts(gt_map: np.ndarray, gt_ids: np.ndarray, pred_map: np.ndarray, pr
     if matrix is None:
         matrix = _count_pixels(gt_map, gt_ids, pred_map, pred_ids, indexer or IdIndexer())
     if strict:
-        for side, ids, counts, m in (("predicted", pred_ids, matrix.sum(axis=0), pred_map),
-                                     ("ground-truth", gt_ids, matrix.sum(axis=1), gt_map)):
-            if counts[-1]:
-                listed = np.concatenate([[0], ids])
-                extra = np.setdiff1d(np.unique(m), listed)
-                raise BadDatasetError(f"{where}: {side} segment id {int(extra[0])} is in the PNG but not "
-                                      f"in the JSON segments_info")
-            absent = np.flatnonzero(counts[1:-1] == 0)
-            if absent.size:
-                raise BadDatasetError(f"{where}: {side} segment id {int(ids[absent[0]])} is in the JSON "
-                                      f"segments_info but not in the PNG")
+        check_listed_ids(matrix, gt_ids, pred_ids, gt_map, pred_map, where)
     return PairCounts(gt_ids, pred_ids, matrix)
+
+
+def check_listed_ids(matrix: np.ndarray, gt_ids: np.ndarray, pred_ids: np.ndarray,
+                     gt_values: np.ndarray, pred_values: np.ndarray, where: str) -> None:
+    """Refuse a pair whose maps and segment lists disagree, as ``pq_compute`` does for files.
+
+    ``matrix`` is the pair histogram (see the module docstring): a count in its last row/column
+    means an id in the PNG that the JSON does not list; an empty listed row/column, a listed id
+    absent from the PNG. ``*_values`` hold every id of each map (the map itself, or the ids of
+    its runs); they are scanned only to name the unlisted id in the message. One check, so PQ
+    from decoded maps and from runs refuse the same files with the same words.
+    """
+    for side, ids, counts, values in (("predicted", pred_ids, matrix.sum(axis=0), pred_values),
+                                      ("ground-truth", gt_ids, matrix.sum(axis=1), gt_values)):
+        if counts[-1]:
+            extra = np.setdiff1d(np.unique(values), np.concatenate([[0], ids]))
+            raise BadDatasetError(f"{where}: {side} segment id {int(extra[0])} is in the PNG but not "
+                                  f"in the JSON segments_info")
+        absent = np.flatnonzero(counts[1:-1] == 0)
+        if absent.size:
+            raise BadDatasetError(f"{where}: {side} segment id {int(ids[absent[0]])} is in the JSON "
+                                  f"segments_info but not in the PNG")
 
 
 def match_pairs(pc: PairCounts, gt_cat: np.ndarray, gt_crowd: np.ndarray,

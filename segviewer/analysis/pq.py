@@ -39,6 +39,7 @@ import numpy as np
 from segviewer.analysis.matching import (
     IdIndexer,
     PairCounts,
+    check_listed_ids,
     check_segment_ids,
     index_values,
     match_pairs,
@@ -334,16 +335,7 @@ def pair_counts_runs(gt: IdRuns, gt_ids: np.ndarray, pred: IdRuns, pred_ids: np.
     g, p = len(gt_ids), len(pred_ids)
     key = index_values(g_val, gt_ids) * (p + 2) + index_values(p_val, pred_ids)
     matrix = np.bincount(key, weights=lengths, minlength=(g + 2) * (p + 2)).astype(np.int64).reshape(g + 2, p + 2)
-    for side, ids, counts, present in (("predicted", pred_ids, matrix.sum(axis=0), pred.ids),
-                                       ("ground-truth", gt_ids, matrix.sum(axis=1), gt.ids)):
-        if counts[-1]:
-            extra = np.setdiff1d(np.unique(present), np.concatenate([[0], ids]))
-            raise BadDatasetError(f"{where}: {side} segment id {int(extra[0])} is in the PNG but not "
-                                  f"in the JSON segments_info")
-        absent = np.flatnonzero(counts[1:-1] == 0)
-        if absent.size:
-            raise BadDatasetError(f"{where}: {side} segment id {int(ids[absent[0]])} is in the JSON "
-                                  f"segments_info but not in the PNG")
+    check_listed_ids(matrix, gt_ids, pred_ids, gt.ids, pred.ids, where)
     return PairCounts(gt_ids, pred_ids, matrix)
 
 

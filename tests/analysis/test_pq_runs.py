@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import segviewer.analysis.matching as matchmod
 import segviewer.analysis.pq as pqmod
 import segviewer.core.panoptic_io as pio
 from segviewer.analysis.matching import pair_counts
@@ -140,6 +141,28 @@ def test_pair_counts_from_runs_refuse_like_per_pixel(edit) -> None:
     with pytest.raises(BadDatasetError) as got:
         pair_counts_runs(_runs_of(g), gids, _runs_of(p), pids, where="image 3")
     assert str(got.value) == str(ref.value)
+
+
+def test_both_pair_counts_share_one_listed_ids_check(monkeypatch) -> None:
+    """The 'in the PNG but not listed / listed but not in the PNG' check is one function in
+    matching, called by the per-pixel and the run-by-run counts alike."""
+    g = _ids(20, 30, 9)
+    ids = np.unique(g[g > 0])
+    calls: list[str] = []
+    real = matchmod.check_listed_ids
+
+    def spy(matrix, gt_ids, pred_ids, gt_values, pred_values, where):
+        calls.append(where)
+        return real(matrix, gt_ids, pred_ids, gt_values, pred_values, where)
+
+    monkeypatch.setattr(matchmod, "check_listed_ids", spy)
+    monkeypatch.setattr(pqmod, "check_listed_ids", spy)
+    pair_counts(g, ids, g, ids, where="pixels")
+    pair_counts(g, ids, g, ids, where="lenient", strict=False)
+    pair_counts_runs(_runs_of(g), ids, _runs_of(g), ids, where="runs")
+    assert calls == ["pixels", "runs"]
+    with pytest.raises(BadDatasetError, match=r"^x: ground-truth segment id 5 is in the JSON segments_info but"):
+        real(np.array([[0, 4, 0], [0, 0, 0], [0, 0, 0]]), np.array([5]), np.array([6]), g, g, "x")
 
 
 def test_pq_compute_is_identical_through_either_path(tmp_path: Path, monkeypatch) -> None:
