@@ -330,3 +330,47 @@ def test_one_pass_per_image_and_model(qtbot, window) -> None:
         s.show_index(0)
     qtbot.waitUntil(lambda: feat.internals is not None, timeout=TIMEOUT)
     assert w.passes == {"shapes_maskrcnn": 1, "shapes_fcn": 2}
+
+
+def test_a_cache_hit_of_the_shown_bundle_keeps_the_selection(qtbot, window) -> None:
+    """The dock captured the default detector on its own (``show=False``); selecting that model in
+    the Models picker is then a cache hit that carries the same bundle: the user's detection, the
+    NMS step and the anchors stay. A genuinely new bundle for the model still refreshes."""
+    import dataclasses
+
+    from segviewer.ui.worker import Prediction
+
+    w, feat = window()
+    it, s = feat.internals, w.session
+    assert "shapes_maskrcnn" not in s.models
+    shown = np.flatnonzero(it.detections.scores >= w.state.score_threshold)
+    best = int(np.argmax(it.detections.scores))
+    other = next((int(i) for i in shown[np.argsort(it.detections.scores[shown])]
+                  if i != best and not _inside(feat, best, *_center(feat, int(i)))), None)
+    assert other is not None, "the scene needs a second detection away from the best one"
+    feat.click(*_center(feat, other))
+    assert feat.selected == other != best, feat.message
+    feat.panel.tabs.setCurrentIndex(1)
+    rpn = feat.panel.rpn
+    rpn.step.click()
+    feat.click(*_center(feat, other))  # anchors there
+    assert rpn.n_steps == 1 and feat.anchor_point is not None and feat.overlays.count("anchors") > 0
+    point, trace = feat.anchor_point, feat.trace
+    seen: list[Prediction] = []
+    w.session.worker.resultReady.connect(seen.append)
+    w.picker.set_checked("shapes_maskrcnn", True)  # the Models picker: the session asks for it
+    qtbot.waitUntil(lambda: s.results.get("shapes_maskrcnn") is not None, timeout=TIMEOUT)
+    hit = next(p for p in seen if p.model_id == "shapes_maskrcnn")
+    assert hit.cached and hit.internals is it and w.passes["shapes_maskrcnn"] == 1
+    assert feat.internals is it and feat.selected == other
+    assert rpn.n_steps == 1 and feat.trace is trace and feat.anchor_point == point
+    assert feat.overlays.count("anchors") > 0 and feat.overlays.count("kept") == 4
+    # a new bundle (another pass of the model) is applied: the selection goes back to the best
+    fresh = dataclasses.replace(hit, internals=dataclasses.replace(it), cached=False)
+    w.session.worker.resultReady.emit(fresh)
+    assert feat.internals is fresh.internals and feat.selected == best and rpn.n_steps == 0
+
+
+def _inside(feat: InternalsFeature, i: int, x: float, y: float) -> bool:
+    b = feat.internals.to_image(feat.internals.detections.boxes[[i]])[0]
+    return bool(b[0] <= x <= b[2] and b[1] <= y <= b[3])

@@ -80,6 +80,7 @@ class InternalsFeature(QObject):
         self.stages: dict[str, Any] | None = None
         self.pcv: Any = None  # the PCV net's VotePrediction for the current image
         self._wanted: dict[str, tuple] = {}  # role ("detector", "fcn", "pcv") -> (gen, key, model, weights, device)
+        self._applied: dict[str, Any] = {}  # role -> the bundle it shows (so a cache hit of it is no news)
         self._votes_token: tuple | None = None
         self.panel = InternalsPanel()
         self.panel.votes.table.set_rgba(table_legend_rgba())
@@ -143,6 +144,7 @@ class InternalsFeature(QObject):
         self.internals, self.selected, self.anchor_point, self.trace, self.grid = None, None, None, None, None
         self.votes, self.stages, self.pcv, self._votes_token = None, None, None, None
         self._wanted.clear()
+        self._applied.clear()
         self.overlays.clear()
         self.panel.fcn.info.setText("")
         self.refresh()
@@ -211,10 +213,14 @@ class InternalsFeature(QObject):
         return [r for r, t in self._wanted.items() if t[0] == s.gen and t[1] == s.key and t[2] == model_id]
 
     def _on_prediction(self, pred: Prediction) -> None:
+        """A bundle from the worker. The one a role already shows (the session's cache hit when the
+        user selects that model, or a plain request merged into the dock's pass) is ignored, so the
+        selected detection, the NMS step and the anchors stay; a new bundle replaces it."""
         if pred.internals is None or pred.gen != self.session.gen or pred.image_key != self.session.key:
             return
         for role in self._roles_for(pred.model_id):
-            self._apply(role, pred.internals)
+            if self._applied.get(role) is not pred.internals:
+                self._apply(role, pred.internals)
 
     def _on_capture_failed(self, gen: int, model_id: str, message: str) -> None:
         if gen != self.session.gen:
@@ -226,6 +232,7 @@ class InternalsFeature(QObject):
         """A bundle (or a failure) for ``role`` on the current image."""
         from segviewer.adapters.one_pass import InternalsUnavailable
 
+        self._applied[role] = bundle
         if isinstance(bundle, InternalsUnavailable):
             bundle, error = None, bundle.message
         if role == "detector":
@@ -251,12 +258,14 @@ class InternalsFeature(QObject):
         if model is None:
             self.internals, self.model_id = None, None
             self._wanted.pop("detector", None)
+            self._applied.pop("detector", None)
             self.overlays.clear()
             self.show_message(why)
             self.captured.emit()
             return
         if model != self.model_id:
             self.internals = None
+            self._applied.pop("detector", None)
         self.model_id = model
         if self.internals is None or force:
             wanted = self._wanted.get("detector")
@@ -461,6 +470,7 @@ class InternalsFeature(QObject):
             model = self.pcv_model()
             if self.pcv is None or self._wanted.get("pcv", (None,) * 3)[2] != model:
                 self.pcv = None
+                self._applied.pop("pcv", None)
                 if s.image is None or model is None:
                     return
                 vt.info.setText(f"Running {model} once (its voting head)…")
