@@ -117,6 +117,30 @@ def test_pending_requests_for_the_same_key_merge_into_one_pass(qtbot, make_worke
     assert fake.passes == 1 and pred.internals is not None
 
 
+def test_a_dock_capture_after_a_plain_request_keeps_the_show_wish(qtbot, make_worker) -> None:
+    """The reverse order: the session's plain request is pending when the dock asks for a capture
+    of the same model and image (``show=False``). The merged pass still reports its failure to the
+    session (``predictionFailed``) as well as to the dock (``captureFailed``), once each."""
+    gate = threading.Event()
+    busy = FakeAdapter("busy", gate=gate)
+    boom = FakeAdapter("fake", fail=RuntimeError("kaboom"))
+    worker = make_worker(lambda mid: busy if mid == "busy" else boom)
+    shown: list[tuple] = []
+    docked: list[tuple] = []
+    worker.predictionFailed.connect(lambda *a: shown.append(a))
+    worker.captureFailed.connect(lambda *a: docked.append(a))
+    worker.request_prediction(_req(1, 1, model="busy"))
+    assert busy.started.wait(10)
+    worker.request_prediction(_req(1, 40))  # the session's plain request
+    worker.request_prediction(_req(1, 40, capture=True, show=False))  # then the dock's
+    assert worker.pending_slots() == ["model:fake"]
+    gate.set()
+    qtbot.waitUntil(lambda: bool(shown) and bool(docked), timeout=TIMEOUT)
+    assert len(boom.calls) == 1  # one (hooked) pass for both
+    assert shown == [(1, "fake", "fake failed: RuntimeError: kaboom")]
+    assert docked == shown
+
+
 def test_a_new_image_does_not_inherit_the_capture_wish(qtbot, make_worker) -> None:
     gate = threading.Event()
     busy = FakeAdapter("busy", gate=gate)
