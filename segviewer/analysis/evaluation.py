@@ -29,7 +29,7 @@ from segviewer.core.results import Detections, PanopticMap, PanopticSegment, Sem
 __all__ = [
     "BACKGROUND", "MergeParams", "MERGE_METHODS", "merge_by_name", "upsnet_by_name", "merge_panoptic",
     "upsnet_missing", "remap_panoptic", "remap_detections",
-    "SemanticAccumulator", "semantic_scores", "image_report", "report_csv", "FolderAccumulator",
+    "SemanticAccumulator", "semantic_scores", "BACKGROUND_NAMES", "semantic_pred_names", "image_report", "report_csv", "FolderAccumulator",
     "pick_results",
 ]
 
@@ -199,6 +199,25 @@ def remap_detections(d: Detections, categories: Sequence[str]) -> Detections:
                       masks=sub.masks, mask_logits=sub.mask_logits)
 
 
+#: How label maps spell their background class (torchvision models ``__background__``, VOC files
+#: ``background``); compared case-insensitively.
+BACKGROUND_NAMES = ("__background__", "background")
+
+
+def semantic_pred_names(pred_names: Sequence[str], gt_names: Sequence[str]) -> list[str]:
+    """A semantic prediction's class names as matched to the ground truth's by name, except that
+    its background takes the ground truth's spelling: a torchvision model's ``__background__``
+    against VOC's ``background`` is the same class, not two classes each with IoU 0."""
+    gt_bg = next((n for n in gt_names if n.lower() in BACKGROUND_NAMES), None)
+    if gt_bg is None or gt_bg in pred_names:
+        return list(pred_names)
+    out, renamed = list(pred_names), False
+    for i, n in enumerate(out):
+        if not renamed and n.lower() in BACKGROUND_NAMES:
+            out[i], renamed = gt_bg, True
+    return out
+
+
 class SemanticAccumulator:
     """One confusion matrix over images whose predictions may name classes the ground truth lacks.
 
@@ -230,7 +249,7 @@ class SemanticAccumulator:
             raise BadDatasetError(f"{where}: prediction is {pred.image_size[::-1]} but the ground truth is "
                                   f"{gt.image_size[::-1]}")
         gmap = self._index(gt.categories)
-        pmap = self._index(pred.categories)
+        pmap = self._index(semantic_pred_names(pred.categories, gt.categories))
         k = len(self.names)
         g = gt.labels.astype(np.int64)
         valid = np.ones(g.shape, bool) if gt.ignore_index is None else g != gt.ignore_index

@@ -5,17 +5,20 @@ A label map has no segments to match, so its errors are per pixel, read off the 
 :class:`segviewer.analysis.evaluation.SemanticAccumulator` matches them). Status of a pixel:
 
 * ``CORRECT`` (green): the predicted class is the true class (a class other than background);
-* ``WRONG`` (red): another class was predicted (a void prediction on a counted pixel too);
+* ``WRONG`` (red): another class was predicted, or void (the prediction's ignore label) on any
+  counted pixel, background included: void is no class, so it is neither missed nor spurious;
 * ``MISSED`` (blue): background predicted where the ground truth has a class;
 * ``SPURIOUS`` (orange): a class predicted where the ground truth is background;
 * ``BACKGROUND`` (not drawn): background predicted as background;
 * ``IGNORED`` (grey, faint): the ground truth is void (its ignore label): not counted.
 
 ``MISSED`` and ``SPURIOUS`` exist only when the ground truth names a background class
-(``__background__`` or ``background``); without one, all confusions are ``WRONG`` and all
+(``__background__`` or ``background``, either spelling on either side: the prediction's takes
+the ground truth's, as in the metrics); without one, all confusions are ``WRONG`` and all
 agreements ``CORRECT``. So the counts are sums of confusion-matrix cells: ``CORRECT`` the diagonal
-(background's cell apart), ``MISSED`` background's column, ``SPURIOUS`` its row, ``WRONG`` the
-rest. :meth:`SemanticErrorMap.info_at` gives the classes under a point and each one's IoU.
+(background's cell apart), ``MISSED`` background's column, ``SPURIOUS`` its row but the
+``(void)`` cell, ``WRONG`` the rest. :meth:`SemanticErrorMap.info_at` gives the classes under a
+point and each one's IoU; a void prediction reads ``(void)``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from segviewer.analysis.evaluation import BACKGROUND_NAMES, semantic_pred_names
 from segviewer.core.errors import SegviewerError
 from segviewer.core.results import SemanticMap
 from segviewer.render.error_layer import status_lut
@@ -38,19 +42,19 @@ BACKGROUND_OK, CORRECT, WRONG, MISSED, SPURIOUS, IGNORED = range(6)
 SEM_STATUS_NAMES = ("background", "correct", "wrong class", "missed", "spurious", "ignored")
 SEM_STATUS_RGB = np.array([(0, 0, 0), (44, 160, 44), (214, 39, 40), (31, 119, 180), (255, 127, 14),
                            (127, 127, 127)], np.uint8)
-BACKGROUND_NAMES = ("__background__", "background")
 VOID_NAME = "(void)"  # a void prediction on a counted pixel, as SemanticAccumulator names it
 
 
 @dataclass(frozen=True, eq=False)
 class SemanticErrorMap:
     """Per-pixel status plus what hover needs: each pixel's true and predicted class as indices
-    into ``names`` (``-1`` where the ground truth is void), and each class's IoU on this image
-    (None for a class neither predicted nor present)."""
+    into ``names`` (``-1`` where the ground truth is void; for the prediction, where it is void
+    and ``(void)`` is no class because no counted pixel predicts it), and each class's IoU on this
+    image (None for a class neither predicted nor present)."""
 
     status: np.ndarray  # (H, W) uint8 status codes
     gt_index: np.ndarray  # (H, W) int16 index into names, -1 = void
-    pred_index: np.ndarray  # (H, W) int16 index into names
+    pred_index: np.ndarray  # (H, W) int16 index into names, -1 = void (on ground-truth void only)
     names: tuple[str, ...]
     iou: tuple[float | None, ...]
     counts: dict[str, int]  # pixels per status name
@@ -72,8 +76,8 @@ class SemanticErrorMap:
             return None
         g, p = int(self.gt_index[row, col]), int(self.pred_index[row, col])
         return {"status": SEM_STATUS_NAMES[int(self.status[row, col])],
-                "true": self.names[g] if g >= 0 else None, "predicted": self.names[p],
-                "true_iou": self.iou[g] if g >= 0 else None, "predicted_iou": self.iou[p]}
+                "true": self.names[g] if g >= 0 else None, "predicted": self.names[p] if p >= 0 else VOID_NAME,
+                "true_iou": self.iou[g] if g >= 0 else None, "predicted_iou": self.iou[p] if p >= 0 else None}
 
     def hover_text(self, x: float, y: float) -> str:
         """"Pixel: wrong class, predicted grass (IoU 0.91), true sky (IoU 0.88)" for the dock."""
@@ -97,7 +101,8 @@ def semantic_errors(pred: SemanticMap, gt: SemanticMap) -> SemanticErrorMap:
     if pred.image_size != gt.image_size:
         raise SegviewerError(f"the prediction is {pred.image_size[::-1]} but the ground truth is "
                              f"{gt.image_size[::-1]}; they must be the same size")
-    names = list(gt.categories) + [n for n in pred.categories if n not in gt.categories]
+    pred_names = semantic_pred_names(pred.categories, gt.categories)
+    names = list(gt.categories) + [n for n in pred_names if n not in gt.categories]
     g = gt.labels.astype(np.int64)
     valid = np.ones(g.shape, bool) if gt.ignore_index is None else g != gt.ignore_index
     p = pred.labels.astype(np.int64)
@@ -108,8 +113,8 @@ def semantic_errors(pred: SemanticMap, gt: SemanticMap) -> SemanticErrorMap:
     k = len(names)
     if k > np.iinfo(np.int16).max:
         raise SegviewerError(f"{k} classes are more than the semantic error layer can index")
-    plut = np.array([pos[n] for n in pred.categories] + [pos.get(VOID_NAME, 0)], np.int64)
-    pi = plut[np.where(pvoid, len(pred.categories), np.clip(p, 0, len(pred.categories) - 1))]
+    plut = np.array([pos[n] for n in pred_names] + [pos.get(VOID_NAME, -1)], np.int64)
+    pi = plut[np.where(pvoid, len(pred_names), np.clip(p, 0, len(pred_names) - 1))]
     gi = np.where(valid, g, -1)
     bg = next((i for i, n in enumerate(gt.categories) if n.lower() in BACKGROUND_NAMES), None)
 
@@ -121,7 +126,7 @@ def semantic_errors(pred: SemanticMap, gt: SemanticMap) -> SemanticErrorMap:
     if bg is not None:
         status[same & (gi == bg)] = BACKGROUND_OK
         status[diff & (pi == bg)] = MISSED
-        status[diff & (gi == bg)] = SPURIOUS
+        status[diff & (gi == bg) & ~pvoid] = SPURIOUS
     conf = np.bincount(gi[valid] * k + pi[valid], minlength=k * k).reshape(k, k)
     inter = np.diag(conf).astype(np.float64)
     union = conf.sum(0) + conf.sum(1) - inter

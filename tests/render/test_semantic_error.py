@@ -112,3 +112,33 @@ def test_layer_colors_count_like_the_statuses() -> None:
             continue
         drawn = np.all(rgba[..., :3] == SEM_STATUS_RGB[code], axis=-1) & (rgba[..., 3] > 0)
         assert int(drawn.sum()) == em.counts[name], name
+
+
+def test_void_on_void_hovers_as_void_and_void_on_background_is_wrong() -> None:
+    g = np.array([[0, 0, 1, 255]], np.uint8)  # background, background, sky, void
+    gt = SemanticMap(g, ("__background__", "sky"), ignore_index=255)
+    # void predicted only where the ground truth is void: "(void)" is no counted class
+    em = semantic_errors(SemanticMap(np.array([[0, 0, 1, 255]], np.uint8), ("__background__", "sky"),
+                                     ignore_index=255), gt)
+    assert "(void)" not in em.names
+    assert em.info_at(3.5, 0.5)["predicted"] == "(void)"
+    assert em.hover_text(3.5, 0.5) == "Pixel: ignored (ground truth void), predicted (void)"
+    # a void prediction on a counted background pixel predicts no class: wrong, as on a class pixel
+    em = semantic_errors(SemanticMap(np.array([[255, 0, 255, 255]], np.uint8), ("__background__", "sky"),
+                                     ignore_index=255), gt)
+    assert [SEM_STATUS_NAMES[s] for s in em.status[0]] == ["wrong class", "background", "wrong class", "ignored"]
+    assert em.counts["spurious"] == 0 and em.info_at(0.5, 0.5)["predicted"] == "(void)"
+
+
+@pytest.mark.parametrize("g_bg,p_bg", [("background", "__background__"), ("__background__", "background"),
+                                       ("Background", "background")])
+def test_either_background_spelling_on_either_side(g_bg: str, p_bg: str) -> None:
+    gt = SemanticMap(np.array([[0, 0, 1, 1]], np.uint8), (g_bg, "sky"))
+    pred = SemanticMap(np.array([[1, 0, 1, 0]], np.uint8), ("sky", p_bg))
+    em = semantic_errors(pred, gt)
+    assert [SEM_STATUS_NAMES[s] for s in em.status[0]] == ["background", "spurious", "missed", "correct"]
+    assert em.names == (g_bg, "sky") and em.background == 0
+    assert em.info_at(0.5, 0.5)["predicted"] == g_bg
+    m, names = _confusion_by_name(pred, gt)  # the metrics match the spellings the same way
+    assert names == [g_bg, "sky"] and np.array_equal(em.confusion, m)
+    assert semantic_scores(pred, gt)["per_class"][g_bg]["iou"] == pytest.approx(1 / 3)
