@@ -65,6 +65,7 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore()
         install_features(self)
+        self._restore_docks()
 
     # ---- construction ---------------------------------------------------------------------------
     def _build_ui(self) -> None:
@@ -181,6 +182,18 @@ class MainWindow(QMainWindow):
         self.canvas.layersApplied.connect(self._on_rendered)
         self.canvas.renderFailed.connect(lambda m: self.statusBar().showMessage(m, 8000))
 
+    def _restore_docks(self) -> None:
+        """Dock layout, once the features have added theirs (a state restored before would not
+        know their docks). A first start gives the layer rows most of the right column."""
+        win = self.settings.value("windowState")
+        if win is not None:
+            self.restoreState(win)
+            return
+        sizes = {"Layers": 540, "Metrics": 300, "Inspector": 60}
+        right = [n for n in sizes if n in self.docks]
+        if len(right) > 1:
+            self.resizeDocks([self.docks[n] for n in right], [sizes[n] for n in right], Qt.Orientation.Vertical)
+
     def _restore(self) -> None:
         st = self.settings
         geo = st.value("geometry")
@@ -189,9 +202,6 @@ class MainWindow(QMainWindow):
         else:
             screen = self.screen().availableGeometry()
             self.resize(min(1500, int(screen.width() * 0.95)), min(920, int(screen.height() * 0.95)))
-        win = st.value("windowState")
-        if win is not None:
-            self.restoreState(win)
         for kind in disp.DEFAULT_OPACITY:
             self.state.kind_opacity[kind] = get_float(st, f"opacity/{kind}", disp.DEFAULT_OPACITY[kind])
         self.state.score_threshold = get_float(st, "scoreThreshold", 0.5)
@@ -352,7 +362,9 @@ class MainWindow(QMainWindow):
         self.canvas.set_layers(specs, z)
         self._apply_visibility()
         layers = [sp.layer for sp in specs]
-        self.panel.set_layers(layers, {lid: disp.layer_title(lid) for lid in layers}, st)
+        # The panel lists the topmost layer first (as image editors and napari do), so the
+        # instance layers a user looks at first sit at the top, above the semantic wash.
+        self.panel.set_layers(layers[::-1], {lid: disp.layer_title(lid) for lid in layers}, st)
         self._rebuild_layer_menu(layers)
         # model results only: ground truth and merges repeat the same objects and would double-count
         models = {m: r for m, r in self.session.results.items() if m not in self.session.derived}

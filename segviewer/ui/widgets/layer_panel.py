@@ -70,7 +70,7 @@ class LayerPanel(QWidget):
         self.rows_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.rows_scroll.setMinimumHeight(90)
         QVBoxLayout(self._layers_box).addWidget(self.rows_scroll)
-        outer.addWidget(self._layers_box, 2)
+        outer.addWidget(self._layers_box, 3)
 
         score_box = QGroupBox("Score threshold")
         row = QHBoxLayout(score_box)
