@@ -86,9 +86,13 @@ class InstanceTracker:
         self._next_id = 1
 
     def restart(self, previous: Detections | None = None) -> None:
-        """Start over after a jump: from ``previous`` (the frame before, with its ``instance_ids``)
-        when known, so its objects keep their ids; else from nothing."""
+        """Start over after a jump: from ``previous`` (a tracked neighbouring frame, with its
+        ``instance_ids``) when known, so its objects keep their ids; else from no tracks. Unlike
+        :meth:`reset`, new ids continue after every id given so far, so a new object never
+        takes an id (and color) that another object had elsewhere in the video."""
+        next_id = self._next_id
         self.reset()
+        self._next_id = next_id
         if previous is None or previous.instance_ids is None or not len(previous):
             return
         ms = previous.masks
@@ -96,7 +100,7 @@ class InstanceTracker:
             mask = None if ms is None else (ms.crops[i], ms.offsets[i])
             self.tracks.append(Track(int(tid), int(previous.class_ids[i]), np.asarray(previous.boxes[i], np.float64),
                                      mask, self.ttl))
-        self._next_id = int(previous.instance_ids.max()) + 1
+        self._next_id = max(next_id, int(previous.instance_ids.max()) + 1)
 
     def update(self, boxes: np.ndarray, class_ids: np.ndarray, masks: MaskSet | None = None) -> np.ndarray:
         """Match one frame's instances to the live tracks; returns ``(N,)`` int64 track ids."""

@@ -111,3 +111,17 @@ def test_bad_parameters() -> None:
         InstanceTracker(ttl=0)
     with pytest.raises(SegviewerError):
         InstanceTracker().update(np.zeros((2, 4)), np.zeros(1))
+
+
+def test_restart_continues_from_a_neighbour_and_never_reuses_ids() -> None:
+    tr = InstanceTracker(iou_threshold=0.3)
+    a = tr.track(_frame([(20, 20, 1), (60, 40, 2)]))
+    assert a.instance_ids.tolist() == [1, 2]
+    tr.track(_frame([(40, 10, 1)]))  # a third object gets id 3
+    # a jump to a frame whose neighbour (frame a) is known: its objects keep their ids
+    tr.restart(a)
+    b = tr.track(_frame([(61, 41, 2), (21, 20, 1), (10, 50, 2)]))
+    assert b.instance_ids.tolist() == [2, 1, 4], "continued ids, and the newcomer does not reuse 1..3"
+    # a jump with no known neighbour: no tracks, but still no reused id
+    tr.restart(None)
+    assert tr.track(_frame([(20, 20, 1)])).instance_ids.tolist() == [5]

@@ -251,3 +251,56 @@ def test_video_settings_are_remembered(qtbot, window) -> None:
     _, again = window()  # a new window reads the same settings store
     assert again.interval.value() == 7 and again.adaptive.isChecked()
     assert again.instances_box.currentData() == "shapes_maskrcnn"
+
+
+def _engine(qtbot, path: Path, instance_factory=None):  # noqa: ANN001, ANN202
+    from segviewer.ui.features._video_engine import EngineConfig, VideoEngine
+
+    kw = {} if instance_factory is None else {"instance_factory": instance_factory}
+    eng = VideoEngine(path, EngineConfig("shapes_fcn", 3, False, False, "shapes_maskrcnn"), **kw)
+    done: dict[int, object] = {}
+    eng.frameDone.connect(lambda r, res, flow, mx, inst: done.__setitem__(r.index, inst))
+    return eng, done
+
+
+def _ask(qtbot, eng, done: dict, i: int) -> object:  # noqa: ANN001
+    done.pop(i, None)
+    eng.request(i)
+    qtbot.waitUntil(lambda: i in done, timeout=TIMEOUT)
+    return done[i]
+
+
+def test_stepping_back_after_a_jump_keeps_the_tracks(qtbot, busy_clip: Path) -> None:
+    eng, done = _engine(qtbot, busy_clip)
+    try:
+        three, four = _ask(qtbot, eng, done, 3), _ask(qtbot, eng, done, 4)
+        two = _ask(qtbot, eng, done, 2)  # a step back: frame 1 is not cached, frame 3 is
+        continued = 0
+        for later, earlier in ((three, two), (four, three)):
+            for i, row in enumerate(_mask_iou(earlier, later)):
+                j = int(np.argmax(row)) if len(row) else -1
+                if j >= 0 and row[j] > 0.6:
+                    assert earlier.instance_ids[i] == later.instance_ids[j]
+                    continued += 1
+        assert continued >= 4
+        seen = {int(t) for d in (two, three, four) for t in d.instance_ids}
+        zero = _ask(qtbot, eng, done, 0)  # a jump with no tracked neighbour (frame 1 is not cached)
+        assert len(zero) and int(zero.instance_ids.min()) > max(seen), "no id is reused for another object"
+    finally:
+        eng.close()
+
+
+def test_a_failing_instance_model_leaves_the_segmentation(qtbot, busy_clip: Path) -> None:
+    def broken(model_id: str):  # noqa: ANN202
+        raise RuntimeError("weights are corrupt")
+
+    eng, done = _engine(qtbot, busy_clip, broken)
+    errors: list[str] = []
+    eng.failed.connect(errors.append)
+    try:
+        assert _ask(qtbot, eng, done, 0) is None
+        assert _ask(qtbot, eng, done, 1) is None
+        assert eng.readout(1) is not None, "the DFF result still came"
+        assert len(errors) == 1 and "shapes_maskrcnn" in errors[0] and "weights are corrupt" in errors[0]
+    finally:
+        eng.close()

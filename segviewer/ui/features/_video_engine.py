@@ -164,6 +164,7 @@ class VideoEngine(QObject):
         self._inst: dict[str, Any] = {}
         self._tracker = InstanceTracker(iou_threshold=0.3, ttl=5)
         self._tracked: tuple[str, int] | None = None  # (instance model, last frame the tracker saw)
+        self._inst_failed: dict[str, str] = {}  # instance model -> why it is off
         self._torch_threads = torch_threads
         self._cv = threading.Condition()
         self._want: int | None = None
@@ -274,15 +275,23 @@ class VideoEngine(QObject):
     def _cached_instances(self, index: int, cfg: EngineConfig) -> Any:
         return self.cache.get(index, cfg.instances_key) if cfg.instances else None
 
+    def _instances_done(self, index: int, cfg: EngineConfig) -> bool:
+        """Nothing more to compute for the instances of frame ``index`` (none wanted, cached, or
+        the model failed: its message was shown once and the segmentation goes on without it)."""
+        return (not cfg.instances or cfg.instances in self._inst_failed
+                or (index, cfg.instances_key) in self.cache)
+
+    def _cached(self, index: int, cfg: EngineConfig) -> bool:
+        return (cfg.key, index) in self.readouts and (index, cfg.key) in self.cache and self._instances_done(index, cfg)
+
     def _serve(self, index: int, compute: bool) -> bool:
         """Emit frame ``index``'s result from the cache, or compute it; False if neither."""
         cfg = self.config
-        r = self.readouts.get((cfg.key, index))
-        result = self.cache.get(index, cfg.key) if r is not None else None
-        inst = self._cached_instances(index, cfg)
-        if result is not None and r is not None and (inst is not None or not cfg.instances):
+        if self._cached(index, cfg):
+            r = self.readouts[(cfg.key, index)]
+            result = self.cache.get(index, cfg.key)
             flow = self.cache.get(index, (cfg.key, "flow"))
-            self.frameDone.emit(r, result, flow, self.max_flow, inst)
+            self.frameDone.emit(r, result, flow, self.max_flow, self._cached_instances(index, cfg))
             return True
         if not compute:
             return False
@@ -290,20 +299,31 @@ class VideoEngine(QObject):
         return True
 
     def _instances(self, index: int, frame: np.ndarray, cfg: EngineConfig) -> Any:
-        """Frame ``index``'s tracked instances (cached, or predicted and then tracked)."""
-        if not cfg.instances:
+        """Frame ``index``'s tracked instances (cached, or predicted and then tracked); None when
+        none are wanted or the instance model fails (said once; the DFF result still shows)."""
+        if not cfg.instances or cfg.instances in self._inst_failed:
             return None
         have = self._cached_instances(index, cfg)
         if have is not None:
             return have
         from segviewer.adapters.base import PredictParams
 
-        adapter = self._inst.get(cfg.instances)
-        if adapter is None:
-            adapter = self._inst[cfg.instances] = self._instance_factory(cfg.instances)
-        dets = adapter.predict(frame, PredictParams(min_score=0.5))
+        try:
+            adapter = self._inst.get(cfg.instances)
+            if adapter is None:
+                adapter = self._inst[cfg.instances] = self._instance_factory(cfg.instances)
+            dets = adapter.predict(frame, PredictParams(min_score=0.5))
+        except Exception as err:  # noqa: BLE001 - one message; the segmentation goes on
+            msg = str(err) if isinstance(err, SegviewerError) else f"{type(err).__name__}: {err}"
+            self._inst_failed[cfg.instances] = msg
+            self.failed.emit(f"Instances from {cfg.instances} are off for this video: {msg}")
+            return None
         if self._tracked != (cfg.instances, index - 1):
+            # a jump: continue from a tracked neighbour when one is cached (stepping back has the
+            # frame after it), so objects keep their ids; the id counter never goes back
             before = self._cached_instances(index - 1, cfg) if index > 0 else None
+            if before is None:
+                before = self._cached_instances(index + 1, cfg)
             self._tracker.restart(before)
         dets = self._tracker.track(dets)
         self._tracked = (cfg.instances, index)
@@ -366,7 +386,7 @@ class VideoEngine(QObject):
             self._compute(index)
         with self._cv:  # a frame the user asked for meanwhile: answer from the cache if we can
             want = self._want
-            if want is not None and want != index and ((self.config.key, want) in self.readouts):
+            if want is not None and want != index and self._cached(want, self.config):
                 self._want = None
         if want is not None and want != index:
             self._serve(want, compute=False)
