@@ -109,6 +109,52 @@ def test_rows_filtered_none_and_other_encoders(tmp_path) -> None:
         read_panoptic_runs(tmp_path / "nope.png")
 
 
+def test_a_chunk_crc_error_is_refused_like_libpng(tmp_path: Path) -> None:
+    """A corrupted IDAT CRC: libpng refuses the file, so the runs path must not score it."""
+    gj, pj = make_panoptic_files(tmp_path)
+    gt_dir = gj.with_suffix("")
+    name = sorted(p.name for p in gt_dir.glob("*.png"))[0]
+    data = bytearray((gt_dir / name).read_bytes())
+    i = data.find(b"IDAT")
+    length = int.from_bytes(data[i - 4:i], "big")
+    data[i + 4 + length] ^= 0xFF  # the chunk's CRC, not its data
+    (gt_dir / name).write_bytes(bytes(data))
+    assert read_panoptic_runs(gt_dir / name) is None
+    with pytest.raises(BadDatasetError, match=f"{name} is not a readable PNG"):
+        read_panoptic_png(gt_dir / name)
+    with pytest.raises(BadDatasetError, match=f"{name} is not a readable PNG"):
+        pq_compute(gj, pj, workers=1)
+    # an ancillary chunk's CRC error is only a warning to libpng: the runs path reads on, the same
+    ids = _ids(12, 20, 3)
+    png = bytearray(_png(id2rgb(ids), [1] * 12))
+    j = png.find(b"tEXt")
+    png[j + 4 + int.from_bytes(png[j - 4:j], "big")] ^= 0xFF
+    (tmp_path / "text.png").write_bytes(bytes(png))
+    runs = read_panoptic_runs(tmp_path / "text.png")
+    assert runs is None or np.array_equal(runs.to_map(), ids)
+    assert np.array_equal(read_panoptic_png(tmp_path / "text.png"), ids)
+
+
+@pytest.mark.parametrize("void_rows", [0, 1, 14, 40])
+def test_adaptive_filters_bail_out_before_the_full_inflate(tmp_path: Path, monkeypatch, void_rows: int) -> None:
+    """PIL picks Up/Paeth rows once rows repeat: the path must see that from the first rows
+    with data (void rows above are all None) and leave, not inflate the whole image first."""
+    ids = _ids(60, 80, 7)
+    ids[:void_rows] = 0
+    Image.fromarray(id2rgb(ids)).save(tmp_path / "pil.png")
+
+    def no_full_inflate(blob: bytes) -> bytes:
+        raise AssertionError("the whole image was inflated for a PNG the runs path cannot read")
+
+    monkeypatch.setattr(pio, "_inflate_fast", no_full_inflate)
+    assert read_panoptic_runs(tmp_path / "pil.png") is None
+    monkeypatch.undo()
+    assert np.array_equal(read_panoptic_png(tmp_path / "pil.png"), ids)
+    # OpenCV's files with the same void rows still read as runs, equal to libpng
+    write_panoptic_png(tmp_path / "cv.png", ids)
+    assert np.array_equal(read_panoptic_runs(tmp_path / "cv.png").to_map(), ids)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_pair_counts_from_runs_equal_per_pixel(seed) -> None:
     rng = np.random.default_rng(seed)
