@@ -124,6 +124,11 @@ class Trainer:
         ck = checkpoint.load(Path(path))
         if ck.get("model") not in (None, self.task.name):
             raise CheckpointMismatchError(f"{Path(path).name} holds a {ck.get('model')!r} model, not {self.task.name!r}")
+        cats = ck.get("categories")
+        if cats is not None and list(cats) != list(self.task.categories):
+            raise CheckpointMismatchError(
+                f"{Path(path).name} was trained on the classes {list(cats)}, this run has {list(self.task.categories)}; "
+                "fine-tuning would mislabel them")
         checkpoint.load_weights(self.model, ck["state_dict"], Path(path).name)
         self.cfg.extra["init"] = str(path)
 

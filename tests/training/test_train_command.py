@@ -219,5 +219,12 @@ def test_fine_tune_from_a_checkpoint_with_degraded_images(tmp_path: Path) -> Non
     with pytest.raises(CheckpointMismatchError, match="fcn"):
         train_cmd.run(_args("--model", "unet", "--out", str(tmp_path / "c"), "--steps", "1",
                             "--init", str(tmp_path / "a" / "model.pt"), *base))
+    # same family and class count, other class names: refused rather than silently mislabelled
+    other = tmp_path / "other.pt"
+    ck = checkpoint.load(tmp_path / "a" / "model.pt")
+    ck["categories"] = ["w", "x", "y", "z"]
+    checkpoint.save(other, ck)
+    with pytest.raises(CheckpointMismatchError, match="classes"):
+        train_cmd.run(_args("--model", "fcn", "--out", str(tmp_path / "e"), "--steps", "1", "--init", str(other), *base))
     with pytest.raises(Exception, match="probability"):
         train_cmd.run(_args("--model", "fcn", "--out", str(tmp_path / "d2"), "--steps", "1", "--degrade", "2", *base))
