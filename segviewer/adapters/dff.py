@@ -425,11 +425,7 @@ def split_shapes_unet(model: Any, categories: Sequence[str], at: str = "before_h
         import torch
 
         def n_feat(x: torch.Tensor) -> Features:
-            skips = []
-            for i, d in enumerate(body.down):
-                x = d(x if i == 0 else body.pool(x))
-                skips.append(x)
-            return tuple(skips)
+            return tuple(body.encode(x))
 
         def n_task(f: Features) -> torch.Tensor:
             skips = list(f)

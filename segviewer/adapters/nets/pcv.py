@@ -42,10 +42,7 @@ class PCVNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         b = self.body
-        skips = []
-        for i, d in enumerate(b.down):
-            x = d(x if i == 0 else b.pool(x))
-            skips.append(x)
+        skips = b.encode(x)
         x = skips.pop()
         bottleneck = x
         depth = len(b.widths) - 1  # current level (0 = full resolution)

@@ -40,12 +40,18 @@ class UNetBody(nn.Module):
     def divisor(self) -> int:
         return 2 ** (len(self.widths) - 1)
 
-    def forward(self, x: torch.Tensor, with_bottleneck: bool = False):  # noqa: ANN201
-        """Full-resolution decoder features (and the bottleneck's, for deep supervision)."""
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's output at every scale, full resolution first; the last is the bottleneck
+        (the U-Net, the PCV net and the DFF bottleneck split all start here)."""
         skips = []
         for i, d in enumerate(self.down):
             x = d(x if i == 0 else self.pool(x))
             skips.append(x)
+        return skips
+
+    def forward(self, x: torch.Tensor, with_bottleneck: bool = False):  # noqa: ANN201
+        """Full-resolution decoder features (and the bottleneck's, for deep supervision)."""
+        skips = self.encode(x)
         x = skips.pop()
         bottleneck = x
         for up, dec in zip(self.up, self.dec):
