@@ -89,14 +89,7 @@ class MainWindow(QMainWindow):
                                    ("Layers", self.panel, Qt.DockWidgetArea.RightDockWidgetArea),
                                    ("Legend", self.legend, Qt.DockWidgetArea.RightDockWidgetArea),
                                    ("Inspector", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea)):
-            dock = QDockWidget(name, self)
-            dock.setObjectName(f"dock_{name.lower()}")
-            dock.setWidget(widget)
-            dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                             | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-                             | QDockWidget.DockWidgetFeature.DockWidgetClosable)
-            self.addDockWidget(area, dock)
-            self.docks[name] = dock
+            self.add_dock(name, widget, area)
         self.resizeDocks([self.docks["Models"], self.docks["Layers"]], [360, 300], Qt.Orientation.Horizontal)
 
         undo = self.undo.createUndoAction(self, "&Undo")
@@ -181,6 +174,25 @@ class MainWindow(QMainWindow):
         self.canvas.hovered.connect(self._on_hover)
         self.canvas.layersApplied.connect(self._on_rendered)
         self.canvas.renderFailed.connect(lambda m: self.statusBar().showMessage(m, 8000))
+
+    def add_dock(self, name: str, widget: QWidget, area: Qt.DockWidgetArea, tab_with: str | None = None,
+                 front: bool = True) -> QDockWidget:
+        """A dock for ``widget``, registered in ``docks`` under ``name`` (its object name keeps it in
+        the saved layout, restored once every feature has added its docks). ``tab_with`` shares
+        that dock's place as a tab; ``front`` decides which of the two shows first."""
+        dock = QDockWidget(name, self)
+        dock.setObjectName(f"dock_{name.lower()}")
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, dock)
+        other = self.docks.get(tab_with) if tab_with else None
+        if other is not None:
+            self.tabifyDockWidget(other, dock)
+            (dock if front else other).raise_()
+        self.docks[name] = dock
+        return dock
 
     def _restore_docks(self) -> None:
         """Dock layout, once the features have added theirs (a state restored before would not

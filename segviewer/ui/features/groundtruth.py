@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QEvent, QObject, Qt, Signal
-from PySide6.QtWidgets import QDockWidget, QFileDialog
+from PySide6.QtWidgets import QFileDialog
 
 from segviewer.analysis.evaluation import (
     ImageEval,
@@ -72,19 +72,7 @@ class GroundTruthFeature(QObject):
         self._sig: tuple | None = None
         self._token: tuple | None = None
         self.panel = MetricsPanel()
-        dock = QDockWidget("Metrics", window)
-        dock.setObjectName("dock_metrics")
-        dock.setWidget(self.panel)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
-        if not window.restoreDockWidget(dock):
-            window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
-            legend = window.docks.get("Legend")
-            if legend is not None:
-                window.tabifyDockWidget(legend, dock)
-            dock.raise_()
-        window.docks["Metrics"] = dock
+        dock = window.add_dock("Metrics", self.panel, Qt.DockWidgetArea.RightDockWidgetArea, tab_with="Legend")
         self.dock = dock
         menu = window.menuBar().addMenu("&Metrics")
         menu.addAction(dock.toggleViewAction())

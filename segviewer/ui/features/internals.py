@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QDockWidget
 
 from segviewer.core.errors import SegviewerError
 from segviewer.ui.features._internals_views import (
@@ -84,19 +83,8 @@ class InternalsFeature(QObject):
         self._votes_token: tuple | None = None
         self.panel = InternalsPanel()
         self.panel.votes.table.set_rgba(table_legend_rgba())
-        dock = QDockWidget("Internals", window)
-        dock.setObjectName("dock_internals")
-        dock.setWidget(self.panel)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable
-                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
-        if not window.restoreDockWidget(dock):
-            window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
-            models = window.docks.get("Models")
-            if models is not None:
-                window.tabifyDockWidget(models, dock)
-                models.raise_()
-        window.docks["Internals"] = dock
+        dock = window.add_dock("Internals", self.panel, Qt.DockWidgetArea.LeftDockWidgetArea, tab_with="Models",
+                                front=False)
         self.dock = dock
         self.overlays = Overlays(window.canvas.vb)
         menu = window.menuBar().addMenu("&Internals")

@@ -30,7 +30,6 @@ from PySide6.QtGui import QAction, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDockWidget,
     QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
@@ -192,11 +191,7 @@ class VideoFeature(QObject):
         lay.addWidget(self.plot, 1)
         self.panel = body
         body.setEnabled(False)
-        dock = QDockWidget("Video", w)
-        dock.setObjectName("dock_video")
-        dock.setWidget(body)
-        w.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
-        w.docks["Video"] = dock
+        dock = w.add_dock("Video", body, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.dock = dock
         dock.setVisible(False)
 
