@@ -183,4 +183,6 @@ class MaskLogitsHook:
         if out.ndim != 4 or int(out.shape[0]) != n:
             raise SegviewerError(f"the mask head gave logits of shape {tuple(out.shape)} for {n} detections")
         picked = out[torch.arange(n, device=out.device), labels.to(out.device)] if n else out[:, 0]
-        return picked.float().clamp_(-LOGIT_CLIP, LOGIT_CLIP).cpu().numpy().astype(np.float16)
+        # Not clamp_: with no detection ``out[:, 0]`` is a view of the captured inference tensor, and
+        # callers may select outside ``torch.inference_mode`` (an in-place op there raises).
+        return picked.float().clamp(-LOGIT_CLIP, LOGIT_CLIP).cpu().numpy().astype(np.float16)

@@ -148,3 +148,36 @@ def test_random_init_builds_without_weights() -> None:
         assert out.image_size == (70, 90)
         if isinstance(out, SemanticMap):
             assert out.labels.max() < len(ad.card.categories)
+
+
+@pytest.mark.parametrize("shape", [(300, 400), (1, 1)])
+def test_every_bundled_model_answers_an_empty_image(shape: tuple[int, int]) -> None:
+    """A flat grey photo or a 1x1 PNG holds no object: zero detections is an answer, not a crash
+    (the Mask R-CNN once raised 'Inplace update to inference tensor' when the mask head saw no box)."""
+    from segviewer.adapters.base import PredictParams
+    from segviewer.core.results import Detections
+
+    img = np.full((*shape, 3), 128, np.uint8)
+    for model_id in _shipped():
+        ad = create_adapter(model_id)
+        ad.load("cpu")
+        out = ad.predict(img)  # whatever it finds on grey, it answers
+        assert out.image_size == shape
+        if isinstance(out, Detections):
+            none = ad.predict(img, PredictParams(min_score=0.999))  # nothing passes: the empty path
+            assert len(none) == 0 and none.image_size == shape
+            assert none.mask_logits is not None and none.mask_logits.shape == (0, 28, 28)
+
+
+def test_mask_logits_hook_selects_nothing_outside_inference_mode() -> None:
+    import torch
+
+    from segviewer.adapters._convert import MaskLogitsHook
+
+    head = torch.nn.Conv2d(4, 3, 1)
+    holder = torch.nn.Module()
+    holder.mask_predictor = head
+    with torch.inference_mode(), MaskLogitsHook(holder) as hook:
+        head(torch.zeros(0, 4, 28, 28))
+    got = hook.select(torch.zeros(0, dtype=torch.int64))  # outside inference mode, as shapes.py does
+    assert got is not None and got.shape == (0, 28, 28) and got.dtype == np.float16
