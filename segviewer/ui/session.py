@@ -52,6 +52,7 @@ class Session(QObject):
     errorRaised = Signal(str)
     modelStateChanged = Signal(str, str)
     busyChanged = Signal(bool)
+    imageClosed = Signal()  # another view (a video) took the canvas: no image, no results
 
     def __init__(self, worker: InferenceWorker, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -138,6 +139,15 @@ class Session(QObject):
         if device and device != self.device:
             self.device = device
             self.run_models()
+
+    def close_image(self) -> None:
+        """Another view (a video) takes the canvas: forget the image and its results, and drop what
+        is still in flight for it. The browse list stays, so next/previous image comes back."""
+        self.gen += 1
+        self.image = self.path = self.key = None
+        for d in (self.results, self.derived, self.model_timings, self.running):
+            d.clear()
+        self.imageClosed.emit()
 
     def set_derived(self, name: str, result: Any | None) -> None:
         """Show a result that no model produced (ground truth, a panoptic merge, an error map) as

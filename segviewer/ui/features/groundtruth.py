@@ -81,6 +81,7 @@ class GroundTruthFeature(QObject):
         menu.addAction("Export Metrics as &CSV…", lambda: self._export_dialog("csv"))
 
         self.session.imageShown.connect(self._on_image_shown)
+        self.session.imageClosed.connect(self._on_image_shown)  # a video took the canvas: nothing to score
         self.session.resultsChanged.connect(self._on_results_changed)
         window.canvas.hovered.connect(self._on_hover)
         window.installEventFilter(self)  # close: stop a folder evaluation before the window goes
@@ -105,9 +106,11 @@ class GroundTruthFeature(QObject):
         self.gt, self.eval, self._sig, self._token = None, None, None, None
         self.panel.set_hover("")
         self.panel.set_notes([])
-        self.panel.show_image(None, "loading ground truth…")
         if s.path is None or s.image is None:
+            self.panel.show_image(None, "no image")
+            self.panel.set_source("No image open: ground truth and metrics describe a still image.")
             return
+        self.panel.show_image(None, "loading ground truth…")
         path, size = Path(s.path), tuple(s.image.shape[:2])
         self.panel.set_source(f"{path.name}: looking for ground truth…")
         run_background(lambda: find_ground_truth(path, image_size=size),
