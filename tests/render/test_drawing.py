@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from segviewer.core.colors import category_color, contrast_text, palette_for
+from segviewer.core.colors import category_palette, contrast_text, palette_for
 from segviewer.core.results import Detections, SemanticMap
 from segviewer.render import RenderStyle, render_layer, render_overlay
 from segviewer.render.labels import label_texts, text_size
@@ -59,7 +59,7 @@ def test_keypoints_hidden_below_threshold() -> None:
     layer = render_layer(d, "keypoints", style)
     line = detection_colors(d, style)[0].tolist()
     assert layer[60, 60, :3].tolist() == line  # skeleton 0-1 drawn
-    assert layer[60, 40, :3].tolist() == list(category_color(0))  # keypoint dot colored by index
+    assert layer[60, 40, :3].tolist() == category_palette(1)[0].tolist()  # keypoint dot colored by index
     assert not layer[75, 80, 3] and not layer[90, 80, 3]  # hidden keypoint c, no edge 1-2
     assert not layer[0:3, 0:3, 3].any()  # detection 1's keypoints all hidden
     assert set(np.unique(layer[..., 3]).tolist()) == {0, 255}
