@@ -1,5 +1,10 @@
 """Writing files so that nothing half-written is ever left on disk: write a temp file beside the
-target, then rename it over the target (atomic on POSIX and on Windows' same volume)."""
+target, then rename it over the target (atomic on POSIX and on Windows' same volume).
+
+A write that the file system refuses (the folder is under a regular file, no permission, a full
+disk) raises :class:`OutputError`, one sentence naming the path and the reason, so every command
+reports it the same way instead of a traceback.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,62 @@ import numpy as np
 from segviewer.core.errors import SegviewerError
 
 
+class OutputError(SegviewerError):
+    """An output file or folder cannot be written; the message names the path and the reason."""
+
+
+def _blocking_file(path: Path) -> Path | None:
+    """The first existing ancestor of ``path`` that is not a folder (so nothing can go under it)."""
+    for parent in [path, *path.parents]:
+        if parent.exists():
+            return parent if not parent.is_dir() else None
+    return None
+
+
+def output_error(path: str | os.PathLike[str], err: OSError) -> OutputError:
+    """One sentence for an ``OSError`` met while writing ``path`` (the reason, not the errno name)."""
+    p = Path(path)
+    blocker = _blocking_file(p.parent)
+    if blocker is not None:
+        return OutputError(f"cannot write {p}: {blocker} is a file, not a folder")
+    reason = err.strerror or str(err) or type(err).__name__
+    return OutputError(f"cannot write {p}: {reason[:1].lower()}{reason[1:]}")
+
+
+def ensure_dir(path: str | os.PathLike[str], for_file: str | os.PathLike[str] | None = None) -> Path:
+    """Create the output folder ``path`` (and its parents) or raise :class:`OutputError` saying why;
+    ``for_file`` names the file about to be written there, for the message."""
+    p = Path(path)
+    what = f"cannot write {for_file}" if for_file is not None else f"cannot create the folder {p}"
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"{what}: {p} is a file, not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        blocker = _blocking_file(p)
+        if blocker is not None:
+            raise OutputError(f"{what}: {blocker} is a file, not a folder") from None
+        reason = err.strerror or str(err) or type(err).__name__
+        raise OutputError(f"{what}: {reason[:1].lower()}{reason[1:]}") from None
+    if not os.access(p, os.W_OK):
+        raise OutputError(f"{what}: {p} is not writable (permission denied)")
+    return p
+
+
+def check_output_dir(path: str | os.PathLike[str]) -> None:
+    """Raise :class:`OutputError` now when the folder ``path`` could not be created or written into,
+    without creating it (so a command fails before its slow part and leaves nothing behind)."""
+    p = Path(path)
+    for q in [p, *p.parents]:
+        if q.exists():
+            if not q.is_dir():
+                where = "it" if q == p else str(q)
+                raise OutputError(f"cannot write into {p}: {where} is a file, not a folder")
+            if not os.access(q, os.W_OK | os.X_OK):
+                raise OutputError(f"cannot write into {p}: {q} is not writable (permission denied)")
+            return
+
+
 @contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it to ``target``.
@@ -24,25 +85,35 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     (OpenCV) still work. On any exception the temporary file is removed and the target is untouched.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent)
+    ensure_dir(target.parent, target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent)
+    except OSError as err:
+        raise output_error(target, err) from None
     os.close(fd)
     tmp_path = Path(tmp)
-    # mkstemp creates 0600; give the final file the permissions a plain open() would.
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp_path, 0o666 & ~mask)
     try:
+        # mkstemp creates 0600; give the final file the permissions a plain open() would.
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp_path, 0o666 & ~mask)
         yield tmp_path
-        os.replace(tmp_path, target)
+        try:
+            os.replace(tmp_path, target)
+        except OSError as err:
+            raise output_error(target, err) from None
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
 
 def write_bytes_atomic(target: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``target`` atomically; a refused write is an :class:`OutputError`."""
     with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
+        try:
+            tmp.write_bytes(data)
+        except OSError as err:
+            raise output_error(target, err) from None
 
 
 def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:

@@ -33,3 +33,33 @@ def test_written_file_has_umask_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "p.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_output_under_a_regular_file_is_one_output_error(tmp_path):
+    from segviewer.core.fileio import OutputError, check_output_dir, ensure_dir
+
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match=r"cannot write .*f/sub/a\.json: .*/f is a file, not a folder"):
+        write_json_atomic(tmp_path / "f" / "sub" / "a.json", [1])
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        check_output_dir(tmp_path / "f" / "out")
+    with pytest.raises(OutputError, match="is a file, not a folder"):
+        ensure_dir(tmp_path / "f")
+    check_output_dir(tmp_path / "new" / "deeper")  # creatable: no error, and nothing created
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_refused_write_is_an_output_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+    import os
+    from pathlib import Path
+
+    from segviewer.core.fileio import OutputError
+
+    def full(self, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OutputError, match=r"cannot write .*x\.json: no space left on device"):
+        write_json_atomic(tmp_path / "x.json", [1])
+    assert list(tmp_path.iterdir()) == []
