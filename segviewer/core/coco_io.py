@@ -22,7 +22,7 @@ from segviewer.core.results import Detections, MaskSet
 
 __all__ = [
     "encode_mask", "decode_segmentation", "mask_bbox", "category_entries", "instance_annotation",
-    "image_entry", "write_instances", "read_instances", "CocoInstances",
+    "image_entry", "write_instances", "read_instances", "CocoInstances", "check_annotated_images",
 ]
 
 
@@ -103,6 +103,28 @@ def write_instances(path: str | os.PathLike[str], images: Sequence[Mapping[str, 
     write_json_atomic(path, doc)
 
 
+def check_annotated_images(data: Mapping[str, Any], name: str) -> None:
+    """Refuse a COCO file (instances or panoptic) whose annotations name image ids that its
+    ``images`` list lacks: such annotations would be scored against nothing (a table of "-"),
+    or silently dropped. The message names the missing ids."""
+    images = data.get("images")
+    anns = data.get("annotations")
+    if not isinstance(images, list) or not isinstance(anns, list):
+        return
+    listed = {im.get("id") for im in images if isinstance(im, Mapping)}
+    missing: dict[Any, int] = {}
+    for a in anns:
+        img = a.get("image_id") if isinstance(a, Mapping) else None
+        if img not in listed:
+            missing[img] = missing.get(img, 0) + 1
+    if missing:
+        ids = sorted(missing, key=str)
+        shown = ", ".join(repr(i) if not isinstance(i, int) else str(i) for i in ids[:8])
+        more = f" and {len(ids) - 8} more" if len(ids) > 8 else ""
+        raise BadDatasetError(f"{name}: {sum(missing.values())} annotations refer to image ids its 'images' list "
+                              f"lacks: {shown}{more}")
+
+
 def _load_json(path: Path) -> dict[str, Any]:
     return read_json_object(path, "COCO JSON")
 
@@ -124,6 +146,7 @@ class CocoInstances:
         except (KeyError, TypeError, ValueError) as err:
             raise BadDatasetError(f"{name} has a category or image entry without a valid {err}") from None
         self._index = {cid: i for i, cid in enumerate(self.category_ids)}
+        check_annotated_images(data, name)
         self._anns: dict[int, list[dict[str, Any]]] = {i: [] for i in self.images}
         for k, ann in enumerate(data["annotations"]):
             img = ann.get("image_id") if isinstance(ann, Mapping) else None

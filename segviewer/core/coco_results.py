@@ -8,11 +8,18 @@ pixel (row, col) covers [col, col + 1) x [row, row + 1), so boxes need no half-p
 
 COCO category ids are not our class ids: ``category_ids[class_id]`` gives the COCO id (for the
 shapes world that is ``index + 1``); without it the class id is written as is.
+
+Results scored against a dataset must carry *its* ids: :class:`DatasetIds` reads a COCO
+instances or panoptic JSON and gives the image id of an image file (matched by its path's last
+components against ``file_name``) and the category id of a class name.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -21,7 +28,7 @@ from pycocotools import mask as mask_utils
 from segviewer.core.errors import BadDatasetError
 from segviewer.core.results import Detections, MaskSet
 
-__all__ = ["detections_to_coco", "coco_to_detections", "encode_mask", "decode_segmentation"]
+__all__ = ["detections_to_coco", "coco_to_detections", "encode_mask", "decode_segmentation", "DatasetIds"]
 
 
 def encode_mask(mask: np.ndarray) -> dict[str, Any]:
@@ -51,8 +58,12 @@ def decode_segmentation(seg: Any, image_size: tuple[int, int]) -> np.ndarray:
 
 
 def detections_to_coco(dets: Detections, image_id: int,
-                       category_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
-    """COCO result records of one image's detections (see the module docstring)."""
+                       category_ids: Sequence[int | None] | None = None) -> list[dict[str, Any]]:
+    """COCO result records of one image's detections (see the module docstring).
+
+    A class whose ``category_ids`` entry is ``None`` has no category in the target dataset: its
+    detections are left out (a record with a made-up id would only be refused by the evaluator).
+    """
     if category_ids is not None and len(dets) and int(dets.class_ids.max()) >= len(category_ids):
         raise ValueError(f"class id {int(dets.class_ids.max())} has no entry in category_ids "
                          f"({len(category_ids)} given)")
@@ -60,9 +71,12 @@ def detections_to_coco(dets: Detections, image_id: int,
     for i in range(len(dets)):
         x0, y0, x1, y1 = (float(v) for v in dets.boxes[i])
         cls = int(dets.class_ids[i])
+        cid = category_ids[cls] if category_ids is not None else cls
+        if cid is None:
+            continue
         rec: dict[str, Any] = {
             "image_id": int(image_id),
-            "category_id": int(category_ids[cls]) if category_ids is not None else cls,
+            "category_id": int(cid),
             "bbox": [x0, y0, x1 - x0, y1 - y0],
             "score": float(dets.scores[i]),
         }
@@ -130,3 +144,72 @@ def coco_to_detections(records: Sequence[Mapping[str, Any]], image_size: tuple[i
         np.array(cls, np.int32), tuple(categories), masks=masks,
         keypoints=np.stack(kps) if has_kp else None,
     )
+
+
+def _parts(name: str) -> tuple[str, ...]:
+    """Path components of a ``file_name`` as datasets write them (``/`` or ``\\``, no ``.``)."""
+    return tuple(p for p in PurePosixPath(str(name).replace("\\", "/")).parts if p not in ("", ".", "/"))
+
+
+@dataclass(frozen=True)
+class DatasetIds:
+    """The ids a COCO dataset gives its images and categories, so that predictions written with
+    them are read by ``COCO.loadRes`` / ``pq_compute`` against that dataset as they are.
+
+    ``images`` maps image id -> ``file_name``; ``categories`` maps category name -> id.
+    """
+
+    source: Path
+    images: Mapping[int, str]
+    categories: Mapping[str, int]
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> DatasetIds:
+        """From a COCO instances or panoptic JSON (both list ``images`` and ``categories``)."""
+        from segviewer.core.fileio import read_json_object
+
+        p = Path(path)
+        data = read_json_object(p, "COCO JSON")
+        for key in ("images", "categories"):
+            if not isinstance(data.get(key), list):
+                raise BadDatasetError(f"{p.name} has no '{key}' list, so it is not a COCO dataset JSON")
+        try:
+            images = {int(im["id"]): str(im["file_name"]) for im in data["images"]}
+            cats: dict[str, int] = {}
+            for c in sorted(data["categories"], key=lambda c: int(c["id"])):
+                cats.setdefault(str(c["name"]), int(c["id"]))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise BadDatasetError(f"{p.name} has an image or category entry without a valid {err}") from None
+        return cls(p, images, cats)
+
+    def image_id(self, image_path: str | os.PathLike[str]) -> int | None:
+        """The id of the listed image whose ``file_name`` is the end of the image file's path
+        (the most components wins: ``images/a.png`` beats ``a.png``); ``None`` when none is. Two
+        listed images that match equally well are ambiguous: :class:`BadDatasetError`."""
+        return self._match(Path(os.path.abspath(image_path)).parts, both_ways=False)
+
+    def image_id_for_name(self, file_name: str) -> int | None:
+        """As :meth:`image_id` for a relative name (another run's ``file_name``): either name may
+        be the end of the other (``a.png`` matches ``images/a.png`` and the reverse)."""
+        return self._match(_parts(file_name), both_ways=True)
+
+    def _match(self, want: tuple[str, ...], both_ways: bool) -> int | None:
+        best: list[int] = []
+        best_len = 0
+        for img_id, name in self.images.items():
+            parts = _parts(name)
+            k = min(len(parts), len(want))
+            if not k or (len(parts) > len(want) and not both_ways) or parts[-k:] != want[-k:]:
+                continue
+            if k > best_len:
+                best, best_len = [img_id], k
+            elif k == best_len:
+                best.append(img_id)
+        if len(best) > 1:
+            raise BadDatasetError(f"{self.source.name} lists {len(best)} images named "
+                                  f"{'/'.join(want[-best_len:])} (ids {', '.join(map(str, sorted(best)[:4]))})")
+        return best[0] if best else None
+
+    def category_ids(self, names: Sequence[str]) -> list[int | None]:
+        """The dataset's id of each class name (``None`` where the dataset has no such name)."""
+        return [self.categories.get(str(n)) for n in names]

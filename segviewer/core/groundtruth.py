@@ -32,6 +32,7 @@ __all__ = [
     "GroundTruth", "read_label_png", "semantic_from_png", "cityscapes_semantic", "cityscapes_panoptic",
     "coco_instances_for", "coco_panoptic_for", "metadata_pairs", "find_ground_truth",
     "VOC_CLASSES", "voc_palette", "CITYSCAPES_LABELS", "dataset_categories", "LabelImage",
+    "annotation_files_beside",
 ]
 
 VOC_CLASSES: tuple[str, ...] = (
@@ -251,6 +252,18 @@ def dataset_categories(root: Path) -> tuple[str, ...] | None:
     return None
 
 
+def _dataset_roots(image: Path) -> list[Path]:
+    """Folders that may hold an image's dataset files: the image folder's parent (``images/``
+    layouts), then the image folder itself (images at the top)."""
+    return [image.parent.parent, image.parent]
+
+
+def annotation_files_beside(image_path: str | os.PathLike[str], name: str) -> list[Path]:
+    """The ``annotations/<name>`` files (e.g. ``instances.json``) where :func:`find_ground_truth`
+    looks for an image's ground truth, in the order it tries them; only those that exist."""
+    return [p for p in (r / "annotations" / name for r in _dataset_roots(Path(image_path))) if p.is_file()]
+
+
 def _mask_candidates(image: Path) -> list[Path]:
     stem, parent = image.stem, image.parent
     out = []
@@ -301,7 +314,7 @@ def _find(img: Path, categories: tuple[str, ...] | None, ignore_index: int | Non
                 gt.panoptic, gt.sources["panoptic"] = cityscapes_panoptic(inst), inst
         if gt:
             return gt
-    roots = [img.parent.parent, img.parent]
+    roots = _dataset_roots(img)
     cats = categories
     for root in roots:
         meta = root / "metadata.csv"
