@@ -403,36 +403,28 @@ class VideoEngine(QObject):
             self._ensure(i, True)
         self.progress.emit(n, n, f"process {time.perf_counter() - t0:.1f}")
 
-    def _export(self, target: Path) -> Path:
-        import cv2
-
-        from segviewer.core.fileio import atomic_path
+    def _export(self, target: Path) -> str:
+        """Write the annotated video (H.264 via PyAV; mp4v with a note when it cannot); returns what
+        the status bar says: the path, and the reason for a fallback."""
         from segviewer.render.compose import compose
         from segviewer.render.layers import render_layer
+        from segviewer.video.writer import Mp4Writer
 
         if target.suffix.lower() != ".mp4":
             raise SegviewerError(f"Annotated videos are written as .mp4; {target.name} has another extension.")
         src = self._src()
         n = src.frame_count
-        h, w = src.size
-        with atomic_path(target) as tmp:
-            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(src.fps), (w, h))
-            if not writer.isOpened():
-                raise SegviewerError(f"OpenCV cannot write an mp4 video to {target.parent}.")
-            try:
-                for i in range(n):
-                    self._check(i, n, "export")
-                    self._ensure(i, True)
-                    result = self.cache.get(i, self.config.key)
-                    if not isinstance(result, SemanticMap):
-                        raise SegviewerError(f"Frame {i} has no result to draw.")
-                    layers = [(render_layer(result, "semantic"), 0.5)]
-                    inst = self._cached_instances(i, self.config)
-                    if inst is not None:
-                        layers += [(render_layer(inst, kind), 1.0) for kind in ("masks", "boxes")]
-                    rgb = compose(src.read(i), layers)
-                    writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            finally:
-                writer.release()
-            self.progress.emit(n, n, "export")
-        return target
+        with Mp4Writer(target, src.fps) as writer:
+            for i in range(n):
+                self._check(i, n, "export")
+                self._ensure(i, True)
+                result = self.cache.get(i, self.config.key)
+                if not isinstance(result, SemanticMap):
+                    raise SegviewerError(f"Frame {i} has no result to draw.")
+                layers = [(render_layer(result, "semantic"), 0.5)]
+                inst = self._cached_instances(i, self.config)
+                if inst is not None:
+                    layers += [(render_layer(inst, kind), 1.0) for kind in ("masks", "boxes")]
+                writer.write(compose(src.read(i), layers))
+        self.progress.emit(n, n, "export")
+        return str(target) if writer.note is None else f"{target} ({writer.note})"
