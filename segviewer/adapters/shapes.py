@@ -73,12 +73,12 @@ class _ShapesAdapter(TorchAdapterState):
         self.config: dict[str, Any] = {}
 
     def load(self, device: str, weights: Path | None = None, progress: ProgressCallback | None = None) -> None:
-        """Build on ``device`` from the bundled checkpoint (or the user's ``weights`` file)."""
+        """Build on ``device`` from the bundled checkpoint (or the user's ``weights`` file).
+
+        Nothing is downloaded, so ``progress`` (bytes of a download) is never called."""
         from segviewer.training import checkpoint
         from segviewer.training.tasks import make_task
 
-        if progress:
-            progress(0, 2)
         card = self.card
         path: Path | None = Path(weights) if weights is not None else None
         if path is None and card.weights_source == "bundled":
@@ -103,14 +103,10 @@ class _ShapesAdapter(TorchAdapterState):
             raise CheckpointMismatchError(f"{card.id}: the checkpoint's architecture options do not build ({err})") from err
         if ck is not None:
             checkpoint.load_weights(model, ck["state_dict"], path.name if path else card.id)
-        if progress:
-            progress(1, 2)
         model.eval().to(device)
         self.module, self._device, self.config, self.weights_path = model, device, task.config, path
         if tuple(cats) != tuple(card.categories):
             self.card = dataclasses.replace(card, categories=tuple(cats))
-        if progress:
-            progress(2, 2)
 
     def _require(self) -> tuple[torch.nn.Module, str]:
         if self.module is None or self._device is None:

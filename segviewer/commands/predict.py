@@ -1,23 +1,41 @@
 """``segviewer predict``: run one model on images and folders, write overlays and predictions.
 
-For every input image ``<stem>`` the output folder gets ``<stem>_overlay.png`` (every layer of the
-result at the default opacities: masks / semantic 0.5, boxes / labels / keypoints 1.0) and the
-predictions: ``<stem>.json`` (COCO results format, image id = the image's 1-based position in the
-run) for detection, instance and keypoint models, ``<stem>_labels.png`` (class id per pixel) for
-semantic ones, ``<stem>_panoptic.png`` (COCO panoptic ids, R + 256 G + 256^2 B) and
-``<stem>_segments.json`` for panoptic ones. ``categories.json`` maps class ids to names once per run. The JSON keeps every
-detection scoring at least ``--score-thresh`` (low, for evaluation); the overlay draws only those
-at ``--draw-thresh`` and above (readable). A bad image is reported on stderr and skipped; the exit
-status is then 1.
+Output names keep each image's path relative to the input root (the folder given, or the folder
+holding every input), so ``a/x.png`` and ``b/x.png`` write ``OUT/a/x_*`` and ``OUT/b/x_*``. For
+an image ``<rel>`` the output folder gets ``<rel>_overlay.png`` (every layer of the result at the
+default opacities: masks / semantic 0.5, boxes / labels / keypoints 1.0) and the predictions:
+
+* detection, instance and keypoint models: one ``results.json`` for the run (COCO results, which
+  pycocotools' ``COCO.loadRes`` reads as it is), ``images.json`` (``id``, ``file_name``,
+  ``height``, ``width`` of every image: the file-name-to-image-id map) and ``categories.json``
+  (the category ids used, with names). When the images belong to a COCO dataset (``--gt FILE``,
+  or ``annotations/instances.json`` found beside the images as the window finds ground truth),
+  image ids are the dataset's (matched by file name) and category ids the dataset's (matched by
+  class name; detections of classes the dataset lacks are left out). Otherwise image ids are
+  the 1-based positions in the run and category ids the model's class ids;
+* semantic models: ``<rel>_labels.png`` (the model's class id per pixel; ``categories.json``
+  names them), which ``segviewer eval --task semantic --pred OUT`` reads;
+* panoptic models: ``<rel>_panoptic.png`` (COCO panoptic ids, R + 256 G + 256^2 B) and
+  ``<rel>_segments.json``.
+
+The JSON keeps every detection scoring at least ``--score-thresh`` (low, for evaluation); the
+overlay draws only those at ``--draw-thresh`` and above (readable).
 
 ``--panoptic`` with two models (``--model INSTANCE --model SEMANTIC``, either order) merges their
 results with the panoptic paper's heuristic (classes mapped by name: things are the instance
 model's classes, stuff the semantic model's other classes, ``__background__`` is void) and writes
-COCO panoptic output: ``panoptic/<stem>.png`` (ids R + 256 G + 256^2 B) per image, one
+COCO panoptic output: ``panoptic/<rel>.png`` (ids R + 256 G + 256^2 B) per image, one
 ``panoptic.json`` for the run (``images``, ``annotations`` with ``segments_info``, ``categories``
-with ``isthing``; category id = index + 1 in the semantic model's order, then extra things; image
-id = the image's 1-based position in the run) and ``<stem>_overlay.png``. ``segviewer eval --task
-panoptic --pred OUT/panoptic.json`` reads it.
+with ``isthing``) and ``<rel>_overlay.png``. Ids as above, from ``annotations/panoptic.json``
+beside the images or ``--gt``; without a dataset, category id = index + 1 in the semantic
+model's order, then extra things. ``segviewer eval --task panoptic --pred OUT/panoptic.json``
+reads it.
+
+Failures: an input that cannot be used (unreadable, or the model fails on it) is reported on
+stderr in one line and skipped; the others are still written, a summary line counts the
+failures and the exit status is then 1. Exit 2: nothing could run (bad arguments, no images,
+missing weights, an output that cannot be written, outputs already in OUT without
+``--overwrite``).
 """
 
 from __future__ import annotations
@@ -26,21 +44,25 @@ import argparse
 import dataclasses
 import inspect
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from segviewer.commands import _predict_plan as plan
 from segviewer.core.errors import SegviewerError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from segviewer.core.coco_results import DatasetIds
     from segviewer.core.timing import Timings
 
 DEFAULT_OPACITY = {"masks": 0.5, "semantic": 0.5, "panoptic": 0.5, "boxes": 1.0, "labels": 1.0, "keypoints": 1.0}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = __doc__.split("\n\n", 1)[1].replace("``", "")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("--model", required=True, action="append",
                    help="model id (see `segviewer models`); give it twice with --panoptic")
@@ -56,6 +78,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--merge-score", type=float, default=0.5,
                    help="--panoptic: instances scoring below this are left out of the merge (0.5)")
     p.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs of an earlier run in --out (refused otherwise)")
+    p.add_argument("--gt", type=Path, default=None, metavar="COCO_JSON",
+                   help="the images' COCO dataset (instances or panoptic JSON): results use its image ids "
+                        "(by file name) and category ids (by class name); default: annotations/ beside the images")
+    p.add_argument("--no-gt", action="store_true",
+                   help="do not look for ground truth beside the images: ids are run positions and class ids")
     p.add_argument("--weights", type=Path, default=None,
                    help="a checkpoint file to load instead of the model's own weights (class names from "
                         "a .json/.toml file with the same stem beside it)")
@@ -71,64 +100,53 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-init", action="store_true", help=argparse.SUPPRESS)  # plumbing tests, timings
 
 
-def _collect(inputs: list[str]) -> tuple[list[Path], list[str]]:
-    from segviewer.core.imageio import list_images
+class _DownloadLine:
+    """Shows a weights download as one line that rewrites itself and ends with a newline.
 
-    images: list[Path] = []
-    problems: list[str] = []
-    for raw in inputs:
-        p = Path(raw).expanduser()
-        if p.is_dir():
-            found = list_images(p)
-            if not found:
-                problems.append(f"{p}: no images in this folder")
-            images.extend(found)
-        elif p.is_file():
-            images.append(p)
-        else:
-            problems.append(f"{p}: no such file or folder")
-    return images, problems
+    Adapters call ``progress(done, total)`` only while bytes really arrive; a load from a bundled
+    or cached file prints nothing.
+    """
 
+    def __init__(self, model_id: str) -> None:
+        self.model_id, self.open = model_id, False
 
-def _unique_stem(path: Path, used: set[str]) -> str:
-    stem, k = path.stem, 2
-    while stem in used:
-        stem = f"{path.stem}_{k}"
-        k += 1
-    used.add(stem)
-    return stem
-
-
-def _progress(model_id: str) -> Callable[[int, int], None]:
-    def report(done: int, total: int) -> None:
+    def __call__(self, done: int, total: int) -> None:
         mb = 1024 * 1024
         size = f" / {total / mb:.1f}" if total else ""
-        print(f"\rdownloading weights for {model_id}: {done / mb:.1f}{size} MB", end="", file=sys.stderr, flush=True)
-        if total and done >= total:
-            print(file=sys.stderr)
+        print(f"\rdownloading weights for {self.model_id}: {done / mb:.1f}{size} MB", end="",
+              file=sys.stderr, flush=True)
+        self.open = True
 
-    return report
+    def close(self) -> None:
+        if self.open:
+            print(file=sys.stderr, flush=True)
+            self.open = False
 
 
-def _load(model_id: str, args: argparse.Namespace, device: str) -> Any:
-    from segviewer.adapters.registry import create_adapter
-
-    adapter = create_adapter(model_id, random_init=args.random_init)
-    kwargs: dict[str, object] = {"progress": _progress(model_id)}
+def _load(adapter: Any, args: argparse.Namespace, device: str) -> None:
+    line = _DownloadLine(adapter.card.id)
+    kwargs: dict[str, object] = {"progress": line}
     if args.no_download and "allow_download" in inspect.signature(adapter.load).parameters:
         kwargs["allow_download"] = False
-    adapter.load(device, args.weights, **kwargs)
-    return adapter
+    try:
+        adapter.load(device, args.weights, **kwargs)
+    finally:
+        line.close()
 
 
-def run(args: argparse.Namespace) -> int:
-    from segviewer.adapters.base import PredictParams
-    from segviewer.adapters.device import resolve_device
-    from segviewer.core.fileio import write_image_atomic, write_json_atomic
-    from segviewer.core.results import Detections, PanopticMap, SemanticMap
-    from segviewer.render.compose import render_overlay
-    from segviewer.render.layers import layer_kinds
+def _first_line(err: BaseException) -> str:
+    """A failure as one line: a :class:`SegviewerError`'s sentence, else ``Type: first line``."""
+    text = (str(err).strip().splitlines() or [""])[0]
+    if isinstance(err, SegviewerError):
+        return text
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
+
+def _classes_present(n: int) -> str:
+    return f"{n} class{'' if n == 1 else 'es'} present"
+
+
+def _check_args(args: argparse.Namespace, models: list[str]) -> None:
     for name in ("score_thresh", "draw_thresh"):
         v = getattr(args, name)
         if not 0.0 <= v <= 1.0:
@@ -137,13 +155,10 @@ def run(args: argparse.Namespace) -> int:
         raise SegviewerError(f"--max-detections must be at least 1, got {args.max_detections}")
     if args.min_size is not None and args.min_size < 16:
         raise SegviewerError(f"--min-size must be at least 16 pixels, got {args.min_size}")
-    images, problems = _collect(args.inputs)
-    for msg in problems:
-        print(f"segviewer: {msg}", file=sys.stderr)
-    if not images:
-        raise SegviewerError("no images to predict on: " + "; ".join(problems))
-
-    models = list(args.model) if isinstance(args.model, list) else [args.model]
+    if args.gt is not None and args.no_gt:
+        raise SegviewerError("--gt and --no-gt contradict each other; give one")
+    if args.gt is not None and not Path(args.gt).is_file():
+        raise SegviewerError(f"--gt {args.gt} is not a file (give a COCO instances or panoptic JSON)")
     if args.panoptic:
         if len(models) != 2:
             raise SegviewerError(f"--panoptic needs two models (--model INSTANCE --model SEMANTIC), got {len(models)}")
@@ -155,40 +170,135 @@ def run(args: argparse.Namespace) -> int:
             raise SegviewerError("--weights names one checkpoint; with --panoptic use each model's own weights")
     elif len(models) != 1:
         raise SegviewerError(f"give one --model ({len(models)} given); two are for --panoptic")
+
+
+@dataclasses.dataclass
+class _Run:
+    """The run's inputs, output names, ids and failure count, shared by both kinds of run."""
+
+    out: Path
+    images: list[Path]
+    stems: list[str]
+    image_ids: list[int]
+    dataset: DatasetIds | None
+    failures: int = 0
+
+    def items(self) -> list[tuple[Path, str, int]]:
+        return list(zip(self.images, self.stems, self.image_ids))
+
+    def rel_name(self, path: Path, stem: str) -> str:
+        return f"{stem}{path.suffix}"
+
+    def skip(self, path: Path, err: BaseException) -> None:
+        """One input failed: one line on stderr, counted, the run goes on."""
+        print(f"segviewer: {path}: {_first_line(err)}; skipped", file=sys.stderr, flush=True)
+        self.failures += 1
+
+    def exit_status(self, attempted: int) -> int:
+        if not self.failures:
+            return 0
+        done = attempted - self.failures
+        print(f"segviewer: {self.failures} of {attempted} input(s) failed (see above); "
+              f"{done} written to {self.out}", file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    from segviewer.adapters.base import PredictParams
+    from segviewer.adapters.device import resolve_device
+    from segviewer.adapters.registry import create_adapter
+    from segviewer.core.fileio import check_output_dir, ensure_dir
+
+    models = list(args.model) if isinstance(args.model, list) else [args.model]
+    _check_args(args, models)
+    images, root, problems = plan.collect(args.inputs)
+    for msg in problems:
+        print(f"segviewer: {msg}", file=sys.stderr)
+    if not images:
+        raise SegviewerError("no images to predict on: " + "; ".join(problems))
+    stems = plan.output_stems(images, root)
+    out: Path = args.out
+    if not args.overwrite:
+        plan.refuse_overwrite(out, stems)
+    adapters = [create_adapter(m, random_init=args.random_init) for m in models]
+    if args.panoptic:
+        _roles(adapters)
+    task = adapters[0].card.task
+    wants_ids = args.panoptic or task in ("detection", "instance", "keypoint")
+    dataset, ids = plan.dataset_ids(images, args.gt if wants_ids else None,
+                                    "panoptic.json" if args.panoptic else "instances.json",
+                                    auto=wants_ids and not args.no_gt)
+    if args.gt is not None and not wants_ids:
+        print(f"segviewer: --gt is not used for a {task} model: its outputs hold the model's class ids "
+              "(categories.json names them)", file=sys.stderr)
+    check_output_dir(out)  # before minutes of model loading: an output path that cannot work fails now
     device = resolve_device(args.device)
-    adapters = [_load(m, args, device) for m in models]
+    for adapter in adapters:
+        _load(adapter, args, device)
+    ensure_dir(out)
     extra = (("min_size", int(args.min_size)),) if args.min_size else ()
     params = PredictParams(min_score=float(args.score_thresh), max_detections=int(args.max_detections), extra=extra)
-
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    state = _Run(out, images, stems, ids, dataset, failures=len(problems))
+    attempted = len(images) + len(problems)
     if args.panoptic:
-        return _run_panoptic(args, adapters, params, images, len(problems))
-    adapter = adapters[0]
+        _run_panoptic(args, adapters, params, state)
+    else:
+        _run_single(args, adapters[0], params, state)
+    return state.exit_status(attempted)
+
+
+def _category_ids(state: _Run, names: Sequence[str], what: str) -> list[int | None] | None:
+    """The dataset's category id of each class name (None: not in the dataset), or None without a
+    dataset. Refuses when not one class is a dataset category: every result would be dropped."""
+    if state.dataset is None:
+        return None
+    ids = state.dataset.category_ids(names)
+    real = [n for n in names if n.lower() not in ("__background__", "background")]
+    lost = [n for n, i in zip(names, ids) if i is None and n in real]
+    if real and len(lost) == len(real):
+        raise SegviewerError(f"none of {what}'s classes ({', '.join(real[:6])}) is a category of "
+                             f"{state.dataset.source} ({', '.join(list(state.dataset.categories)[:6])}); "
+                             "give the right --gt, or --no-gt for the model's own ids")
+    if lost:
+        print(f"segviewer: {what}'s classes {', '.join(lost)} are not categories of {state.dataset.source.name}; "
+              "their results are left out", file=sys.stderr)
+    return ids
+
+
+def _run_single(args: argparse.Namespace, adapter: Any, params: Any, state: _Run) -> None:
+    from segviewer.core.fileio import write_image_atomic, write_json_atomic
+    from segviewer.core.results import Detections, PanopticMap, SemanticMap
+    from segviewer.render.compose import render_overlay
+    from segviewer.render.layers import layer_kinds
+
+    out = state.out
     card = adapter.card
-    write_json_atomic(out / "categories.json", [{"id": i, "name": n} for i, n in enumerate(card.categories)], indent=1)
-    failures = len(problems)
-    used: set[str] = set()
-    bad: list[Path] = []
-    for image_id, path, image, tm in _decoded(images, bad):
-        result = adapter.predict(image, params, tm)
-        stem = _unique_stem(path, used)
+    cat_ids = _category_ids(state, card.categories, card.id) if card.task in ("detection", "instance", "keypoint") else None
+    records: list[dict[str, Any]] | None = None
+    entries: list[dict[str, Any]] = []
+    for path, stem, image_id, image, tm in _decoded(state):
+        try:
+            result = adapter.predict(image, params, tm)
+            with tm.stage("render"):
+                shown = result.above(float(args.draw_thresh)) if isinstance(result, Detections) else result
+                opac = {k.value: DEFAULT_OPACITY.get(k.value, 1.0) for k in layer_kinds(shown)}
+                overlay = render_overlay(image, [shown], opac)
+        except Exception as err:  # a model failing on one image spoils nothing else
+            state.skip(path, err)
+            continue
         written: list[Path] = []
         if isinstance(result, Detections):
             from segviewer.core.coco_results import detections_to_coco
 
-            pred = out / f"{stem}.json"
-            write_json_atomic(pred, detections_to_coco(result, image_id=image_id))
-            written.append(pred)
-            shown = result.above(float(args.draw_thresh))
+            records = records if records is not None else []
+            records += detections_to_coco(result, image_id=image_id, category_ids=cat_ids)
             summary = f"{len(result)} detections, {len(shown)} drawn"
         elif isinstance(result, SemanticMap):
             labels = result.labels if result.labels.dtype == np.uint8 else result.labels.astype(np.uint16)
             pred = out / f"{stem}_labels.png"
             write_image_atomic(pred, labels)
             written.append(pred)
-            shown = result
-            summary = f"{int(np.count_nonzero(result.counts()))} classes present"
+            summary = _classes_present(int(np.count_nonzero(result.counts())))
         elif isinstance(result, PanopticMap):
             from segviewer.core.panoptic_io import write_panoptic_png
 
@@ -197,19 +307,26 @@ def run(args: argparse.Namespace) -> int:
             segs = out / f"{stem}_segments.json"
             write_json_atomic(segs, [dataclasses.asdict(s) for s in result.segments])
             written += [pred, segs]
-            shown = result
             summary = f"{len(result.segments)} segments"
         else:
-            shown = result
             summary = type(result).__name__
-        with tm.stage("render"):
-            opac = {k.value: DEFAULT_OPACITY.get(k.value, 1.0) for k in layer_kinds(shown)}
-            overlay = render_overlay(image, [shown], opac)
         overlay_path = out / f"{stem}_overlay.png"
         write_image_atomic(overlay_path, overlay)
         written.insert(0, overlay_path)
-        print(f"{path}: {summary} ({tm.summary()}) -> {', '.join(p.name for p in written)}")
-    return _exit_status(failures + len(bad))
+        h, w = image.shape[:2]
+        entries.append({"id": int(image_id), "file_name": state.rel_name(path, stem), "height": int(h), "width": int(w)})
+        print(f"{path}: {summary} ({tm.summary()}) -> {', '.join(str(p.relative_to(out)) for p in written)}")
+    if cat_ids is not None:
+        cats = [{"id": int(i), "name": n} for n, i in zip(card.categories, cat_ids) if i is not None]
+    else:
+        cats = [{"id": i, "name": n} for i, n in enumerate(card.categories)]
+    write_json_atomic(out / "categories.json", cats, indent=1)
+    if records is not None or card.task in ("detection", "instance", "keypoint"):
+        write_json_atomic(out / "results.json", records or [])
+        write_json_atomic(out / "images.json", entries, indent=1)
+        src = f"ids of {state.dataset.source}" if state.dataset is not None else "run ids, see images.json"
+        n = len(entries)
+        print(f"wrote {out / 'results.json'} ({len(records or [])} detections on {n} image{'' if n == 1 else 's'}; {src})")
 
 
 def _roles(adapters: list[Any]) -> tuple[Any, Any]:
@@ -222,8 +339,24 @@ def _roles(adapters: list[Any]) -> tuple[Any, Any]:
     return inst[0], sem[0]
 
 
-def _run_panoptic(args: argparse.Namespace, adapters: list[Any], params: Any, images: list[Path],
-                  failures: int) -> int:
+def _panoptic_category_ids(state: _Run, names: Sequence[str], what: str) -> list[int]:
+    """Category ids of the merged classes: the dataset's by name (classes it lacks get new ids
+    after its largest), else index + 1."""
+    ids = _category_ids(state, names, what)
+    if ids is None:
+        return list(range(1, len(names) + 1))
+    assert state.dataset is not None  # ids is None without one
+    top = max(state.dataset.categories.values(), default=0)
+    out = []
+    for i in ids:
+        if i is None:
+            top += 1
+            i = top
+        out.append(int(i))
+    return out
+
+
+def _run_panoptic(args: argparse.Namespace, adapters: list[Any], params: Any, state: _Run) -> None:
     """Both models on every image, merged by class name, written as COCO panoptic (PNG + one JSON)."""
     from segviewer.analysis.evaluation import MergeParams, merge_by_name, upsnet_by_name
     from segviewer.core.fileio import write_image_atomic
@@ -235,64 +368,61 @@ def _run_panoptic(args: argparse.Namespace, adapters: list[Any], params: Any, im
     merge = MergeParams(float(args.overlap), int(args.stuff_min_area), float(args.merge_score),
                         str(getattr(args, "merge", "heuristic")))
     merge_fn = upsnet_by_name if merge.method == "upsnet" else merge_by_name  # upsnet: no silent fallback
-    out: Path = args.out
+    out = state.out
     entries, anns = [], []
     categories: tuple[str, ...] | None = None
     isthing: tuple[bool, ...] = ()
-    used: set[str] = set()
-    bad: list[Path] = []
-    for image_id, path, image, tm in _decoded(images, bad):
-        dets = inst_ad.predict(image, params, tm)
-        sem = sem_ad.predict(image, params, tm)
-        if not isinstance(dets, Detections) or dets.masks is None or not isinstance(sem, SemanticMap):
-            raise SegviewerError(f"{inst_ad.card.id} must give instance masks and {sem_ad.card.id} a semantic map")
-        with tm.stage("merge"):
-            pm = merge_fn(dets, sem, merge)
+    cat_ids: list[int] = []
+    for path, stem, image_id, image, tm in _decoded(state):
+        try:
+            dets = inst_ad.predict(image, params, tm)
+            sem = sem_ad.predict(image, params, tm)
+            if not isinstance(dets, Detections) or dets.masks is None or not isinstance(sem, SemanticMap):
+                raise SegviewerError(f"{inst_ad.card.id} must give instance masks and {sem_ad.card.id} a semantic map")
+            with tm.stage("merge"):
+                pm = merge_fn(dets, sem, merge)
+            with tm.stage("render"):
+                overlay = render_overlay(image, [pm], {"panoptic": DEFAULT_OPACITY["panoptic"]})
+        except Exception as err:  # one image failing spoils nothing else
+            state.skip(path, err)
+            continue
         if categories is None:
             categories, isthing = pm.categories, pm.isthing
-        stem = _unique_stem(path, used)
+            cat_ids = _panoptic_category_ids(state, categories, f"{inst_ad.card.id} + {sem_ad.card.id}")
         png = out / "panoptic" / f"{stem}.png"
         write_panoptic_png(png, pm.segment_ids)
         h, w = pm.image_size
-        entries.append({"id": image_id, "file_name": path.name, "height": h, "width": w})
-        anns.append(panoptic_annotation(image_id, png.name, pm))
-        with tm.stage("render"):
-            overlay = render_overlay(image, [pm], {"panoptic": DEFAULT_OPACITY["panoptic"]})
+        entries.append({"id": image_id, "file_name": state.rel_name(path, stem), "height": h, "width": w})
+        anns.append(panoptic_annotation(image_id, f"{stem}.png", pm, cat_ids))
         write_image_atomic(out / f"{stem}_overlay.png", overlay)
         things = sum(s.isthing for s in pm.segments)
         print(f"{path}: {things} things + {len(pm.segments) - things} stuff segments ({tm.summary()}) -> "
-              f"panoptic/{png.name}, {stem}_overlay.png")
+              f"panoptic/{stem}.png, {stem}_overlay.png")
     if categories is not None:
-        cats = [{"id": i + 1, "name": n, "isthing": int(t), "supercategory": "thing" if t else "stuff"}
-                for i, (n, t) in enumerate(zip(categories, isthing))]
+        cats = [{"id": c, "name": n, "isthing": int(t), "supercategory": "thing" if t else "stuff"}
+                for c, n, t in zip(cat_ids, categories, isthing)]
         write_panoptic_json(out / "panoptic.json", entries, anns, cats,
                             {"description": "segviewer predict --panoptic",
                              "models": [inst_ad.card.id, sem_ad.card.id],
+                             "ids": str(state.dataset.source) if state.dataset is not None else "run positions",
                              "merge": {"method": merge.method, "overlap": merge.overlap,
                                        "stuff_min_area": merge.stuff_min_area, "min_score": merge.min_score}})
         print(f"wrote {out / 'panoptic.json'} ({len(anns)} images)")
-    return _exit_status(failures + len(bad))
 
 
-def _decoded(images: Sequence[Path], bad: list[Path]) -> Iterator[tuple[int, Path, np.ndarray, Timings]]:
-    """(image id from 1, path, RGB image, timings with "decode") per readable input; an unreadable
-    one is reported on stderr, appended to ``bad`` and skipped, so one broken file spoils nothing."""
+def _decoded(state: _Run) -> Iterator[tuple[Path, str, int, np.ndarray, Timings]]:
+    """(path, output stem, image id, RGB image, timings with "decode") per readable input; an
+    unreadable one is reported on stderr and skipped, so one broken file spoils nothing."""
     from segviewer.core.imageio import read_image
     from segviewer.core.timing import Timings
 
-    for image_id, path in enumerate(images, start=1):
-        tm = Timings()
+    for path, stem, image_id in state.items():
+        tm: Timings = Timings()
         try:
             with tm.stage("decode"):
                 image = read_image(path)
-        except SegviewerError as err:
-            print(f"segviewer: {path}: {err}", file=sys.stderr)
-            bad.append(path)
+        except (SegviewerError, OSError) as err:
+            state.skip(path, err)
             continue
-        yield image_id, path, image, tm
+        yield path, stem, image_id, image, tm
 
-
-def _exit_status(failures: int) -> int:
-    if failures:
-        print(f"segviewer: {failures} input(s) could not be used; see above", file=sys.stderr)
-    return 1 if failures else 0

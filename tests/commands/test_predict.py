@@ -47,7 +47,7 @@ def test_instance_model_writes_overlay_and_coco_json_that_round_trips(tmp_path: 
     assert main(args) == 0
     overlay = cv2.imread(str(out / "scene_overlay.png"), cv2.IMREAD_UNCHANGED)
     assert overlay is not None and overlay.shape == (96, 128, 3)
-    records = json.loads((out / "scene.json").read_text())
+    records = json.loads((out / "results.json").read_text())
     assert len(records) == 6 and {"image_id", "category_id", "bbox", "score", "segmentation"} <= set(records[0])
     cats = get_card("maskrcnn_resnet50_fpn").categories
     assert json.loads((out / "categories.json").read_text())[1] == {"id": 1, "name": cats[1]}
@@ -56,7 +56,7 @@ def test_instance_model_writes_overlay_and_coco_json_that_round_trips(tmp_path: 
     gt.dataset = {"images": [{"id": 1, "height": 96, "width": 128, "file_name": "scene.png"}],
                   "categories": [{"id": i, "name": n} for i, n in enumerate(cats) if i], "annotations": []}
     gt.createIndex()
-    dt = gt.loadRes(str(out / "scene.json"))
+    dt = gt.loadRes(str(out / "results.json"))
     assert len(dt.getAnnIds(imgIds=[1])) == 6
     # and what it holds is what the adapter predicts (same seed, same image)
     torch.manual_seed(0)
@@ -98,7 +98,7 @@ def test_bad_image_among_several_is_reported_and_skipped(tmp_path: Path, capsys:
     assert rc == 1
     err = capsys.readouterr().err
     assert "broken.png" in err and "missing.jpg: no such file or folder" in err
-    assert (out / "good_overlay.png").is_file() and (out / "good.json").is_file()
+    assert (out / "good_overlay.png").is_file() and (out / "results.json").is_file()
     assert not list(out.glob("broken*")) and not list(out.glob(".*part*"))
 
 
