@@ -5,10 +5,18 @@
   Numbers equal the reference ``pq_compute`` (see segviewer.analysis.pq).
 * ``--task semantic``: ``--gt`` is a folder of label PNGs, a ``metadata.csv`` (``Image,Mask``), or
   a dataset folder holding one; ``--pred`` a folder of label PNGs matched to the ground truth by
-  file stem. ``--num-classes`` defaults to the dataset's categories, else the largest label + 1.
-* ``--task instance``: ``--gt`` a COCO instances JSON, ``--pred`` a COCO results JSON.
+  file stem: ``segviewer predict``'s ``<name>_labels.png`` (in subfolders too), else plain
+  ``<name>.png``. ``--num-classes`` defaults to the dataset's categories, else the largest label
+  + 1. When ``categories.json`` beside the predictions names their classes differently from the
+  dataset, classes are matched by name.
+* ``--task instance``: ``--gt`` a COCO instances JSON, ``--pred`` a COCO results JSON (or the
+  folder ``segviewer predict`` wrote, holding ``results.json``). When ``categories.json`` beside
+  the results names their category ids (``predict`` writes it) and the names disagree with the
+  ground truth's ids, categories are matched by name; results of classes the ground truth lacks
+  are left out, and when no predicted category is a ground-truth category, eval refuses.
 
-The JSON (``--json OUT``) is written atomically.
+Ground truth whose annotations refer to image ids its ``images`` list lacks is refused. The JSON
+(``--json OUT``) is written atomically.
 """
 
 from __future__ import annotations
@@ -39,10 +47,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.task == "panoptic":
-        from segviewer.analysis.pq import pq_compute
+    if args.json is not None:  # a --json that cannot be written fails before minutes of scoring
+        from segviewer.core.fileio import ensure_dir
 
-        res = pq_compute(args.gt, args.pred, args.gt_folder, args.pred_folder, workers=args.workers)
+        ensure_dir(Path(args.json).parent, args.json)
+        if Path(args.json).is_dir():
+            raise SegviewerError(f"--json {args.json} is a folder; name a file")
+    if args.task == "panoptic":
+        from segviewer.analysis.pq import load_panoptic_json, pq_compute
+        from segviewer.core.coco_io import check_annotated_images
+
+        gt = load_panoptic_json(args.gt)
+        check_annotated_images(gt, Path(args.gt).name)
+        gt_folder = args.gt_folder if args.gt_folder is not None else Path(args.gt).with_suffix("")
+        res = pq_compute(gt, args.pred, gt_folder, args.pred_folder, workers=args.workers)
         _print_panoptic(res)
     elif args.task == "semantic":
         res = _semantic(args)
@@ -50,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from segviewer.analysis.instance_eval import coco_evaluate
 
-        res = coco_evaluate(args.gt, args.pred)
+        gt, results = _instance_inputs(args.gt, args.pred)
+        res = coco_evaluate(gt, results)
         _print_instance(res)
     if args.json is not None:
         from segviewer.core.fileio import write_json_atomic
@@ -63,39 +82,133 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def _gt_masks(gt: Path) -> tuple[list[Path], tuple[str, ...] | None]:
+def _note(msg: str) -> None:
+    import sys
+
+    print(f"segviewer eval: {msg}", file=sys.stderr)
+
+
+def _names_beside(pred: Path) -> dict[int, str] | None:
+    """``categories.json`` beside predictions (``[{"id", "name"}, ...]``, as predict writes it)."""
+    import json
+
+    p = (pred if pred.is_dir() else pred.parent) / "categories.json"
+    if not p.is_file():
+        return None
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+        return {int(c["id"]): str(c["name"]) for c in data}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise SegviewerError(f"{p} does not name categories as [{{\"id\", \"name\"}}, ...] ({err})") from None
+
+
+def _instance_inputs(gt_path: Path, pred: Path) -> tuple[dict[str, Any], list[Any]]:
+    """The ground truth and the results, the results' categories matched to the ground truth's
+    by name when ``categories.json`` says their ids mean other classes (see the module docstring)."""
+    import json
+
+    from segviewer.core.coco_io import check_annotated_images
+    from segviewer.core.errors import BadDatasetError
+    from segviewer.core.fileio import read_json_object
+
+    gt = read_json_object(gt_path, "ground-truth JSON")
+    if not all(isinstance(gt.get(k), list) for k in ("images", "annotations", "categories")):
+        raise BadDatasetError(f"{gt_path.name} is not a COCO instances JSON (images, annotations, categories)")
+    check_annotated_images(gt, gt_path.name)
+    res_path = pred / "results.json" if pred.is_dir() else pred
+    try:
+        results = json.loads(res_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadDatasetError(f"the results {res_path} are missing") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise BadDatasetError(f"{res_path.name} is not a readable JSON file ({err})") from None
+    if isinstance(results, dict) and isinstance(results.get("annotations"), list):
+        results = results["annotations"]  # a whole COCO file given as results
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise BadDatasetError(f"{res_path.name} is not a list of COCO result records")
+    try:
+        gt_names = {int(c["id"]): str(c["name"]) for c in gt["categories"]}
+    except (KeyError, TypeError, ValueError) as err:
+        raise BadDatasetError(f"{gt_path.name} has a category without a valid {err}") from None
+    pred_names = _names_beside(res_path)
+    used = {r.get("category_id") for r in results}
+    if pred_names is None or all(pred_names.get(c) == gt_names.get(c) for c in used):
+        return gt, results  # the ids already agree (or nothing says otherwise)
+    by_name = {n: i for i, n in sorted(gt_names.items(), reverse=True)}  # the smallest id per name
+    to_gt = {c: by_name.get(pred_names.get(c, "")) for c in used}
+    if not any(v is not None for v in to_gt.values()):
+        shown = sorted({pred_names.get(c, f"id {c}") for c in used}, key=str)[:6]
+        raise BadDatasetError(f"no predicted category ({', '.join(map(str, shown))}) is a category of "
+                              f"{gt_path.name} ({', '.join(list(gt_names.values())[:6])})")
+    lost = sorted({pred_names.get(c, f"id {c}") for c, v in to_gt.items() if v is None}, key=str)
+    kept = [dict(r, category_id=to_gt[r.get("category_id")]) for r in results if to_gt[r.get("category_id")] is not None]
+    _note(f"categories matched by name ({res_path.parent / 'categories.json'} against {gt_path.name})"
+          + (f"; {len(results) - len(kept)} results of {', '.join(lost)} left out" if lost else ""))
+    return gt, kept
+
+
+def _gt_masks(gt: Path) -> tuple[list[tuple[Path, Path | None]], tuple[str, ...] | None]:
+    """``[(mask, its image or None)]`` and the dataset's class names (when it has them)."""
     from segviewer.core.groundtruth import dataset_categories, metadata_pairs
 
     if gt.is_file() and gt.suffix.lower() == ".csv":
-        return [m for _, m in metadata_pairs(gt)], dataset_categories(gt.parent)
+        return [(m, i) for i, m in metadata_pairs(gt)], dataset_categories(gt.parent)
     if gt.is_dir() and (gt / "metadata.csv").is_file():
-        return [m for _, m in metadata_pairs(gt / "metadata.csv")], dataset_categories(gt)
+        return [(m, i) for i, m in metadata_pairs(gt / "metadata.csv")], dataset_categories(gt)
     if gt.is_dir():
         files = sorted(p for p in gt.iterdir() if p.suffix.lower() == ".png")
         if not files:
             raise SegviewerError(f"{gt} holds no label PNGs")
-        return files, dataset_categories(gt.parent)
+        return [(f, None) for f in files], dataset_categories(gt.parent)
     raise SegviewerError(f"{gt} is neither a folder of label PNGs nor a metadata.csv")
+
+
+def _pred_pngs(pred: Path) -> dict[str, list[Path]]:
+    """Prediction label PNGs by name: ``predict``'s ``*_labels.png`` anywhere under ``pred`` (the
+    name without ``_labels``) when there are any, else the plain PNGs directly in ``pred``."""
+    if not pred.is_dir():
+        raise SegviewerError(f"the prediction {pred} must be a folder of label PNGs")
+    found: dict[str, list[Path]] = {}
+    labels = sorted(pred.rglob("*_labels.png"))
+    if labels:
+        for p in labels:
+            found.setdefault(p.name[: -len("_labels.png")], []).append(p)
+    else:
+        for p in sorted(pred.iterdir()):
+            if p.suffix.lower() == ".png" and not p.stem.endswith("_overlay"):
+                found.setdefault(p.stem, []).append(p)
+    return found
+
+
+def _pred_for(preds: dict[str, list[Path]], mask: Path, image: Path | None, pred_dir: Path) -> Path:
+    from segviewer.core.errors import BadDatasetError
+
+    for key in ([image.stem] if image is not None else []) + [mask.stem]:
+        hits = preds.get(key, [])
+        if len(hits) > 1:
+            raise BadDatasetError(f"{len(hits)} predictions are named {key} in {pred_dir} "
+                                  f"({', '.join(str(h.relative_to(pred_dir)) for h in hits[:3])}); keep one")
+        if hits:
+            return hits[0]
+    raise BadDatasetError(f"no prediction {mask.stem}.png (or {mask.stem}_labels.png) in {pred_dir} "
+                          f"for ground truth {mask.name}")
 
 
 def _semantic(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     from segviewer.analysis.metrics import ConfusionMatrix
-    from segviewer.core.errors import BadDatasetError
     from segviewer.core.groundtruth import read_label_png
 
     masks, cats = _gt_masks(args.gt)
-    if not args.pred.is_dir():
-        raise SegviewerError(f"the prediction {args.pred} must be a folder of label PNGs")
-    preds = {p.stem: p for p in args.pred.iterdir() if p.suffix.lower() == ".png"}
+    preds = _pred_pngs(args.pred)
     ignore = None if args.ignore_index is not None and args.ignore_index < 0 else args.ignore_index
-    pairs = []
-    for m in masks:
-        p = preds.get(m.stem)
-        if p is None:
-            raise BadDatasetError(f"no prediction {m.stem}.png in {args.pred} for ground truth {m.name}")
-        pairs.append((m, p))
+    pairs = [(m, _pred_for(preds, m, im, args.pred)) for m, im in masks]
+    pred_names = _names_beside(args.pred)
+    if cats and pred_names and not args.num_classes:
+        names = [pred_names.get(i) for i in range(max(pred_names) + 1)]
+        if None not in names and tuple(names) != tuple(cats):
+            return _semantic_by_name(pairs, tuple(cats), tuple(n for n in names if n is not None), ignore, args)
     n = args.num_classes or (len(cats) if cats else None)
     loaded = None
     if n is None:  # the largest label seen, over ground truth and predictions
@@ -117,6 +230,33 @@ def _semantic(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
+def _semantic_by_name(pairs: list[tuple[Path, Path]], gt_names: tuple[str, ...], pred_names: tuple[str, ...],
+                      ignore: int | None, args: argparse.Namespace) -> dict[str, Any]:
+    """Predictions whose class ids name other classes than the dataset's: scored by name, the
+    way the window scores them (classes only one side has count as wrong)."""
+    from segviewer.analysis.evaluation import SemanticAccumulator, semantic_pred_names
+    from segviewer.core.errors import BadDatasetError
+    from segviewer.core.groundtruth import read_label_png
+    from segviewer.core.results import SemanticMap
+
+    matched = set(semantic_pred_names(pred_names, gt_names)) & set(gt_names)
+    if not matched:
+        raise BadDatasetError(f"no predicted class ({', '.join(pred_names[:6])}) is a class of the ground truth "
+                              f"({', '.join(gt_names[:6])})")
+    _note(f"classes matched by name ({args.pred / 'categories.json'} against the dataset's)")
+    acc = SemanticAccumulator()
+    for m, p in pairs:
+        g, pr = read_label_png(m).labels, read_label_png(p).labels
+        if pr.size and int(pr.max()) >= len(pred_names):
+            raise BadDatasetError(f"{p.name} has label {int(pr.max())} but categories.json names {len(pred_names)}")
+        acc.update(SemanticMap(pr, pred_names, ignore_index=None),
+                   SemanticMap(g, gt_names, ignore_index=ignore), where=m.name)
+    res = acc.scores()
+    res["num_classes"] = len(acc.names)
+    res["ignore_index"] = ignore
+    return res
+
+
 def _pct(v: float | None) -> str:
     return "    -" if v is None else f"{100 * v:5.1f}"
 
@@ -128,7 +268,8 @@ def _print_semantic(res: dict[str, Any]) -> None:
     print("-" * 40)
     print(f"pixel accuracy {_pct(res['pixel_accuracy'])}   mean accuracy {_pct(res['mean_accuracy'])}   "
           f"mean IoU {_pct(res['mean_iou'])}   fw IoU {_pct(res['fw_iou'])}   "
-          f"({res['n_classes']} classes present, {res['images']} images)")
+          f"({res['n_classes']} class{'' if res['n_classes'] == 1 else 'es'} present, "
+          f"{res['images']} image{'' if res['images'] == 1 else 's'})")
 
 
 def _print_panoptic(res: dict[str, Any]) -> None:
@@ -144,7 +285,7 @@ def _print_panoptic(res: dict[str, Any]) -> None:
     for size, parts in res.get("by_size", {}).items():
         r = parts["all"]
         print(f"{'  ' + size:16s} {_pct(r['pq'])} {_pct(r['sq'])} {_pct(r['rq'])} {r['n']:5d}")
-    print(f"({res['images']} images)")
+    print(f"({res['images']} image{'' if res['images'] == 1 else 's'})")
 
 
 def _print_instance(res: dict[str, dict[str, float]]) -> None:
