@@ -95,10 +95,12 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from segviewer.core.fileio import check_output_dir
     from segviewer.training import data as D
     from segviewer.training.loop import LoopConfig, Trainer
     from segviewer.training.tasks import DEFAULTS, make_task, random_crop
 
+    check_output_dir(args.out)  # an --out that cannot be written fails before data loading and training
     if args.threads:
         torch.set_num_threads(args.threads)
     dflt = DEFAULTS[args.model]
@@ -124,19 +126,25 @@ def run(args: argparse.Namespace) -> int:
         n_train = SHAPES_EPOCH
     else:
         root = Path(args.data).expanduser()
-        kind = D.dataset_kind(root)
-        if model == "maskrcnn":
-            if kind != "instance":
-                raise BadDatasetError(f"{root}: Mask R-CNN needs annotations/instances.json (COCO instances)")
-            samples, categories = D.load_coco_instances(root, skip_bad=args.skip_bad, warn=warn)
-        elif model == "pcv":
+        if model == "pcv":
             raise BadDatasetError("the PCV net trains on the shapes world only (it needs instance centroids)")
+        # The model's task picks the annotations: a `synth scenes` folder holds both kinds.
+        kind = D.dataset_kind(root, "instance" if model == "maskrcnn" else "semantic")
+        print(f"segviewer train: {model} reads {D.KIND_FILES[kind]} in {root}", file=sys.stderr)
+        if kind == "instance":
+            samples, categories = D.load_coco_instances(root, skip_bad=args.skip_bad, warn=warn)
         else:
-            if kind != "semantic":
-                raise BadDatasetError(f"{root}: {model} needs metadata.csv with Image,Mask columns")
+            from segviewer.core.groundtruth import dataset_categories
+
             samples, n_cls, binary = D.load_semantic_folder(root, num_classes=args.num_classes,
                                                              skip_bad=args.skip_bad, warn=warn)
-            categories = ["background", "foreground"] if binary else [f"class {i}" for i in range(n_cls)]
+            named = dataset_categories(root)
+            if binary:
+                categories = ["background", "foreground"]
+            elif named and len(named) >= n_cls and not args.num_classes:
+                categories = list(named)  # the dataset's own names (and all its classes)
+            else:
+                categories = [f"class {i}" for i in range(n_cls)]
         # A fixed 10 % hold-out (every tenth item) when there are enough items.
         val = samples[9::10] if len(samples) >= 10 else []
         train = [s for i, s in enumerate(samples) if len(samples) < 10 or i % 10 != 9]

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from segviewer.core.errors import CheckpointMismatchError, WeightsUnavailableError
-from segviewer.core.fileio import atomic_path
+from segviewer.core.fileio import OutputError, atomic_path, output_error
 
 FORMAT = "segviewer-checkpoint/1"
 
@@ -25,8 +25,15 @@ def half_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` atomically; a refused write (a full disk) is one :class:`OutputError` line."""
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except OSError as err:
+            raise output_error(path, err) from None
+        except RuntimeError as err:  # torch's zip writer reports a failed write (a full disk) as this
+            reason = (str(err).strip().splitlines() or ["the write failed"])[0][:160]
+            raise OutputError(f"cannot write {path}: {reason}") from None
 
 
 def load(path: Path) -> dict[str, Any]:

@@ -142,15 +142,36 @@ def _resolve(root: Path, name: str, folders: tuple[str, ...]) -> Path:
     return p  # missing: the caller reports it
 
 
-def dataset_kind(root: Path) -> str:
-    """``"semantic"`` (metadata.csv of Image,Mask) or ``"instance"`` (annotations/instances.json)."""
+#: What each kind of training reads from a dataset folder, for messages.
+KIND_FILES = {"semantic": "metadata.csv (Image,Mask rows)", "instance": "annotations/instances.json (COCO instances)"}
+
+
+def dataset_kinds(root: Path) -> list[str]:
+    """The kinds of ground truth a dataset folder holds: ``"semantic"`` (``metadata.csv``) and/or
+    ``"instance"`` (``annotations/instances.json``). A ``synth scenes`` folder holds both."""
     if not root.is_dir():
         raise BadDatasetError(f"{root}: no such dataset folder")
-    if (root / "annotations" / "instances.json").is_file():
-        return "instance"
+    found = []
     if (root / "metadata.csv").is_file():
-        return "semantic"
-    raise BadDatasetError(f"{root}: found neither metadata.csv (Image,Mask) nor annotations/instances.json")
+        found.append("semantic")
+    if (root / "annotations" / "instances.json").is_file():
+        found.append("instance")
+    return found
+
+
+def dataset_kind(root: Path, want: str | None = None) -> str:
+    """The kind of ground truth to train on: ``want`` (the model's task decides) when the folder has
+    it; without ``want``, the only kind there. The error says what the folder holds."""
+    found = dataset_kinds(root)
+    if want is not None and want in found:
+        return want
+    if want is None and len(found) == 1:
+        return found[0]
+    have = " and ".join(KIND_FILES[k] for k in found) if found else "neither " + " nor ".join(KIND_FILES.values())
+    if want is None:
+        raise BadDatasetError(f"{root}: found {have}; say which kind to train on")
+    hint = f"it holds {have}" if found else f"found {have}"
+    raise BadDatasetError(f"{root}: {want} training needs {KIND_FILES[want]}; {hint}")
 
 
 def load_semantic_folder(root: Path, *, num_classes: int | None = None, skip_bad: bool = False,
@@ -202,7 +223,8 @@ def load_semantic_folder(root: Path, *, num_classes: int | None = None, skip_bad
         for img, lab, mp in pairs:
             samples.append(SemanticSample(img, (lab >= 128).astype(np.uint8), (), mp.name))
         return samples, n, True
-    n = num_classes or (max(v for v in values if v != 255) + 1)
+    labelled = [v for v in values if v != 255]
+    n = num_classes or (max(labelled) + 1 if labelled else 1)
     for img, lab, mp in pairs:
         over = np.unique(lab[(lab >= n) & (lab != 255)])
         if over.size:
@@ -235,6 +257,15 @@ def load_coco_instances(root: Path, *, skip_bad: bool = False,
         anns = coco["annotations"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise BadDatasetError(f"{ann_path}: not a COCO instances file ({err})") from err
+    from segviewer.core.coco_io import check_annotated_images
+
+    try:
+        check_annotated_images(coco, str(ann_path))
+    except BadDatasetError as err:
+        if not skip_bad:
+            raise
+        if warn:
+            warn(f"skipped: {err}")
     cat_index = {c["id"]: i + 1 for i, c in enumerate(cats)}
     by_image: dict[int, list[dict]] = {}
     for a in anns:

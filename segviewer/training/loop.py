@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from segviewer.core.errors import CheckpointMismatchError
-from segviewer.core.fileio import write_text_atomic
+from segviewer.core.fileio import ensure_dir, write_text_atomic
 from segviewer.training import checkpoint
 from segviewer.training.plot import write_loss_plot
 from segviewer.training.tasks import Task
@@ -170,7 +170,7 @@ class Trainer:
 
     def run(self) -> str:
         """Train to ``cfg.steps``; returns "done", "stopped" (clean stop) or "interrupted"."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        ensure_dir(self.out)
         cfg = self.cfg
         prog = Progress(cfg.steps, start=self.step)
         t_start = time.perf_counter()
