@@ -81,6 +81,17 @@ class _Progress:
 
 
 def run(args: argparse.Namespace) -> int:
+    from segviewer.core.fileio import OutputError, check_output_dir
+
+    check_output_dir(args.out)  # --out under a file or in a read-only place: one line, nothing written
+    try:
+        return _run(args)
+    except OSError as err:  # a write the writers did not already report (a full disk mid-video)
+        where = err.filename or args.out
+        raise OutputError(f"cannot write {where}: {err.strerror or err}") from None
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.what == "scenes":
         from segviewer.synth.dataset import write_dataset
 

@@ -40,3 +40,32 @@ def test_bad_output_is_one_line(tmp_path: Path, capsys) -> None:
     assert main(["synth", "scenes", "--out", str(tmp_path / "f"), "--n", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("segviewer: ") and "not a folder" in err[-1]
+
+
+@pytest.mark.parametrize("what", [["scenes", "--n", "1"], ["video", "--frames", "2", "--no-frames"]])
+def test_out_under_a_regular_file_is_one_line(tmp_path: Path, capsys, what: list[str]) -> None:
+    (tmp_path / "f").write_text("x")
+    assert main(["synth", what[0], "--out", str(tmp_path / "f" / "data"), *what[1:], "--size", "32x32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file, not a folder" in err[0] and str(tmp_path / "f") in err[0]
+
+
+def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path: Path, capsys, monkeypatch) -> None:
+    import errno
+    import os
+
+    real_write = Path.write_bytes
+    calls = []
+
+    def full(self: Path, data: bytes) -> int:
+        calls.append(self)
+        if len(calls) == 3:  # the third file: the disk fills up half way through it
+            real_write(self, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    assert main(["synth", "scenes", "--out", str(tmp_path / "s"), "--n", "2", "--size", "32x32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "no space left" in err[-1].lower() and "Traceback" not in "\n".join(err)
+    assert not [p for p in (tmp_path / "s").rglob("*") if p.is_file() and "part" in p.name]
