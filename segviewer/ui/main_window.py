@@ -329,7 +329,9 @@ class MainWindow(QMainWindow):
         if not dets:
             self.show_error("No detections to export: run an instance or detection model first.")
             return
-        run_background(lambda: export.write_coco(path, dets), self._on_exported, self.show_error, "Export")
+        image_path = self.session.path  # the dataset beside it gives the ids (ui/export.py)
+        run_background(lambda: export.write_coco(path, dets, image_path), self._on_exported, self.show_error,
+                       "Export")
 
     def show_error(self, message: str) -> None:
         """Status bar plus a non-blocking dialog; the app stays usable."""
