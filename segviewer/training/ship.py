@@ -31,7 +31,7 @@ CARDS: dict[str, dict[str, Any]] = {
     },
     "unet": {
         "task": "semantic",
-        "family": "U-Net (5 scales, concatenated skips), trained on the shapes world",
+        "family": "U-Net ({scales} scales, concatenated skips), trained on the shapes world",
         "adapter": "segviewer.adapters.shapes:ShapesUNet",
         "description": "Small U-Net for the shapes world's 9 classes (4 stuff + 5 things).",
     },
@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     dst = a.models / f"{a.id}.pt"
     ck["config"] = full_config(kind, ck.get("config"))  # spell out every architecture option
     checkpoint.save(dst, ck)
-    meta = CARDS[kind]
+    meta = dict(CARDS[kind])
+    # the card states what the checkpoint builds (the U-Net's scale count is one per width)
+    meta["family"] = meta["family"].format(scales=len(ck["config"].get("widths", ())))
     cats = list(ck["categories"])
     card = ModelCard(a.id, meta["task"], meta["family"], tuple(cats), weights_source="bundled",
                      weights_file=dst.name, extra={"checkpoint_path": str(dst)})
