@@ -91,3 +91,21 @@ def test_json_on_a_full_disk_is_one_line_and_nothing_half_written(dataset: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "ap.json" in err[0] and "no space left" in err[0].lower()
     assert list(out_dir.iterdir()) == []
+
+
+def test_json_in_an_unwritable_folder_is_one_line(dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Tests run as root, whom chmod does not stop: the refusal is simulated where the file is made."""
+    import tempfile
+
+    gt = dataset / "annotations" / "instances.json"
+    res = _perfect_results(gt, tmp_path / "res.json")
+
+    def denied(*a, **k):  # noqa: ANN002, ANN003, ANN202
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    target = tmp_path / "ro" / "ap.json"
+    rc = main(["eval", "--task", "instance", "--gt", str(gt), "--pred", str(res), "--json", str(target)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err == [f"segviewer: cannot write {target}: permission denied"]

@@ -137,3 +137,32 @@ def test_semantic_eval_reads_the_label_pngs_predict_writes(scenes: Path, tmp_pat
         cm.update(read_label_png(m).labels, read_label_png(out / f"{m.stem}_labels.png").labels)
     assert res["images"] == 4 and res["mean_iou"] == pytest.approx(cm.scores()["mean_iou"], abs=1e-12)
     assert res["mean_iou"] > 0.5
+
+
+def test_panoptic_output_takes_the_dataset_ids_too(scenes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pan"
+    assert main(["predict", "--panoptic", "--model", "shapes_maskrcnn", "--model", "shapes_fcn", "--device", "cpu",
+                 "--stuff-min-area", "64", "--out", str(out), str(scenes / "images" / "scene_002.png")]) == 0
+    doc = json.loads((out / "panoptic.json").read_text())
+    gt = json.loads((scenes / "annotations" / "panoptic.json").read_text())
+    assert [im["id"] for im in doc["images"]] == [a["image_id"] for a in doc["annotations"]] == [3]
+    gt_ids = {c["name"]: c["id"] for c in gt["categories"]}
+    assert all(gt_ids[c["name"]] == c["id"] for c in doc["categories"])
+
+
+def test_images_the_dataset_beside_them_does_not_list_get_run_ids(scenes: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(scenes, data)
+    shutil.copy(data / "images" / "scene_000.png", data / "images" / "extra.png")  # not in instances.json
+    out = tmp_path / "o"
+    assert main(["predict", "--model", "shapes_maskrcnn", "--device", "cpu", "--out", str(out),
+                 str(data / "images" / "extra.png"), str(data / "images" / "scene_003.png")]) == 0
+    note = capsys.readouterr().err
+    assert "instances.json beside the images lists all 2 of them" in note and "positions in this run" in note
+    assert [im["id"] for im in json.loads((out / "images.json").read_text())] == [1, 2]
+    rc = main(["predict", "--model", "shapes_maskrcnn", "--device", "cpu", "--gt",
+               str(data / "annotations" / "instances.json"), "--out", str(tmp_path / "o2"), str(data / "images")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "does not list 1 of the 5 images (extra.png)" in err[0]
+    assert not (tmp_path / "o2").exists()
