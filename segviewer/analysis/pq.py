@@ -21,9 +21,10 @@ By size (``by_size``): each segment is put in a COCO area range by its own pixel
 segment, FP in the range of the predicted one; PQ of a range is then computed as above.
 
 Speed: one ``bincount`` over paired compact ids per image (:mod:`segviewer.analysis.matching`)
-instead of ``np.unique`` over 64-bit keys plus Python dictionaries. From files, PNGs that OpenCV
-wrote are read as runs straight from their bytes (:func:`~segviewer.core.panoptic_io.read_panoptic_runs`,
-with zlib-ng) and counted run by run (:func:`pair_counts_runs`); others are decoded by libpng.
+instead of ``np.unique`` over 64-bit keys plus Python dictionaries. From files, PNGs are read as
+runs (:func:`~segviewer.core.panoptic_io.read_panoptic_runs`: zlib-ng inflate, then OpenCV's
+files straight from their "Sub" bytes, adaptive ones such as PIL's through libspng) and counted
+run by run (:func:`pair_counts_runs`); anything else is decoded by libpng and counted per pixel.
 """
 
 from __future__ import annotations
@@ -309,8 +310,8 @@ def pq_compute(gt_json: str | Path | Mapping[str, Any], pred_json: str | Path | 
 
 
 def _read_ids(path: Path) -> np.ndarray | IdRuns:
-    """Runs straight from the PNG when it allows (OpenCV-written, zlib-ng installed: about half the
-    decode time, and no per-pixel counting), else the decoded id map."""
+    """Runs when the PNG allows (8-bit RGB, zlib-ng installed: a fraction of libpng's decode time,
+    and no per-pixel counting), else the decoded id map."""
     runs = read_panoptic_runs(path)
     return runs if runs is not None else read_panoptic_png(path)
 
@@ -327,13 +328,22 @@ def pair_counts_runs(gt: IdRuns, gt_ids: np.ndarray, pred: IdRuns, pred_ids: np.
                               f"ground truth is {gt.shape[1]}x{gt.shape[0]}")
     gt_ids = check_segment_ids(gt_ids, where, "ground-truth")
     pred_ids = check_segment_ids(pred_ids, where, "predicted")
-    starts = np.insert(gt.starts, np.searchsorted(gt.starts, pred.starts), pred.starts)  # merge two sorted
-    starts = starts[np.concatenate([[True], starts[1:] != starts[:-1]])]
-    g_val = gt.ids[np.searchsorted(gt.starts, starts, side="right") - 1]
-    p_val = pred.ids[np.searchsorted(pred.starts, starts, side="right") - 1]
-    lengths = np.diff(starts, append=gt.shape[0] * gt.shape[1])
     g, p = len(gt_ids), len(pred_ids)
-    key = index_values(g_val, gt_ids) * (p + 2) + index_values(p_val, pred_ids)
+    g_idx, p_idx = index_values(gt.ids, gt_ids), index_values(pred.ids, pred_ids)  # per run
+    # Merge the two sorted start lists; a pred start equal to a gt start goes first, so the last
+    # entry of each group of equal starts has both runs counted in the running indices.
+    at = np.searchsorted(gt.starts, pred.starts)
+    merged = np.insert(gt.starts, at, pred.starts)
+    from_pred = np.zeros(len(merged), bool)
+    from_pred[at + np.arange(len(at))] = True
+    p_run = np.cumsum(from_pred) - 1
+    g_run = np.arange(len(merged)) - p_run - 1  # = cumsum(~from_pred) - 1
+    last = np.empty(len(merged), bool)
+    np.not_equal(merged[1:], merged[:-1], out=last[:-1])
+    last[-1] = True
+    starts = merged[last]
+    lengths = np.diff(starts, append=gt.shape[0] * gt.shape[1])
+    key = g_idx[g_run[last]] * (p + 2) + p_idx[p_run[last]]
     matrix = np.bincount(key, weights=lengths, minlength=(g + 2) * (p + 2)).astype(np.int64).reshape(g + 2, p + 2)
     check_listed_ids(matrix, gt_ids, pred_ids, gt.ids, pred.ids, where)
     return PairCounts(gt_ids, pred_ids, matrix)

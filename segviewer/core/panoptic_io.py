@@ -26,6 +26,7 @@ from segviewer.core.results import PanopticMap, PanopticSegment, ResultError
 
 __all__ = [
     "rgb2id", "id2rgb", "write_panoptic_png", "read_panoptic_png", "read_panoptic_runs", "IdRuns",
+    "runs_of_map",
     "segments_info",
     "panoptic_annotation", "write_panoptic_json", "read_panoptic", "PanopticDataset",
 ]
@@ -60,12 +61,17 @@ def write_panoptic_png(path: str | os.PathLike[str], segment_ids: np.ndarray) ->
 def read_panoptic_png(path: str | os.PathLike[str]) -> np.ndarray:
     """``(H, W)`` int32 segment ids ``R + 256 G + 256^2 B`` of a COCO panoptic PNG.
 
-    PQ over a folder is bounded by this decode, so no per-pixel arithmetic: BGR(A) -> RGBA, then
-    a 32-bit view masked to the low 24 bits (little-endian hosts; others take the plain sum).
+    PQ over a folder is bounded by this decode. 8-bit RGB files take :func:`_decode_ids`
+    (zlib-ng inflate, libspng unfilter, no per-pixel arithmetic); anything else, or any file that
+    path refuses, is read by libpng (OpenCV), which names the problem: BGR(A) -> RGBA, then a
+    32-bit view masked to the low 24 bits (little-endian hosts; others take the plain sum).
     """
     p = Path(path)
-    if not p.is_file():
-        raise BadDatasetError(f"panoptic PNG {p} is missing")
+    parsed = _parse_png(_read_png_bytes(p))
+    if parsed is not None:
+        ids = _decode_ids(*parsed)
+        if ids is not None:
+            return ids
     img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise BadDatasetError(f"{p.name} is not a readable PNG")
@@ -95,24 +101,111 @@ class IdRuns:
         return np.repeat(self.ids.astype(np.int32), np.diff(self.starts, append=h * w)).reshape(h, w)
 
 
-def read_panoptic_runs(path: str | os.PathLike[str]) -> IdRuns | None:
-    """The id map of a COCO panoptic PNG as :class:`IdRuns`, straight from the compressed bytes,
-    or None when this fast path does not apply (then use :func:`read_panoptic_png`).
+def runs_of_map(ids: np.ndarray) -> IdRuns:
+    """:class:`IdRuns` of an ``(H, W)`` id map (a compare and a scan in OpenCV, no Python loop)."""
+    m = np.asarray(ids)
+    h, w = m.shape
+    if m.dtype == np.int32:
+        v = m
+    elif m.size == 0 or (int(m.min()) >= 0 and int(m.max()) <= _MAX_ID):
+        v = m.astype(np.int32)
+    else:  # ids beyond 24 bits: plain numpy
+        flat = m.reshape(-1)
+        change = np.r_[True, flat[1:] != flat[:-1]]
+        change[::w] = True
+        starts = np.flatnonzero(change)
+        return IdRuns((h, w), starts, flat[starts].astype(np.int64))
+    rows = np.arange(h, dtype=np.int64) * w
+    if w > 1:
+        ne = cv2.compare(v[:, 1:], v[:, :-1], cv2.CMP_NE)
+        nz = cv2.findNonZero(ne)
+    else:
+        nz = None
+    if nz is None:
+        starts = rows
+    else:
+        xy = nz.reshape(-1, 2).astype(np.int64)
+        change = xy[:, 1] * w + xy[:, 0] + 1  # sorted, never a row start
+        starts = np.insert(change, np.searchsorted(change, rows), rows)
+    return IdRuns((h, w), starts, v.reshape(-1)[starts].astype(np.int64))
 
-    Why: decoding a panoptic PNG is mostly zlib inflating long runs, then libpng undoing the
-    filters and OpenCV converting colors, all per pixel, while the map is piecewise constant. This
-    path applies to 8-bit RGB, non-interlaced PNGs whose rows are all filtered "None" or "Sub"
-    (what OpenCV writes for panoptic maps, ours included) when zlib-ng is installed (it inflates
-    3-4x faster than zlib). With "Sub", a filtered byte is the change from the pixel to the left,
-    so only the non-zero bytes (about 1%) say where an id changes; each channel's value at a change
-    is a running sum of them along its row. A missing file raises as :func:`read_panoptic_png`
-    does; anything else unexpected returns None, and the plain decoder then names the problem:
-    a chunk whose CRC does not match included (libpng refuses a critical one, so this path must
-    not score it). Adaptive encoders (PIL) are found from their first rows with data, before the
-    whole image is inflated (see :func:`_inflate_none_sub`).
+
+def read_panoptic_runs(path: str | os.PathLike[str]) -> IdRuns | None:
+    """The id map of a COCO panoptic PNG as :class:`IdRuns`, or None when no fast path applies
+    (then use :func:`read_panoptic_png`, which names any problem).
+
+    Why: PQ only needs how many pixels each (ground truth, prediction) pair shares, and a
+    panoptic map is piecewise constant. Two paths, both for 8-bit RGB, non-interlaced PNGs with
+    zlib-ng installed (it inflates 3-6x faster than the zlib inside libpng and libspng, which is
+    most of their decode time):
+
+    * rows all filtered "None" or "Sub" (what OpenCV writes, ours included): with "Sub", a
+      filtered byte is the change from the pixel to the left, so only the non-zero bytes (about
+      1%) say where an id changes, and each channel's value at a change is a running sum of them
+      along its row; no pixel is decoded;
+    * adaptive filters (PIL, panopticapi's converters, libpng's default: "Up", "Paeth" ... rows):
+      :func:`_decode_ids`, then :func:`runs_of_map`.
+
+    Chunk CRCs are checked (libpng refuses a corrupted critical chunk, so this must not score
+    it); a missing file raises as :func:`read_panoptic_png` does. Maps with more changes than a
+    quarter of their bytes (noise, not segments) return None: per-pixel counting is cheaper.
     """
-    p = Path(path)
-    data = _read_png_bytes(p)
+    parsed = _parse_png(_read_png_bytes(Path(path)))
+    if parsed is None:
+        return None
+    header, idat = parsed
+    w, h = header[0], header[1]
+    stride = 3 * w + 1
+    raw = _inflate(idat, h * stride)
+    if raw is None:
+        return None
+    a = np.frombuffer(raw, np.uint8).reshape(h, stride)
+    if int(a[:, 0].max()) <= 1:
+        return _runs_none_sub(a, h, w)
+    ids = _unfilter(header, raw)
+    if ids is None:
+        return None
+    runs = runs_of_map(ids)
+    return None if len(runs.starts) > ids.size // 4 and ids.size > 1 << 14 else runs
+
+
+def _runs_none_sub(a: np.ndarray, h: int, w: int) -> IdRuns | None:
+    """Runs of inflated rows filtered None (0) or Sub (1): ``a`` is ``(H, 3W + 1)`` with the
+    filter byte first. See :func:`read_panoptic_runs`."""
+    stride = 3 * w + 1
+    none_rows = np.flatnonzero(a[:, 0] == 0)
+    if len(none_rows):  # "None" rows hold values: turn them into "Sub" differences
+        a = a.copy()
+        vals = a[none_rows, 1:]
+        a[none_rows, 4:] = vals[:, 3:] - vals[:, :-3]
+    body = a[:, 1:]
+    nz = cv2.findNonZero(body)  # row-major (x, y) of the non-zero filtered bytes
+    rows = np.arange(h, dtype=np.int64) * w
+    if nz is None:
+        return IdRuns((h, w), rows, np.zeros(h, np.int64))
+    if len(nz) > body.size // 4 and body.size > 1 << 16:
+        return None  # noise, not segments: per-pixel decoding and counting are cheaper
+    xy = nz.reshape(-1, 2)
+    px = xy[:, 1].astype(np.int64) * w + xy[:, 0] // 3  # sorted
+    change = px[np.r_[True, px[1:] != px[:-1]]]  # pixels where any channel changes
+    starts = np.insert(change, np.searchsorted(change, rows), rows)  # a merge of two sorted lists
+    starts = starts[np.r_[True, starts[1:] != starts[:-1]]]
+    # Each channel's value at a start is the running sum (mod 256) of its changes along the row;
+    # between starts nothing changes, so the sums of the bytes at the starts are enough.
+    y = starts // w
+    base = y * stride + 1 + 3 * (starts - y * w)
+    flat = a.reshape(-1)
+    diffs = np.stack([flat[base], flat[base + 1], flat[base + 2]], axis=1)  # (K, 3) uint8
+    total = np.cumsum(diffs, axis=0, dtype=np.uint8)  # wraps mod 256, as PNG arithmetic does
+    first = np.searchsorted(starts, rows)  # each row's first start (rows are all starts)
+    before = total[first] - diffs[first]  # the sum over earlier rows
+    vals = (total - np.repeat(before, np.diff(first, append=len(starts)), axis=0)).astype(np.int64)
+    return IdRuns((h, w), starts, vals[:, 0] | vals[:, 1] << 8 | vals[:, 2] << 16)
+
+
+def _parse_png(data: bytes) -> tuple[tuple[int, ...], bytes] | None:
+    """``(IHDR fields, IDAT bytes)`` of an 8-bit RGB, non-interlaced PNG whose chunk CRCs all
+    match, when zlib-ng is installed; else None (libpng then reads or refuses the file)."""
     if _inflate_fast is None or not data.startswith(_PNG_SIGNATURE):
         return None
     pos, n = 8, len(data)
@@ -139,86 +232,75 @@ def read_panoptic_runs(path: str | os.PathLike[str]) -> IdRuns | None:
     w, h, depth, color, compression, flt, interlace = header
     if (depth, color, compression, flt, interlace) != (8, 2, 0, 0, 0) or w <= 0 or h <= 0:
         return None
-    stride = 3 * w + 1
-    raw = _inflate_none_sub(b"".join(parts), h, stride)
-    if raw is None or len(raw) != h * stride:
-        return None
-    a = np.frombuffer(raw, np.uint8)
-    filters = a[::stride]
-    if int(filters.max()) > 1:
-        return None  # Up / Average / Paeth rows: leave them to libpng
-    if int(filters.min()) == 0:  # "None" rows hold values: turn them into "Sub" differences
-        a = a.copy()
-        rows = a.reshape(h, stride)
-        plain = rows[filters == 0, 1:]
-        plain[:, 3:] -= rows[filters == 0, 1:-3]
-        rows[filters == 0, 1:] = plain
-        rows[:, 0] = 1
-    # Non-zero bytes, found 8 at a time (most 8-byte words of a panoptic map are all zero).
-    whole = len(a) // 8 * 8
-    words = np.flatnonzero(a[:whole].view(np.uint64))
-    r, c = np.nonzero(a[:whole].reshape(-1, 8)[words])
-    q = words[r] * 8 + c
-    if whole < len(a):
-        q = np.concatenate([q, whole + np.flatnonzero(a[whole:])])
-    if len(q) > len(a) // 4 and len(a) > 1 << 16:
-        return None  # noise, not segments: per-pixel decoding and counting are cheaper
-    y, b = np.divmod(q, stride)
-    keep = b > 0  # not the filter bytes
-    q, y, b = q[keep], y[keep], b[keep] - 1
-    x, ch = np.divmod(b, 3)
-    change = y * w + x  # sorted: bytes are in row-major order
-    rows = np.arange(h, dtype=np.int64) * w
-    starts = np.insert(change, np.searchsorted(change, rows), rows)  # a merge of two sorted lists
-    if len(starts) > 1:
-        starts = starts[np.concatenate([[True], starts[1:] != starts[:-1]])]
-    start_row = starts // w
-    ids = np.zeros(len(starts), np.int64)
-    vals = a[q].astype(np.int64)
-    for k in range(3):  # channel k: a running sum along each row, mod 256, at its own changes
-        sel = ch == k
-        if not sel.any():
-            continue
-        yk, pk, vk = y[sel], change[sel], vals[sel]
-        total = np.cumsum(vk)
-        first = np.flatnonzero(np.concatenate([[True], yk[1:] != yk[:-1]]))
-        before = total[first] - vk[first]  # the sum over earlier rows
-        value = (total - np.repeat(before, np.diff(first, append=len(vk)))) & 255
-        at = np.searchsorted(pk, starts, side="right") - 1  # this channel's last change so far
-        atc = np.maximum(at, 0)
-        same_row = (at >= 0) & (yk[atc] == start_row)
-        ids |= np.where(same_row, value[atc], 0) << (8 * k)
-    return IdRuns((int(h), int(w)), starts, ids)
+    return header, b"".join(parts)
 
 
-def _inflate_none_sub(blob: bytes, h: int, stride: int) -> bytes | None:
-    """The inflated rows of ``blob``, or None when its first rows with data use a filter other
-    than None/Sub (or the stream is broken).
-
-    Adaptive encoders (PIL, libpng's default) filter a row "Up" as soon as it repeats the one
-    above, which panoptic rows do; all-zero rows (void) tie and stay "None". So a probe inflates
-    2, 4, 8, ... rows until four rows hold data: an adaptive file is left there, for a few
-    microseconds instead of a full inflate (+11% on a 640x480 PIL file otherwise). The probe is
-    then thrown away and the stream inflated in one call (cheaper than joining pieces), so the
-    result is what one ``decompress`` gives; rows further down are still checked by the caller.
-    """
+def _inflate(idat: bytes, size: int) -> bytes | None:
+    """The inflated IDAT stream when it holds exactly ``size`` bytes, else None."""
     try:
-        d = _decompressobj()
-        tail, rows, want, data_rows = blob, 0, 2, 0
-        while rows < h and data_rows < 4:
-            piece = d.decompress(tail, want * stride)
-            tail = d.unconsumed_tail
-            if len(piece) < want * stride and rows + len(piece) // stride < h:
-                return None  # the stream ended early
-            block = np.frombuffer(piece, np.uint8)[: len(piece) // stride * stride].reshape(-1, stride)
-            if block.size and int(block[:, 0].max()) > 1:
-                return None  # Up / Average / Paeth rows: leave them to libpng
-            data_rows += int(block[:, 1:].any(axis=1).sum())
-            rows += len(block)
-            want = min(2 * want, h - rows) if rows < h else want
-        return _inflate_fast(blob)
+        raw = _inflate_fast(idat)
     except _INFLATE_ERRORS:
         return None
+    return raw if len(raw) == size else None
+
+
+def _decode_ids(header: tuple[int, ...], idat: bytes) -> np.ndarray | None:
+    """The ``(H, W)`` int32 id map of a parsed 8-bit RGB PNG, or None (then libpng decides)."""
+    w, h = header[0], header[1]
+    raw = _inflate(idat, h * (3 * w + 1))
+    return None if raw is None else _unfilter(header, raw)
+
+
+def _unfilter(header: tuple[int, ...], raw: bytes) -> np.ndarray | None:
+    """Undo the row filters of inflated 8-bit RGB rows into int32 ids, in C.
+
+    Why this way: a PNG decoder spends most of its time inflating with plain zlib, and undoing
+    "Paeth" rows cannot be vectorised in numpy. So zlib-ng inflates (above), and libspng undoes
+    the filters of the same rows re-wrapped as a PNG whose deflate stream is "stored" (copied,
+    not compressed): its inflate is then a copy. Without pyspng, or for rows libspng refuses,
+    None.
+    """
+    if _spng is None or sys.byteorder != "little":
+        return None
+    w, h = header[0], header[1]
+    try:
+        rgb = _spng.load(_stored_png(header, raw), "RGB")
+    except Exception:  # noqa: BLE001 - any refusal: libpng reads the original and names it
+        return None
+    if rgb.shape != (h, w, 3) or rgb.dtype != np.uint8:
+        return None
+    ids = cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA).view(np.int32)[..., 0]
+    np.bitwise_and(ids, 0xFFFFFF, out=ids)
+    return ids
+
+
+_STORED_BLOCK = 65535  # the largest "stored" deflate block
+
+
+def _stored_png(header: tuple[int, ...], raw: bytes) -> bytes:
+    """A PNG of the inflated rows ``raw`` whose zlib stream stores them uncompressed: one copy of
+    ``raw`` in 64 KiB blocks, the checksums computed by zlib-ng."""
+    view = memoryview(raw)
+    n = len(raw)
+    parts: list[bytes | memoryview] = [b"\x78\x01"]
+    for pos in range(0, n, _STORED_BLOCK):
+        size = min(_STORED_BLOCK, n - pos)
+        parts.append(struct.pack("<BHH", pos + size >= n, size, size ^ 0xFFFF))
+        parts.append(view[pos:pos + size])
+    if not n:
+        parts.append(b"\x01\x00\x00\xff\xff")
+    parts.append(struct.pack(">I", _adler32(raw)))
+    crc = _crc32(b"IDAT")
+    for part in parts:
+        crc = _crc32(part, crc)
+    length = sum(len(part) for part in parts)
+    return b"".join([_PNG_SIGNATURE, _chunk(b"IHDR", struct.pack(">IIBBBBB", *header)),
+                     struct.pack(">I4s", length, b"IDAT"), *parts, struct.pack(">I", crc),
+                     _chunk(b"IEND", b"")])
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", _crc32(body, _crc32(kind)))
 
 
 def _read_png_bytes(p: Path) -> bytes:
@@ -233,18 +315,23 @@ def _read_png_bytes(p: Path) -> bytes:
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-try:  # optional: without zlib-ng the runs path would be no faster than libpng, so it is skipped
+try:  # optional: without zlib-ng these paths would be no faster than libpng, so they are skipped
     from zlib_ng import zlib_ng as _zlib_ng
 
     _inflate_fast: Any = _zlib_ng.decompress
-    _decompressobj: Any = _zlib_ng.decompressobj
     _crc32: Any = _zlib_ng.crc32
+    _adler32: Any = _zlib_ng.adler32
     _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, _zlib_ng.error, ValueError, MemoryError)
 except ImportError:  # pragma: no cover - depends on the environment
+    _zlib_ng = None
     _inflate_fast = None
-    _decompressobj = zlib.decompressobj
     _crc32 = zlib.crc32
+    _adler32 = zlib.adler32
     _INFLATE_ERRORS = (zlib.error, ValueError, MemoryError)
+try:  # optional: libspng undoes adaptive row filters (PIL's files); without it libpng does
+    import pyspng as _spng
+except ImportError:  # pragma: no cover - depends on the environment
+    _spng = None
 
 
 def _bbox(rows: np.ndarray, cols: np.ndarray) -> list[int]:

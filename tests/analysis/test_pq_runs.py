@@ -8,6 +8,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -90,12 +91,16 @@ def test_rows_filtered_none_and_other_encoders(tmp_path) -> None:
     (tmp_path / "mixed.png").write_bytes(_png(id2rgb(ids), filters))
     assert np.array_equal(read_panoptic_runs(tmp_path / "mixed.png").to_map(), ids)
     assert np.array_equal(read_panoptic_png(tmp_path / "mixed.png"), ids)
-    # PIL's adaptive filters (Up, Paeth...), RGBA and palettes are left to libpng
+    # PIL's adaptive filters (Up, Paeth...) go through libspng when pyspng is installed; RGBA and
+    # palettes are left to libpng
     Image.fromarray(id2rgb(ids)).save(tmp_path / "pil.png")
     Image.fromarray(np.dstack([id2rgb(ids), np.full(ids.shape, 255, np.uint8)])).save(tmp_path / "rgba.png")
     Image.fromarray(id2rgb(ids % 5)).convert("P", palette=Image.Palette.ADAPTIVE, colors=5).save(tmp_path / "p.png")
-    for name in ("pil.png", "rgba.png", "p.png"):
+    for name in ("rgba.png", "p.png"):
         assert read_panoptic_runs(tmp_path / name) is None, name
+    pil = read_panoptic_runs(tmp_path / "pil.png")
+    assert (pil is None) == (pio._spng is None)
+    assert pil is None or np.array_equal(pil.to_map(), ids)
     # noise is no segmentation: left to libpng (and to per-pixel counting)
     noise = np.random.default_rng(6).integers(0, 256**3, (150, 200)).astype(np.int32)
     write_panoptic_png(tmp_path / "noise.png", noise)
@@ -135,24 +140,67 @@ def test_a_chunk_crc_error_is_refused_like_libpng(tmp_path: Path) -> None:
     assert np.array_equal(read_panoptic_png(tmp_path / "text.png"), ids)
 
 
-@pytest.mark.parametrize("void_rows", [0, 1, 14, 40])
-def test_adaptive_filters_bail_out_before_the_full_inflate(tmp_path: Path, monkeypatch, void_rows: int) -> None:
-    """PIL picks Up/Paeth rows once rows repeat: the path must see that from the first rows
-    with data (void rows above are all None) and leave, not inflate the whole image first."""
+def _filtered_png(rgb: np.ndarray, filters: list[int]) -> bytes:
+    """An 8-bit RGB PNG with any filter per row (0 None, 1 Sub, 2 Up, 3 Average, 4 Paeth)."""
+    h, w, _ = rgb.shape
+    cur = rgb.reshape(h, -1).astype(np.int16)
+    out = []
+    for y in range(h):
+        x = cur[y]
+        a = np.concatenate([np.zeros(3, np.int16), x[:-3]])
+        b = cur[y - 1] if y else np.zeros_like(x)
+        c = np.concatenate([np.zeros(3, np.int16), b[:-3]])
+        pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+        pred = [0, a, b, (a + b) // 2, np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))][filters[y]]
+        out.append(bytes([filters[y]]) + ((x - pred) % 256).astype(np.uint8).tobytes())
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"".join(out), 6))
+            + chunk(b"IEND", b""))
+
+
+@pytest.mark.skipif(pio._spng is None, reason="pyspng is not installed: adaptive filters go to libpng")
+@pytest.mark.parametrize("seed", range(3))
+def test_every_row_filter_reads_as_libpng_does(tmp_path: Path, seed: int) -> None:
+    """PIL's files (and panopticapi's) mix Up, Average and Paeth rows: the runs and the dense map
+    equal libpng's decode, whatever filter each row uses, void rows and 1-pixel images included."""
+    rng = np.random.default_rng(seed)
+    for h, w in ((1, 1), (5, 1), (1, 9), (37, 53)):
+        ids = _ids(h, w, seed)
+        ids[: h // 3] = 0
+        filters = [int(v) for v in rng.integers(0, 5, h)]
+        (tmp_path / "f.png").write_bytes(_filtered_png(id2rgb(ids), filters))
+        want = cv2.imread(str(tmp_path / "f.png"))[..., ::-1]
+        assert np.array_equal(id2rgb(ids), want)  # the file is what libpng says it is
+        runs = read_panoptic_runs(tmp_path / "f.png")
+        assert runs is not None and np.array_equal(runs.to_map(), ids), (h, w, filters)
+        assert np.array_equal(read_panoptic_png(tmp_path / "f.png"), ids)
+    Image.fromarray(id2rgb(_ids(60, 80, seed))).save(tmp_path / "pil.png")
+    assert np.array_equal(read_panoptic_runs(tmp_path / "pil.png").to_map(), _ids(60, 80, seed))
+
+
+def test_without_pyspng_adaptive_files_go_to_libpng(tmp_path: Path, monkeypatch) -> None:
     ids = _ids(60, 80, 7)
-    ids[:void_rows] = 0
     Image.fromarray(id2rgb(ids)).save(tmp_path / "pil.png")
-
-    def no_full_inflate(blob: bytes) -> bytes:
-        raise AssertionError("the whole image was inflated for a PNG the runs path cannot read")
-
-    monkeypatch.setattr(pio, "_inflate_fast", no_full_inflate)
-    assert read_panoptic_runs(tmp_path / "pil.png") is None
-    monkeypatch.undo()
-    assert np.array_equal(read_panoptic_png(tmp_path / "pil.png"), ids)
-    # OpenCV's files with the same void rows still read as runs, equal to libpng
     write_panoptic_png(tmp_path / "cv.png", ids)
-    assert np.array_equal(read_panoptic_runs(tmp_path / "cv.png").to_map(), ids)
+    monkeypatch.setattr(pio, "_spng", None)
+    assert read_panoptic_runs(tmp_path / "pil.png") is None
+    assert np.array_equal(read_panoptic_png(tmp_path / "pil.png"), ids)
+    assert np.array_equal(read_panoptic_runs(tmp_path / "cv.png").to_map(), ids)  # no libspng needed
+
+
+def test_runs_of_map_equal_numpy() -> None:
+    for h, w, seed in ((1, 1, 0), (4, 1, 1), (1, 7, 2), (40, 50, 3)):
+        ids = _ids(h, w, seed)
+        want = _runs_of(ids)
+        for m in (ids, ids.astype(np.int64), ids.astype(np.uint32)):
+            got = pio.runs_of_map(m)
+            assert np.array_equal(got.starts, want.starts) and np.array_equal(got.ids, want.ids)
+    big = np.array([[2**40, 2**40, 1]], np.int64)  # not a panoptic id, still counted right
+    assert pio.runs_of_map(big).ids.tolist() == [2**40, 1]
 
 
 @pytest.mark.parametrize("seed", range(4))
