@@ -1,7 +1,9 @@
-"""Shared benchmark helpers: a timing loop, thread pinning and plain-text tables.
+"""Shared benchmark helpers: a timing loop, thread pinning, ratios and plain-text tables.
 
 Benchmarks run on a shared machine: pin threads the same way for us and for peers, time each
-candidate interleaved with the others (so a burst of load hits them all), and report medians.
+candidate interleaved with the others (A B A B ..., so a burst of load hits them all), report
+medians, and print the load average beside the numbers. :func:`ratio` refuses to compare
+candidates that were not timed interleaved in the same run.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["pin_threads", "time_ms", "time_both", "time_interleaved", "table", "machine_line"]
+__all__ = ["pin_threads", "time_ms", "time_both", "time_interleaved", "Timings", "NotInterleaved", "ratio",
+           "table", "machine_line", "load_line"]
 
 
 def pin_threads(n: int) -> None:
@@ -40,24 +43,45 @@ def time_ms(fn: Callable[[], Any], repeats: int = 20, warmup: int = 2) -> list[f
     return out
 
 
+class NotInterleaved(RuntimeError):
+    """A ratio was asked of candidates that were not timed alternately in one run."""
+
+
+class Timings(dict):
+    """``name -> (median wall ms, median CPU ms)``, with how they were taken.
+
+    ``interleaved`` is True only when every candidate was timed once per round, round after
+    round (A B A B ...), the same number of times; ``walls``/``cpus`` keep every sample.
+    """
+
+    def __init__(self, medians: Mapping[str, tuple[float, float]], interleaved: bool,
+                 walls: Mapping[str, list[float]], cpus: Mapping[str, list[float]]) -> None:
+        super().__init__(medians)
+        self.interleaved = interleaved
+        self.walls = {k: list(v) for k, v in walls.items()}
+        self.cpus = {k: list(v) for k, v in cpus.items()}
+
+    def spread(self, name: str) -> tuple[float, float]:
+        """(min, max) wall ms of one candidate's samples."""
+        return min(self.walls[name]), max(self.walls[name])
+
+
 def time_both(fns: Mapping[str, Callable[[], Any]], repeats: int = 20, warmup: int = 2,
-              budget_s: float | None = None, interleave: bool = False) -> dict[str, tuple[float, float]]:
+              budget_s: float | None = None, interleave: bool = True) -> Timings:
     """Median ``(wall ms, CPU ms)`` per candidate.
 
-    By default each candidate runs its ``warmup`` and ``repeats`` calls back to back (warm
-    caches, the usual way to time a kernel); ``interleave=True`` times them round-robin, one call
-    each per round, so each call starts with caches the others have stirred. CPU time is the
-    process's (all threads), so it is robust to other jobs on a shared machine without
-    flattering multi-threaded candidates. ``budget_s`` stops a candidate early (after at least
-    3 timed calls) once its own wall time exceeds the budget, so one slow peer cannot stretch
-    the run.
+    By default candidates are timed round-robin, one call each per round (A B A B ...), so a
+    burst of load from other jobs hits them all; ``interleave=False`` runs each candidate's
+    calls back to back instead (warm caches, the usual way to time a kernel), and
+    :func:`ratio` then refuses to compare them. CPU time is the process's (all threads), so it
+    is robust to other jobs on a shared machine without flattering multi-threaded candidates.
+    ``budget_s`` ends the rounds early (after at least 3) once they took ``budget_s`` seconds
+    per candidate, every candidate keeping the same number of calls.
     """
     wall: dict[str, list[float]] = {k: [] for k in fns}
     cpu: dict[str, list[float]] = {k: [] for k in fns}
 
     def once(k: str) -> None:
-        if budget_s is not None and len(wall[k]) >= 3 and sum(wall[k]) / 1000.0 > budget_s:
-            return
         c0, t0 = time.process_time(), time.perf_counter()
         fns[k]()
         t1, c1 = time.perf_counter(), time.process_time()
@@ -68,7 +92,9 @@ def time_both(fns: Mapping[str, Callable[[], Any]], repeats: int = 20, warmup: i
         for fn in fns.values():
             for _ in range(warmup):
                 fn()
-        for _ in range(repeats):
+        for r in range(repeats):
+            if budget_s is not None and r >= 3 and sum(map(sum, wall.values())) / 1000.0 > budget_s * len(fns):
+                break
             for k in fns:
                 once(k)
     else:
@@ -76,8 +102,12 @@ def time_both(fns: Mapping[str, Callable[[], Any]], repeats: int = 20, warmup: i
             for _ in range(warmup):
                 fn()
             for _ in range(repeats):
+                if budget_s is not None and len(wall[k]) >= 3 and sum(wall[k]) / 1000.0 > budget_s:
+                    break
                 once(k)
-    return {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns}
+    counts = {len(v) for v in wall.values()}
+    return Timings({k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in fns},
+                   interleaved=interleave and len(counts) == 1, walls=wall, cpus=cpu)
 
 
 def time_interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int = 20, warmup: int = 2,
@@ -85,6 +115,18 @@ def time_interleaved(fns: Mapping[str, Callable[[], Any]], repeats: int = 20, wa
     """Median milliseconds per candidate (``clock`` "wall" or "cpu"), timed round-robin; see :func:`time_both`."""
     both = time_both(fns, repeats, warmup, budget_s, interleave=True)
     return {k: v[0] if clock == "wall" else v[1] for k, v in both.items()}
+
+
+def ratio(timings: Timings, slower: str, faster: str, clock: str = "wall") -> float:
+    """How many times ``faster`` is quicker than ``slower`` (median over median).
+
+    Raises :class:`NotInterleaved` unless both were timed alternately in the same run: a ratio
+    of candidates timed at different moments on a shared machine measures the other jobs.
+    """
+    if not getattr(timings, "interleaved", False):
+        raise NotInterleaved(f"no ratio: {slower!r} and {faster!r} were not timed interleaved (A B A B ...)")
+    k = 0 if clock == "wall" else 1
+    return timings[slower][k] / timings[faster][k]
 
 
 def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
@@ -100,10 +142,14 @@ def table(rows: Sequence[Sequence[object]], headers: Sequence[str]) -> str:
     return "\n".join([line, sep, *body])
 
 
+def load_line() -> str:
+    """The 1, 5 and 15 minute load averages, to print beside results."""
+    try:
+        return "load avg " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "load avg n/a"
+
+
 def machine_line() -> str:
     """One line naming the machine and its load, to print beside results."""
-    try:
-        load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    except OSError:
-        load = "n/a"
-    return f"{platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · load avg {load}"
+    return f"{platform.processor() or platform.machine()} · {os.cpu_count()} CPUs · {load_line()}"
