@@ -4,10 +4,16 @@ The tag sits on top of the box's top-left corner, or just inside the box when th
 above, and is kept on the canvas. Text is drawn with OpenCV's Hershey font, anti-aliased; since
 it always lands on the opaque tag, the layer stays straight-alpha and equals drawing on the image.
 Text sizes are cached: a frame with 100 labels asks for the same few sizes again and again.
+
+A screen keeps tags at a constant size in *screen* pixels whatever the zoom (as map viewers do):
+:func:`label_tags` gives each tag's box, text and colours in painting order, :func:`tag_patch`
+its pixels and :func:`place_tag` where it goes for a box, the same three this module's raster
+drawing uses, so a tag on screen at any zoom is the tag an export draws at 100%.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import cv2
@@ -20,7 +26,8 @@ from segviewer.render.layers import Viewport
 from segviewer.render.masks import paint_order
 from segviewer.render.style import RenderStyle, detection_colors
 
-__all__ = ["FONT", "text_size", "label_texts", "draw_labels", "labels_layer"]
+__all__ = ["FONT", "LabelTag", "text_size", "tag_size", "label_texts", "label_tags", "tag_patch", "place_tag",
+           "draw_labels", "labels_layer"]
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -38,6 +45,56 @@ def label_texts(dets: Detections, style: RenderStyle) -> list[str]:
     if not style.show_scores:
         return list(names)
     return [f"{n} {s:.2f}" for n, s in zip(names, dets.scores.tolist())]
+
+
+@dataclass(frozen=True)
+class LabelTag:
+    """One detection's tag: its box (xyxy, image pixels), text, fill and text colours."""
+
+    box: tuple[float, float, float, float]
+    text: str
+    bg: tuple[int, int, int]
+    fg: tuple[int, int, int]
+
+
+def label_tags(dets: Detections, style: RenderStyle, colors: np.ndarray | None = None) -> list[LabelTag]:
+    """The tags of ``dets`` in painting order (ascending score: the best is drawn last, on top)."""
+    if len(dets) == 0:
+        return []
+    cols = (detection_colors(dets, style) if colors is None else colors).tolist()
+    texts = label_texts(dets, style)
+    boxes = np.asarray(dets.boxes, np.float64).tolist()
+    out = []
+    for i in paint_order(dets.scores).tolist():
+        bg = (int(cols[i][0]), int(cols[i][1]), int(cols[i][2]))
+        out.append(LabelTag(tuple(boxes[i]), texts[i], bg, contrast_text(bg)))  # type: ignore[arg-type]
+    return out
+
+
+def tag_size(text: str, style: RenderStyle) -> tuple[int, int, int, int]:
+    """``(tag width, tag height, text height, baseline)`` in pixels of a tag reading ``text``."""
+    tw, th, base = text_size(text, style.font_scale, style.font_thickness)
+    pad = style.label_padding
+    return tw + 2 * pad, th + base + 2 * pad, th, base
+
+
+def tag_patch(text: str, bg: tuple[int, int, int], fg: tuple[int, int, int], style: RenderStyle) -> np.ndarray:
+    """The tag's pixels, ``(h, w, 3)`` uint8 RGB: ``text`` anti-aliased on a ``bg`` fill."""
+    gw, gh, th, _ = tag_size(text, style)
+    pad = style.label_padding
+    patch = np.empty((gh, gw, 3), np.uint8)
+    cv2.rectangle(patch, (0, 0), (gw - 1, gh - 1), bg, -1)
+    cv2.putText(patch, text, (pad, pad + th), FONT, style.font_scale, fg, style.font_thickness, cv2.LINE_AA)
+    return patch
+
+
+def place_tag(bx0: int, by0: int, gw: int, gh: int, w: int, h: int) -> tuple[int, int]:
+    """Top-left of a ``gw x gh`` tag for a box whose top-left pixel is ``(bx0, by0)`` on a ``w x h``
+    canvas: on top of the box's corner, just inside the box when there is no room above, and
+    kept on the canvas."""
+    x = min(max(bx0, 0), max(w - gw, 0))
+    y = by0 - gh if by0 - gh >= 0 else max(by0, 0)
+    return x, min(y, max(h - gh, 0))
 
 
 def draw_labels(canvas: np.ndarray, dets: Detections, style: RenderStyle, vp: Viewport,
@@ -60,11 +117,8 @@ def draw_labels(canvas: np.ndarray, dets: Detections, style: RenderStyle, vp: Vi
         bx0, by0, bx1, by1 = spans[i]
         if bx1 <= 0 or by1 <= 0 or bx0 >= w or by0 >= h:
             continue
-        tw, th, base = text_size(texts[i], scale, thick)
-        gw, gh = tw + 2 * pad, th + base + 2 * pad
-        x = min(max(bx0, 0), max(w - gw, 0))
-        y = by0 - gh if by0 - gh >= 0 else max(by0, 0)
-        y = min(y, max(h - gh, 0))
+        gw, gh, th, _ = tag_size(texts[i], style)
+        x, y = place_tag(bx0, by0, gw, gh, w, h)
         bg, fg = colors[i], fgs[i]
         x1, y1 = min(x + gw, w), min(y + gh, h)
         if not rgba and x1 - x == gw and y1 - y == gh:
@@ -74,9 +128,7 @@ def draw_labels(canvas: np.ndarray, dets: Detections, style: RenderStyle, vp: Vi
             continue
         # On an RGB patch: OpenCV's anti-aliasing on 4 channels would write coverage into
         # alpha, and a tag cut by the canvas edge must clip its text too.
-        patch = np.empty((gh, gw, 3), np.uint8)
-        cv2.rectangle(patch, (0, 0), (gw - 1, gh - 1), bg, -1)
-        cv2.putText(patch, texts[i], (pad, pad + th), FONT, scale, fg, thick, cv2.LINE_AA)
+        patch = tag_patch(texts[i], tuple(bg[:3]), tuple(fg), style)
         canvas[y:y1, x:x1, :3] = patch[:y1 - y, :x1 - x]
         if rgba:
             canvas[y:y1, x:x1, 3] = 255

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QUndoStack
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -16,7 +16,9 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QStackedWidget,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -37,12 +39,19 @@ from segviewer.ui.worker import InferenceWorker
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_MODELS = ("shapes_maskrcnn", "shapes_fcn")
 EMPTY_TEXT = "Open an image (Ctrl+O)\nor drop files and folders here"
+IMAGE_VIEW = "image"
+#: The smallest screen the window must fit with its default docks, in the image and the video view
+#: (a 1366 x 768 laptop less a task bar and the title bar). Panels taller than their share scroll.
+FIT_SCREEN = QSize(1340, 720)
+#: The layer rows keep at least this many rows on screen, however full the right column gets.
+LAYER_ROWS_MIN = 6
 
 
 class MainWindow(QMainWindow):
     exported = Signal(str)  # path written by an export
     modelsListed = Signal()
     errorShown = Signal(str)
+    viewChanged = Signal(str)  # IMAGE_VIEW, or the view that took the canvas ("video")
 
     def __init__(self, worker: InferenceWorker | None = None, settings: QSettings | None = None,
                  cards: Sequence[Any] | None = None) -> None:
@@ -60,6 +69,10 @@ class MainWindow(QMainWindow):
         self.render_style: Any = None  # None: RenderStyle() defaults
         self.last_error = ""
         self.threads_finished = True
+        self.view = IMAGE_VIEW
+        self._inspect: Callable[[float, float], list[str]] | None = None  # another view's hover lines
+        self._hover: tuple[float, float] | None = None
+        self._view_docks: dict[str, str] = {}  # dock name -> the view it belongs to
         self._build_ui()
         self._load_cards(cards)
         self._connect()
@@ -85,12 +98,31 @@ class MainWindow(QMainWindow):
         self.docks: dict[str, QDockWidget] = {}
         # Features that open other kinds of paths (a video) claim them here: ``opener(path) -> bool``.
         self.path_openers: list[Callable[[Path], bool]] = []
-        for name, widget, area in (("Models", self.picker, Qt.DockWidgetArea.LeftDockWidgetArea),
-                                   ("Layers", self.panel, Qt.DockWidgetArea.RightDockWidgetArea),
-                                   ("Legend", self.legend, Qt.DockWidgetArea.RightDockWidgetArea),
-                                   ("Inspector", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea)):
-            self.add_dock(name, widget, area)
-        self.resizeDocks([self.docks["Models"], self.docks["Layers"]], [360, 300], Qt.Orientation.Horizontal)
+        # The side columns run the window's full height; a bottom dock (the video's) sits under the
+        # image only, so it never adds the columns' height to its own.
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.setCorner(Qt.Corner.BottomRightCorner, Qt.DockWidgetArea.RightDockWidgetArea)
+        right = Qt.DockWidgetArea.RightDockWidgetArea
+        self.add_dock("Models", self.picker, Qt.DockWidgetArea.LeftDockWidgetArea)
+        # Another view's frames have their own layer switches (in its dock): the Layers dock says so
+        # instead of listing the closed image's layers (the hidden panel then asks for no room).
+        layers = QWidget()
+        box = QVBoxLayout(layers)
+        box.setContentsMargins(0, 0, 0, 0)
+        self.view_note = QLabel()
+        self.view_note.setWordWrap(True)
+        self.view_note.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.view_note.setContentsMargins(8, 8, 8, 8)
+        self.view_note.setStyleSheet("color: #8a8a8a;")
+        self.view_note.setVisible(False)
+        box.addWidget(self.panel)
+        box.addWidget(self.view_note)
+        self.add_dock("Layers", layers, right, scroll=False)  # its rows scroll inside it
+        self.add_dock("Legend", self.legend, right)
+        self.add_dock("Inspector", self.inspector, right)
+        self._keep_layer_rows(LAYER_ROWS_MIN)
+        # the hover lines stay in view when the column is short: the dock scrolls below 3 lines
+        self.docks["Inspector"].widget().setMinimumHeight(3 * self.inspector.fontMetrics().height())
 
         undo = self.undo.createUndoAction(self, "&Undo")
         undo.setShortcut("Ctrl+Z")
@@ -157,6 +189,7 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         s = self.session
         s.imageShown.connect(self._on_image_shown)
+        s.imageClosed.connect(self._refresh_layers)
         s.resultsChanged.connect(self._refresh_layers)
         s.statusMessage.connect(lambda m: self.statusBar().showMessage(m, 5000))
         s.errorRaised.connect(self.show_error)
@@ -176,13 +209,17 @@ class MainWindow(QMainWindow):
         self.canvas.renderFailed.connect(lambda m: self.statusBar().showMessage(m, 8000))
 
     def add_dock(self, name: str, widget: QWidget, area: Qt.DockWidgetArea, tab_with: str | None = None,
-                 front: bool = True) -> QDockWidget:
+                 front: bool = True, scroll: bool = True, view: str | None = None) -> QDockWidget:
         """A dock for ``widget``, registered in ``docks`` under ``name`` (its object name keeps it in
         the saved layout, restored once every feature has added its docks). ``tab_with`` shares
-        that dock's place as a tab; ``front`` decides which of the two shows first."""
+        that dock's place as a tab; ``front`` decides which of the two shows first.
+
+        ``scroll``: the panel scrolls inside the dock when its column is shorter than the panel,
+        instead of pushing the window past the screen (a widget that scrolls itself is left as
+        is). ``view``: the dock belongs to that view (see :meth:`set_view`) and shows only there."""
         dock = QDockWidget(name, self)
         dock.setObjectName(f"dock_{name.lower()}")
-        dock.setWidget(widget)
+        dock.setWidget(_scrolling(widget) if scroll else widget)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
@@ -192,28 +229,41 @@ class MainWindow(QMainWindow):
             self.tabifyDockWidget(other, dock)
             (dock if front else other).raise_()
         self.docks[name] = dock
+        if view is not None:
+            self._view_docks[name] = view
+            dock.setVisible(view == self.view)
         return dock
+
+    def _keep_layer_rows(self, rows: int) -> None:
+        """The Layers dock keeps ``rows`` layer rows visible (a model heading and its layers)."""
+        h = self.panel.fontMetrics().height()
+        row = max(h + 10, 24)  # a checkbox / slider row and the grid's spacing
+        self.panel.rows_scroll.setMinimumHeight(rows * row)
 
     def _restore_docks(self) -> None:
         """Dock layout, once the features have added theirs (a state restored before would not
-        know their docks). A first start gives the layer rows most of the right column."""
+        know their docks). A first start gives the layer rows most of the right column and the
+        side columns the width they read well at; the docks of another view stay hidden."""
         win = self.settings.value("windowState")
-        if win is not None:
-            self.restoreState(win)
-            return
-        sizes = {"Layers": 540, "Metrics": 300, "Inspector": 60}
-        right = [n for n in sizes if n in self.docks]
-        if len(right) > 1:
-            self.resizeDocks([self.docks[n] for n in right], [sizes[n] for n in right], Qt.Orientation.Vertical)
+        if win is None or not self.restoreState(win):
+            self.resizeDocks([self.docks["Models"], self.docks["Layers"]], [270, 330], Qt.Orientation.Horizontal)
+            sizes = {"Layers": 400, "Metrics": 200, "Inspector": 110}
+            right = [n for n in sizes if n in self.docks]
+            if len(right) > 1:
+                self.resizeDocks([self.docks[n] for n in right], [sizes[n] for n in right], Qt.Orientation.Vertical)
+        for name, view in self._view_docks.items():
+            if view != self.view:
+                self.docks[name].setVisible(False)
 
     def _restore(self) -> None:
         st = self.settings
         geo = st.value("geometry")
-        if geo is not None:
-            self.restoreGeometry(geo)
-        else:
-            screen = self.screen().availableGeometry()
+        screen = self.screen().availableGeometry()
+        if geo is None or not self.restoreGeometry(geo):
             self.resize(min(1500, int(screen.width() * 0.95)), min(920, int(screen.height() * 0.95)))
+        elif self.width() > screen.width() or self.height() > screen.height():
+            # saved on a larger screen (or by a version that grew the window): fit this one
+            self.resize(min(self.width(), screen.width()), min(self.height(), screen.height()))
         for kind in disp.DEFAULT_OPACITY:
             self.state.kind_opacity[kind] = get_float(st, f"opacity/{kind}", disp.DEFAULT_OPACITY[kind])
         self.state.score_threshold = get_float(st, "scoreThreshold", 0.5)
@@ -298,7 +348,7 @@ class MainWindow(QMainWindow):
 
     def export_png_dialog(self) -> None:
         if self.session.image is None:
-            self.show_error("Open an image before exporting an overlay.")
+            self.show_error(self._no_image_message("exporting an overlay"))
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export overlay", self._suggest(".overlay.png"),
                                               "PNG images (*.png)")
@@ -315,7 +365,7 @@ class MainWindow(QMainWindow):
         """Write what the screen shows (visible layers, opacities, filters) in a background job."""
         image = self.session.image
         if image is None:
-            self.show_error("Open an image before exporting an overlay.")
+            self.show_error(self._no_image_message("exporting an overlay"))
             return
         layers = [(s, self.state.opacity_of(s.layer)) for s in self._specs if self.state.is_visible(s.layer)]
         run_background(lambda: export.write_overlay(path, image, layers), self._on_exported, self.show_error,
@@ -333,6 +383,11 @@ class MainWindow(QMainWindow):
         run_background(lambda: export.write_coco(path, dets, image_path), self._on_exported, self.show_error,
                        "Export")
 
+    def _no_image_message(self, doing: str) -> str:
+        if self.view != IMAGE_VIEW:
+            return f"The {self.view} view is open: its dock exports it. Open an image before {doing}."
+        return f"Open an image before {doing}."
+
     def show_error(self, message: str) -> None:
         """Status bar plus a non-blocking dialog; the app stays usable."""
         self.last_error = message
@@ -343,13 +398,44 @@ class MainWindow(QMainWindow):
         self.error_dialog = box
         self.errorShown.emit(message)
 
+    # ---- views --------------------------------------------------------------------------------
+    def set_view(self, view: str, inspect: Callable[[float, float], list[str]] | None = None) -> None:
+        """Who owns the canvas: ``IMAGE_VIEW`` (the session's image and its layers) or another view
+        that shows its own frames ("video"). Entering another view closes the session's image, so
+        every panel that described it (layers, classes, legend, metrics, internals) is cleared and
+        nothing still in flight for it lands on a frame; ``inspect(x, y)`` then gives the hover
+        inspector's lines. Docks added for a view show in it and hide in the others."""
+        changed = view != self.view
+        self.view = view
+        self._inspect = None if view == IMAGE_VIEW else inspect
+        self._hover = None
+        self.inspector.show_lines([])
+        for name, owner in self._view_docks.items():
+            self.docks[name].setVisible(owner == view)
+        if view != IMAGE_VIEW:
+            self.session.close_image()
+            self.view_note.setText(f"No image open. The {view} draws its own layers on each frame: "
+                                   f"switch them in the {view.capitalize()} dock below the picture.")
+        self.panel.setVisible(view == IMAGE_VIEW)
+        self.view_note.setVisible(view != IMAGE_VIEW)
+        if changed:
+            self.viewChanged.emit(view)
+
+    def refresh_inspector(self) -> None:
+        """Re-read the hover lines at the last pointer position (the data under it changed)."""
+        self._on_hover(self._hover)
+
     # ---- reactions ------------------------------------------------------------------------------
     def _on_image_shown(self) -> None:
         s = self.session
         assert s.image is not None and s.path is not None
+        if self.view != IMAGE_VIEW:
+            self.set_view(IMAGE_VIEW)
         self.stack.setCurrentWidget(self.canvas)
         self.canvas.set_image(s.image)
         self._render_s = None
+        self._hover = None
+        self.inspector.show_lines([])
         self.setWindowTitle(f"{s.path.name} ({s.index + 1}/{len(s.paths)}) — segviewer")
         self.settings.setValue("lastFolder", str(s.path.parent))
         push_recent(self.settings, s.path)
@@ -384,6 +470,7 @@ class MainWindow(QMainWindow):
         models = {m: r for m, r in self.session.results.items() if m not in self.session.derived}
         self.panel.set_classes(disp.class_counts(models, st.score_threshold), st)
         self._update_legend()
+        self.refresh_inspector()
         self._update_status()
 
     def _apply_visibility(self) -> None:
@@ -410,6 +497,8 @@ class MainWindow(QMainWindow):
         self.layers_menu.setEnabled(bool(layers))
 
     def _update_legend(self) -> None:
+        if self.view != IMAGE_VIEW:
+            return  # the view that owns the canvas fills the legend with its frame's classes
         shown = {m: r for m, r in self._filtered.items()
                  if any(self.state.is_visible(sp.layer) for sp in self._specs if sp.layer[0] == m)}
         self.legend.set_entries([e for e in disp.legend_entries(shown) if e[0] not in self.state.hidden_classes])
@@ -443,10 +532,13 @@ class MainWindow(QMainWindow):
         self._update_status()
 
     def _on_hover(self, pos: tuple[float, float] | None) -> None:
+        self._hover = pos
         if pos is None:
             self.inspector.show_lines([])
-            return
-        self.inspector.show_lines(disp.inspect_point(self.session.image, self._filtered, *pos))
+        elif self._inspect is not None:
+            self.inspector.show_lines(self._inspect(*pos))
+        else:
+            self.inspector.show_lines(disp.inspect_point(self.session.image, self._filtered, *pos))
 
     def _on_rendered(self, seconds: float) -> None:
         self._render_s = seconds
@@ -540,6 +632,21 @@ def _list_models(cards: list[Any] | None) -> tuple[list[Any], dict[str, str], li
     except Exception:  # noqa: BLE001
         pass
     return list(cards), states, available_devices(), problems
+
+
+def _scrolling(widget: QWidget) -> QWidget:
+    """``widget`` in a frameless vertical scroll area (as is when it scrolls itself)."""
+    from PySide6.QtWidgets import QAbstractScrollArea, QFrame
+
+    if isinstance(widget, QAbstractScrollArea):
+        return widget
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+    area.setObjectName(f"{widget.objectName() or type(widget).__name__}_scroll")
+    return area
 
 
 def grab_rgb(widget: QWidget) -> np.ndarray:

@@ -374,3 +374,28 @@ def test_a_cache_hit_of_the_shown_bundle_keeps_the_selection(qtbot, window) -> N
 def _inside(feat: InternalsFeature, i: int, x: float, y: float) -> bool:
     b = feat.internals.to_image(feat.internals.detections.boxes[[i]])[0]
     return bool(b[0] <= x <= b[2] and b[1] <= y <= b[3])
+
+
+def test_the_fcn_stage_layer_leaves_with_its_tab_the_fcn_and_the_image(qtbot, window) -> None:
+    """Issue #10: the FCN stage picked in the dock shows only while its tab is on screen, goes when
+    the FCN is unticked (until a stage is picked again) and when another view takes the canvas."""
+    w, feat = window(("shapes_fcn",))
+    s = w.session
+    with qtbot.waitSignal(feat.stagesReady, timeout=TIMEOUT):
+        feat.panel.tabs.setCurrentIndex(4)
+    assert s.results.get("FCN stage") is feat.stages["8s"]
+    feat.panel.tabs.setCurrentIndex(0)
+    assert "FCN stage" not in s.results, "another tab: the stage layer goes"
+    feat.panel.tabs.setCurrentIndex(4)
+    assert s.results.get("FCN stage") is feat.stages["8s"], "back on the tab: it returns"
+    w.picker.set_checked("shapes_fcn", False)
+    qtbot.waitUntil(lambda: "FCN stage" not in s.results, timeout=TIMEOUT)
+    assert feat.panel.fcn.stage() is None
+    with qtbot.waitSignal(feat.stagesReady, timeout=TIMEOUT):
+        feat.request_stages(force=True)
+    assert "FCN stage" not in s.results, "no stage comes back on its own once the FCN is unticked"
+    feat.panel.fcn.buttons["16s"].setChecked(True)
+    assert s.results.get("FCN stage") is feat.stages["16s"]
+    w.set_view("video", lambda x, y: [])  # what opening a video does
+    assert "FCN stage" not in s.results and feat.stages is None and feat.overlays.segments == {}
+    assert "Open an image" in feat.message

@@ -304,3 +304,57 @@ def test_a_failing_instance_model_leaves_the_segmentation(qtbot, busy_clip: Path
         assert len(errors) == 1 and "shapes_maskrcnn" in errors[0] and "weights are corrupt" in errors[0]
     finally:
         eng.close()
+
+
+def test_every_panel_describes_the_frame_not_the_last_image(qtbot, clip: Path) -> None:
+    """Issue #10: with a video open, the inspector, the Metrics hover line, the layers, classes,
+    legend and internals no longer describe the image shown before it, a late result for that
+    image lands nowhere, and going back to images empties and hides the Video dock."""
+    from fakes import FakeAdapter, fake_card
+
+    from segviewer.ui.display import legend_entries
+    from segviewer.ui.features.groundtruth import GroundTruthFeature
+    from segviewer.ui.features.internals import InternalsFeature
+    from segviewer.ui.widgets.video_controls import OPEN_HINT
+
+    w = MainWindow(InferenceWorker(lambda mid: FakeAdapter(mid), process=False), cards=[fake_card("bright")])
+    qtbot.addWidget(w)
+    w.resize(1200, 700)
+    w.show()
+    feat, gt, internals = w.findChild(VideoFeature), w.findChild(GroundTruthFeature), w.findChild(InternalsFeature)
+    late: list = []
+    w.session.worker.resultReady.connect(late.append)
+    try:
+        with qtbot.waitSignal(gt.groundTruthLoaded, timeout=TIMEOUT):
+            w.start([ASSETS / "scenes" / "scene_000.png"], models=["bright"], no_default=True)
+        qtbot.waitUntil(lambda: "bright" in w.session.results and bool(late), timeout=TIMEOUT)
+        w.canvas.hovered.emit((100.0, 300.0))
+        assert "bright:" in w.inspector.text() and gt.panel.hover.text().startswith("Under cursor: ground truth")
+        assert ("bright", "semantic") in w.canvas.layer_ids() and w.panel.isVisible()
+
+        with qtbot.waitSignal(feat.videoOpened, timeout=TIMEOUT):
+            feat.open(clip)
+        with qtbot.waitSignal(feat.resultShown, timeout=TIMEOUT, check_params_cb=lambda r: r.index == 0):
+            pass
+        qtbot.waitUntil(lambda: feat.shown_index == 0, timeout=TIMEOUT)
+        assert w.session.image is None and w.session.results == {}
+        assert w.canvas.layer_ids() == [] and not w.panel.isVisible() and w.view_note.isVisible()
+        assert internals.internals is None and internals.stages is None and internals.overlays.segments == {}
+        w.canvas.hovered.emit((20.0, 30.0))
+        lines = w.inspector.text().splitlines()
+        assert lines[0] == "frame 0" and any("(DFF)" in ln for ln in lines), lines
+        assert not any("bright" in ln for ln in lines)
+        assert gt.panel.hover.text() == "Under cursor: –" and "No image open" in gt.panel.source.text()
+        dff = [name for name, _rgb in legend_entries(feat.frame_results())]
+        assert dff and w.legend.names() == dff, "the legend lists the frame's classes"
+        w.session.worker.resultReady.emit(late[0])  # the image's result arriving late
+        assert w.session.results == {} and w.canvas.layer_ids() == []
+
+        with qtbot.waitSignal(w.session.resultsChanged, timeout=TIMEOUT):
+            w.session.open_paths([ASSETS / "scenes" / "scene_001.png"])
+        assert not feat.active and not feat.dock.isVisible() and w.panel.isVisible()
+        assert feat.plot.n_points == 0 and feat.timeline.frame_count == 1 and feat.readout.text() == OPEN_HINT
+        assert not any(item.isVisible() for item in feat.layers.items)
+    finally:
+        feat.close_video()
+        w.shutdown()

@@ -71,3 +71,51 @@ def test_large_image_overview_detail_and_back(qtbot, canvas: ImageCanvas) -> Non
     canvas.set_layer_visible(layer, True)
     canvas.fit()
     assert not canvas.base_detail.isVisible() and ov.isVisible() and not detail.isVisible()
+
+
+def _tag_rect(canvas: ImageCanvas, color: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Screen rectangle (x, y, w, h) of the pixels of a tag's fill colour (nothing else has it)."""
+    from segviewer.ui.main_window import grab_rgb
+
+    ys, xs = np.nonzero((grab_rgb(canvas) == color).all(axis=2))
+    if not len(xs):
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+def test_labels_keep_their_screen_size_at_any_zoom(qtbot) -> None:
+    """Issue #10: a tag is the export's tag at 100% on screen, whatever the zoom (4x in, and out)."""
+    from segviewer.core.results import Detections
+    from segviewer.render.labels import label_texts, tag_patch
+    from segviewer.render.style import detection_colors
+    from segviewer.ui.canvas.render_thread import LayerRenderer
+
+    c = ImageCanvas(LayerRenderer(synchronous=True))
+    qtbot.addWidget(c)
+    c.resize(600, 400)
+    c.show()
+    qtbot.waitExposed(c)
+    try:
+        c.set_image(np.full((200, 300, 3), 128, np.uint8))
+        d = Detections((200, 300), np.array([[100, 80, 160, 140]], np.float32), np.array([0.9], np.float32),
+                       np.array([1], np.int32), ("__background__", "circle"))
+        style = RenderStyle()
+        layer = ("m", "labels")
+        c.set_layers([LayerSpec(layer, d, "labels", style)], {layer: 70.0})
+        color = detection_colors(d, style)[0]
+        th, tw = tag_patch(label_texts(d, style)[0], tuple(color.tolist()), (0, 0, 0), style).shape[:2]
+        sizes = []
+        for zoom in (1.0, 0.25, 8.0):  # fitted (about 1.9 screen px per image px), 4x in, then 2x out of that
+            c.vb.scaleBy((zoom, zoom), center=(130, 100))
+            qtbot.wait(10)
+            rect = _tag_rect(c, color)
+            assert rect is not None, f"the tag is on screen at scale {c.screen_scale():.2f}"
+            sizes.append((rect[2], rect[3], round(c.screen_scale(), 2)))
+        assert len({s[2] for s in sizes}) == 3, "the view really zoomed"
+        for w, h, _scale in sizes:
+            assert abs(w - tw) <= 1 and abs(h - th) <= 1, (sizes, (tw, th))
+        assert c.layer_item(layer).isVisible()
+        c.set_layer_visible(layer, False)
+        assert _tag_rect(c, color) is None
+    finally:
+        c.renderer.stop()

@@ -8,6 +8,10 @@ Large images (see :mod:`.tiling`) keep two items per layer: the overview and a d
 the visible window. Panning or zooming shows the overview at once and asks for a detail render
 after the view has been still for ``DEBOUNCE_MS``; the render runs in :class:`LayerRenderer`'s
 thread, so the UI never waits for it.
+
+Label layers are the exception: their tags keep a constant size on screen at any zoom, so they
+are not rasters but one :class:`~segviewer.ui.canvas.labels_item.LabelsItem` per layer, painted
+in screen pixels (an export still draws them into the image at 100%).
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from PySide6.QtCore import QPointF, QRectF, QTimer, Signal
 from PySide6.QtWidgets import QWidget
 
 from segviewer.ui.canvas import tiling
+from segviewer.ui.canvas.labels_item import LabelsItem
 from segviewer.ui.canvas.render_thread import LayerRenderer, LayerSpec, RenderJob, RenderOutput
 from segviewer.ui.display import LayerId
 
 pg.setConfigOptions(imageAxisOrder="row-major")
 
 DEBOUNCE_MS = 120
+SCREEN_KINDS = ("labels",)  # layers drawn at screen size by an item, not rendered as rasters
 BACKGROUND = (38, 38, 42)
 
 
@@ -60,6 +66,7 @@ class ImageCanvas(pg.GraphicsView):
         self._specs: tuple[LayerSpec, ...] = ()
         self._z: dict[LayerId, float] = {}
         self._items: dict[LayerId, tuple[pg.ImageItem, pg.ImageItem]] = {}
+        self._labels: dict[LayerId, tuple[LabelsItem, object, object]] = {}  # item, its result, style
         self._visible: dict[LayerId, bool] = {}
         self._opacity: dict[LayerId, float] = {}
         self._seq = 0
@@ -106,6 +113,7 @@ class ImageCanvas(pg.GraphicsView):
         self._specs = tuple(specs)
         self._z = dict(z)
         self._sync_items()
+        self._refresh_visibility()  # the tag items show now; rasters when their render arrives
         self._next_seq("detail")  # a detail render in flight shows the old layers: ignore it
         if self.image is None:
             return
@@ -125,7 +133,10 @@ class ImageCanvas(pg.GraphicsView):
         self._opacity[layer] = value
         self._refresh_visibility()
 
-    def layer_item(self, layer: LayerId) -> pg.ImageItem | None:
+    def layer_item(self, layer: LayerId) -> pg.ImageItem | LabelsItem | None:
+        """The item showing ``layer`` (its overview raster; the tag item of a labels layer)."""
+        if layer in self._labels:
+            return self._labels[layer][0]
         items = self._items.get(layer)
         return None if items is None else items[0]
 
@@ -161,14 +172,23 @@ class ImageCanvas(pg.GraphicsView):
         return self.mapFromScene(self.vb.mapViewToScene(QPointF(x, y)))
 
     # ---- internals ------------------------------------------------------------------------------
+    def _raster_specs(self) -> tuple[LayerSpec, ...]:
+        return tuple(s for s in self._specs if s.kind not in SCREEN_KINDS)
+
     def _sync_items(self) -> None:
         want = {s.layer for s in self._specs}
         for layer in list(self._items):
             if layer not in want:
                 for item in self._items.pop(layer):
                     self.vb.removeItem(item)
+        for layer in list(self._labels):
+            if layer not in want:
+                self.vb.removeItem(self._labels.pop(layer)[0])
         for s in self._specs:
             z = self._z.get(s.layer, 10.0)
+            if s.kind in SCREEN_KINDS:
+                self._sync_labels(s, z)
+                continue
             if s.layer not in self._items:
                 pair = (_rgba_item(z), _rgba_item(z + 0.05))
                 for item in pair:
@@ -179,8 +199,24 @@ class ImageCanvas(pg.GraphicsView):
                 self._items[s.layer][0].setZValue(z)
                 self._items[s.layer][1].setZValue(z + 0.05)
 
+    def _sync_labels(self, s: LayerSpec, z: float) -> None:
+        from segviewer.render.labels import label_tags
+
+        item, result, style = self._labels.get(s.layer, (None, None, None))
+        if item is None:
+            item = LabelsItem()
+            item.setVisible(False)
+            self.vb.addItem(item)
+        item.setZValue(z)
+        if result is not s.result or style != s.style:  # a new result or filter: new tags
+            item.set_tags(label_tags(s.result, s.style), s.style, tuple(s.result.image_size))
+        self._labels[s.layer] = (item, s.result, s.style)
+
     def _refresh_visibility(self) -> None:
         self.base_detail.setVisible(self._detail_active)
+        for layer, (item, _r, _s) in self._labels.items():
+            item.setOpacity(self._opacity.get(layer, 1.0))
+            item.setVisible(self._visible.get(layer, True) and self.image is not None)
         for layer, (ov, det) in self._items.items():
             on = self._visible.get(layer, True)
             use_detail = self._detail_active and layer in self._detail_layers
@@ -199,7 +235,7 @@ class ImageCanvas(pg.GraphicsView):
         assert self.image is not None
         h, w = self.image.shape[:2]
         out = tiling.overview_size(h, w)
-        job = RenderJob(self._next_seq("overview"), "overview", self.image, self._specs,
+        job = RenderJob(self._next_seq("overview"), "overview", self.image, self._raster_specs(),
                         window=None if out == (h, w) else (0, 0, w, h),
                         out_size=None if out == (h, w) else out, base=not self._base_ready)
         self.renderer.submit(job)
@@ -215,7 +251,7 @@ class ImageCanvas(pg.GraphicsView):
         if req is None:
             return
         window, out = req
-        self.renderer.submit(RenderJob(self._next_seq("detail"), "detail", self.image, self._specs,
+        self.renderer.submit(RenderJob(self._next_seq("detail"), "detail", self.image, self._raster_specs(),
                                        window=window, out_size=out, base=True))
 
     def _deactivate_detail(self) -> None:

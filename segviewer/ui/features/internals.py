@@ -23,8 +23,10 @@ update is numpy geometry, well under 100 ms; ``bench/internals.py``):
 * FCN stages: the bundled FCN's 32s/16s/8s predictions (a derived layer) and mean IoU vs GT.
 
 Overlays are our own pyqtgraph items on ``window.canvas.vb`` above the layers; they are cleared
-when the image changes and removed while the dock is hidden. Bad input (no RPN, a click on empty
-space, a degenerate box) becomes a one-line message in the dock.
+when the image changes or closes (a video takes the canvas) and removed while the dock is hidden.
+The FCN stage layer, likewise, shows only while the FCN tab is on screen, and goes when the FCN
+is unticked in the Models panel (until a stage is picked again). Bad input (no RPN, a click on
+empty space, a degenerate box) becomes a one-line message in the dock.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class InternalsFeature(QObject):
         self._wanted: dict[str, tuple] = {}  # role ("detector", "fcn", "pcv") -> (gen, key, model, weights, device)
         self._applied: dict[str, Any] = {}  # role -> the bundle it shows (so a cache hit of it is no news)
         self._votes_token: tuple | None = None
+        self._stage_dismissed = False  # the FCN was unticked: no stage until the user picks one
+        self._fcn_ticked = False
         self.panel = InternalsPanel()
         self.panel.votes.table.set_rgba(table_legend_rgba())
         dock = window.add_dock("Internals", self.panel, Qt.DockWidgetArea.LeftDockWidgetArea, tab_with="Models",
@@ -100,16 +104,17 @@ class InternalsFeature(QObject):
         p.mask.changed.connect(self.update_view)
         p.votes.changed.connect(self._recompute_votes)
         p.votes.displayChanged.connect(lambda: self._draw_votes() if self.votes is not None else None)
-        p.fcn.stageChanged.connect(lambda _s: self._show_stage())
+        p.fcn.stageChanged.connect(self._on_stage_picked)
         p.fcn.requested.connect(lambda: self.request_stages(force=True))
         dock.visibilityChanged.connect(self._on_visibility)
         self.session.imageShown.connect(self._on_image_shown)
+        self.session.imageClosed.connect(self._on_image_shown)  # a video took the canvas: nothing to show
         self.session.resultsChanged.connect(self._on_results_changed)
         self.worker.resultReady.connect(self._on_prediction)
         self.worker.captureFailed.connect(self._on_capture_failed)
         picker = getattr(window, "picker", None)
         if picker is not None:  # the session updates its model list in the window's slot first
-            picker.selectionChanged.connect(lambda *_: QTimer.singleShot(0, self, self._on_results_changed))
+            picker.selectionChanged.connect(lambda *_: QTimer.singleShot(0, self, self._on_selection))
         window.canvas.scene().sigMouseClicked.connect(self._on_scene_click)
         window.canvas.hovered.connect(self._on_hover)
 
@@ -125,6 +130,17 @@ class InternalsFeature(QObject):
             self.update_view()
         else:
             self.overlays.detach()
+            self._hide_stage()
+
+    def _on_selection(self) -> None:
+        """The Models picker changed: unticking the FCN takes its stage layer with it."""
+        ticked = DEFAULT_FCN in self.session.models
+        if self._fcn_ticked and not ticked:
+            self._stage_dismissed = True
+            self.panel.fcn.clear_stage()
+            self._hide_stage()
+        self._fcn_ticked = ticked
+        self._on_results_changed()
 
     def _on_image_shown(self) -> None:
         """A new image: forget the old bundles and ask for the new ones *before* the session asks
@@ -133,6 +149,7 @@ class InternalsFeature(QObject):
         self.votes, self.stages, self.pcv, self._votes_token = None, None, None, None
         self._wanted.clear()
         self._applied.clear()
+        self._fcn_ticked = DEFAULT_FCN in self.session.models
         self.overlays.clear()
         self.panel.fcn.info.setText("")
         self.refresh()
@@ -400,6 +417,8 @@ class InternalsFeature(QObject):
         if not self.active:
             return
         tab = self.panel.tab_name()
+        if tab != "fcn":
+            self._hide_stage()
         self.overlays.clear()
         self.grid = None
         try:
@@ -536,7 +555,7 @@ class InternalsFeature(QObject):
                 return  # another image by now
             self.stages = stages
             self.panel.fcn.info.setText(report)
-            if self.panel.fcn.stage() is None:
+            if self.panel.fcn.stage() is None and not self._stage_dismissed:
                 self.panel.fcn.buttons["8s"].setChecked(True)
             self._show_stage()
             self.stagesReady.emit()
@@ -544,11 +563,20 @@ class InternalsFeature(QObject):
         run_background(lambda: fcn_stage_report(stages, path, size), done,
                        lambda msg: done(f"Stages ready; no mean IoU ({msg})."), "FCN stages", owner=self)
 
+    def _on_stage_picked(self, _stage: str) -> None:
+        self._stage_dismissed = False
+        self._show_stage()
+
     def _show_stage(self) -> None:
         stage = self.panel.fcn.stage()
-        if self.stages is None or stage is None or self.panel.tab_name() != "fcn":
+        if self.stages is None or stage is None or self.panel.tab_name() != "fcn" or not self.active:
             return
         self.session.set_derived(FCN_LAYER, self.stages[stage])
+
+    def _hide_stage(self) -> None:
+        """Take the FCN stage layer off the canvas (the tab that shows it is not on screen)."""
+        if FCN_LAYER in self.session.results:
+            self.session.set_derived(FCN_LAYER, None)
 
 
 def install(window: Any) -> None:

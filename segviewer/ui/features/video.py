@@ -1,20 +1,25 @@
 """Video with Deep Feature Flow in the window: File > Open Video… (Ctrl+Shift+V) and a "Video" dock.
 
-The dock holds the timeline (key frames as red ticks, computed frames blue), the DFF controls
-(model, key-frame interval 1..60, adaptive schedule, agreement with the whole model), an
-instance model run on every frame whose instances keep their colors while they move (tracked by
-mask IoU in :class:`~segviewer.core.tracking.InstanceTracker`), the flow layer controls, the per-frame readout, a plot of time and agreement per frame, and the
-process-whole-video / export jobs with a progress bar and Cancel.
+The dock (:class:`~segviewer.ui.widgets.video_controls.VideoControls`) holds the timeline (key
+frames as red ticks, computed frames blue), the DFF controls (model, key-frame interval 1..60,
+adaptive schedule, agreement with the whole model), an instance model run on every frame whose
+instances keep their colors while they move (tracked by mask IoU in
+:class:`~segviewer.core.tracking.InstanceTracker`), the flow layer controls, the per-frame
+readout, a plot of time and agreement per frame, and the process-whole-video / export jobs with
+a progress bar and Cancel. This module is the stepping logic; the frame's canvas layers are
+:class:`~segviewer.ui.features._video_layers.FrameLayers`.
 
 Where things run: opening (which probes the file) runs in a pool job; frames are decoded ahead
 by :class:`ReadAhead` on its thread and shown when ready (the UI never waits on the decoder);
 DFF, whole-video processing and export run on :class:`VideoEngine`'s own thread.
 
-Frames bypass the session: the feature shows them with ``canvas.set_image`` and draws its own
-per-frame layers (segmentation, tracked instances and boxes, flow colour, magnitude, arrows) as pyqtgraph items on
-``canvas.vb``. It does not use ``session.set_derived``: derived results are cleared whenever
-the session's image changes and belong to the still image the session holds, not to a frame.
-While a video is open, Left/Right/PgUp/PgDown/Space drive the video (the window's
+Frames bypass the session: opening a video switches the window to the "video" view
+(``window.set_view``), which closes the session's image, so the panels that described it
+(layers, classes, metrics, internals) say there is no image instead of describing a picture that
+is gone. The feature shows frames with ``canvas.set_image``, draws its own per-frame layers as
+pyqtgraph items on ``canvas.vb``, answers the hover inspector for the frame on screen and fills
+the legend with the frame's classes. Opening an image switches back: the dock is hidden and
+emptied. While a video is open, Left/Right/PgUp/PgDown/Space drive the video (the window's
 next/previous-image shortcuts are lifted and given back when an image is opened again).
 """
 
@@ -24,28 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
-    QFileDialog,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QSizePolicy,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import QFileDialog
 
 from segviewer.core.errors import SegviewerError
 from segviewer.core.results import FlowField
 from segviewer.render import flow as rflow
-from segviewer.render.layers import render_layer
 from segviewer.ui.features._video_engine import (
     EngineConfig,
     FrameReadout,
@@ -53,11 +42,10 @@ from segviewer.ui.features._video_engine import (
     available_instance_models,
     available_models,
 )
-from segviewer.ui.features._video_layers import arrow_points, pixmap, readout_text
+from segviewer.ui.features._video_keys import VideoKeys
+from segviewer.ui.features._video_layers import FrameLayers, frame_lines, pixmap, readout_text
 from segviewer.ui.jobs import run_background
-from segviewer.ui.settings import get_float
-from segviewer.ui.widgets.video_plot import VideoPlot
-from segviewer.ui.widgets.video_timeline import Timeline
+from segviewer.ui.widgets.video_controls import VideoControls
 from segviewer.video.keyframes import MAX_INTERVAL, FixedInterval
 from segviewer.video.source import VIDEO_SUFFIXES, ReadAhead, VideoSource, open_video
 
@@ -65,6 +53,7 @@ __all__ = ["VideoFeature", "install", "readout_text"]
 
 SCRUB_DEBOUNCE_MS = 150
 PLOT_REFRESH_MS = 250
+VIEW = "video"
 
 
 class VideoFeature(QObject):
@@ -84,12 +73,12 @@ class VideoFeature(QObject):
         self.readahead: ReadAhead | None = None
         self.engine: VideoEngine | None = None
         self.index = 0
+        self.shown_index = -1  # the frame on the canvas (``index`` may be one still decoding)
+        self._sized = False
         self.active = False
         self._pending: int | None = None
         self._fit_next = False
-        self._flow: FlowField | None = None
         self._max_flow = 0.0
-        self._lifted: dict[str, list[QKeySequence]] = {}
         self._decoded.connect(self._on_decoded, Qt.ConnectionType.QueuedConnection)
         self.play_timer = QTimer(self)
         self.play_timer.timeout.connect(self._tick)
@@ -106,94 +95,33 @@ class VideoFeature(QObject):
         self._plot_data_dirty = False
         self._build_dock()
         self._restore_settings()
-        self._build_items()
-        self._build_actions()
-        window.session.imageShown.connect(self.leave)
+        self.layers = FrameLayers(window.canvas.vb)
+        for name in ("seg_item", "inst_item", "box_item", "color_item", "mag_item", "arrow_item"):
+            setattr(self, name, getattr(self.layers, name))
+        self.keys = VideoKeys(window, {"open": self.open_dialog, "open_folder": self.open_folder_dialog,
+                                       "play": self.toggle_play, "step": self.step, "jump_key": self.jump_key})
+        self.open_action, self.shortcuts = self.keys.open_action, self.keys.shortcuts
+        window.viewChanged.connect(lambda view: None if view == VIEW else self.leave())
         window.canvas.hovered.connect(self._on_hover)
         if isinstance(getattr(window, "path_openers", None), list):
             window.path_openers.append(self.claim)
 
     # ---- construction ---------------------------------------------------------------------------
     def _build_dock(self) -> None:
-        w = self.window
-        self.timeline = Timeline()
-        self.model_box = QComboBox()
-        for m in available_models():
-            self.model_box.addItem(m)
-        self.instances_box = QComboBox()
-        self.instances_box.addItem("none", "")
-        for m in available_instance_models():
-            self.instances_box.addItem(m, m)
-        self.instances_box.setToolTip("An instance model run on every frame; each object keeps its color "
-                                      "while it moves (tracked by mask IoU)")
-        self.interval = QSpinBox()
-        self.interval.setRange(1, MAX_INTERVAL)
-        self.interval.setValue(10)
-        self.interval.setToolTip("Key-frame interval (the adaptive schedule's maximum)")
-        self.adaptive = QCheckBox("adaptive")
-        self.adaptive.setToolTip("New key frame when the flow or the warp residual grows too large")
-        self.reference = QCheckBox("agreement")
-        self.reference.setChecked(True)
-        self.reference.setToolTip("Also run the whole model on propagated frames and report the mIoU with it")
-        self.show_seg = QCheckBox("segmentation")
-        self.show_seg.setChecked(True)
-        self.show_color = QCheckBox("flow colour")
-        self.show_arrows = QCheckBox("arrows")
-        self.show_mag = QCheckBox("magnitude")
-        self.arrow_step = QSpinBox()
-        self.arrow_step.setRange(4, 64)
-        self.arrow_step.setValue(16)
-        self.arrow_step.setToolTip("Arrow spacing in pixels (density)")
-        self.arrow_scale = QDoubleSpinBox()
-        self.arrow_scale.setRange(0.1, 20.0)
-        self.arrow_scale.setValue(1.0)
-        self.arrow_scale.setToolTip("Arrow length scale")
-        self.rim = QDoubleSpinBox()
-        self.rim.setRange(0.0, 500.0)
-        self.rim.setSpecialValueText("video max")
-        self.rim.setToolTip("Flow magnitude at the colour wheel's rim (px); 'video max' = the largest seen so far")
-        self.legend = QLabel()
-        self.legend.setPixmap(pixmap(rflow.wheel_legend(41)))
-        self.legend_text = QLabel("rim: –")
-        self.readout = QLabel("Open a video: File > Open Video… (Ctrl+Shift+V)")
-        self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.hover_label = QLabel("")
-        # Text that changes every frame must not re-layout the dock (a relayout repaints the window).
-        for lab in (self.readout, self.hover_label):
-            lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.hover_label.setMinimumWidth(self.hover_label.fontMetrics().horizontalAdvance("(u, v) = (+000.00, +000.00) px"))
-        self.plot = VideoPlot()
-        self.process_btn = QPushButton("Process whole video")
-        self.export_btn = QPushButton("Export annotated video…")
-        self.progress = QProgressBar()
-        self.progress.setVisible(False)
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.setVisible(False)
-
-        row1 = QHBoxLayout()
-        for wd in (QLabel("model"), self.model_box, QLabel("key interval"), self.interval, self.adaptive,
-                   self.reference, QLabel("instances"), self.instances_box, self.process_btn, self.export_btn, self.progress, self.cancel_btn):
-            row1.addWidget(wd)
-        row1.addStretch(1)
-        row2 = QHBoxLayout()
-        for wd in (self.show_seg, self.show_color, self.show_arrows, QLabel("spacing"), self.arrow_step,
-                   QLabel("scale"), self.arrow_scale, self.show_mag, QLabel("rim"), self.rim, self.legend,
-                   self.legend_text, self.hover_label):
-            row2.addWidget(wd)
-        row2.addStretch(1)
-        body = QWidget()
-        lay = QVBoxLayout(body)
-        lay.setContentsMargins(4, 2, 4, 2)
-        lay.addWidget(self.timeline)
-        lay.addLayout(row1)
-        lay.addLayout(row2)
-        lay.addWidget(self.readout)
-        lay.addWidget(self.plot, 1)
-        self.panel = body
-        body.setEnabled(False)
-        dock = w.add_dock("Video", body, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.dock = dock
-        dock.setVisible(False)
+        c = self.controls = VideoControls(available_models(), available_instance_models(), MAX_INTERVAL,
+                                          pixmap(rflow.wheel_legend(41)))
+        # the widgets the feature (and its tests) reach by name
+        self.timeline, self.readout, self.plot, self.hover_label = c.timeline, c.readout, c.plot, c.hover_label
+        self.model_box, self.instances_box, self.interval = c.model_box, c.instances_box, c.interval
+        self.adaptive, self.reference, self.rim = c.adaptive, c.reference, c.rim
+        self.show_seg, self.show_color, self.show_arrows, self.show_mag = (c.show_seg, c.show_color,
+                                                                           c.show_arrows, c.show_mag)
+        self.process_btn, self.export_btn, self.progress, self.cancel_btn = (c.process_btn, c.export_btn,
+                                                                             c.progress, c.cancel_btn)
+        self.panel = c
+        c.setEnabled(False)
+        self.dock = self.window.add_dock("Video", c, Qt.DockWidgetArea.BottomDockWidgetArea, scroll=False,
+                                         view=VIEW)
 
         tl = self.timeline
         tl.frameRequested.connect(self.seek)
@@ -208,89 +136,21 @@ class VideoFeature(QObject):
         self.instances_box.currentIndexChanged.connect(lambda _=None: self._reconfigure())
         for box in (self.show_seg, self.show_color, self.show_arrows, self.show_mag):
             box.toggled.connect(lambda _=None: self._draw_layers())
-        for sp in (self.arrow_step, self.arrow_scale, self.rim):
+        for sp in (c.arrow_step, c.arrow_scale, self.rim):
             sp.valueChanged.connect(lambda _=None: self._draw_layers())
         self.process_btn.clicked.connect(self.process_all)
         self.export_btn.clicked.connect(self.export_dialog)
         self.cancel_btn.clicked.connect(self.cancel_job)
 
     def _restore_settings(self) -> None:
-        """The last model, interval, schedule and instance model (``video/*`` in the settings)."""
         st = getattr(self.window, "settings", None)
-        if st is None:
-            return
-        self._restoring = True  # each widget's change signal would save the others' defaults
-        try:
-            self._apply_settings(st)
-        finally:
-            self._restoring = False
-
-    def _apply_settings(self, st: Any) -> None:
-        for key, box in (("video/model", self.model_box), ("video/instances", self.instances_box)):
-            i = box.findData(str(st.value(key, ""))) if box is self.instances_box else box.findText(str(st.value(key, "")))
-            if st.contains(key) and i >= 0:
-                box.setCurrentIndex(i)
-        self.interval.setValue(int(get_float(st, "video/interval", self.interval.value())))
-        self.adaptive.setChecked(str(st.value("video/adaptive", "false")).lower() == "true")
-        self.reference.setChecked(str(st.value("video/agreement", "true")).lower() == "true")
+        if st is not None:
+            self.controls.restore(st)
 
     def _save_settings(self) -> None:
         st = getattr(self.window, "settings", None)
-        if st is None or getattr(self, "_restoring", False):
-            return
-        st.setValue("video/model", self.model_box.currentText())
-        st.setValue("video/instances", str(self.instances_box.currentData() or ""))
-        st.setValue("video/interval", int(self.interval.value()))
-        st.setValue("video/adaptive", "true" if self.adaptive.isChecked() else "false")
-        st.setValue("video/agreement", "true" if self.reference.isChecked() else "false")
-
-    def _build_items(self) -> None:
-        vb = self.window.canvas.vb
-        self.seg_item = pg.ImageItem(axisOrder="row-major")
-        self.color_item = pg.ImageItem(axisOrder="row-major")
-        self.mag_item = pg.ImageItem(axisOrder="row-major")
-        self.arrow_item = pg.PlotCurveItem(pen=pg.mkPen(255, 255, 255, 220, width=1), connect="pairs")
-        self.inst_item = pg.ImageItem(axisOrder="row-major")
-        self.box_item = pg.ImageItem(axisOrder="row-major")
-        for z, (item, op) in enumerate(((self.seg_item, 0.5), (self.inst_item, 1.0), (self.box_item, 1.0),
-                                        (self.color_item, 0.7), (self.mag_item, 0.7), (self.arrow_item, 1.0))):
-            item.setZValue(50 + z)
-            item.setOpacity(op)
-            item.setVisible(False)
-            vb.addItem(item)
-        self._seg_rgba: np.ndarray | None = None
-        self._inst_rgba: tuple[np.ndarray, np.ndarray] | None = None
-        self.instances: Any = None  # the tracked Detections of the frame on screen
-
-    @property
-    def _items(self) -> tuple[Any, ...]:
-        return (self.seg_item, self.inst_item, self.box_item, self.color_item, self.mag_item, self.arrow_item)
-
-    def _build_actions(self) -> None:
-        w = self.window
-        self.open_action = QAction("Open &Video…", w)
-        self.open_action.setShortcut(QKeySequence("Ctrl+Shift+V"))
-        self.open_action.setStatusTip("Open a video file for Deep Feature Flow")
-        self.open_action.triggered.connect(self.open_dialog)
-        self.open_frames_action = QAction("Open Frame Folder as Video…", w)
-        self.open_frames_action.triggered.connect(self.open_folder_dialog)
-        menu = next((a.menu() for a in w.menuBar().actions()
-                     if a.menu() is not None and a.text().replace("&", "") == "File"), None)
-        if menu is None:
-            menu = w.menuBar().addMenu("&Video")
-        before = getattr(w, "actions", {}).get("next") if isinstance(getattr(w, "actions", None), dict) else None
-        for act in (self.open_action, self.open_frames_action):
-            menu.insertAction(before, act) if before is not None else menu.addAction(act)
-        w.addAction(self.open_action)
-        self.shortcuts: list[QShortcut] = []
-        for keys, fn in ((("Space",), self.toggle_play), (("Right",), lambda: self.step(1)),
-                         (("Left",), lambda: self.step(-1)), (("PgDown",), lambda: self.jump_key(1)),
-                         (("PgUp",), lambda: self.jump_key(-1))):
-            sc = QShortcut(QKeySequence(keys[0]), w)
-            sc.setContext(Qt.ShortcutContext.WindowShortcut)
-            sc.setEnabled(False)
-            sc.activated.connect(fn)
-            self.shortcuts.append(sc)
+        if st is not None:
+            self.controls.save(st)
 
     # ---- opening and closing --------------------------------------------------------------------
     def open_dialog(self) -> None:
@@ -354,43 +214,34 @@ class VideoFeature(QObject):
         if self.source is not None:
             self.source.close()
             self.source = None
-        self._flow = None
-        self._seg_rgba = None
-        self._inst_rgba = None
-        self.instances = None
-        self._set_job_ui(False)
+        self._hide_layers()
+        self.shown_index = -1
+        self.controls.set_job(False)
 
     def enter(self) -> None:
-        """Video mode: the dock shows, the video keys take over from next/previous image."""
+        """Video mode: the window's video view (its image closed, the dock shown, the inspector
+        asking here), the video keys take over from next/previous image."""
         self.active = True
+        self.window.set_view(VIEW, self.inspect)
         self.dock.setVisible(True)
+        if not self._sized:  # first time: a third of the height, the image keeps the rest
+            self._sized = True
+            self.window.resizeDocks([self.dock], [max(210, self.window.height() // 3)], Qt.Orientation.Vertical)
         self.panel.setEnabled(True)
-        acts = getattr(self.window, "actions", None)
-        if isinstance(acts, dict) and not self._lifted:
-            for name in ("next", "prev"):
-                if name in acts:
-                    self._lifted[name] = list(acts[name].shortcuts())
-                    acts[name].setShortcuts([])
-        for sc in self.shortcuts:
-            sc.setEnabled(True)
+        self.window.legend.set_entries([])
+        self.keys.take()
 
     def leave(self) -> None:
-        """An image was opened: stop the video, give the keys back, hide the frame's layers."""
+        """An image was opened: stop the video, give the keys back, hide the frame's layers and
+        empty the dock (the window hides it), so nothing of this video shows with the image."""
         if not self.active:
             return
         self.active = False
         self.close_video()
+        self.controls.reset()
+        self._max_flow = 0.0
         self.panel.setEnabled(False)
-        for sc in self.shortcuts:
-            sc.setEnabled(False)
-        acts = getattr(self.window, "actions", None)
-        for name, keys in self._lifted.items():
-            if isinstance(acts, dict) and name in acts:
-                acts[name].setShortcuts(keys)
-        self._lifted = {}
-        for item in self._items:
-            item.setVisible(False)
-        self.readout.setText("Open a video: File > Open Video… (Ctrl+Shift+V)")
+        self.keys.give_back()
 
     # ---- navigation -----------------------------------------------------------------------------
     @property
@@ -480,6 +331,9 @@ class VideoFeature(QObject):
         fit = self._fit_next
         self._fit_next = False
         self.window.canvas.set_image(frame, fit=fit)
+        self.shown_index = i
+        if self.active:
+            self.window.refresh_inspector()
         self.frameShown.emit(i)
 
     # ---- DFF results ----------------------------------------------------------------------------
@@ -523,11 +377,8 @@ class VideoFeature(QObject):
             return
         self._max_flow = max(self._max_flow, max_flow)
         if r.index == self.index:
-            self._seg_rgba = render_layer(result, "semantic")
-            self.instances = instances
-            self._inst_rgba = None if instances is None else (render_layer(instances, "masks"),
-                                                              render_layer(instances, "boxes"))
-            self._flow = flow
+            names = (f"{self.model_box.currentText()} (DFF)", f"{self.instances_box.currentData()} (tracked)")
+            self.layers.set_result(r.index, result, instances, flow, names)
             self._draw_layers()
             self.readout.setText(readout_text(r))
             self.resultShown.emit(r)
@@ -552,12 +403,7 @@ class VideoFeature(QObject):
         self.timeline.slider.set_done(done)
 
     def _hide_layers(self) -> None:
-        self._seg_rgba = None
-        self._inst_rgba = None
-        self.instances = None
-        self._flow = None
-        for item in self._items:
-            item.setVisible(False)
+        self.layers.hide()
 
     def rim_magnitude(self) -> float:
         """The flow length at the colour wheel's rim: the user's value, else the video's max so far."""
@@ -567,49 +413,50 @@ class VideoFeature(QObject):
     def _draw_layers(self) -> None:
         if self.source is None:
             return
-        h, w = self.source.size
-        rect = QRectF(0, 0, w, h)
-        seg = self._seg_rgba is not None and self.show_seg.isChecked()
-        if seg:
-            self.seg_item.setImage(self._seg_rgba, levels=None)
-            self.seg_item.setRect(rect)
-        self.seg_item.setVisible(seg)
-        for item, rgba in zip((self.inst_item, self.box_item), self._inst_rgba or (None, None)):
-            if rgba is not None:
-                item.setImage(rgba, levels=None)
-                item.setRect(rect)
-            item.setVisible(rgba is not None)
-        uv = self._flow.uv if self._flow is not None else None
         rim = self.rim_magnitude()
-        self.legend_text.setText(f"rim: {rim:.1f} px")
-        if uv is not None and uv.shape[:2] != (h, w):
-            from segviewer.analysis.flow import resize_flow
+        self.controls.legend_text.setText(f"rim: {rim:.1f} px")
+        c = self.controls
+        self.layers.draw(self.source.size, self.show_seg.isChecked(), self.show_color.isChecked(),
+                         self.show_mag.isChecked(), self.show_arrows.isChecked(), rim,
+                         int(c.arrow_step.value()), float(c.arrow_scale.value()))
+        self._frame_panels()
 
-            uv = resize_flow(uv, (h, w))
-        for box, item, fn in ((self.show_color, self.color_item, lambda f: rflow.flow_to_rgba(f, rim)),
-                              (self.show_mag, self.mag_item, lambda f: rflow.magnitude_heatmap(f, rim))):
-            on = uv is not None and box.isChecked()
-            if on:
-                item.setImage(fn(uv), levels=None)
-                item.setRect(rect)
-            item.setVisible(on)
-        arrows = uv is not None and self.show_arrows.isChecked()
-        if arrows:
-            pts = arrow_points(uv, int(self.arrow_step.value()), float(self.arrow_scale.value()))
-            self.arrow_item.setData(pts[:, 0], pts[:, 1], connect="pairs")
-        self.arrow_item.setVisible(arrows)
+    # ---- the window's panels for the frame on screen ---------------------------------------------
+    @property
+    def instances(self) -> Any:
+        """The tracked Detections of the frame whose result is drawn (None without an instance model)."""
+        return self.layers.instances
+
+    def frame_results(self) -> dict[str, Any]:
+        """The results drawn on the frame on screen, by name (for the inspector and the legend)."""
+        return self.layers.results(self.shown_index, self.show_seg.isChecked())
+
+    def inspect(self, x: float, y: float) -> list[str]:
+        """The hover inspector's lines on a frame: pixel, colour, the DFF class and the tracked
+        instance under (x, y), and the flow there; or that the frame has no result yet."""
+        frame = self.window.canvas.image
+        if not self.active or frame is None or self.shown_index < 0:
+            return []
+        computed = self.layers.index == self.shown_index
+        waiting = "" if computed or self.engine is None else "no segmentation of this frame yet"
+        return frame_lines(frame, self.shown_index, self.frame_results(), self._flow_at(x, y), x, y, waiting)
+
+    def _frame_panels(self) -> None:
+        """The legend lists the frame's classes; the inspector re-reads the point under the mouse."""
+        from segviewer.ui.display import legend_entries
+
+        if not self.active:
+            return
+        self.window.legend.set_entries(legend_entries(self.frame_results()))
+        self.window.refresh_inspector()
+
+    def _flow_at(self, x: float, y: float) -> tuple[float, float] | None:
+        size = self.source.size if self.source is not None else (1, 1)
+        return self.layers.flow_at(self.shown_index, x, y, size)
 
     def _on_hover(self, pos: tuple[float, float] | None) -> None:
-        if not self.active or pos is None or self._flow is None:
-            self.hover_label.setText("")
-            return
-        uv = self._flow.uv
-        h, w = uv.shape[:2]
-        sh, sw = self.source.size if self.source is not None else (h, w)
-        x, y = int(pos[0] * w / sw), int(pos[1] * h / sh)
-        if 0 <= x < w and 0 <= y < h:
-            u, v = uv[y, x]
-            self.hover_label.setText(f"(u, v) = ({u:+.2f}, {v:+.2f}) px")
+        uv = None if not self.active or pos is None else self._flow_at(*pos)
+        self.hover_label.setText("" if uv is None else f"(u, v) = ({uv[0]:+.2f}, {uv[1]:+.2f}) px")
 
     # ---- jobs -----------------------------------------------------------------------------------
     def process_all(self) -> bool:
@@ -619,7 +466,7 @@ class VideoFeature(QObject):
         self.set_playing(False)
         ok = self.engine.start_job("process")
         if ok:
-            self._set_job_ui(True, "Processing %v / %m")
+            self.controls.set_job(True, "Processing %v/%m", self.frame_count)
         return ok
 
     def export_dialog(self) -> None:
@@ -641,31 +488,19 @@ class VideoFeature(QObject):
         self.set_playing(False)
         ok = self.engine.start_job("export", Path(path))
         if ok:
-            self._set_job_ui(True, "Exporting %v / %m")
+            self.controls.set_job(True, "Exporting %v/%m", self.frame_count)
         return ok
 
     def cancel_job(self) -> None:
         if self.engine is not None:
             self.engine.cancel()
 
-    def _set_job_ui(self, on: bool, fmt: str = "") -> None:
-        self.progress.setVisible(on)
-        self.cancel_btn.setVisible(on)
-        self.process_btn.setEnabled(not on)
-        self.export_btn.setEnabled(not on)
-        for wd in (self.interval, self.adaptive, self.reference, self.model_box, self.instances_box):
-            wd.setEnabled(not on)
-        if on:
-            self.progress.setRange(0, max(self.frame_count, 1))
-            self.progress.setValue(0)
-            self.progress.setFormat(fmt)
-
     def _on_progress(self, done: int, total: int, what: str) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
 
     def _on_job_finished(self, what: str, cancelled: bool, detail: str) -> None:
-        self._set_job_ui(False)
+        self.controls.set_job(False)
         if self.engine is not None:
             self.plot.set_readouts(self.engine.readouts_for())
             self._update_ticks()

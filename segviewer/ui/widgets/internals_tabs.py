@@ -348,6 +348,13 @@ class FCNTab(QWidget):
     def stage(self) -> str | None:
         return next((s for s, b in self.buttons.items() if b.isChecked()), None)
 
+    def clear_stage(self) -> None:
+        """No stage picked (exclusive buttons uncheck only while the group is not exclusive)."""
+        self.group.setExclusive(False)
+        for b in self.buttons.values():
+            b.setChecked(False)
+        self.group.setExclusive(True)
+
 
 class InternalsPanel(QWidget):
     """The dock's content: a message line above the five tabs."""

@@ -22,12 +22,12 @@ class VideoPlot(pg.GraphicsLayoutWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setMinimumHeight(220)
+        self.setMinimumHeight(120)  # the dock sits under the image: a short plot leaves it room
         self.time_plot = self.addPlot(row=0, col=0)
-        self.time_plot.setLabel("left", "ms / frame")
+        self.time_plot.setLabel("left", "ms")  # short: the plots are short and the labels stand on end
         self.time_plot.showGrid(y=True, alpha=0.25)
         self.agree_plot = self.addPlot(row=1, col=0)
-        self.agree_plot.setLabel("left", "agreement %")
+        self.agree_plot.setLabel("left", "agree %")
         self.agree_plot.setLabel("bottom", "frame")
         self.agree_plot.setYRange(0, 100)
         self.agree_plot.setXLink(self.time_plot)
