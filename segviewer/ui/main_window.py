@@ -247,7 +247,7 @@ class MainWindow(QMainWindow):
         win = self.settings.value("windowState")
         if win is None or not self.restoreState(win):
             self.resizeDocks([self.docks["Models"], self.docks["Layers"]], [270, 330], Qt.Orientation.Horizontal)
-            sizes = {"Layers": 400, "Metrics": 200, "Inspector": 110}
+            sizes = {"Layers": 400, "Metrics": 190, "Inspector": 125}
             right = [n for n in sizes if n in self.docks]
             if len(right) > 1:
                 self.resizeDocks([self.docks[n] for n in right], [sizes[n] for n in right], Qt.Orientation.Vertical)

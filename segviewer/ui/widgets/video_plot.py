@@ -60,6 +60,8 @@ class VideoPlot(pg.GraphicsLayoutWidget):
         ms = np.array([1000.0 * r.total for r in rs], float)
         key = np.array([r.is_key for r in rs], bool)
         self.time_curve.setData(x, ms)
+        # from zero, so a few equal times read as a flat line, not as ticks crowded 0.2 ms apart
+        self.time_plot.setYRange(0.0, max(float(ms.max()) * 1.1 if len(ms) else 0.0, 1.0), padding=0)
         self.key_dots.setData(x[key], ms[key])
         self.prop_dots.setData(x[~key], ms[~key])
         ag = [(r.index, 100.0 * r.agreement) for r in rs if r.agreement is not None]
