@@ -21,10 +21,11 @@ By size (``by_size``): each segment is put in a COCO area range by its own pixel
 segment, FP in the range of the predicted one; PQ of a range is then computed as above.
 
 Speed: one ``bincount`` over paired compact ids per image (:mod:`segviewer.analysis.matching`)
-instead of ``np.unique`` over 64-bit keys plus Python dictionaries. From files, PNGs are read as
-runs (:func:`~segviewer.core.panoptic_io.read_panoptic_runs`: zlib-ng inflate, then OpenCV's
-files straight from their "Sub" bytes, adaptive ones such as PIL's through libspng) and counted
-run by run (:func:`pair_counts_runs`); anything else is decoded by libpng and counted per pixel.
+instead of ``np.unique`` over 64-bit keys plus Python dictionaries. From files
+(:func:`~segviewer.core.panoptic_io.read_panoptic_ids`, zlib-ng inflating): OpenCV's PNGs are read
+as runs straight from their "Sub" bytes and counted run by run (:func:`pair_counts_runs`);
+adaptive ones such as PIL's are unfiltered by libspng and counted per run of equal pixel pairs;
+anything else is decoded by libpng.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from segviewer.analysis.matching import (
 )
 from segviewer.core.errors import BadDatasetError
 from segviewer.core.fileio import read_json_object
-from segviewer.core.panoptic_io import IdRuns, read_panoptic_png, read_panoptic_runs
+from segviewer.core.panoptic_io import IdRuns, read_panoptic_ids, read_panoptic_png
 from segviewer.core.results import PanopticMap
 
 __all__ = [
@@ -310,10 +311,10 @@ def pq_compute(gt_json: str | Path | Mapping[str, Any], pred_json: str | Path | 
 
 
 def _read_ids(path: Path) -> np.ndarray | IdRuns:
-    """Runs when the PNG allows (8-bit RGB, zlib-ng installed: a fraction of libpng's decode time,
-    and no per-pixel counting), else the decoded id map."""
-    runs = read_panoptic_runs(path)
-    return runs if runs is not None else read_panoptic_png(path)
+    """Runs when the PNG allows (OpenCV's None/Sub rows: no pixel decoded), else the id map
+    (adaptive files through zlib-ng and libspng, anything else libpng), counted per run of
+    equal pixel pairs (:func:`~segviewer.analysis.matching.pair_counts`)."""
+    return read_panoptic_ids(path)
 
 
 def pair_counts_runs(gt: IdRuns, gt_ids: np.ndarray, pred: IdRuns, pred_ids: np.ndarray, *,

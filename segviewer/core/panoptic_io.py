@@ -25,8 +25,8 @@ from segviewer.core.fileio import read_json_object, write_image_atomic, write_js
 from segviewer.core.results import PanopticMap, PanopticSegment, ResultError
 
 __all__ = [
-    "rgb2id", "id2rgb", "write_panoptic_png", "read_panoptic_png", "read_panoptic_runs", "IdRuns",
-    "runs_of_map",
+    "rgb2id", "id2rgb", "write_panoptic_png", "read_panoptic_png", "read_panoptic_runs", "read_panoptic_ids",
+    "IdRuns", "runs_of_map",
     "segments_info",
     "panoptic_annotation", "write_panoptic_json", "read_panoptic", "PanopticDataset",
 ]
@@ -150,6 +150,24 @@ def read_panoptic_runs(path: str | os.PathLike[str]) -> IdRuns | None:
     it); a missing file raises as :func:`read_panoptic_png` does. Maps with more changes than a
     quarter of their bytes (noise, not segments) return None: per-pixel counting is cheaper.
     """
+    got = _read_fast(path)
+    if got is None or isinstance(got, IdRuns):
+        return got
+    runs = runs_of_map(got)
+    return None if len(runs.starts) > got.size // 4 and got.size > 1 << 14 else runs
+
+
+def read_panoptic_ids(path: str | os.PathLike[str]) -> IdRuns | np.ndarray:
+    """The id map of a COCO panoptic PNG in its cheapest exact form: :class:`IdRuns` when the
+    rows are "None"/"Sub" filtered (OpenCV's files: no pixel is decoded), else the ``(H, W)``
+    int32 map (:func:`read_panoptic_png`; errors as it raises them)."""
+    got = _read_fast(path)
+    return got if got is not None else read_panoptic_png(path)
+
+
+def _read_fast(path: str | os.PathLike[str]) -> IdRuns | np.ndarray | None:
+    """Runs of a None/Sub-filtered 8-bit RGB PNG, the int32 map of another one, or None when
+    neither fast path applies (see :func:`read_panoptic_runs`)."""
     parsed = _parse_png(_read_png_bytes(Path(path)))
     if parsed is None:
         return None
@@ -162,11 +180,7 @@ def read_panoptic_runs(path: str | os.PathLike[str]) -> IdRuns | None:
     a = np.frombuffer(raw, np.uint8).reshape(h, stride)
     if int(a[:, 0].max()) <= 1:
         return _runs_none_sub(a, h, w)
-    ids = _unfilter(header, raw)
-    if ids is None:
-        return None
-    runs = runs_of_map(ids)
-    return None if len(runs.starts) > ids.size // 4 and ids.size > 1 << 14 else runs
+    return _unfilter(header, raw)
 
 
 def _runs_none_sub(a: np.ndarray, h: int, w: int) -> IdRuns | None:

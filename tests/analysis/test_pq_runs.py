@@ -261,17 +261,55 @@ def test_both_pair_counts_share_one_listed_ids_check(monkeypatch) -> None:
 
 def test_pq_compute_is_identical_through_either_path(tmp_path: Path, monkeypatch) -> None:
     gj, pj = make_panoptic_files(tmp_path)
-    calls: list[int] = []
-    real = pqmod.read_panoptic_runs
+    calls: list[bool] = []
+    real = pqmod.read_panoptic_ids
 
     def counting(path):
         r = real(path)
-        calls.append(r is not None)
+        calls.append(isinstance(r, IdRuns))
         return r
 
-    monkeypatch.setattr(pqmod, "read_panoptic_runs", counting)
+    monkeypatch.setattr(pqmod, "read_panoptic_ids", counting)
     fast = pq_compute(gj, pj, workers=1)
     assert calls and all(calls), "these files were written by OpenCV: every one reads as runs"
-    monkeypatch.setattr(pqmod, "read_panoptic_runs", lambda path: None)
+    monkeypatch.setattr(pqmod, "read_panoptic_ids", read_panoptic_png)
     plain = pq_compute(gj, pj, workers=1)
     assert fast == plain  # the very same floats, not merely close
+    # the same maps written by PIL (adaptive filters): dense maps, the same numbers again
+    for side in (gj.with_suffix(""), pj.with_suffix("")):
+        for png in side.glob("*.png"):
+            Image.fromarray(id2rgb(read_panoptic_png(png))).save(png)
+    monkeypatch.setattr(pqmod, "read_panoptic_ids", real)
+    assert pq_compute(gj, pj, workers=1) == plain
+    # and mixed: ground truth from PIL, predictions from OpenCV
+    for png in pj.with_suffix("").glob("*.png"):
+        write_panoptic_png(png, read_panoptic_png(png))
+    assert pq_compute(gj, pj, workers=2) == plain
+
+
+def test_read_panoptic_ids_picks_the_cheapest_exact_form(tmp_path: Path, monkeypatch) -> None:
+    ids = _ids(30, 40, 11)
+    write_panoptic_png(tmp_path / "cv.png", ids)
+    Image.fromarray(id2rgb(ids)).save(tmp_path / "pil.png")
+    Image.fromarray(np.dstack([id2rgb(ids), np.full(ids.shape, 255, np.uint8)])).save(tmp_path / "rgba.png")
+    cv, pil, rgba = (pio.read_panoptic_ids(tmp_path / n) for n in ("cv.png", "pil.png", "rgba.png"))
+    assert isinstance(cv, IdRuns) and np.array_equal(cv.to_map(), ids)
+    assert isinstance(pil, np.ndarray) and pil.dtype == np.int32 and np.array_equal(pil, ids)
+    assert isinstance(rgba, np.ndarray) and np.array_equal(rgba, ids)  # libpng
+    with pytest.raises(BadDatasetError, match="missing"):
+        pio.read_panoptic_ids(tmp_path / "nope.png")
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_dense_pair_counts_equal_per_pixel(seed) -> None:
+    """pair_counts' run path (OpenCV compares for int32 maps) equals the per-pixel histogram."""
+    rng = np.random.default_rng(seed)
+    for h, w in ((1, 1), (3, 1), (1, 6), (40, 50)):
+        g = _ids(h, w, seed)
+        p = np.where(rng.random(g.shape) < 0.9, g, np.roll(g, 1, axis=1)).astype(np.int32)
+        gids, pids = np.unique(g[g > 0]), np.unique(p[p > 0])
+        want = matchmod._count_pixels(g, gids, p, pids, matchmod.IdIndexer())
+        for a, b in ((g, p), (g.astype(np.int64), p.astype(np.int64))):
+            got = matchmod._count_runs(a, gids, b, pids)
+            assert got is None or np.array_equal(got, want)
+        assert np.array_equal(pair_counts(g, gids, p, pids).matrix, want)
