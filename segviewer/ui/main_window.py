@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSettings, QSize, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QUndoStack
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -16,14 +16,12 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
-    QScrollArea,
     QStackedWidget,
-    QVBoxLayout,
     QWidget,
 )
 
 from segviewer.ui import display as disp
-from segviewer.ui import export
+from segviewer.ui import export, layout
 from segviewer.ui.actions import build_menus, build_toolbar
 from segviewer.ui.canvas.render_thread import LayerSpec
 from segviewer.ui.canvas.view import ImageCanvas
@@ -40,11 +38,6 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_MODELS = ("shapes_maskrcnn", "shapes_fcn")
 EMPTY_TEXT = "Open an image (Ctrl+O)\nor drop files and folders here"
 IMAGE_VIEW = "image"
-#: The smallest screen the window must fit with its default docks, in the image and the video view
-#: (a 1366 x 768 laptop less a task bar and the title bar). Panels taller than their share scroll.
-FIT_SCREEN = QSize(1340, 720)
-#: The layer rows keep at least this many rows on screen, however full the right column gets.
-LAYER_ROWS_MIN = 6
 
 
 class MainWindow(QMainWindow):
@@ -106,21 +99,11 @@ class MainWindow(QMainWindow):
         self.add_dock("Models", self.picker, Qt.DockWidgetArea.LeftDockWidgetArea)
         # Another view's frames have their own layer switches (in its dock): the Layers dock says so
         # instead of listing the closed image's layers (the hidden panel then asks for no room).
-        layers = QWidget()
-        box = QVBoxLayout(layers)
-        box.setContentsMargins(0, 0, 0, 0)
-        self.view_note = QLabel()
-        self.view_note.setWordWrap(True)
-        self.view_note.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.view_note.setContentsMargins(8, 8, 8, 8)
-        self.view_note.setStyleSheet("color: #8a8a8a;")
-        self.view_note.setVisible(False)
-        box.addWidget(self.panel)
-        box.addWidget(self.view_note)
+        layers, self.view_note = layout.with_note(self.panel)
         self.add_dock("Layers", layers, right, scroll=False)  # its rows scroll inside it
         self.add_dock("Legend", self.legend, right)
         self.add_dock("Inspector", self.inspector, right)
-        self._keep_layer_rows(LAYER_ROWS_MIN)
+        layout.keep_rows(self.panel.rows_scroll, layout.LAYER_ROWS_MIN)
         # the hover lines stay in view when the column is short: the dock scrolls below 3 lines
         self.docks["Inspector"].widget().setMinimumHeight(3 * self.inspector.fontMetrics().height())
 
@@ -219,7 +202,7 @@ class MainWindow(QMainWindow):
         is). ``view``: the dock belongs to that view (see :meth:`set_view`) and shows only there."""
         dock = QDockWidget(name, self)
         dock.setObjectName(f"dock_{name.lower()}")
-        dock.setWidget(_scrolling(widget) if scroll else widget)
+        dock.setWidget(layout.scrolling(widget) if scroll else widget)
         dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable)
@@ -233,12 +216,6 @@ class MainWindow(QMainWindow):
             self._view_docks[name] = view
             dock.setVisible(view == self.view)
         return dock
-
-    def _keep_layer_rows(self, rows: int) -> None:
-        """The Layers dock keeps ``rows`` layer rows visible (a model heading and its layers)."""
-        h = self.panel.fontMetrics().height()
-        row = max(h + 10, 24)  # a checkbox / slider row and the grid's spacing
-        self.panel.rows_scroll.setMinimumHeight(rows * row)
 
     def _restore_docks(self) -> None:
         """Dock layout, once the features have added theirs (a state restored before would not
@@ -257,13 +234,7 @@ class MainWindow(QMainWindow):
 
     def _restore(self) -> None:
         st = self.settings
-        geo = st.value("geometry")
-        screen = self.screen().availableGeometry()
-        if geo is None or not self.restoreGeometry(geo):
-            self.resize(min(1500, int(screen.width() * 0.95)), min(920, int(screen.height() * 0.95)))
-        elif self.width() > screen.width() or self.height() > screen.height():
-            # saved on a larger screen (or by a version that grew the window): fit this one
-            self.resize(min(self.width(), screen.width()), min(self.height(), screen.height()))
+        layout.restore_geometry(self, st.value("geometry"))
         for kind in disp.DEFAULT_OPACITY:
             self.state.kind_opacity[kind] = get_float(st, f"opacity/{kind}", disp.DEFAULT_OPACITY[kind])
         self.state.score_threshold = get_float(st, "scoreThreshold", 0.5)
@@ -632,21 +603,6 @@ def _list_models(cards: list[Any] | None) -> tuple[list[Any], dict[str, str], li
     except Exception:  # noqa: BLE001
         pass
     return list(cards), states, available_devices(), problems
-
-
-def _scrolling(widget: QWidget) -> QWidget:
-    """``widget`` in a frameless vertical scroll area (as is when it scrolls itself)."""
-    from PySide6.QtWidgets import QAbstractScrollArea, QFrame
-
-    if isinstance(widget, QAbstractScrollArea):
-        return widget
-    area = QScrollArea()
-    area.setWidget(widget)
-    area.setWidgetResizable(True)
-    area.setFrameShape(QFrame.Shape.NoFrame)
-    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-    area.setObjectName(f"{widget.objectName() or type(widget).__name__}_scroll")
-    return area
 
 
 def grab_rgb(widget: QWidget) -> np.ndarray:

@@ -18,7 +18,8 @@ from segviewer.core.fileio import write_image_atomic
 from segviewer.synth.generate import generate_scene
 from segviewer.synth.video import generate_video
 from segviewer.ui.features.video import VideoFeature
-from segviewer.ui.main_window import FIT_SCREEN, LAYER_ROWS_MIN, MainWindow
+from segviewer.ui.layout import FIT_SCREEN, LAYER_ROWS_MIN
+from segviewer.ui.main_window import MainWindow
 from segviewer.ui.model_host import registry_factory
 from segviewer.ui.worker import InferenceWorker
 
