@@ -150,7 +150,8 @@ class MaskLogitsHook:
     Models without a mask head (Faster R-CNN, Keypoint R-CNN) capture nothing and give None.
     """
 
-    def __init__(self, roi_heads: torch.nn.Module) -> None:
+    def __init__(self, roi_heads: torch.nn.Module | None) -> None:
+        # None: capture nothing (a caller that does not want the logits), as for a model without a mask head
         self._module = getattr(roi_heads, "mask_predictor", None)
         self._handle: Any = None
         self.output: torch.Tensor | None = None

@@ -59,14 +59,21 @@ class ModelCard:
 @dataclass(frozen=True)
 class PredictParams:
     """Parameters that change a prediction (and so its cache key). Display-only settings
-    (score threshold slider, opacities) are *not* here: they filter a cached result."""
+    (score threshold slider, opacities) are *not* here: they filter a cached result.
+
+    ``extras`` (default True): also compute what only the window shows or a later step needs --
+    ``SemanticMap.probs`` and ``.logits``, ``Detections.mask_logits``, the PCV net's votes. A
+    headless run that writes labels, boxes and masks passes False and skips that work (for the
+    bundled FCN it is a softmax and two resamplings of every class map, a fifth of its time per image).
+    """
 
     min_score: float = 0.05
     max_detections: int = 100
     extra: tuple[tuple[str, Any], ...] = ()
+    extras: bool = True
 
     def key(self) -> tuple:
-        return (self.min_score, self.max_detections, self.extra)
+        return (self.min_score, self.max_detections, self.extra, self.extras)
 
 
 @runtime_checkable

@@ -16,6 +16,7 @@ maps carry ``logits`` (float16, long side at most 512 px) beside ``probs``, for 
 from __future__ import annotations
 
 import dataclasses
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from segviewer.adapters._convert import (
     paste_masks_compact,
 )
 from segviewer.adapters.base import ModelCard, PredictParams, ProgressCallback, TorchAdapterState
+from segviewer.adapters.runtime import import_torchvision, no_weight_init
 from segviewer.core.errors import CheckpointMismatchError, ModelError, SegviewerError, WeightsUnavailableError
 from segviewer.core.results import Detections, SemanticMap
 from segviewer.core.timing import Timings
@@ -96,9 +98,13 @@ class _ShapesAdapter(TorchAdapterState):
             config = dict(ck.get("config") or {})
         else:  # random init (plumbing tests, timing): the card's classes, default architecture
             cats, config, ck = list(card.categories), dict(card.extra.get("config", {})), None
+        if self.model_kind == "maskrcnn":
+            import_torchvision()  # without TorchDynamo: seconds off the first image
         try:
             task = make_task(self.model_kind, cats, config)
-            model = task.build()
+            # load_weights below overwrites every tensor or refuses: no random initial weights first
+            with no_weight_init() if ck is not None else nullcontext():
+                model = task.build()
         except (TypeError, ValueError) as err:
             raise CheckpointMismatchError(f"{card.id}: the checkpoint's architecture options do not build ({err})") from err
         if ck is not None:
@@ -147,13 +153,16 @@ class _ShapesSemantic(_ShapesAdapter):
             raise ModelError(f"{self.card.id} failed on a {w}x{h} image ({str(err).splitlines()[0]})") from err
         return out, (h, w, rh, rw)
 
-    def _to_map(self, logits: torch.Tensor, size: tuple[int, int, int, int]) -> SemanticMap:
+    def _to_map(self, logits: torch.Tensor, size: tuple[int, int, int, int], extras: bool = True) -> SemanticMap:
+        """Labels at the input's size; with ``extras`` also capped probabilities and float16 logits."""
         import torch
 
         h, w, rh, rw = size
         lg = logits[0, :, :rh, :rw].float()
         raw = lg.cpu().numpy()
         labels = labels_from_logits(raw, (h, w))
+        if not extras:
+            return SemanticMap(labels, self.card.categories)
         probs = cap_probs(torch.softmax(lg, 0).cpu().numpy(), PROBS_MAX_SIDE)
         return SemanticMap(labels, self.card.categories, probs=probs,
                            logits=compact_logits(raw, PROBS_MAX_SIDE))
@@ -175,7 +184,7 @@ class ShapesFCN(_ShapesSemantic):
         tm = timings if timings is not None else Timings()
         out, size = self._forward(image, params, tm)
         with tm.stage("postprocess"):
-            return self._to_map(out[stage], size)
+            return self._to_map(out[stage], size, params.extras)
 
     def predict_stages(self, image: np.ndarray, params: PredictParams | None = None,
                        timings: Timings | None = None) -> dict[str, SemanticMap]:
@@ -184,7 +193,7 @@ class ShapesFCN(_ShapesSemantic):
         tm = timings if timings is not None else Timings()
         out, size = self._forward(image, params, tm)
         with tm.stage("postprocess"):
-            return {s: self._to_map(out[s], size) for s in self.STAGES}
+            return {s: self._to_map(out[s], size, params.extras) for s in self.STAGES}
 
 
 class ShapesUNet(_ShapesSemantic):
@@ -199,7 +208,7 @@ class ShapesUNet(_ShapesSemantic):
         tm = timings if timings is not None else Timings()
         out, size = self._forward(image, params, tm)
         with tm.stage("postprocess"):
-            return self._to_map(out, size)
+            return self._to_map(out, size, params.extras)
 
 
 @dataclass(frozen=True, eq=False)
@@ -227,7 +236,12 @@ class ShapesPCV(_ShapesSemantic):
 
     def predict(self, image: np.ndarray, params: PredictParams | None = None,
                 timings: Timings | None = None) -> SemanticMap:
-        return self.predict_votes(image, params, timings).semantic
+        """The semantic map only: the votes' softmax is not computed (``predict_votes`` gives it)."""
+        params = params or PredictParams()
+        tm = timings if timings is not None else Timings()
+        out, size = self._forward(image, params, tm)
+        with tm.stage("postprocess"):
+            return self._to_map(out["semantic"], size, params.extras)
 
     def predict_votes(self, image: np.ndarray, params: PredictParams | None = None,
                       timings: Timings | None = None) -> VotePrediction:
@@ -237,7 +251,7 @@ class ShapesPCV(_ShapesSemantic):
         tm = timings if timings is not None else Timings()
         out, size = self._forward(image, params, tm)
         with tm.stage("postprocess"):
-            sem = self._to_map(out["semantic"], size)
+            sem = self._to_map(out["semantic"], size, params.extras)
             h, w, rh, rw = size
             stride = int(self.config.get("vote_stride", 4))
             vh, vw = -(-rh // stride), -(-rw // stride)
@@ -281,7 +295,8 @@ class ShapesMaskRCNN(_ShapesAdapter):
         old = (rh_.score_thresh, rh_.detections_per_img)
         try:
             rh_.score_thresh, rh_.detections_per_img = float(params.min_score), int(params.max_detections)
-            with tm.stage("model"), torch.inference_mode(), MaskLogitsHook(rh_) as hook:
+            hook = MaskLogitsHook(rh_ if params.extras else None)  # mask logits: UPSNet and the window
+            with tm.stage("model"), torch.inference_mode(), hook:
                 feats = model.backbone(images.tensors)
                 proposals, _ = model.rpn(images, feats)
                 dets, _ = rh_(feats, proposals, images.image_sizes)

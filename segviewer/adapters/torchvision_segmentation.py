@@ -30,6 +30,7 @@ from segviewer.adapters._convert import (
     shrink_image,
 )
 from segviewer.adapters.base import ModelCard, PredictParams, ProgressCallback, TorchAdapterState
+from segviewer.adapters.runtime import import_torchvision
 from segviewer.adapters.weights import check_state_dict, read_class_names, read_state_dict, resolve_weights
 from segviewer.core.errors import CheckpointMismatchError, ModelError, SegviewerError
 from segviewer.core.results import SemanticMap
@@ -70,6 +71,7 @@ class TorchvisionSegmenter(TorchAdapterState):
     def load(self, device: str, weights: Path | None = None, progress: ProgressCallback | None = None,
              *, allow_download: bool | None = None) -> None:
         """Build the network on ``device`` and load weights (user file > hub cache > download)."""
+        import_torchvision()  # without TorchDynamo: seconds off the first image
         from torchvision.models import get_model
 
         base = self._base_card
@@ -133,7 +135,8 @@ class TorchvisionSegmenter(TorchAdapterState):
 
     def predict(self, image: np.ndarray, params: PredictParams | None = None,
                 timings: Timings | None = None) -> SemanticMap:
-        """Labels at the image's resolution and softmax probabilities at (at most) 512 px.
+        """Labels at the image's resolution and softmax probabilities at (at most) 512 px
+        (probabilities and logits only when ``params.extras``).
 
         ``params.extra`` may hold ``min_size``: the short side the image is resized to before the
         network (default 520, as trained); smaller is faster and coarser.
@@ -162,12 +165,14 @@ class TorchvisionSegmenter(TorchAdapterState):
                     x = TF.normalize(x, list(_MEAN), list(_STD))[None]
                 with tm.stage("model"):
                     logits = self._low_res_logits(x)[0]
-                    probs = torch.softmax(logits, dim=0)
+                    probs = torch.softmax(logits, dim=0) if params.extras else None
                     if self._device.startswith("cuda"):
                         torch.cuda.synchronize()
                 with tm.stage("postprocess"):
                     lg = logits.float().cpu().numpy()
                     labels = labels_from_logits(lg, (h, w))
+                    if probs is None:  # params.extras False: only the labels are wanted
+                        return SemanticMap(labels, self.card.categories)
                     p = cap_probs(probs.float().cpu().numpy(), PROBS_MAX_SIDE)
                     return SemanticMap(labels, self.card.categories, probs=p,
                                        logits=compact_logits(lg, PROBS_MAX_SIDE))

@@ -89,6 +89,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a checkpoint file to load instead of the model's own weights (class names from "
                         "a .json/.toml file with the same stem beside it)")
     p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch and OpenCV (default: torch's own choice, one per core); "
+                        "on a machine shared with other jobs fewer threads are often faster")
     p.add_argument("--score-thresh", type=float, default=0.05,
                    help="keep detections scoring at least this in the predictions JSON (default 0.05)")
     p.add_argument("--draw-thresh", type=float, default=0.5,
@@ -153,6 +156,9 @@ def _check_args(args: argparse.Namespace, models: list[str]) -> None:
             raise SegviewerError(f"--{name.replace('_', '-')} must lie in [0, 1], got {v}")
     if args.max_detections < 1:
         raise SegviewerError(f"--max-detections must be at least 1, got {args.max_detections}")
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise SegviewerError(f"--threads must be at least 1, got {threads}")
     if args.min_size is not None and args.min_size < 16:
         raise SegviewerError(f"--min-size must be at least 16 pixels, got {args.min_size}")
     if args.gt is not None and args.no_gt:
@@ -232,12 +238,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"segviewer: --gt is not used for a {task} model: its outputs hold the model's class ids "
               "(categories.json names them)", file=sys.stderr)
     check_output_dir(out)  # before minutes of model loading: an output path that cannot work fails now
+    if getattr(args, "threads", None) is not None:
+        from segviewer.adapters.runtime import set_threads
+
+        set_threads(int(args.threads))
     device = resolve_device(args.device)
     for adapter in adapters:
         _load(adapter, args, device)
     ensure_dir(out)
     extra = (("min_size", int(args.min_size)),) if args.min_size else ()
-    params = PredictParams(min_score=float(args.score_thresh), max_detections=int(args.max_detections), extra=extra)
+    # Only what is written: probabilities, logits and mask logits are for the window, and for
+    # UPSNet's merge, which needs the logits.
+    extras = bool(args.panoptic and getattr(args, "merge", "heuristic") == "upsnet")
+    params = PredictParams(min_score=float(args.score_thresh), max_detections=int(args.max_detections),
+                           extra=extra, extras=extras)
     state = _Run(out, images, stems, ids, dataset, failures=len(problems))
     attempted = len(images) + len(problems)
     if args.panoptic:
