@@ -62,7 +62,7 @@ class PredictParams:
     (score threshold slider, opacities) are *not* here: they filter a cached result.
 
     ``extras`` (default True): also compute what only the window shows or a later step needs --
-    ``SemanticMap.probs`` and ``.logits``, ``Detections.mask_logits``, the PCV net's votes. A
+    ``SemanticMap.probs`` and ``.logits``, ``Detections.mask_logits``. A
     headless run that writes labels, boxes and masks passes False and skips that work (for the
     bundled FCN it is a softmax and two resamplings of every class map, a fifth of its time per image).
     """

@@ -112,5 +112,7 @@ def _run(args: argparse.Namespace) -> int:
                           progress=_Progress("frames"))
         print(f"wrote {res.n_frames} frames ({res.n_flow} flow files, pan {res.pan[0]:+.2f},"
               f"{res.pan[1]:+.2f} px/frame) to {res.out_dir} in {time.perf_counter() - t0:.1f} s")
+        if res.note:  # the H.264 writer fell back to mp4v: say why, as the window's export does
+            print(f"segviewer: video.mp4: {res.note}", file=sys.stderr)
         return 0
     raise SegviewerError(f"unknown synth target {args.what!r}; use scenes or video")
