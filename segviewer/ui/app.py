@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtGui import QIcon
@@ -41,11 +42,23 @@ def run_app(paths: Sequence[Path] = (), models: Sequence[str] = (), weights: Pat
 
     window = MainWindow()
     window.start(paths, models, weights, device, no_default)
+    return run_window(app, window)
+
+
+def run_window(app: QApplication, window: Any) -> int:
+    """Show ``window``, run the event loop, and leave promptly once it closes.
+
+    The window's ``closeEvent`` saves the settings and stops the background threads (bounded;
+    ``threads_finished`` says whether they all ended). They are not waited for a second time
+    here: a model still inside a forward pass in the worker thread cannot be interrupted, so the
+    process exits without waiting for it (destroying a running QThread would abort the process
+    with a core dump instead). A child model process is already gone by then.
+    """
     window.show()
     code = int(app.exec())
-    if not window.shutdown(2000):
-        # A model is still inside a long forward pass: settings are saved, so leave without waiting
-        # (destroying a running QThread would abort the process with a core dump instead).
+    if window.isVisible():  # the loop ended without a close (app.quit()): close the same way
+        window.close()
+    if not getattr(window, "threads_finished", True):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

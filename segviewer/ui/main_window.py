@@ -575,7 +575,7 @@ class MainWindow(QMainWindow):
         st.setValue("device", self.session.device)
         st.setValue("selectedModels", self.session.models)
         st.sync()
-        self.threads_finished = self.shutdown(2000)
+        self.threads_finished = self.shutdown(1000)  # run_window exits at once if a model still runs
         super().closeEvent(event)
 
     def shutdown(self, timeout_ms: int = 10000) -> bool:

@@ -163,6 +163,9 @@ def stop_child(proc: Any, conn: Any, timeout_s: float) -> None:
     if proc.is_alive():
         proc.terminate()
         proc.join(1.0)
+    if proc.is_alive():  # SIGTERM caught or ignored by a library: the window still has to go
+        proc.kill()
+        proc.join(1.0)
 
 
 class ProcessHost:
@@ -179,6 +182,7 @@ class ProcessHost:
         self._proc: Any = None
         self._conn: Any = None
         self._closed = False
+        self._busy = False  # a request is in the child: close() then ends it without waiting
         self._forget: set[str] = set()
 
     def _ensure(self) -> None:
@@ -210,6 +214,7 @@ class ProcessHost:
         if self._closed:
             raise ModelError("The model process has been shut down.")
         self._ensure()
+        self._busy = True
         try:
             for mid in list(self._forget):
                 self._conn.send(("forget", mid))
@@ -231,8 +236,12 @@ class ProcessHost:
                 raise ModelError("The model process has been shut down.") from err
             raise ModelError(f"The model process stopped unexpectedly (exit code {code}) while running "
                              f"{model_id}; it restarts with the next request.") from err
+        finally:
+            self._busy = False
 
     def close(self, timeout_s: float = 2.0) -> None:
-        """Ask the child to quit; end it if it is inside a long forward pass."""
+        """Ask an idle child to quit (up to ``timeout_s``); a child inside a forward pass would only
+        read the request once the pass is over, seconds later, so it is ended at once instead
+        (it holds nothing worth saving: closing the window must not wait for a model)."""
         self._closed = True
-        stop_child(self._proc, self._conn, timeout_s)
+        stop_child(self._proc, self._conn, 0.0 if self._busy else timeout_s)

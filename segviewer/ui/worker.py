@@ -215,6 +215,9 @@ class InferenceWorker(QObject):
     def stop(self, timeout_ms: int = 10000) -> bool:
         """Ask the thread to finish after the current job and wait for it (bounded).
 
+        With ``process=True`` a forward pass in flight is ended at once (its child process is
+        terminated), so this returns within a fraction of a second; in-thread models cannot be
+        interrupted. Nothing is reported for the job that the stop cut short.
         Returns False when a model was still running when the time ran out (the caller exits the
         process rather than destroying a running QThread)."""
         with self._cond:
@@ -274,6 +277,10 @@ class InferenceWorker(QObject):
         while (item := self._take(block=False)) is not None:
             self._run(*item)
 
+    def _stopping(self) -> bool:
+        with self._cond:
+            return self._stop
+
     def _is_stale(self, gen: int) -> bool:
         with self._cond:
             return gen < self._latest_gen
@@ -299,6 +306,8 @@ class InferenceWorker(QObject):
             else:
                 timings["decode"] = 0.0
         except Exception as err:  # noqa: BLE001 - every failure becomes a message, never a crash
+            if self._stopping():
+                return
             self.imageFailed.emit(req.gen, str(req.path), describe_error(err, f"Opening {req.path.name}"))
             return
         if self._is_stale(req.gen):
@@ -332,6 +341,10 @@ class InferenceWorker(QObject):
             if not timings:
                 timings["model"] = time.perf_counter() - t0
         except Exception as err:  # noqa: BLE001 - a model that raises must leave the app usable
+            if self._stopping():
+                # stop() ended the pass (the window is closing): not a failure to report, and a
+                # message now would open a dialog after the window is gone and keep the app alive
+                return
             msg = describe_error(err, req.model_id)
             if req.show:
                 self.predictionFailed.emit(req.gen, req.model_id, msg)

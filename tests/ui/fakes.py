@@ -106,3 +106,16 @@ def crashing_factory(model_id: str) -> FakeAdapter:
 
 def bright_factory(model_id: str) -> FakeAdapter:
     return FakeAdapter(model_id)
+
+
+class _Sleeper(FakeAdapter):
+    def predict(self, image, params=None, timings=None):
+        import time
+
+        time.sleep(120)  # a forward pass far longer than any test waits
+        return super().predict(image, params, timings)
+
+
+def sleeping_factory(model_id: str) -> FakeAdapter:
+    """A model whose pass never ends in time (closing the window mid-pass)."""
+    return _Sleeper(model_id)

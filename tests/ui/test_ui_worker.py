@@ -157,3 +157,24 @@ def test_process_host_errors_crashes_and_results(qtbot, make_worker) -> None:
         worker.request_prediction(_req(1, 200))
     assert int(blocker.args[0].result.labels.min()) == 1 and "model" in blocker.args[0].timings
     assert states == ["loading", "loaded"]
+
+
+def test_stop_during_a_pass_in_the_model_process_is_prompt_and_reports_nothing(qtbot, make_worker) -> None:
+    """Issue #10: closing the window mid-pass ends the model process at once (it used to wait for
+    the pass) and reports no "model process has been shut down" failure (a dialog after close)."""
+    import time
+
+    from fakes import sleeping_factory
+
+    worker = make_worker(sleeping_factory, process=True)
+    failed: list[str] = []
+    worker.predictionFailed.connect(lambda g, m, msg: failed.append(msg))
+    with qtbot.waitSignal(worker.modelStateChanged, timeout=TIMEOUT * 6, check_params_cb=lambda m, s: s == "loaded"):
+        worker.request_prediction(_req(1, 10))
+    qtbot.wait(200)  # now inside predict, in the child
+    t0 = time.monotonic()
+    assert worker.stop(10_000)
+    took = time.monotonic() - t0
+    qtbot.wait(200)  # anything queued by the worker thread would arrive now
+    assert took < 1.5 and failed == [], (took, failed)
+    assert worker.host._proc is None or not worker.host._proc.is_alive()
