@@ -323,7 +323,7 @@ def image_report(inst: Detections | None, sem: SemanticMap | None, gt: Any, para
         if note:
             ev.notes.append(note)
     if gt is None or not gt:
-        ev.notes.append(f"No ground truth found beside {name}.")
+        # "No ground truth found beside <name>" is the dock's source line already; not a note too
         if inst is None and sem is None:
             ev.notes.append("No model results yet.")
         return ev

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -18,10 +21,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="open no sample scene and run no model unless asked")
 
 
+NO_DISPLAY = ("no display to open the window on (neither DISPLAY nor WAYLAND_DISPLAY is set). "
+              "Connect a display (or ssh -X / a VNC session), or set QT_QPA_PLATFORM=offscreen to run "
+              "the window without one, or use the headless commands: segviewer predict, eval, models, "
+              "synth, train (segviewer VERB --help).")
+
+
+def display_problem(environ: Mapping[str, str] | None = None, platform: str | None = None) -> str | None:
+    """Why the window cannot open here, or None. On Linux without DISPLAY, WAYLAND_DISPLAY or an
+    explicit QT_QPA_PLATFORM, Qt would try xcb, fail and abort the process (exit 134) with a
+    message blaming libxcb-cursor0 even when it is installed; say what to do instead."""
+    env = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    if not platform.startswith("linux"):
+        return None
+    if any(env.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+        return None
+    return NO_DISPLAY
+
+
 def run(args: argparse.Namespace) -> int:
     """Start the Qt application; imports Qt only here so the headless verbs never load it."""
     from segviewer.core.errors import SegviewerError
 
+    problem = display_problem()
+    if problem:
+        raise SegviewerError(problem)
     if args.weights is not None and not args.weights.is_file():
         raise SegviewerError(f"weights file {args.weights} does not exist.")
     for p in args.paths:

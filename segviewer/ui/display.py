@@ -202,35 +202,59 @@ class ClassCount:
     count: int  # instances, or pixels for dense results
     unit: str  # "" for instances, "%" for a share of the pixels
     share: float = 0.0
+    model: str = ""  # the result it was counted in
 
 
 def class_counts(results: Mapping[str, object], score_threshold: float) -> list[ClassCount]:
-    """The classes present (after the score threshold, before the class filter) with counts."""
+    """The classes present (after the score threshold, before the class filter) with counts,
+    grouped by model in ``results`` order: two semantic models each cover the image, so their
+    shares are never summed (that gave "water 142%"); within one model they add up to at most 100%.
+    """
+    out: list[ClassCount] = []
+    for model, r in results.items():
+        out += _model_class_counts(model, r, score_threshold)
+    return out
+
+
+def _model_class_counts(model: str, r: object, score_threshold: float) -> list[ClassCount]:
     inst: dict[str, int] = {}
     pix: dict[str, int] = {}
     total = 0
-    for r in results.values():
-        if isinstance(r, Detections):
-            for n in r.above(score_threshold).names:
+    if isinstance(r, Detections):
+        for n in r.above(score_threshold).names:
+            inst[n] = inst.get(n, 0) + 1
+    elif isinstance(r, SemanticMap):
+        counts = semantic_counts(r)
+        total = int(counts.sum())
+        for i, c in enumerate(counts):
+            if c and r.categories[i] != "__background__":
+                pix[r.categories[i]] = pix.get(r.categories[i], 0) + int(c)
+    elif isinstance(r, PanopticMap):
+        total = r.segment_ids.size
+        for seg in r.segments:
+            n = r.categories[seg.category_id]
+            if seg.isthing:
                 inst[n] = inst.get(n, 0) + 1
-        elif isinstance(r, SemanticMap):
-            counts = semantic_counts(r)
-            total = max(total, int(counts.sum()))
-            for i, c in enumerate(counts):
-                if c and r.categories[i] != "__background__":
-                    pix[r.categories[i]] = pix.get(r.categories[i], 0) + int(c)
-        elif isinstance(r, PanopticMap):
-            total = max(total, r.segment_ids.size)
-            for s in r.segments:
-                n = r.categories[s.category_id]
-                if s.isthing:
-                    inst[n] = inst.get(n, 0) + 1
-                else:
-                    pix[n] = pix.get(n, 0) + s.area
-    out = [ClassCount(n, c, "") for n, c in sorted(inst.items(), key=lambda kv: (-kv[1], kv[0]))]
-    out += [ClassCount(n, c, "%", c / max(total, 1)) for n, c in sorted(pix.items(), key=lambda kv: -kv[1])
-            if n not in inst]
+            else:
+                pix[n] = pix.get(n, 0) + seg.area
+    out = [ClassCount(n, c, "", model=model) for n, c in sorted(inst.items(), key=lambda kv: (-kv[1], kv[0]))]
+    out += [ClassCount(n, c, "%", c / max(total, 1), model=model)
+            for n, c in sorted(pix.items(), key=lambda kv: -kv[1]) if n not in inst]
     return out
+
+
+def result_summary(result: object) -> str:
+    """A few words for the status bar on what a model answered ("0 detections", "3 classes")."""
+    if isinstance(result, Detections):
+        n = len(result)
+        return f"{n} detection{'' if n == 1 else 's'}"
+    if isinstance(result, SemanticMap):
+        k = sum(1 for i, c in enumerate(semantic_counts(result)) if c and result.categories[i] != "__background__")
+        return f"{k} class{'' if k == 1 else 'es'}"
+    if isinstance(result, PanopticMap):
+        n = len(result.segments)
+        return f"{n} segment{'' if n == 1 else 's'}"
+    return ""
 
 
 def legend_entries(results: Mapping[str, object]) -> list[tuple[str, tuple[int, int, int]]]:

@@ -28,7 +28,8 @@ from segviewer.ui.canvas.view import ImageCanvas
 from segviewer.ui.features import install_features
 from segviewer.ui.jobs import run_background
 from segviewer.ui.session import Session
-from segviewer.ui.settings import get_float, get_list, open_settings, push_recent
+from segviewer.ui.settings import get_float, get_list, open_settings, push_recent, recent_files
+from segviewer.ui.widgets.controls import ElidedLabel
 from segviewer.ui.widgets.inspector import Inspector, Legend
 from segviewer.ui.widgets.layer_panel import LayerPanel
 from segviewer.ui.widgets.model_picker import ModelPicker
@@ -132,7 +133,7 @@ class MainWindow(QMainWindow):
 
         sb = self.statusBar()
         self.device_label = QLabel()
-        self.model_label = QLabel()
+        self.model_label = ElidedLabel()  # per model: "0 detections", "3 classes", "failed" (elided to fit)
         self.timing_label = QLabel()
         for w in (self.device_label, self.model_label, self.timing_label):
             w.setContentsMargins(8, 0, 8, 0)
@@ -176,6 +177,7 @@ class MainWindow(QMainWindow):
         s.resultsChanged.connect(self._refresh_layers)
         s.statusMessage.connect(lambda m: self.statusBar().showMessage(m, 5000))
         s.errorRaised.connect(self.show_error)
+        s.modelFailed.connect(self.picker.set_failure)  # no dialog: status bar, Metrics dock, red row
         s.modelStateChanged.connect(self._on_model_state)
         s.busyChanged.connect(lambda _b: self._update_status())
         self.state.changed.connect(self._on_state_changed)
@@ -522,9 +524,7 @@ class MainWindow(QMainWindow):
     def _update_status(self) -> None:
         s = self.session
         self.device_label.setText(f"Device: {s.device}")
-        running = [m for m in s.models if m in s.running]
-        names = ", ".join(f"{m} (running…)" if m in running else m for m in s.models) or "no model"
-        self.model_label.setText(names)
+        self.model_label.setText(s.summary() or "no model")
         self.timing_label.setText(s.timings(self._render_s).summary())
 
     def _states(self) -> dict[str, str]:
@@ -539,7 +539,7 @@ class MainWindow(QMainWindow):
 
     def _rebuild_recent(self) -> None:
         self.recent_menu.clear()
-        recent = get_list(self.settings, "recentFiles") or []
+        recent = recent_files(self.settings)
         for p in recent:
             act = QAction(Path(p).name, self)
             act.setToolTip(p)

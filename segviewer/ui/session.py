@@ -8,6 +8,7 @@ on screen and raises a one-line message.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,16 @@ def expand_paths(paths: Iterable[Path]) -> tuple[list[Path], int]:
 
 
 class Session(QObject):
+    """See the module docstring. A model that fails on the current image is not an error dialog:
+    its layers are cleared, ``failures`` says why (the Metrics dock shows it), the status bar
+    gets one line and ``modelFailed(model, message)`` fires; ``message`` is "" once it works again."""
+
     imageShown = Signal()
     resultsChanged = Signal()
     statusMessage = Signal(str)
     errorRaised = Signal(str)
     modelStateChanged = Signal(str, str)
+    modelFailed = Signal(str, str)  # model id, one line ("" when the model worked again)
     busyChanged = Signal(bool)
     imageClosed = Signal()  # another view (a video) took the canvas: no image, no results
 
@@ -72,7 +78,7 @@ class Session(QObject):
         self.params = PredictParams()
         self.running: set[str] = set()
         self.derived: set[str] = set()  # results no model produced: ground truth, merges, error maps
-        self._failures: dict[str, str] = {}
+        self.failures: dict[str, str] = {}  # model id -> why it failed on the current image
         worker.imageLoaded.connect(self._on_image_loaded)
         worker.imageFailed.connect(self._on_image_failed)
         worker.resultReady.connect(self._on_result)
@@ -84,7 +90,9 @@ class Session(QObject):
     def open_paths(self, paths: Sequence[Path]) -> bool:
         """Open files and/or folders; False (with a message) when nothing openable was found."""
         try:
-            found, first = expand_paths(paths)
+            # absolute from here on: Open Recent, the last folder and titles must not depend on
+            # the working directory the app was started from
+            found, first = expand_paths([Path(os.path.abspath(p)) for p in paths])
         except Exception as err:  # noqa: BLE001
             self.errorRaised.emit(str(err) if str(err) else f"Could not open {paths[0]}.")
             return False
@@ -122,7 +130,11 @@ class Session(QObject):
         for m in dropped:
             self.results.pop(m)
             self.model_timings.pop(m, None)
-        if dropped:
+        unfailed = [m for m in self.failures if m not in self.models]
+        for m in unfailed:
+            self._clear_failure(m)
+        self.running.intersection_update(self.models)
+        if dropped or unfailed:
             self.resultsChanged.emit()
         self.run_models(new)
 
@@ -147,6 +159,8 @@ class Session(QObject):
         self.image = self.path = self.key = None
         for d in (self.results, self.derived, self.model_timings, self.running):
             d.clear()
+        for m in list(self.failures):
+            self._clear_failure(m)
         self.imageClosed.emit()
 
     def set_derived(self, name: str, result: Any | None) -> None:
@@ -168,9 +182,10 @@ class Session(QObject):
         else:
             self.weights[model_id] = Path(path)
         self.worker.forget_model(model_id)
-        self._failures.pop(model_id, None)
-        if model_id in self.results:
-            self.results.pop(model_id)
+        failed = model_id in self.failures
+        self._clear_failure(model_id)
+        if model_id in self.results or failed:
+            self.results.pop(model_id, None)
             self.resultsChanged.emit()
         if model_id in self.models:
             self.run_models([model_id])
@@ -196,6 +211,8 @@ class Session(QObject):
         self.derived.clear()
         self.model_timings.clear()
         self.running.clear()
+        for m in list(self.failures):
+            self._clear_failure(m)
         h, w = li.image.shape[:2]
         self.statusMessage.emit(f"{li.path.name}: {w} x {h}")
         self.imageShown.emit()
@@ -210,17 +227,45 @@ class Session(QObject):
         if pred.gen != self.gen or pred.image_key != self.key or pred.model_id not in self.models:
             return
         self.running.discard(pred.model_id)
+        self._clear_failure(pred.model_id)
         self.results[pred.model_id] = pred.result
         self.model_timings[pred.model_id] = pred.timings
         self.resultsChanged.emit()
 
+    def summary(self) -> str:
+        """The status bar's line on the selected models for this image ("shapes_maskrcnn: 0
+        detections · shapes_fcn: 3 classes · shapes_unet (running…)"): an empty answer is an
+        answer and says so; a failed model says "failed"."""
+        from segviewer.ui.display import result_summary
+
+        parts = []
+        for m in self.models:
+            if m in self.failures:
+                parts.append(f"{m}: failed")
+            elif m in self.running:
+                parts.append(f"{m} (running…)")
+            elif m in self.results:
+                text = result_summary(self.results[m])
+                parts.append(f"{m}: {text}" if text else m)
+            else:
+                parts.append(m)
+        return " · ".join(parts)
+
     def _on_prediction_failed(self, gen: int, model_id: str, message: str) -> None:
-        """A dialog the first time; the same failure again (next image) only in the status bar."""
+        """One model failed on the current image: its layers go (they described an earlier
+        answer), the reason goes to the status bar once and to ``failures`` (the Metrics dock);
+        later images run as usual. No dialog: a model that fails on every image of a folder
+        would otherwise stop the user at each one."""
+        if gen != self.gen or model_id not in self.models:
+            return  # about an image the user left; that request's successor reports for itself
         self.running.discard(model_id)
-        if gen != self.gen:
-            return
-        if self._failures.get(model_id) == message:
-            self.statusMessage.emit(message)
-        else:
-            self._failures[model_id] = message
-            self.errorRaised.emit(message)
+        self.results.pop(model_id, None)
+        self.model_timings.pop(model_id, None)
+        self.failures[model_id] = message
+        self.modelFailed.emit(model_id, message)
+        self.resultsChanged.emit()
+        self.statusMessage.emit(message)
+
+    def _clear_failure(self, model_id: str) -> None:
+        if self.failures.pop(model_id, None) is not None:
+            self.modelFailed.emit(model_id, "")

@@ -44,10 +44,28 @@ def get_float(s: QSettings, key: str, default: float) -> float:
         return default
 
 
+def recent_files(s: QSettings) -> list[str]:
+    """The Open Recent list as absolute paths. Entries written as relative paths by older
+    versions are resolved against the working directory and dropped when nothing is there
+    (they named a file relative to wherever the app was started then)."""
+    out: list[str] = []
+    for p in get_list(s, "recentFiles") or []:
+        path = Path(p)
+        if not path.is_absolute():
+            if not path.exists():
+                continue
+            path = path.resolve()
+        if str(path) not in out:
+            out.append(str(path))
+    return out[:MAX_RECENT]
+
+
 def push_recent(s: QSettings, path: Path) -> list[str]:
-    """Put ``path`` first in the recent files list (deduplicated, at most MAX_RECENT)."""
-    recent = [p for p in (get_list(s, "recentFiles") or []) if p != str(path)]
-    recent.insert(0, str(path))
+    """Put ``path`` (made absolute and resolved, so the entry opens from any working directory)
+    first in the recent files list (deduplicated, at most MAX_RECENT)."""
+    entry = str(Path(path).resolve())
+    recent = [p for p in recent_files(s) if p != entry]
+    recent.insert(0, entry)
     recent = recent[:MAX_RECENT]
     s.setValue("recentFiles", recent)
     return recent

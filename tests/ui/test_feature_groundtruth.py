@@ -174,7 +174,9 @@ def test_no_ground_truth_says_so(qtbot, window, tmp_path: Path) -> None:
     assert feat.panel.source.text() == "No ground truth found beside lonely.png."
     assert GT_LAYER not in w.session.results
     qtbot.waitUntil(lambda: feat.eval is not None, timeout=TIMEOUT)
-    assert "No ground truth found beside lonely.png." in feat.panel.notes.text()
+    # said once (the source line), not again in the notes below it (issue #10)
+    shown = [feat.panel.source.text(), feat.panel.notes.text(), feat.panel.hover.text()]
+    assert sum(t.count("No ground truth found") for t in shown) == 1
 
 
 # ---- the Qt-free glue, against the reference functions ------------------------------------------

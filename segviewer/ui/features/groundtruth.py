@@ -149,7 +149,11 @@ class GroundTruthFeature(QObject):
         return {k: v for k, v in s.results.items() if k not in s.derived}
 
     def _signature(self) -> tuple:
-        return tuple((k, id(v)) for k, v in self._model_results().items())
+        """What the numbers depend on: the model results, and which models failed (a failure
+        changes no result but ends the wait for that model)."""
+        s = self.session
+        failed = tuple(sorted(getattr(s, "failures", {}).items()))
+        return tuple((k, id(v)) for k, v in self._model_results().items()) + failed
 
     def _on_results_changed(self) -> None:
         if self.gt is None:
@@ -176,14 +180,16 @@ class GroundTruthFeature(QObject):
         self._token = token
         gt = self.gt
         name = s.path.name if s.path else "this image"
-        pending = [m for m in s.models if m in s.running]
+        failures = dict(getattr(s, "failures", {}))
+        pending = [m for m in s.models if m in s.running and m not in failures]
         self.panel.show_image(self.eval.metrics if self.eval else None, "computing…")
         run_background(lambda: image_report(None if inst is None else inst[1], None if sem is None else sem[1],
                                             gt, params, name),
-                       lambda ev: self._on_evaluated(token, ev, inst, sem, pending),
+                       lambda ev: self._on_evaluated(token, ev, inst, sem, pending, failures),
                        lambda msg: self._on_eval_failed(token, msg), "Scoring the image", owner=self.window)
 
-    def _on_evaluated(self, token: tuple, ev: ImageEval, inst: Any, sem: Any, pending: list[str]) -> None:
+    def _on_evaluated(self, token: tuple, ev: ImageEval, inst: Any, sem: Any, pending: list[str],
+                      failures: dict[str, str] | None = None) -> None:
         if token != self._token:
             return
         self.eval = ev
@@ -207,7 +213,12 @@ class GroundTruthFeature(QObject):
                 f" · {' + '.join(used)}" if used else "")
         elif ev.semantic_errors is not None:
             summary = _pixel_summary(ev.semantic_errors.counts) + (f" · {' + '.join(used)}" if used else "")
-        notes = list(ev.notes)
+        failures = failures or {}
+        notes = [f"{m} failed on this image: {msg.removeprefix(f'{m} failed: ')}" for m, msg in failures.items()]
+        if failures and not pending:  # nothing more is coming for this image
+            notes += [n for n in ev.notes if not n.startswith("No model results")]
+        else:
+            notes += ev.notes
         if pending:
             notes.append(f"Waiting for {', '.join(pending)}…")
         self.panel.show_image(ev.metrics, summary.strip(" ·"))

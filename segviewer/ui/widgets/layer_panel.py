@@ -27,14 +27,16 @@ from PySide6.QtWidgets import (
 )
 
 from segviewer.ui.display import ClassCount, DisplayState, LayerId
+from segviewer.ui.widgets.controls import FocusSlider
 
 
 def _slider(maximum: int = 100) -> QSlider:
-    s = QSlider(Qt.Orientation.Horizontal)
+    """A slider that takes the wheel only once clicked or tabbed to: the rows scroll, and a wheel
+    passing over them must scroll the list, not change the opacity under the pointer."""
+    s = FocusSlider(Qt.Orientation.Horizontal)
     s.setRange(0, maximum)
     s.setSingleStep(1)
     s.setPageStep(10)
-    s.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # arrow keys stay with image navigation
     return s
 
 
@@ -131,11 +133,23 @@ class LayerPanel(QWidget):
         self.sync(state)
 
     def set_classes(self, counts: Sequence[ClassCount], state: DisplayState) -> None:
+        """One group per model (a heading, then its classes): each model's shares of the image add
+        up to at most 100%. A class's box hides it in every model's layers."""
         with QSignalBlocker(self.classes):
             self.classes.clear()
+            model = None
             for c in counts:
+                if c.model != model:
+                    model = c.model
+                    head = QListWidgetItem(model)
+                    head.setFlags(Qt.ItemFlag.ItemIsEnabled)  # a heading: no box, not selectable
+                    font = head.font()
+                    font.setBold(True)
+                    head.setFont(font)
+                    head.setToolTip(f"Classes in {model}'s result")
+                    self.classes.addItem(head)
                 text = f"{c.name}   {c.count}" if not c.unit else f"{c.name}   {100 * c.share:.0f}%"
-                item = QListWidgetItem(text)
+                item = QListWidgetItem(("    " if model else "") + text)
                 item.setData(Qt.ItemDataRole.UserRole, c.name)
                 item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
                 item.setCheckState(Qt.CheckState.Unchecked if c.name in state.hidden_classes
@@ -157,6 +171,8 @@ class LayerPanel(QWidget):
             for i in range(self.classes.count()):
                 item = self.classes.item(i)
                 name = item.data(Qt.ItemDataRole.UserRole)
+                if name is None:
+                    continue  # a model's heading
                 item.setCheckState(Qt.CheckState.Unchecked if name in state.hidden_classes
                                    else Qt.CheckState.Checked)
 
@@ -166,6 +182,18 @@ class LayerPanel(QWidget):
 
     def opacity_slider(self, layer: LayerId) -> QSlider:
         return self._rows[layer][1]
+
+    def class_rows(self) -> list[tuple[str, str]]:
+        """(model, "class   count") for every class row, in order (tests, screenshots)."""
+        rows: list[tuple[str, str]] = []
+        model = ""
+        for i in range(self.classes.count()):
+            item = self.classes.item(i)
+            if item.data(Qt.ItemDataRole.UserRole) is None:
+                model = item.text()
+            else:
+                rows.append((model, item.text().strip()))
+        return rows
 
     def class_item(self, name: str) -> QListWidgetItem | None:
         for i in range(self.classes.count()):

@@ -11,20 +11,19 @@ from typing import Any
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
     QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
+
+from segviewer.ui.widgets.controls import ElidedLabel, FocusComboBox, FocusDoubleSpinBox, FocusSpinBox
 
 METHODS = ("heuristic", "upsnet")  # combo index -> MergeParams.method
 HEURISTIC_TIP = ("Heuristic (panoptic paper): instances by descending score, an instance dropped when less "
@@ -112,24 +111,24 @@ class MetricsPanel(QWidget):
         grid = QGridLayout(merge)
         grid.setContentsMargins(6, 2, 6, 2)
         grid.setVerticalSpacing(2)
-        self.method = QComboBox()
+        self.method = FocusComboBox()
         self.method.addItems(["Heuristic", "UPSNet head"])
         self.method.model().item(0).setToolTip(HEURISTIC_TIP)  # type: ignore[attr-defined]
         self._preferred = "heuristic"  # what the user picked; shown whenever the results allow it
         self.upsnet_reason = UPSNET_WAITING
         self.method.activated.connect(self._on_method_picked)
-        self.overlap = QDoubleSpinBox()
+        self.overlap = FocusDoubleSpinBox()
         self.overlap.setRange(0.0, 1.0)
         self.overlap.setSingleStep(0.05)
         self.overlap.setValue(0.5)
         self.overlap.setToolTip("Keep an instance only if at least this fraction of its mask is still free")
-        self.stuff_area = QSpinBox()
+        self.stuff_area = FocusSpinBox()
         self.stuff_area.setRange(0, 1_000_000)
         self.stuff_area.setSingleStep(256)
         self.stuff_area.setValue(1024)
         self.stuff_area.setSuffix(" px")
         self.stuff_area.setToolTip("Stuff classes covering fewer pixels than this become void")
-        self.min_score = QDoubleSpinBox()
+        self.min_score = FocusDoubleSpinBox()
         self.min_score.setRange(0.0, 1.0)
         self.min_score.setSingleStep(0.05)
         self.min_score.setValue(0.5)
@@ -173,8 +172,9 @@ class MetricsPanel(QWidget):
         self.progress.setTextVisible(True)
         self.progress.setMaximumHeight(14)
         fl.addWidget(self.progress)
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
+        # one line, elided (full text in the tooltip): "Evaluating 6 images with <every model>…"
+        # must not widen the dock or push the buttons off
+        self.status = ElidedLabel("", max_hint=240)
         fl.addWidget(self.status)
         lay.addWidget(folder)
         self.evaluate.clicked.connect(self.evaluateRequested)

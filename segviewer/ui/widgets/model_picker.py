@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
-    QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from segviewer.adapters.base import ModelCard
+from segviewer.ui.widgets.controls import FocusComboBox
 
 _TASK_ORDER = ("instance", "semantic", "panoptic", "detection", "keypoint", "voting")
 _TASK_TITLES = {"instance": "Instance segmentation", "semantic": "Semantic segmentation",
@@ -53,7 +54,7 @@ class ModelPicker(QWidget):
 
         row = QHBoxLayout()
         row.addWidget(QLabel("Device"))
-        self.device = QComboBox()
+        self.device = FocusComboBox()  # a stray wheel must not switch the device
         self.device.currentTextChanged.connect(self.deviceChanged)
         row.addWidget(self.device, 1)
         self.run_button = QPushButton("Run")
@@ -105,6 +106,23 @@ class ModelPicker(QWidget):
         item = self._items.get(model_id)
         if item is not None:
             item.setText(1, state)
+
+    def set_failure(self, model_id: str, message: str) -> None:
+        """Mark a model that failed on the current image (red, the reason in its tooltip) without
+        a dialog; an empty ``message`` clears the mark once it works again."""
+        item = self._items.get(model_id)
+        if item is None:
+            return
+        base = item.data(0, Qt.ItemDataRole.UserRole + 1)
+        if base is None:
+            base = item.toolTip(0)
+            item.setData(0, Qt.ItemDataRole.UserRole + 1, base)
+        item.setToolTip(0, f"{base}\n\nFailed on this image: {message}" if message else base)
+        item.setForeground(0, QBrush(QColor("#d04040")) if message else QBrush())
+
+    def failure_marked(self, model_id: str) -> bool:
+        item = self._items.get(model_id)
+        return item is not None and item.foreground(0).style() != Qt.BrushStyle.NoBrush
 
     def state(self, model_id: str) -> str:
         item = self._items.get(model_id)
