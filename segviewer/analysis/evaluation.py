@@ -334,7 +334,7 @@ def image_report(inst: Detections | None, sem: SemanticMap | None, gt: Any, para
         ev.metrics["semantic"] = semantic_scores(sem, gt.semantic)
         ev.pairs["semantic"] = (sem, gt.semantic)
         if want_errors:
-            from segviewer.render.semantic_error import semantic_errors
+            from segviewer.analysis.semantic_error_map import semantic_errors
 
             ev.semantic_errors = semantic_errors(sem, gt.semantic)
     elif gt.semantic is not None:
@@ -346,7 +346,7 @@ def image_report(inst: Detections | None, sem: SemanticMap | None, gt: Any, para
         ev.metrics["panoptic"] = image_pq(pred, gt.panoptic)
         ev.pairs["panoptic"] = (pred, gt.panoptic)
         if want_errors:
-            from segviewer.render.error_layer import panoptic_errors
+            from segviewer.analysis.error_map import panoptic_errors
 
             ev.errors, ev.error_kind = panoptic_errors(pred, gt.panoptic), "panoptic"
             ev.pred_names = {s.id: pred.categories[s.category_id] for s in pred.segments}
@@ -361,7 +361,7 @@ def image_report(inst: Detections | None, sem: SemanticMap | None, gt: Any, para
 
             ev.metrics["instances"] = evaluate_detections([(pred_d, gt.instances)])
         if want_errors and ev.errors is None:
-            from segviewer.render.error_layer import instance_errors
+            from segviewer.analysis.error_map import instance_errors
 
             ev.errors, ev.error_kind = instance_errors(pred_d, gt.instances), "instances"
             ev.pred_names = {i + 1: n for i, n in enumerate(pred_d.names)}
@@ -403,6 +403,8 @@ def _segment_hover(ev: ImageEval, x: float, y: float) -> str:
         return f"Under cursor: FN {ev.gt_names.get(gid, '?')} (missed)"
     best = info.get("best_iou")
     best_s = f", best IoU {best:.2f}" if best is not None else ""
+    if info.get("error_type"):  # the TIDE type (instances): analysis.tide
+        best_s += f", {info['error_type']} error"
     if status == "FP":
         return f"Under cursor: FP {ev.pred_names.get(pid, '?')}{best_s}"
     if status == "FP+FN":
