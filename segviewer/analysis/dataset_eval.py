@@ -1,0 +1,122 @@
+"""Per-image metrics for a whole dataset, as rows of a table, computed once and stored.
+
+A row is the SAME numbers the Metrics dock shows for that image: :func:`evaluate_image` calls
+:func:`segviewer.analysis.evaluation.image_report` (the dock's function) and flattens its
+``metrics`` (COCOeval per image, PQ, the semantic confusion matrix) and its error map's TP / FP /
+FN counts, then adds the image's TIDE error counts (:mod:`segviewer.analysis.tide`) for masks
+and boxes. Nothing is re-derived here.
+
+:func:`run_dataset` walks a :class:`~segviewer.core.dataset_index.DatasetIndex`: for each image
+it looks in the :class:`~segviewer.core.result_store.ResultStore` (content hash, model id,
+weights hash, ground-truth key) and only predicts and scores what is missing, committing each
+image as it goes, so a killed run resumes where it stopped. No Qt, no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from segviewer.analysis.evaluation import ImageEval, MergeParams, image_report
+from segviewer.core.results import Detections, SemanticMap
+
+__all__ = ["ROW_KEYS", "ERROR_KEYS", "evaluate_image", "image_row", "run_dataset", "row_value"]
+
+DEFAULT_PARAMS = MergeParams()
+_SHORT = ("cls", "loc", "both", "dupe", "bkg", "miss")
+#: TIDE counts per image: ``mask_cls`` ... ``mask_miss``, ``box_cls`` ... ``box_miss``.
+ERROR_KEYS = tuple(f"{p}_{s}" for p in ("mask", "box") for s in _SHORT)
+#: Every metric column of a row, in table order (a row may lack some: None / missing = not defined).
+ROW_KEYS = ("pred", "pq", "sq", "rq", "miou", "pixel_acc", "box_ap", "box_ap50", "mask_ap", "mask_ap50",
+            "tp", "fp", "fn") + ERROR_KEYS + ("infer_ms",)
+
+
+def _ap(v: float | None) -> float | None:
+    return None if v is None or v < 0 else float(v)
+
+
+def image_row(ev: ImageEval) -> dict[str, Any]:
+    """One table row from an :class:`ImageEval` (numbers only; missing metrics are left out)."""
+    from segviewer.analysis.tide import ERROR_TYPES, classify_image
+
+    row: dict[str, Any] = {}
+    m = ev.metrics
+    if "semantic" in m:
+        row["miou"] = m["semantic"]["mean_iou"]
+        row["pixel_acc"] = m["semantic"]["pixel_accuracy"]
+    if "panoptic" in m:
+        a = m["panoptic"]["all"]
+        row.update(pq=a["pq"], sq=a["sq"], rq=a["rq"])
+    if "instances" in m:
+        for t, pre in (("bbox", "box"), ("segm", "mask")):
+            if t in m["instances"]:
+                row[f"{pre}_ap"] = _ap(m["instances"][t]["AP"])
+                row[f"{pre}_ap50"] = _ap(m["instances"][t]["AP50"])
+    if ev.errors is not None:
+        row.update(tp=ev.errors.counts["TP"], fp=ev.errors.counts["FP"], fn=ev.errors.counts["FN"])
+    if "instances" in ev.pairs:
+        pred, gt = ev.pairs["instances"]
+        row["pred"] = len(pred)
+        modes = [("bbox", "box")] + ([("segm", "mask")] if pred.masks is not None and gt.masks is not None else [])
+        for mode, pre in modes:
+            if mode == "segm" and ev.error_kind == "instances" and ev.errors.error_counts:
+                counts = ev.errors.error_counts  # the error layer's own classification
+            else:
+                counts = classify_image(pred, gt, mode).counts()
+            for name, short in zip(ERROR_TYPES, _SHORT):
+                row[f"{pre}_{short}"] = counts[name]
+    elif "semantic" in ev.pairs:
+        row["pred"] = len(ev.pairs["semantic"][0].categories)
+    return row
+
+
+def evaluate_image(result: Detections | SemanticMap | None, gt: Any, params: MergeParams = DEFAULT_PARAMS,
+                   name: str = "this image", semantic: SemanticMap | None = None) -> tuple[ImageEval, dict[str, Any]]:
+    """The dock's report for one image and its table row. ``result`` is the instance model's
+    Detections or the semantic model's map; ``semantic`` adds a semantic map beside Detections
+    (then the panoptic merge is scored too, as in the window)."""
+    inst = result if isinstance(result, Detections) else None
+    sem = result if isinstance(result, SemanticMap) else semantic
+    has_masks = inst is None or inst.masks is not None
+    ev = image_report(inst, sem, gt, params, name, want_ap=True, want_errors=has_masks)
+    return ev, image_row(ev)
+
+
+def row_value(row: dict[str, Any], key: str) -> float:
+    """A row's value as a float for sorting (NaN where not defined)."""
+    v = row.get(key)
+    return float(v) if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)) else math.nan
+
+
+PredictFn = Callable[[int], tuple[Detections | SemanticMap, float]]
+
+
+def run_dataset(index: Any, predict: PredictFn, store: Any, model_id: str, weights_hash: str,
+                params: MergeParams = DEFAULT_PARAMS, should_stop: Callable[[], bool] | None = None,
+                progress: Callable[[int, int, dict[str, Any] | None], None] | None = None,
+                images: list[int] | None = None) -> dict[int, dict[str, Any]]:
+    """Rows for ``images`` (default: all) of ``index``, predicting and scoring only what the
+    store lacks; ``predict(i) -> (result, milliseconds)``. Stops between images when
+    ``should_stop()`` says so (what is done stays stored). ``progress(done, total, row)``."""
+    todo = list(range(len(index))) if images is None else list(images)
+    hashes = [store.image_hash(index.paths[i]) for i in todo]
+    have = store.metrics(model_id, weights_hash, index.gt_key, hashes)
+    out: dict[int, dict[str, Any]] = {}
+    for k, (i, h) in enumerate(zip(todo, hashes)):
+        if should_stop is not None and should_stop():
+            break
+        row = have.get(h)
+        if row is None:
+            stored = store.get_prediction(h, model_id, weights_hash)
+            if stored is None:
+                result, ms = predict(i)
+            else:
+                result, ms = stored
+            _, row = evaluate_image(result, index.ground_truth(i), params, index.paths[i].name)
+            row["infer_ms"] = ms
+            store.put_both(h, model_id, weights_hash, index.gt_key, result, ms, row)
+        out[i] = row
+        if progress is not None:
+            progress(k + 1, len(todo), row)
+    return out

@@ -1,0 +1,201 @@
+"""An on-disk store of predictions and per-image metrics, so a dataset is never scored twice.
+
+SQLite from the standard library, one file (``<dataset>/.segviewer/results.sqlite`` by default),
+write-ahead logged and committed after every image: a run that is killed loses at most the image
+it was on and resumes where it stopped. Rows are keyed by
+
+* the image's CONTENT hash (BLAKE2b of the file bytes, so renaming or moving a dataset keeps
+  its results and an edited image is scored again),
+* the model id (a registry name, or ``results:<file>`` for predictions read from a file),
+* the weights hash (of the checkpoint, or of the results file),
+
+and metrics additionally by a ground-truth key (the annotation file's hash), so editing the
+ground truth re-scores without re-predicting. Predictions are kept compact: instance masks as
+their bit-packed crops, semantic labels as they are, all in one ``np.savez_compressed`` blob
+(only the fields the metrics and the error layer need: no logits, no probabilities).
+No Qt, no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segviewer.core.errors import SegviewerError
+from segviewer.core.results import Detections, MaskSet, SemanticMap
+
+__all__ = ["ResultStore", "file_hash", "pack_result", "unpack_result", "default_store_path"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+  image_hash TEXT NOT NULL, model_id TEXT NOT NULL, weights_hash TEXT NOT NULL,
+  kind TEXT NOT NULL, blob BLOB NOT NULL, infer_ms REAL,
+  PRIMARY KEY (image_hash, model_id, weights_hash));
+CREATE TABLE IF NOT EXISTS metrics (
+  image_hash TEXT NOT NULL, model_id TEXT NOT NULL, weights_hash TEXT NOT NULL, gt_key TEXT NOT NULL,
+  row TEXT NOT NULL,
+  PRIMARY KEY (image_hash, model_id, weights_hash, gt_key));
+CREATE TABLE IF NOT EXISTS hashes (
+  path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, hash TEXT NOT NULL);
+"""
+
+
+def file_hash(path: str | os.PathLike[str]) -> str:
+    """BLAKE2b-128 hex digest of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def default_store_path(dataset_root: str | os.PathLike[str]) -> Path:
+    return Path(dataset_root) / ".segviewer" / "results.sqlite"
+
+
+def pack_result(result: Detections | SemanticMap) -> tuple[str, bytes]:
+    """``(kind, blob)``: the compact form of a prediction (see the module docstring)."""
+    arrays: dict[str, np.ndarray] = {}
+    if isinstance(result, Detections):
+        kind = "instances"
+        arrays.update(boxes=result.boxes, scores=result.scores, class_ids=result.class_ids,
+                      size=np.array(result.image_size, np.int64))
+        if result.masks is not None:
+            crops = result.masks.crops
+            arrays["offsets"] = result.masks.offsets
+            arrays["shapes"] = np.array([c.shape for c in crops], np.int64).reshape(-1, 2)
+            arrays["bits"] = np.packbits(np.concatenate([c.ravel() for c in crops])) if crops else np.zeros(0, np.uint8)
+    elif isinstance(result, SemanticMap):
+        kind = "semantic"
+        arrays["labels"] = result.labels
+        arrays["ignore"] = np.array([-1 if result.ignore_index is None else result.ignore_index], np.int64)
+    else:
+        raise SegviewerError(f"cannot store a {type(result).__name__} result")
+    arrays["categories"] = np.array(json.dumps(list(result.categories)))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return kind, buf.getvalue()
+
+
+def unpack_result(kind: str, blob: bytes) -> Detections | SemanticMap:
+    """The inverse of :func:`pack_result`."""
+    with np.load(io.BytesIO(blob), allow_pickle=False) as z:
+        cats = tuple(json.loads(str(z["categories"])))
+        if kind == "semantic":
+            ig = int(z["ignore"][0])
+            return SemanticMap(z["labels"], cats, ignore_index=None if ig < 0 else ig)
+        h, w = (int(v) for v in z["size"])
+        masks = None
+        if "shapes" in z:
+            shapes = z["shapes"]
+            n = int((shapes[:, 0] * shapes[:, 1]).sum()) if len(shapes) else 0
+            flat = np.unpackbits(z["bits"], count=n).astype(bool) if n else np.zeros(0, bool)
+            crops, pos = [], 0
+            for ch, cw in shapes:
+                crops.append(flat[pos:pos + ch * cw].reshape(ch, cw))
+                pos += ch * cw
+            masks = MaskSet((h, w), tuple(crops), z["offsets"])
+        return Detections((h, w), z["boxes"], z["scores"], z["class_ids"], cats, masks=masks)
+
+
+class ResultStore:
+    """The SQLite store (see the module docstring). Thread-safe: one connection, one lock."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as err:
+            raise SegviewerError(f"{self.path} is not a segviewer results store ({err})") from None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- image hashes, remembered by path, size and mtime so reopening does not re-read every file
+    def image_hash(self, path: str | os.PathLike[str]) -> str:
+        p = Path(path)
+        st = p.stat()
+        key = str(p.resolve())
+        with self._lock:
+            row = self._db.execute("SELECT size, mtime_ns, hash FROM hashes WHERE path = ?", (key,)).fetchone()
+        if row is not None and row[0] == st.st_size and row[1] == st.st_mtime_ns:
+            return str(row[2])
+        h = file_hash(p)
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO hashes VALUES (?, ?, ?, ?)", (key, st.st_size, st.st_mtime_ns, h))
+        return h
+
+    # -- predictions
+    def put_prediction(self, image_hash: str, model_id: str, weights_hash: str,
+                       result: Detections | SemanticMap, infer_ms: float | None = None) -> None:
+        kind, blob = pack_result(result)
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
+                             (image_hash, model_id, weights_hash, kind, blob, infer_ms))
+
+    def get_prediction(self, image_hash: str, model_id: str, weights_hash: str
+                       ) -> tuple[Detections | SemanticMap, float | None] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT kind, blob, infer_ms FROM predictions WHERE image_hash=? AND model_id=? AND weights_hash=?",
+                (image_hash, model_id, weights_hash)).fetchone()
+        if row is None:
+            return None
+        return unpack_result(row[0], row[1]), row[2]
+
+    # -- per-image metrics (a flat dict: one dataset-table row)
+    def put_metrics(self, image_hash: str, model_id: str, weights_hash: str, gt_key: str,
+                    row: dict[str, Any]) -> None:
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)",
+                             (image_hash, model_id, weights_hash, gt_key, json.dumps(row)))
+
+    def put_both(self, image_hash: str, model_id: str, weights_hash: str, gt_key: str,
+                 result: Detections | SemanticMap, infer_ms: float | None, row: dict[str, Any]) -> None:
+        """Prediction and metrics of one image in ONE transaction (a kill leaves both or neither)."""
+        kind, blob = pack_result(result)
+        with self._lock, self._db:
+            self._db.execute("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
+                             (image_hash, model_id, weights_hash, kind, blob, infer_ms))
+            self._db.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)",
+                             (image_hash, model_id, weights_hash, gt_key, json.dumps(row)))
+
+    def metrics(self, model_id: str, weights_hash: str, gt_key: str,
+                image_hashes: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """``{image_hash: row}`` of what is stored for this model, weights and ground truth."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT image_hash, row FROM metrics WHERE model_id=? AND weights_hash=? AND gt_key=?",
+                (model_id, weights_hash, gt_key)).fetchall()
+        out = {h: json.loads(r) for h, r in rows}
+        if image_hashes is not None:
+            want = set(image_hashes)
+            out = {h: r for h, r in out.items() if h in want}
+        return out
+
+    def runs(self) -> list[tuple[str, str, int]]:
+        """``(model_id, weights_hash, images)`` of every stored run (for a results picker)."""
+        with self._lock:
+            return [(str(a), str(b), int(c)) for a, b, c in self._db.execute(
+                "SELECT model_id, weights_hash, COUNT(*) FROM predictions GROUP BY model_id, weights_hash")]
