@@ -109,10 +109,12 @@ def dataset_ids(images: Sequence[Path], gt: Path | None, json_name: str, auto: b
     Otherwise, when ``auto``, the ``annotations/<json_name>`` beside the images is used if one
     file lists them all; without one, ids are 1-based positions in the run.
     """
+    positions = list(range(1, len(images) + 1))
+    if gt is None and (not auto or not images):  # a semantic model or --no-gt: no dataset to read
+        return None, positions
     from segviewer.core.coco_results import DatasetIds
     from segviewer.core.groundtruth import annotation_files_beside
 
-    positions = list(range(1, len(images) + 1))
     if gt is not None:
         ds = DatasetIds.read(gt)
         ids = [ds.image_id(p) for p in images]
@@ -122,8 +124,6 @@ def dataset_ids(images: Sequence[Path], gt: Path | None, json_name: str, auto: b
             raise SegviewerError(f"{gt} does not list {len(missing)} of the {len(images)} images ({shown}); "
                                  "give only images of that dataset, or leave out --gt")
         return ds, [int(i) for i in ids if i is not None]
-    if not auto or not images:
-        return None, positions
     cache: dict[Path, DatasetIds] = {}
     hits: list[tuple[Path, int] | None] = []
     for p in images:
