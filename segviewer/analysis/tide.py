@@ -44,7 +44,7 @@ import numpy as np
 from segviewer.core.errors import BadDatasetError
 from segviewer.core.results import Detections
 
-__all__ = ["ERROR_TYPES", "SHORT_NAMES", "ImageErrors", "TideReport", "classify_image", "tide_evaluate",
+__all__ = ["ERROR_TYPES", "SHORT_NAMES", "ImageErrors", "TideReport", "classify_image", "tide_evaluate", "tide_from_images",
            "iou_matrix"]
 
 #: The six main error types, in the paper's order; a value of ImageErrors.pred_type / gt_type.
@@ -212,17 +212,25 @@ def tide_evaluate(pairs: Sequence[tuple[Detections, Detections]], mode: str = "s
     if not pairs:
         raise BadDatasetError("no image pairs to evaluate")
     cats = pairs[0][1].categories
+    for k, (p, g) in enumerate(pairs):
+        if g.categories != cats or p.categories != cats:
+            raise BadDatasetError(f"image {k}: prediction and ground truth use another category list")
     evs = list(images) if images is not None else [
         classify_image(p, g, mode, pos_thresh, bg_thresh, max_dets) for p, g in pairs]
+    return tide_from_images(evs, cats, mode)
+
+
+def tide_from_images(evs: Sequence[ImageErrors], cats: Sequence[str], mode: str = "segm") -> TideReport:
+    """TIDE from per-image :func:`classify_image` results alone (a dataset's images need not be
+    kept in memory: classify each as it is read, keep only these)."""
+    cats = tuple(cats)
     base: dict[int, list[tuple[float, bool]]] = {}
     n_gt: dict[int, int] = {}
     # error records: (type, pred class, score, target key (image, gt) or None, gt class)
     errs: list[tuple[int, int, float, tuple[int, int] | None, int]] = []
     missed: list[int] = []
     best: dict[tuple[int, int], tuple[float, int]] = {}  # gt -> (best score, error index) for Cls/Loc
-    for k, (ev, (_, gt)) in enumerate(zip(evs, pairs)):
-        if gt.categories != cats:
-            raise BadDatasetError(f"image {k}: its ground truth uses another category list")
+    for k, ev in enumerate(evs):
         for c in ev.gt_class:
             n_gt[int(c)] = n_gt.get(int(c), 0) + 1
         for i in np.argsort(-ev.scores, kind="stable"):  # score order: ties resolve as the paper's code

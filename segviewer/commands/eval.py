@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="panoptic: threads decoding PNGs (default: one per CPU, at most 8)")
     p.add_argument("--num-classes", type=int, default=None, help="semantic: number of classes")
     p.add_argument("--ignore-index", type=int, default=255, help="semantic: void label (-1 for none)")
+    from segviewer.commands import _eval_dataset
+
+    _eval_dataset.add_arguments(p)  # --per-image FILE.csv, --errors (the dataset view, issue #14)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,15 +65,27 @@ def run(args: argparse.Namespace) -> int:
         gt_folder = args.gt_folder if args.gt_folder is not None else Path(args.gt).with_suffix("")
         res = pq_compute(gt, args.pred, gt_folder, args.pred_folder, workers=args.workers)
         _print_panoptic(res)
+        if args.per_image is not None or args.errors:
+            from segviewer.commands import _eval_dataset
+
+            _eval_dataset.panoptic_extras(args, gt)
     elif args.task == "semantic":
         res = _semantic(args)
         _print_semantic(res)
+        if args.per_image is not None or args.errors:
+            from segviewer.commands import _eval_dataset
+
+            _eval_dataset.semantic_extras(args)
     else:
         from segviewer.analysis.instance_eval import coco_evaluate
 
         gt, results = _instance_inputs(args.gt, args.pred)
         res = coco_evaluate(gt, results)
         _print_instance(res)
+        if args.per_image is not None or args.errors:
+            from segviewer.commands import _eval_dataset
+
+            _eval_dataset.instance_extras(args, gt, results, res)
     if args.json is not None:
         from segviewer.core.fileio import write_json_atomic
 
