@@ -27,6 +27,30 @@ NO_DISPLAY = ("no display to open the window on (neither DISPLAY nor WAYLAND_DIS
               "synth, train (segviewer VERB --help).")
 
 
+def _local_x_display_unreachable(display: str) -> bool:
+    """True when ``display`` names a local X server (``:N``, ``unix:N``) that nobody listens on.
+
+    Qt aborts on such a display too (exit 134, blaming libxcb-cursor0), so it is checked here the
+    way Xlib connects: the socket ``/tmp/.X11-unix/XN``, filesystem or abstract. Remote displays
+    (``host:N``, as ssh -X sets) are not probed."""
+    import re
+    import socket
+
+    m = re.fullmatch(r"(unix)?:(\d+)(\.\d+)?", display.strip())
+    if not m:
+        return False
+    path = f"/tmp/.X11-unix/X{m.group(2)}"
+    for address in (path, "\0" + path):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1.0)
+            try:
+                sock.connect(address)
+                return False
+            except OSError:
+                continue
+    return True
+
+
 def display_problem(environ: Mapping[str, str] | None = None, platform: str | None = None) -> str | None:
     """Why the window cannot open here, or None. On Linux without DISPLAY, WAYLAND_DISPLAY or an
     explicit QT_QPA_PLATFORM, Qt would try xcb, fail and abort the process (exit 134) with a
@@ -35,9 +59,14 @@ def display_problem(environ: Mapping[str, str] | None = None, platform: str | No
     platform = sys.platform if platform is None else platform
     if not platform.startswith("linux"):
         return None
-    if any(env.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
+    if any(env.get(k) for k in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORM")):
         return None
-    return NO_DISPLAY
+    display = env.get("DISPLAY")
+    if not display:
+        return NO_DISPLAY
+    if _local_x_display_unreachable(display):
+        return (f"no X server answers on DISPLAY={display}. " + NO_DISPLAY.split(". ", 1)[1])
+    return None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -52,10 +52,25 @@ def make_window(qtbot):
 # ---- no display --------------------------------------------------------------------------------
 def test_no_display_is_detected_before_qt_aborts() -> None:
     assert display_problem({}, "linux") == NO_DISPLAY
-    assert display_problem({"DISPLAY": ":0"}, "linux") is None
+    assert display_problem({"DISPLAY": "remote.example:10.0"}, "linux") is None  # ssh -X: not probed
     assert display_problem({"WAYLAND_DISPLAY": "wayland-0"}, "linux") is None
     assert display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
     assert display_problem({}, "darwin") is None and display_problem({}, "win32") is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the X socket check is Linux's")
+def test_a_display_nobody_listens_on_is_detected_too() -> None:
+    """DISPLAY set but no X server behind it (a closed Xvfb, a stale ssh variable) made Qt abort too."""
+    import socket
+
+    n = 40000 + os.getpid() % 20000
+    problem = display_problem({"DISPLAY": f":{n}"}, "linux")
+    assert problem is not None and f"DISPLAY=:{n}" in problem and "QT_QPA_PLATFORM=offscreen" in problem
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:  # an X server's abstract socket
+        server.bind(f"\0/tmp/.X11-unix/X{n}")
+        server.listen(1)
+        assert display_problem({"DISPLAY": f":{n}"}, "linux") is None
+        assert display_problem({"DISPLAY": f"unix:{n}.0"}, "linux") is None
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the X/Wayland check is Linux's")
@@ -229,3 +244,31 @@ def test_metrics_dock_says_a_model_failed_instead_of_waiting_for_it(qtbot, make_
                     timeout=TIMEOUT)
     assert dialogs == [] and "boom" not in w.session.results
     assert "boom: failed" in w.session.summary() and "shapes_fcn: " in w.session.summary()
+
+
+def test_every_value_control_in_the_docks_ignores_an_unfocused_wheel(qtbot) -> None:
+    """The Internals tabs, the Video dock's controls and its timeline sit in scroll areas too: a
+    passing wheel must scroll them, not change a head, a level, an interval or the frame."""
+    from PySide6.QtWidgets import QAbstractSlider, QAbstractSpinBox, QComboBox
+
+    from segviewer.ui.widgets import controls
+    from segviewer.ui.widgets.internals_tabs import InternalsPanel
+    from segviewer.ui.widgets.video_controls import VideoControls
+    from segviewer.ui.widgets.video_timeline import Timeline
+
+    focus_kinds = (controls.FocusSlider, controls.FocusSpinBox, controls.FocusDoubleSpinBox, controls.FocusComboBox)
+    for w in (InternalsPanel(), VideoControls(["shapes_fcn"], ["none"], 30), Timeline()):
+        qtbot.addWidget(w)
+        found = w.findChildren(QAbstractSlider) + w.findChildren(QAbstractSpinBox) + w.findChildren(QComboBox)
+        value_controls = [c for c in found if type(c).__name__ not in ("QScrollBar",)
+                          and not isinstance(c.parent(), QComboBox)]
+        assert value_controls
+        for c in value_controls:
+            assert isinstance(c, focus_kinds), (type(w).__name__, type(c).__name__, c.objectName())
+
+
+def test_no_error_dialog_opens_after_the_window_closed(make_window) -> None:
+    w = make_window()
+    w.close()
+    w.show_error("The model process has been shut down.")
+    assert w.last_error and getattr(w, "error_dialog", None) is None
