@@ -62,6 +62,7 @@ class MainWindow(QMainWindow):
         self._specs: list[LayerSpec] = []
         self.render_style: Any = None  # None: RenderStyle() defaults
         self.last_error = ""
+        self.closing = False  # set by closeEvent: no dialog may open after it
         self.threads_finished = True
         self.view = IMAGE_VIEW
         self._inspect: Callable[[float, float], list[str]] | None = None  # another view's hover lines
@@ -364,6 +365,8 @@ class MainWindow(QMainWindow):
     def show_error(self, message: str) -> None:
         """Status bar plus a non-blocking dialog; the app stays usable."""
         self.last_error = message
+        if self.closing:  # a dialog after close would keep the event loop (and the process) alive
+            return
         self.statusBar().showMessage(message, 10000)
         box = QMessageBox(QMessageBox.Icon.Warning, "segviewer", message, QMessageBox.StandardButton.Ok, self)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -566,6 +569,7 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.closing = True
         st = self.settings
         st.setValue("geometry", self.saveGeometry())
         st.setValue("windowState", self.saveState())

@@ -12,19 +12,17 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QRadioButton,
-    QSlider,
-    QSpinBox,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
+
+from segviewer.ui.widgets.controls import FocusComboBox, FocusDoubleSpinBox, FocusSlider, FocusSpinBox
 
 __all__ = ["SmallHeatmap", "RoITab", "RPNTab", "MaskTab", "VotesTab", "FCNTab", "InternalsPanel"]
 
@@ -62,14 +60,14 @@ class RoITab(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.head = QComboBox()
+        self.head = FocusComboBox()
         self.head.addItem("box head (7 x 7)", "box")
         self.head.addItem("mask head (14 x 14)", "mask")
         self.aligned = QCheckBox("aligned (half-pixel offset)")
         self.show_pool = QCheckBox("RoIPool grid")
         self.show_pool.setChecked(True)
         self.show_links = QCheckBox("links to feature cells")
-        self.channel = QSpinBox()
+        self.channel = FocusSpinBox()
         self.channel.setRange(0, 0)
         form = QFormLayout()
         form.addRow("Head", self.head)
@@ -111,18 +109,18 @@ class RPNTab(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.level = QComboBox()
+        self.level = FocusComboBox()
         self.objectness = QCheckBox("objectness heatmap")
         self.objectness.setChecked(True)
         self.counts = _label("")
         self.anchors = _label("Click the image to see the anchors centred there.")
-        self.nms_which = QComboBox()
+        self.nms_which = FocusComboBox()
         self.nms_which.addItem("box head: one class at a time", "box")
         self.nms_which.addItem("RPN: one FPN level at a time", "rpn")
         self.nms_which.setToolTip("torchvision runs the RPN's NMS per FPN level (batched_nms with the level as "
                                   "the group) and the box head's per class.")
-        self.nms_class = QComboBox()
-        self.iou = QSlider(Qt.Orientation.Horizontal)
+        self.nms_class = FocusComboBox()
+        self.iou = FocusSlider(Qt.Orientation.Horizontal)
         self.iou.setRange(5, 95)
         self.iou.setValue(50)
         self.iou_label = QLabel("IoU 0.50")
@@ -197,7 +195,7 @@ class MaskTab(QWidget):
         super().__init__(parent)
         self.logits = SmallHeatmap("mask logits")
         self.logits.setMinimumSize(200, 200)
-        self.threshold = QSlider(Qt.Orientation.Horizontal)
+        self.threshold = FocusSlider(Qt.Orientation.Horizontal)
         self.threshold.setRange(1, 99)
         self.threshold.setValue(50)
         self.thr_label = QLabel("0.50")
@@ -233,22 +231,22 @@ class VotesTab(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.source = QComboBox()
+        self.source = FocusComboBox()
         self.source.setToolTip("Whose votes: the PCV model's voting head, or pseudo-votes derived from an "
                                "instance model's masks (each mask pixel votes for its mask's centroid).")
         self.table = SmallHeatmap("voting table")
         self.table.setMinimumSize(140, 140)
         self.dist = SmallHeatmap("vote distribution")
         self.dist.setMinimumSize(140, 140)
-        self.unit = QSpinBox()
+        self.unit = FocusSpinBox()
         self.unit.setRange(1, 16)
         self.unit.setValue(4)
         self.unit.setSuffix(" px per table unit")
-        self.threshold = QDoubleSpinBox()
+        self.threshold = FocusDoubleSpinBox()
         self.threshold.setRange(0.05, 1000.0)
         self.threshold.setValue(self.PCV_THRESHOLD)
         self.threshold.setSingleStep(0.25)
-        self.show_what = QComboBox()
+        self.show_what = FocusComboBox()
         self.show_what.addItems(["accumulator heatmap", "back-projected instances"])
         self.info = _label("")
         self.hover = _label("")

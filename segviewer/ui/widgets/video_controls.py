@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PySide6.QtCore import QSettings, QSize, Qt
-from PySide6.QtGui import QPainter, QPaintEvent, QPixmap
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
-    QComboBox,
-    QDoubleSpinBox,
     QFrame,
     QGridLayout,
     QHBoxLayout,
@@ -25,51 +23,27 @@ from PySide6.QtWidgets import (
     QPushButton,
     QScrollArea,
     QSizePolicy,
-    QSpinBox,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from segviewer.ui.settings import get_float
+from segviewer.ui.widgets.controls import ElidedLabel, FocusComboBox, FocusDoubleSpinBox, FocusSpinBox
 from segviewer.ui.widgets.video_plot import VideoPlot
 from segviewer.ui.widgets.video_timeline import Timeline
 
-__all__ = ["ElidedLabel", "VideoControls", "progress_width"]
+__all__ = ["VideoControls", "progress_width"]
 
 OPEN_HINT = "Open a video: File > Open Video… (Ctrl+Shift+V)"
 
 
-class ElidedLabel(QLabel):
-    """A one-line label that ends in "…" when narrower than its text (the full text is its
-    ``text()`` and tooltip). Its size hint never grows with the text, so a readout that changes
-    every frame does not re-layout the dock (a relayout repaints the window)."""
-
-    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
-        super().__init__(text, parent)
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.setTextInteractionFlags(Qt.TextInteractionFlag.NoTextInteraction)
-
-    def setText(self, text: str) -> None:  # noqa: N802 - Qt override
-        super().setText(text)
-        self.setToolTip(text)
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(0, self.fontMetrics().height())
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
-        return QSize(self.fontMetrics().averageCharWidth() * 40, self.fontMetrics().height())
-
-    def paintEvent(self, _ev: QPaintEvent) -> None:  # noqa: N802 - Qt override
-        p = QPainter(self)
-        r = self.contentsRect()
-        shown = self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, r.width())
-        p.drawText(r, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), shown)
-        p.end()
-
-    def shown_text(self) -> str:
-        """What is painted now (the text, elided to the width)."""
-        return self.fontMetrics().elidedText(self.text(), Qt.TextElideMode.ElideRight, self.contentsRect().width())
+def _readout(text: str) -> ElidedLabel:
+    """A one-line readout that changes every frame: its width never follows the text, so an update
+    does not re-layout the dock (a relayout repaints the window)."""
+    lab = ElidedLabel(text)
+    lab.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+    return lab
 
 
 def progress_width(bar: QProgressBar, fmt: str, total: int) -> int:
@@ -101,21 +75,21 @@ class VideoControls(QWidget):
         super().__init__(parent)
         self._restoring = False
         self.timeline = Timeline()
-        self.readout = ElidedLabel(OPEN_HINT)
+        self.readout = _readout(OPEN_HINT)
         self.plot = VideoPlot()
 
         # -- Deep Feature Flow: which model, how often a key frame, instances, the jobs
-        self.model_box = QComboBox()
+        self.model_box = FocusComboBox()
         for m in models:
             self.model_box.addItem(m)
         self.model_box.setToolTip("The segmentation model Deep Feature Flow runs on key frames")
-        self.instances_box = QComboBox()
+        self.instances_box = FocusComboBox()
         self.instances_box.addItem("none", "")
         for m in instance_models:
             self.instances_box.addItem(m, m)
         self.instances_box.setToolTip("An instance model run on every frame; each object keeps its color "
                                       "while it moves (tracked by mask IoU)")
-        self.interval = QSpinBox()
+        self.interval = FocusSpinBox()
         self.interval.setRange(1, max_interval)
         self.interval.setValue(10)
         self.interval.setToolTip("Key-frame interval (the adaptive schedule's maximum)")
@@ -160,17 +134,17 @@ class VideoControls(QWidget):
         self.show_color = QCheckBox("flow colour")
         self.show_arrows = QCheckBox("arrows")
         self.show_mag = QCheckBox("magnitude")
-        self.arrow_step = QSpinBox()
+        self.arrow_step = FocusSpinBox()
         self.arrow_step.setRange(4, 64)
         self.arrow_step.setValue(16)
         self.arrow_step.setSuffix(" px")
         self.arrow_step.setToolTip("Arrow spacing in pixels (density)")
-        self.arrow_scale = QDoubleSpinBox()
+        self.arrow_scale = FocusDoubleSpinBox()
         self.arrow_scale.setRange(0.1, 20.0)
         self.arrow_scale.setValue(1.0)
         self.arrow_scale.setPrefix("× ")
         self.arrow_scale.setToolTip("Arrow length scale")
-        self.rim = QDoubleSpinBox()
+        self.rim = FocusDoubleSpinBox()
         self.rim.setRange(0.0, 500.0)
         self.rim.setSpecialValueText("video max")
         self.rim.setToolTip("Flow magnitude at the colour wheel's rim (px); 'video max' = the largest seen so far")
@@ -178,7 +152,7 @@ class VideoControls(QWidget):
         if wheel is not None:
             self.legend.setPixmap(wheel)
         self.legend_text = QLabel("rim: –")
-        self.hover_label = ElidedLabel("")
+        self.hover_label = _readout("")
         disp = QGridLayout()
         disp.addWidget(self.show_seg, 0, 0)
         disp.addWidget(self.show_color, 0, 1)

@@ -11,13 +11,13 @@ from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
-    QSlider,
-    QSpinBox,
     QStyle,
     QStyleOptionSlider,
     QToolButton,
     QWidget,
 )
+
+from segviewer.ui.widgets.controls import FocusSlider, FocusSpinBox
 
 __all__ = ["KeyTickSlider", "Timeline", "format_time"]
 
@@ -31,7 +31,7 @@ def format_time(seconds: float) -> str:
     return f"{int(m)}:{s:05.2f}"
 
 
-class KeyTickSlider(QSlider):
+class KeyTickSlider(FocusSlider):
     """A horizontal slider that marks key frames (red ticks above) and computed frames (blue below)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -102,7 +102,7 @@ class Timeline(QWidget):
         self.next = button(sp.SP_MediaSeekForward, "Next frame (Right)")
         self.next_key = button(sp.SP_MediaSkipForward, "Next key frame (PgDown)")
         self.slider = KeyTickSlider()
-        self.frame_box = QSpinBox()
+        self.frame_box = FocusSpinBox()
         self.frame_box.setKeyboardTracking(False)  # jump on Enter, not on every digit
         self.frame_box.setToolTip("Frame number: type one and press Enter")
         self.time_label = QLabel("0:00.00 / 0:00.00")
