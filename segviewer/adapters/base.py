@@ -31,7 +31,8 @@ class ModelCard:
     """What a person needs to know about a model before loading it (torchvision ``Weights.meta`` alike).
 
     ``weights_source`` says where weights come from: ``"torchvision"`` (hub cache or download),
-    ``"bundled"`` (``checkpoint`` under ``models/``) or ``"none"`` (random init, plumbing only).
+    ``"bundled"`` (``checkpoint`` under ``models/``), ``"huggingface"`` (a transformers checkpoint:
+    ``--weights DIR``, the HF cache or a download) or ``"none"`` (random init, plumbing only).
     Adapters must honour ``"none"``: ``registry.create_adapter(..., random_init=True)`` passes a copy
     of the card with ``weights_source="none"``, and ``load`` then builds the network without loading
     any weights (unless the caller names a weights file, which always wins).
@@ -42,7 +43,7 @@ class ModelCard:
     task: Task
     family: str
     categories: tuple[str, ...]
-    weights_source: Literal["torchvision", "bundled", "none"] = "torchvision"
+    weights_source: Literal["torchvision", "bundled", "none", "huggingface"] = "torchvision"
     weights_file: str | None = None  # the file name the hub cache or models/ holds
     weights_url: str | None = None
     sha256: str | None = None

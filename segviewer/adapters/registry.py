@@ -1,4 +1,7 @@
-"""The model registry: the torchvision zoo plus the bundled cards in ``models/*.toml``.
+"""The model registry: the torchvision zoo, the Hugging Face transformers families
+(:data:`HF_ZOO`, optional extra), the bundled cards in ``models/*.toml`` (ONNX models among them)
+and the cards third-party packages register through the ``segviewer.adapters`` entry-point group
+(:mod:`segviewer.adapters.plugins`).
 
 Importing this module does not import torch. The zoo's cards come from torchvision's weight-enum
 metadata (categories, keypoint names, file names, metrics; nothing is downloaded); reading it
@@ -21,6 +24,10 @@ Bundled card schema (``models/<id>.toml``)::
     description = "one line"
     [training]                  # free-form, kept in card.extra["training"]
     [metrics]                   # name = float
+    [onnx]                      # an ONNX model's input and output layout (segviewer.adapters.onnx_runtime)
+
+A card whose family needs an optional extra that is not installed is still listed
+(:func:`missing_extra` says which extra), so ``segviewer models`` can say what to install.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import contextlib
 import dataclasses
 import functools
 import importlib
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -48,6 +56,8 @@ __all__ = [
     "bundled_card_problems",
     "parse_card_file",
     "cache_dir",
+    "HF_ZOO",
+    "missing_extra",
 ]
 
 _DET = "segviewer.adapters.torchvision_detection:TorchvisionDetector"
@@ -72,6 +82,44 @@ ZOO: dict[str, tuple[Task, str, str]] = {
     "deeplabv3_mobilenet_v3_large": ("semantic", "DeepLabV3, MobileNetV3-Large", _SEG),
     "lraspp_mobilenet_v3_large": ("semantic", "LR-ASPP, MobileNetV3-Large", _SEG),
 }
+
+_HF_DET = "segviewer.adapters.hf_detr:HFDetector"
+_HF_UNI = "segviewer.adapters.hf_universal:HFUniversalSegmenter"
+_HF_SEG = "segviewer.adapters.hf_segformer:HFSegformer"
+_HF_SAM = "segviewer.adapters.hf_sam2:HFSam2"
+
+#: Hugging Face transformers families (the ``transformers`` extra): id -> task, family, adapter, hub
+#: repository, the transformers family, the class count and processor settings a ``--random-init``
+#: build gets (the released checkpoint's own config and processor win once it is loaded).
+HF_ZOO: dict[str, dict[str, Any]] = {
+    "mask2former_swin_tiny_coco_panoptic": {
+        "task": "panoptic", "family": "Mask2Former, Swin-T (COCO panoptic, transformers)", "adapter": _HF_UNI,
+        "repo": "facebook/mask2former-swin-tiny-coco-panoptic", "hf_family": "mask2former", "num_labels": 133,
+        "processor": {"size": {"shortest_edge": 384, "longest_edge": 1333}}},
+    "oneformer_swin_tiny_ade20k": {
+        "task": "panoptic", "family": "OneFormer, Swin-T (ADE20K, transformers)", "adapter": _HF_UNI,
+        "repo": "shi-labs/oneformer_ade20k_swin_tiny", "hf_family": "oneformer", "num_labels": 150,
+        "processor": {"size": {"shortest_edge": 512, "longest_edge": 2048}}},
+    "detr_resnet50": {
+        "task": "detection", "family": "DETR, ResNet-50 (COCO, transformers)", "adapter": _HF_DET,
+        "repo": "facebook/detr-resnet-50", "hf_family": "detr", "num_labels": 91,
+        "processor": {"size": {"shortest_edge": 800, "longest_edge": 1333}}},
+    "rtdetr_r50vd": {
+        "task": "detection", "family": "RT-DETR, ResNet-50-vd (COCO, transformers)", "adapter": _HF_DET,
+        "repo": "PekingU/rtdetr_r50vd", "hf_family": "rt_detr", "num_labels": 80,
+        "processor": {"size": {"height": 640, "width": 640}}},
+    "segformer_b0_ade": {
+        "task": "semantic", "family": "SegFormer-B0 (ADE20K 512, transformers)", "adapter": _HF_SEG,
+        "repo": "nvidia/segformer-b0-finetuned-ade-512-512", "hf_family": "segformer", "num_labels": 150,
+        "processor": {"size": {"height": 512, "width": 512}}},
+    "sam2_hiera_tiny": {
+        "task": "instance", "family": "SAM 2.1, Hiera-T (promptable masks; points or a box, transformers)",
+        "adapter": _HF_SAM, "repo": "facebook/sam2.1-hiera-tiny", "hf_family": "sam2", "num_labels": 1,
+        "processor": {"size": {"height": 1024, "width": 1024}}},
+}
+
+#: optional extra -> the module that tells whether it is installed
+_EXTRAS = {"transformers": "transformers", "onnx": "onnxruntime"}
 
 # COCO person skeleton (keypoint index pairs, 0-based, in torchvision's keypoint order).
 _COCO_PERSON_SKELETON: tuple[tuple[int, int], ...] = (
@@ -234,6 +282,11 @@ def parse_card_file(path: Path) -> ModelCard:
     ckpt = data.get("checkpoint")
     extra: dict[str, Any] = {"adapter": str(data["adapter"]), "training": dict(data.get("training", {})),
                              "card_path": str(path)}
+    if "onnx" in data:
+        if not isinstance(data["onnx"], dict):
+            raise bad("[onnx] must be a table (layout, outputs, ...)")
+        extra["onnx"] = dict(data["onnx"])
+        extra["needs_extra"] = "onnx"
     if ckpt:
         extra["checkpoint_path"] = str((path.parent / str(ckpt)).resolve())
     return ModelCard(
@@ -260,7 +313,7 @@ def _bundled() -> tuple[list[ModelCard], list[str]]:
     folder = models_dir()
     if not folder.is_dir():
         return cards, problems
-    seen: set[str] = set(ZOO)
+    seen: set[str] = set(ZOO) | set(HF_ZOO)
     for path in sorted(folder.glob("*.toml")):
         try:
             card = parse_card_file(path)
@@ -276,28 +329,75 @@ def _bundled() -> tuple[list[ModelCard], list[str]]:
 
 
 def bundled_card_problems() -> list[str]:
-    """One line per card in ``models/`` that could not be read (those cards are left out of listings)."""
-    return _bundled()[1]
+    """One line per card in ``models/`` that could not be read, and per plugin that could not be
+    loaded (those cards are left out of listings)."""
+    cards, problems = _bundled()
+    return problems + _plugins({c.id for c in cards})[1]
+
+
+def _hf_card(model_id: str) -> ModelCard:
+    spec = HF_ZOO[model_id]
+    repo = str(spec["repo"])
+    return ModelCard(
+        id=model_id,
+        task=spec["task"],
+        family=str(spec["family"]),
+        categories=(),  # the checkpoint's config.id2label, once loaded
+        weights_source="huggingface",
+        weights_file=repo,
+        weights_url=f"https://huggingface.co/{repo}",
+        description=f"Hugging Face transformers, {repo}; class names come from the checkpoint's config",
+        extra={"adapter": spec["adapter"], "hf_repo": repo, "hf_family": spec["hf_family"],
+               "num_labels": int(spec["num_labels"]), "processor": dict(spec["processor"]),
+               "needs_extra": "transformers"},
+    )
+
+
+def _plugins(taken: set[str]) -> tuple[list[ModelCard], list[str]]:
+    from segviewer.adapters.plugins import plugin_cards
+
+    return plugin_cards(taken | set(ZOO) | set(HF_ZOO))
+
+
+def missing_extra(card: ModelCard) -> str | None:
+    """The optional extra (``"transformers"``, ``"onnx"``) ``card`` needs and this install lacks, else None."""
+    extra = card.extra.get("needs_extra")
+    module = _EXTRAS.get(str(extra)) if extra else None
+    if module is None:
+        return None
+    return None if importlib.util.find_spec(module) is not None else str(extra)
 
 
 # --------------------------------------------------------------------------- public API
 
 
 def list_cards() -> list[ModelCard]:
-    """Every model: the torchvision zoo (in :data:`ZOO` order), then the bundled cards by file name."""
-    return [_zoo_card(mid) for mid in ZOO] + _bundled()[0]
+    """Every model: the torchvision zoo (in :data:`ZOO` order), the transformers families
+    (:data:`HF_ZOO` order), the bundled cards by file name, then plugin cards."""
+    bundled = _bundled()[0]
+    return ([_zoo_card(mid) for mid in ZOO] + [_hf_card(mid) for mid in HF_ZOO] + bundled
+            + _plugins({c.id for c in bundled})[0])
 
 
 def get_card(model_id: str) -> ModelCard:
     """The card for ``model_id``; an unknown id raises SegviewerError pointing to ``segviewer models``."""
     if model_id in ZOO:
         return _zoo_card(model_id)
+    if model_id in HF_ZOO:
+        return _hf_card(model_id)
     cards, problems = _bundled()
     for card in cards:
         if card.id == model_id:
             return card
     for p in problems:
         if f"{model_id}.toml" in p:
+            raise SegviewerError(p)
+    plugged, plugin_problems = _plugins({c.id for c in cards})
+    for card in plugged:
+        if card.id == model_id:
+            return card
+    for p in plugin_problems:
+        if repr(model_id) in p:
             raise SegviewerError(p)
     raise SegviewerError(f"unknown model {model_id!r}; run `segviewer models` to list the available ones")
 
@@ -307,6 +407,10 @@ def create_adapter(model_id_or_card: str | ModelCard, *, random_init: bool = Fal
     card = get_card(model_id_or_card) if isinstance(model_id_or_card, str) else model_id_or_card
     if random_init:
         card = dataclasses.replace(card, weights_source="none")
+    needed = missing_extra(card)
+    if needed is not None:
+        raise SegviewerError(f"{card.id} needs the {needed} extra, which is not installed: "
+                             f"pip install 'segviewer[{needed}]'")
     target = str(card.extra.get("adapter", ""))
     module_name, _, class_name = target.partition(":")
     if not module_name or not class_name:
@@ -325,6 +429,11 @@ def weight_state(card: ModelCard) -> WeightState:
     if card.weights_source == "bundled":
         path = card.extra.get("checkpoint_path")
         return "bundled" if path and Path(path).is_file() else "missing"
+    if card.weights_source == "huggingface":
+        from segviewer.adapters.hf_loading import cached_snapshot
+
+        repo = card.extra.get("hf_repo")
+        return "cached" if repo and cached_snapshot(str(repo)) is not None else "needs download"
     from segviewer.adapters.weights import cached_weights
 
     return "cached" if card.weights_url and cached_weights(card.weights_url) else "needs download"

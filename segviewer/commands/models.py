@@ -18,11 +18,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from segviewer.adapters.registry import bundled_card_problems, list_cards, models_dir, weight_state
+    from segviewer.adapters.base import ModelCard
+    from segviewer.adapters.registry import (
+        bundled_card_problems,
+        list_cards,
+        missing_extra,
+        models_dir,
+        weight_state,
+    )
     from segviewer.adapters.weights import hub_checkpoint_dir
 
+    def state_of(c: ModelCard) -> str:
+        extra = missing_extra(c)  # a family whose optional extra is not installed says which
+        return f"needs the {extra} extra" if extra else weight_state(c)
+
     cards = [c for c in list_cards() if args.task is None or c.task == args.task]
-    rows = [(c.id, c.task, weight_state(c), c.weights_file or "-", c.family) for c in cards]
+    rows = [(c.id, c.task, state_of(c), c.weights_file or "-", c.family) for c in cards]
     if args.json:
         print(json.dumps([
             {"id": c.id, "task": c.task, "weights": state, "file": c.weights_file, "family": c.family,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from segviewer.adapters.registry import ZOO
+from segviewer.adapters.registry import HF_ZOO, ZOO
 from segviewer.cli import main
 
 
@@ -60,7 +60,8 @@ def test_json_and_task_filter_and_bad_cards(_env: Path, capsys: pytest.CaptureFi
     assert main(["models", "--json", "--task", "semantic"]) == 0
     cap = capsys.readouterr()
     rows = json.loads(cap.out)
-    assert {r["task"] for r in rows} == {"semantic"} and len(rows) == 7
+    hf_semantic = sum(spec["task"] == "semantic" for spec in HF_ZOO.values())  # SegFormer (transformers)
+    assert {r["task"] for r in rows} == {"semantic"} and len(rows) == 7 + hf_semantic
     assert {r["id"]: r["weights"] for r in rows}["shapes_unet"] == "missing"
     assert "broken.toml" in cap.err
 
