@@ -49,7 +49,7 @@ from segviewer.analysis.matching import (
 )
 from segviewer.core.errors import BadDatasetError
 from segviewer.core.fileio import read_json_object
-from segviewer.core.panoptic_io import IdRuns, read_panoptic_ids, read_panoptic_png
+from segviewer.core.panoptic_io import IdRuns, keep_freed_memory, read_panoptic_ids, read_panoptic_png
 from segviewer.core.results import PanopticMap
 
 __all__ = [
@@ -242,8 +242,11 @@ def pq_compute(gt_json: str | Path | Mapping[str, Any], pred_json: str | Path | 
     Folders default to the JSON's path without suffix (``panoptic.json`` -> ``panoptic/``).
     Categories come from the ground-truth JSON. Images are decoded and counted in ``workers``
     threads (default: one per CPU, at most 8; PNG decoding releases the GIL); the numbers do not
-    depend on it (per-image sums are added in image order).
+    depend on it (per-image sums are added in image order). A batch job: it asks glibc to keep
+    freed memory (:func:`~segviewer.core.panoptic_io.keep_freed_memory`), so the per-image
+    buffers are not faulted in again for every image.
     """
+    keep_freed_memory()
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
     gj = gt_json if isinstance(gt_json, Mapping) else load_panoptic_json(gt_json)
