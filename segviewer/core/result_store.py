@@ -184,15 +184,18 @@ class ResultStore:
     def metrics(self, model_id: str, weights_hash: str, gt_key: str,
                 image_hashes: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
         """``{image_hash: row}`` of what is stored for this model, weights and ground truth."""
+        want = None if image_hashes is None else list(dict.fromkeys(image_hashes))
+        sql = "SELECT image_hash, row FROM metrics WHERE model_id=? AND weights_hash=? AND gt_key=?"
         with self._lock:
-            rows = self._db.execute(
-                "SELECT image_hash, row FROM metrics WHERE model_id=? AND weights_hash=? AND gt_key=?",
-                (model_id, weights_hash, gt_key)).fetchall()
-        out = {h: json.loads(r) for h, r in rows}
-        if image_hashes is not None:
-            want = set(image_hashes)
-            out = {h: r for h, r in out.items() if h in want}
-        return out
+            if want is not None and len(want) <= 400:  # a few images: ask for them only
+                rows = self._db.execute(sql + f" AND image_hash IN ({','.join('?' * len(want))})",
+                                        (model_id, weights_hash, gt_key, *want)).fetchall()
+            else:
+                rows = self._db.execute(sql, (model_id, weights_hash, gt_key)).fetchall()
+        if want is not None and len(want) > 400:
+            keep = set(want)
+            rows = [(h, r) for h, r in rows if h in keep]
+        return {h: json.loads(r) for h, r in rows}
 
     def runs(self) -> list[tuple[str, str, int]]:
         """``(model_id, weights_hash, images)`` of every stored run (for a results picker)."""

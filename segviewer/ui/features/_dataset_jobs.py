@@ -1,0 +1,111 @@
+"""Background work of the dataset view: scoring a whole dataset, resumable, off the UI thread.
+
+:class:`DatasetRun` drives :func:`segviewer.analysis.dataset_eval.run_dataset` in a QThread.
+Predictions come from a model (through a model host: a child process by default, as the folder
+evaluation does) or from a COCO results JSON (``segviewer predict``'s ``results.json``). Every
+image is committed to the :class:`~segviewer.core.result_store.ResultStore` as it is done, so
+Stop (or a crash, or a kill) keeps what was scored and the next run starts where this one ended.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal
+
+HostFactory = Callable[[], Any]
+
+
+def results_predictor(index: Any, results_path: Path) -> Callable[[int], tuple[Any, float]]:
+    """``predict(i)`` reading image i's records from a COCO results JSON (categories by id,
+    as the dataset's ground truth names them)."""
+    import json
+
+    from segviewer.core.coco_results import coco_to_detections
+    from segviewer.core.errors import BadDatasetError
+
+    data = json.loads(Path(results_path).read_text(encoding="utf-8"))
+    if isinstance(data, dict):
+        data = data.get("annotations", [])
+    if not isinstance(data, list):
+        raise BadDatasetError(f"{Path(results_path).name} is not a list of COCO result records")
+    by_image: dict[int, list[dict[str, Any]]] = {}
+    for r in data:
+        by_image.setdefault(int(r["image_id"]), []).append(r)
+    inst = index._instances  # noqa: SLF001 - the index's own COCO file, for category ids and sizes
+    if inst is None:
+        raise BadDatasetError("results JSONs need a COCO instances dataset (its image and category ids)")
+
+    def predict(i: int) -> tuple[Any, float]:
+        iid = int(index.image_ids[i])
+        h, w = inst._size(iid)  # noqa: SLF001
+        return coco_to_detections(by_image.get(iid, []), (h, w), inst.categories, inst.category_ids), float("nan")
+
+    return predict
+
+
+def model_predictor(index: Any, host: Any, model_id: str, device: str, weights: Path | None,
+                    params: Any) -> Callable[[int], tuple[Any, float]]:
+    """``predict(i)`` running a model on image i through a model host; milliseconds measured."""
+    from segviewer.core.imageio import read_image
+    from segviewer.core.timing import Timings
+
+    def predict(i: int) -> tuple[Any, float]:
+        image = read_image(index.paths[i])
+        t0 = time.perf_counter()
+        out = host.predict(model_id, device, weights, image, params, Timings(), lambda _s: None)
+        return out, 1000 * (time.perf_counter() - t0)
+
+    return predict
+
+
+class DatasetRun(QThread):
+    """One resumable scoring run; signals arrive on the UI thread (queued)."""
+
+    rowReady = Signal(int, object)  # dataset image index, row dict
+    progress = Signal(int, int)
+    finishedRun = Signal(bool)  # True: every image done; False: stopped
+    failed = Signal(str)
+
+    def __init__(self, index: Any, store: Any, model_id: str, weights_hash: str,
+                 make_predict: Callable[[], tuple[Callable[[int], tuple[Any, float]], Any]],
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("segviewer-dataset-run")
+        self.index, self.store, self.model_id, self.weights_hash = index, store, model_id, weights_hash
+        self._make_predict = make_predict  # -> (predict, closer or None), called in the thread
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:  # noqa: D102 - QThread entry point
+        from segviewer.analysis.dataset_eval import run_dataset
+
+        closer = None
+        done = [0]
+        try:
+            predict, closer = self._make_predict()
+            todo = list(range(len(self.index)))
+
+            def progress(k: int, total: int, row: Any) -> None:
+                done[0] = k
+                self.rowReady.emit(todo[k - 1], row)
+                self.progress.emit(k, total)
+
+            run_dataset(self.index, predict, self.store, self.model_id, self.weights_hash,
+                        should_stop=self._stop.is_set, progress=progress, images=todo)
+        except Exception as err:  # noqa: BLE001 - one line for the user
+            if not self._stop.is_set():
+                from segviewer.ui.model_host import describe_error
+
+                self.failed.emit(describe_error(err, "Dataset run"))
+                return
+        finally:
+            if closer is not None:
+                closer()
+        self.finishedRun.emit(done[0] == len(self.index))

@@ -1,0 +1,439 @@
+"""The dataset view: where does the model fail? One row per image, worst first, error types.
+
+A dock (beside Models) with a virtual table (:class:`~segviewer.ui.widgets.dataset_table.DatasetTableModel`,
+sorted and filtered on numpy arrays) and a thumbnail grid with a badge of the sorted metric
+(:mod:`segviewer.ui.widgets.thumbnails`). Flow, heavy work off the UI thread:
+
+* Open Dataset (a COCO instances/panoptic JSON, a ``metadata.csv``, a folder; also a JSON given on
+  the command line or dropped) -> :func:`segviewer.core.dataset_index.open_dataset` in a job ->
+  rows with ground-truth counts; the runs already in the dataset's store are listed;
+* a stored run chosen -> its rows from the store (nothing recomputed);
+* Load Results (``segviewer predict``'s ``results.json``) or Run Model (the first selected model,
+  in a child process) -> :class:`~segviewer.ui.features._dataset_jobs.DatasetRun`: rows arrive as
+  they are made, Stop keeps them, the next run resumes;
+* a row selected -> the image opens in the window and, once shown, its stored prediction and the
+  error layer ("dataset errors", the TIDE type on hover in the status bar) are laid over it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QStackedWidget,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from segviewer.ui.jobs import run_background
+from segviewer.ui.widgets.dataset_table import DatasetTableModel
+from segviewer.ui.widgets.thumbnails import BadgeDelegate, ThumbnailCache, ThumbnailModel
+
+DATASET_ERRORS = "dataset errors"
+DATASET_PREDICTION = "dataset prediction"
+ERROR_CHOICES = (("any error type", ""), ("classification", "cls"), ("localisation", "loc"), ("both", "both"),
+                 ("duplicate", "dupe"), ("background", "bkg"), ("missed", "miss"))
+
+
+def default_host_factory() -> Any:
+    from segviewer.ui.model_host import ProcessHost, registry_factory
+
+    return ProcessHost(registry_factory)
+
+
+def _button(text: str) -> QToolButton:
+    b = QToolButton()
+    b.setText(text)
+    b.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+    return b
+
+
+class DatasetPanel(QWidget):
+    """The dock's widgets; the feature wires them."""
+
+    def __init__(self, table: DatasetTableModel, thumbs: ThumbnailModel) -> None:
+        super().__init__()
+        self.open_btn = _button("Open…")
+        self.open_btn.setToolTip("Open a COCO instances/panoptic JSON, a metadata.csv or a folder")
+        self.runs = QComboBox()
+        self.runs.setToolTip("Stored results of this dataset (model, weights)")
+        self.runs.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.runs.setMinimumContentsLength(6)
+        self.load_btn = _button("Score…")
+        self.load_btn.setToolTip("Score a COCO results JSON (segviewer predict's results.json)")
+        self.run_btn = _button("Run")
+        self.run_btn.setToolTip("Run the first selected model over every image (resumes a stopped run)")
+        self.stop_btn = _button("Stop")
+        self.stop_btn.setEnabled(False)
+        top = QHBoxLayout()  # narrow rows: the dock shares the left column with Models
+        for w in (self.open_btn, self.load_btn):
+            top.addWidget(w)
+        top.addStretch(1)
+        runs = QHBoxLayout()
+        runs.addWidget(self.runs, 1)
+        runs.addWidget(self.run_btn)
+        runs.addWidget(self.stop_btn)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("file name…")
+        self.search.setClearButtonEnabled(True)
+        self.classes = QComboBox()
+        self.errors = QComboBox()
+        for text, key in ERROR_CHOICES:
+            self.errors.addItem(text, key)
+        self.grid_btn = _button("Grid")
+        self.grid_btn.setCheckable(True)
+        for combo in (self.classes, self.errors):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(4)
+        filt = QHBoxLayout()
+        filt.addWidget(self.search, 1)
+        filt.addWidget(self.grid_btn)
+        filt2 = QHBoxLayout()
+        filt2.addWidget(self.classes, 1)
+        filt2.addWidget(self.errors, 1)
+        self.table = QTableView()
+        self.table.setModel(table)
+        self.table.setSortingEnabled(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.horizontalHeader().setDefaultSectionSize(58)
+        self.table.horizontalHeader().setSortIndicatorShown(True)
+        self.grid = QListView()
+        self.grid.setModel(thumbs)
+        self.grid.setViewMode(QListView.ViewMode.IconMode)
+        self.grid.setResizeMode(QListView.ResizeMode.Adjust)
+        self.grid.setUniformItemSizes(True)
+        self.grid.setItemDelegate(BadgeDelegate(self.grid))
+        self.grid.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.grid.setSpacing(4)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.table)
+        self.stack.addWidget(self.grid)
+        self.status = QLabel("No dataset open.")
+        self.status.setWordWrap(True)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(top)
+        lay.addLayout(runs)
+        lay.addLayout(filt)
+        lay.addLayout(filt2)
+        lay.addWidget(self.stack, 1)
+        lay.addWidget(self.status)
+        self.grid_btn.toggled.connect(lambda on: self.stack.setCurrentIndex(1 if on else 0))
+
+
+class DatasetFeature(QObject):
+    """The controller; the window owns it."""
+
+    opened = Signal()
+    rowsLoaded = Signal()
+    runFinished = Signal(bool)
+    imageEvaluated = Signal()
+
+    def __init__(self, window: Any, thumb_dir: Path | None = None) -> None:
+        super().__init__(window)
+        self.setObjectName("dataset_feature")
+        self.window, self.session = window, window.session
+        self.host_factory = default_host_factory
+        self.index: Any = None
+        self.store: Any = None
+        self.run_key: tuple[str, str] | None = None  # (model id, weights hash) shown
+        self.job: Any = None
+        self.current: int | None = None  # dataset image the window shows
+        self.eval: Any = None
+        self._gen = 0
+        self.model = DatasetTableModel(self)
+        self.thumbs = ThumbnailCache(thumb_dir, parent=self)
+        self.grid_model = ThumbnailModel(self.model, self.thumbs, self)
+        self.panel = DatasetPanel(self.model, self.grid_model)
+        self.dock = window.add_dock("Dataset", self.panel, Qt.DockWidgetArea.LeftDockWidgetArea,
+                                    tab_with="Models", front=False, scroll=False)
+        menu = window.menuBar().addMenu("&Dataset")
+        menu.addAction(self.dock.toggleViewAction())
+        menu.addAction("&Open Dataset…", self.open_dialog)
+        menu.addAction("Score &Results JSON…", self.load_results_dialog)
+        menu.addAction("&Run Model on Dataset", self.run_model)
+        menu.addAction("&Stop", self.stop)
+        p = self.panel
+        p.open_btn.clicked.connect(self.open_dialog)
+        p.load_btn.clicked.connect(self.load_results_dialog)
+        p.run_btn.clicked.connect(self.run_model)
+        p.stop_btn.clicked.connect(self.stop)
+        p.runs.activated.connect(lambda k: self.choose_run(p.runs.itemData(k)))
+        p.search.textChanged.connect(lambda t: self.model.set_filter(search=t))
+        p.classes.currentIndexChanged.connect(lambda k: self.model.set_filter(class_index=k - 1))
+        p.errors.currentIndexChanged.connect(lambda k: self.model.set_filter(error=p.errors.itemData(k) or ""))
+        p.table.selectionModel().currentRowChanged.connect(lambda cur, _old: self._on_row(cur, p.table.model()))
+        p.grid.selectionModel().currentChanged.connect(lambda cur, _old: self._on_row(cur, self.grid_model))
+        self.session.imageShown.connect(self._on_image_shown)
+        window.canvas.hovered.connect(self._on_hover)
+        window.installEventFilter(self)
+        if isinstance(getattr(window, "path_openers", None), list):
+            window.path_openers.append(self.claim)
+
+    # ---- opening ---------------------------------------------------------------------------------
+    def claim(self, path: Path) -> bool:
+        """A COCO JSON or metadata.csv given to the window opens as a dataset."""
+        if path.is_file() and path.suffix.lower() in (".json", ".csv"):
+            self.open_dataset(path)
+            return True
+        return False
+
+    def open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "Open dataset (annotation JSON or metadata.csv)", "",
+                                              "Datasets (*.json *.csv);;All files (*)")
+        if path:
+            self.open_dataset(Path(path))
+
+    def open_dataset(self, path: Path) -> None:
+        from segviewer.core.dataset_index import open_dataset
+
+        self._gen += 1
+        gen = self._gen
+        self.panel.status.setText(f"Opening {Path(path).name}…")
+        run_background(lambda: open_dataset(path), lambda idx: self._on_opened(gen, idx),
+                       self._on_failed, "Opening dataset", owner=self)
+
+    def _on_failed(self, msg: str) -> None:
+        self.panel.status.setText(msg)
+        self.window.show_error(msg)
+
+    def _on_opened(self, gen: int, index: Any) -> None:
+        from segviewer.core.result_store import ResultStore, default_store_path
+
+        if gen != self._gen:
+            return
+        self.stop()
+        self.index = index
+        self.model.set_dataset(index.names, index.gt_count, index.class_counts, index.categories)
+        self.thumbs.set_paths(index.paths)
+        p = self.panel
+        p.classes.blockSignals(True)
+        p.classes.clear()
+        p.classes.addItem("any class")
+        for c in index.categories:
+            p.classes.addItem(c)
+        p.classes.blockSignals(False)
+        try:
+            self.store = ResultStore(default_store_path(index.root))
+        except Exception:  # noqa: BLE001 - a read-only dataset: the store goes to the user's cache
+            from segviewer.ui.widgets.thumbnails import default_cache_dir
+
+            self.store = ResultStore(default_cache_dir().parent / "stores" / f"{index.gt_key[:32]}.sqlite")
+        self._list_runs()
+        p.status.setText(f"{len(index)} images ({index.kind}); {int(index.gt_count.sum())} annotations.")
+        self.dock.show()
+        self.dock.raise_()
+        self._fit_columns()
+        self.opened.emit()
+        if p.runs.count():  # the run shown before (reopening), else the first stored one
+            k = p.runs.findData(self.run_key) if self.run_key is not None else -1
+            p.runs.setCurrentIndex(max(k, 0))
+            self.choose_run(p.runs.itemData(max(k, 0)))
+        else:
+            self.run_key = None
+
+    def _fit_columns(self) -> None:
+        """Headers readable, the name column wide enough for typical file names."""
+        t = self.panel.table
+        t.horizontalHeader().setResizeContentsPrecision(200)  # sample rows: 100,000 must not stall
+        t.resizeColumnsToContents()
+        t.setColumnWidth(0, min(max(t.columnWidth(0), 90), 170))
+
+    def _list_runs(self) -> None:
+        p = self.panel
+        p.runs.clear()
+        for mid, wh, n in self.store.runs() if self.store is not None else []:
+            p.runs.addItem(f"{mid} [{wh[:8]}] ({n})", (mid, wh))
+        if self.run_key is not None:
+            k = p.runs.findData(self.run_key)
+            if k >= 0:
+                p.runs.setCurrentIndex(k)
+
+    # ---- results ---------------------------------------------------------------------------------
+    def choose_run(self, key: tuple[str, str] | None) -> None:
+        """Show a stored run's rows (read from the store, nothing recomputed)."""
+        from segviewer.analysis.dataset_eval import ROW_KEYS
+
+        if key is None or self.index is None:
+            return
+        self.run_key = tuple(key)  # type: ignore[assignment]
+        index, store = self.index, self.store
+        mid, wh = self.run_key
+
+        def load() -> dict[int, Any]:
+            hashes = [store.image_hash(p) for p in index.paths]
+            rows = store.metrics(mid, wh, index.gt_key)
+            return {i: rows[h] for i, h in enumerate(hashes) if h in rows}
+
+        def done(rows: dict[int, Any]) -> None:
+            self.model.set_metrics(rows, ROW_KEYS)
+            self._fit_columns()
+            self.panel.status.setText(f"{mid}: {len(rows)} of {len(index)} images scored.")
+            self.rowsLoaded.emit()
+
+        run_background(load, done, self._on_failed, "Reading stored results", owner=self)
+
+    def load_results_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.window, "COCO results JSON", "", "JSON (*.json)")
+        if path:
+            self.load_results(Path(path))
+
+    def load_results(self, path: Path) -> None:
+        from segviewer.core.result_store import file_hash
+        from segviewer.ui.features._dataset_jobs import results_predictor
+
+        if self.index is None:
+            self.window.show_error("Open a dataset first.")
+            return
+        index = self.index
+        self._start(f"results:{Path(path).name}", file_hash(path), lambda: (results_predictor(index, path), None))
+
+    def run_model(self) -> None:
+        from segviewer.adapters.base import PredictParams
+        from segviewer.core.result_store import file_hash
+        from segviewer.ui.features._dataset_jobs import model_predictor
+
+        if self.index is None:
+            self.window.show_error("Open a dataset first.")
+            return
+        if not self.session.models:
+            self.window.show_error("Select a model in the Models dock first.")
+            return
+        mid = self.session.models[0]
+        weights = self.session.weights.get(mid)
+        wh = file_hash(weights) if weights is not None else "bundled"
+        index, device, factory = self.index, self.session.device, self.host_factory
+        params = getattr(self.session, "params", PredictParams())
+
+        def make() -> tuple[Any, Any]:
+            host = factory()
+            return model_predictor(index, host, mid, device, weights, params), lambda: host.close(0.5)
+
+        self._start(mid, wh, make)
+
+    def _start(self, model_id: str, weights_hash: str, make: Any) -> None:
+        from segviewer.analysis.dataset_eval import ROW_KEYS
+        from segviewer.ui.features._dataset_jobs import DatasetRun
+
+        self.stop()
+        self.run_key = (model_id, weights_hash)
+        self.model.set_metrics({}, ROW_KEYS)
+        job = DatasetRun(self.index, self.store, model_id, weights_hash, make, self)
+        job.rowReady.connect(self.model.update_row)
+        job.progress.connect(lambda d, t: self.panel.status.setText(f"{model_id}: {d} / {t} images"))
+        job.failed.connect(self._on_failed)
+        job.finishedRun.connect(self._on_run_finished)
+        job.finished.connect(job.deleteLater)
+        self.job = job
+        self.panel.stop_btn.setEnabled(True)
+        job.start()
+
+    def _on_run_finished(self, complete: bool) -> None:
+        self.job = None
+        self.panel.stop_btn.setEnabled(False)
+        self._list_runs()
+        self.model.sort_by(self.model.sort_key, self.model.descending)  # re-sort with the new rows
+        self._fit_columns()
+        self.panel.status.setText(self.panel.status.text() + ("" if complete else " (stopped; Run resumes)"))
+        self.runFinished.emit(complete)
+
+    def stop(self) -> None:
+        job = self.job
+        if job is not None:
+            job.stop()
+            job.wait(30000)
+            self.job = None
+            self.panel.stop_btn.setEnabled(False)
+
+    # ---- one image ---------------------------------------------------------------------------------
+    def _on_row(self, cur: Any, model: Any) -> None:
+        if not cur.isValid() or self.index is None:
+            return
+        i = model.data(cur.siblingAtColumn(0), Qt.ItemDataRole.UserRole)
+        if i is None:
+            return
+        self.open_image(int(i))
+
+    def open_image(self, i: int) -> None:
+        """Show dataset image ``i`` in the window (next/previous then walk the dataset)."""
+        self.current = i
+        self.eval = None
+        s = self.session
+        paths = [p.absolute() for p in self.index.paths]
+        if s.paths != paths:
+            s.paths = paths
+        s.show_index(i)
+
+    def _on_image_shown(self) -> None:
+        from segviewer.analysis.dataset_eval import evaluate_image
+
+        s = self.session
+        if self.index is None or self.current is None or s.path is None:
+            return
+        if Path(s.path).absolute() != self.index.paths[self.current].absolute():
+            return
+        i, index, store, key = self.current, self.index, self.store, self.run_key
+
+        def work() -> Any:
+            gt = index.ground_truth(i)
+            pred = None
+            if key is not None:
+                got = store.get_prediction(store.image_hash(index.paths[i]), *key)
+                pred = got[0] if got is not None else None
+            ev = evaluate_image(pred, gt, name=index.paths[i].name)[0] if pred is not None else None
+            return pred, ev
+
+        run_background(work, lambda res: self._on_evaluated(i, res), self._on_failed, "Scoring the image",
+                       owner=self)
+
+    def _on_evaluated(self, i: int, res: tuple[Any, Any]) -> None:
+        if i != self.current:
+            return
+        pred, ev = res
+        self.eval = ev
+        self.session.set_derived(DATASET_PREDICTION, pred)
+        self.session.set_derived(DATASET_ERRORS, None if ev is None else ev.errors)
+        self.imageEvaluated.emit()
+
+    def _on_hover(self, pos: Any) -> None:
+        from segviewer.analysis.evaluation import hover_text
+
+        if pos is None or self.eval is None:
+            return
+        text = hover_text(self.eval, *pos)
+        if text:
+            self.window.statusBar().showMessage(text, 4000)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if obj is self.window and event.type() == QEvent.Type.Close:
+            self.shutdown()
+        return False
+
+    def shutdown(self, timeout_ms: int = 30000) -> bool:
+        self.stop()
+        self.thumbs.pool.clear()
+        ok = self.thumbs.wait(timeout_ms)
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        return ok
+
+
+def install(window: Any) -> None:
+    DatasetFeature(window)
