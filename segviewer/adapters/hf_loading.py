@@ -29,6 +29,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import pickle
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,8 @@ def load_pretrained(cls: Any, folder: Path, model_id: str, **kwargs: Any) -> Any
         model, info = cls.from_pretrained(
             str(folder), local_files_only=True, use_safetensors=safetensors, weights_only=True,
             output_loading_info=True, **kwargs)
-    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as err:
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, pickle.UnpicklingError) as err:
+        # UnpicklingError: a pickled .bin holding more than tensors (weights_only refuses it)
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise CheckpointMismatchError(f"{folder.name} could not be loaded as {model_id} ({first})") from err
     for key, what in (("missing_keys", "is missing from the checkpoint"),
