@@ -141,3 +141,48 @@ def _timed(op) -> float:
     t = time.perf_counter()
     op()
     return time.perf_counter() - t
+
+
+def test_compare_two_runs_deltas_and_disagreement_layer(qtbot, window, dataset, tmp_path: Path) -> None:
+    from segviewer.ui.features.dataset import COMPARED_PREDICTION, DISAGREEMENT
+
+    w, feat = window
+    root, results_a = dataset
+    index = open_dataset(root)
+    recs = []
+    for i in range(len(index)):  # run B: the same "model" with other errors
+        gt = index.ground_truth(i).instances
+        recs += detections_to_coco(perturb_detections(gt, 900 + i), int(index.image_ids[i]),
+                                   list(index._instances.category_ids))
+    results_b = tmp_path / "results_b.json"
+    results_b.write_text(json.dumps(recs))
+    with qtbot.waitSignal(feat.opened, timeout=TIMEOUT):
+        feat.open_dataset(root)
+    for res in (results_a, results_b):
+        with qtbot.waitSignal(feat.runFinished, timeout=TIMEOUT):
+            feat.load_results(res)
+    runs = [feat.panel.runs.itemData(k) for k in range(feat.panel.runs.count())]
+    a = next(r for r in runs if r[0] == "results:results.json")
+    b = next(r for r in runs if r[0] == "results:results_b.json")
+    with qtbot.waitSignal(feat.rowsLoaded, timeout=TIMEOUT):
+        feat.choose_run(a)
+    with qtbot.waitSignal(feat.rowsLoaded, timeout=TIMEOUT):
+        feat.compare_with(b)
+    m = feat.model
+    assert "d_mask_ap" in m.keys and m.headerData(1 + m.keys.index("d_mask_ap"), Qt.Orientation.Horizontal) == "Δ Mask AP"
+    m.sort_by("d_mask_ap")  # where B is worse than A first
+    d = m.columns["d_mask_ap"][m.view]
+    d = d[~np.isnan(d)]
+    assert len(d) and np.all(np.diff(d) >= 0)
+    worst = int(m.view[0])
+    assert m.columns["d_mask_ap"][worst] == pytest.approx(
+        _stored(feat, b, worst)["mask_ap"] - _stored(feat, a, worst)["mask_ap"])
+    with qtbot.waitSignal(feat.imageEvaluated, timeout=TIMEOUT):
+        feat.panel.table.selectRow(0)
+    assert DISAGREEMENT in w.session.results and COMPARED_PREDICTION in w.session.results
+    assert feat.compare.errors.counts["FP"] + feat.compare.errors.counts["FN"] > 0
+
+
+def _stored(feat, run, i: int) -> dict:
+    store = feat.store
+    return store.metrics(run[0], run[1], feat.index.gt_key, [store.image_hash(feat.index.paths[i])]).popitem()[1]

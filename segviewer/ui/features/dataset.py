@@ -43,6 +43,8 @@ from segviewer.ui.widgets.thumbnails import BadgeDelegate, ThumbnailCache, Thumb
 
 DATASET_ERRORS = "dataset errors"
 DATASET_PREDICTION = "dataset prediction"
+COMPARED_PREDICTION = "compared prediction"  # run B of a comparison
+DISAGREEMENT = "disagreement"  # B against A: instances only one has, pixels whose classes differ
 ERROR_CHOICES = (("any error type", ""), ("classification", "cls"), ("localisation", "loc"), ("both", "both"),
                  ("duplicate", "dupe"), ("background", "bkg"), ("missed", "miss"))
 
@@ -77,6 +79,10 @@ class DatasetPanel(QWidget):
         self.run_btn.setToolTip("Run the first selected model over every image (resumes a stopped run)")
         self.stop_btn = _button("Stop")
         self.stop_btn.setEnabled(False)
+        self.vs = QComboBox()
+        self.vs.setToolTip("Compare with another stored run: Δ columns (B - A) and a disagreement layer")
+        self.vs.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.vs.setMinimumContentsLength(6)
         top = QHBoxLayout()  # narrow rows: the dock shares the left column with Models
         for w in (self.open_btn, self.load_btn):
             top.addWidget(w)
@@ -85,6 +91,9 @@ class DatasetPanel(QWidget):
         runs.addWidget(self.runs, 1)
         runs.addWidget(self.run_btn)
         runs.addWidget(self.stop_btn)
+        vs = QHBoxLayout()
+        vs.addWidget(QLabel("vs"))
+        vs.addWidget(self.vs, 1)
         self.search = QLineEdit()
         self.search.setPlaceholderText("file name…")
         self.search.setClearButtonEnabled(True)
@@ -130,6 +139,7 @@ class DatasetPanel(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(top)
         lay.addLayout(runs)
+        lay.addLayout(vs)
         lay.addLayout(filt)
         lay.addLayout(filt2)
         lay.addWidget(self.stack, 1)
@@ -153,6 +163,8 @@ class DatasetFeature(QObject):
         self.index: Any = None
         self.store: Any = None
         self.run_key: tuple[str, str] | None = None  # (model id, weights hash) shown
+        self.compare_key: tuple[str, str] | None = None  # run B of a comparison
+        self.compare: Any = None  # the disagreement ImageEval of the image shown
         self.job: Any = None
         self.current: int | None = None  # dataset image the window shows
         self.eval: Any = None
@@ -175,6 +187,7 @@ class DatasetFeature(QObject):
         p.run_btn.clicked.connect(self.run_model)
         p.stop_btn.clicked.connect(self.stop)
         p.runs.activated.connect(lambda k: self.choose_run(p.runs.itemData(k)))
+        p.vs.activated.connect(lambda k: self.compare_with(p.vs.itemData(k)))
         p.search.textChanged.connect(lambda t: self.model.set_filter(search=t))
         p.classes.currentIndexChanged.connect(lambda k: self.model.set_filter(class_index=k - 1))
         p.errors.currentIndexChanged.connect(lambda k: self.model.set_filter(error=p.errors.itemData(k) or ""))
@@ -258,12 +271,17 @@ class DatasetFeature(QObject):
     def _list_runs(self) -> None:
         p = self.panel
         p.runs.clear()
+        p.vs.clear()
+        p.vs.addItem("no comparison", None)
         for mid, wh, n in self.store.runs() if self.store is not None else []:
             p.runs.addItem(f"{mid} [{wh[:8]}] ({n})", (mid, wh))
+            p.vs.addItem(f"{mid} [{wh[:8]}] ({n})", (mid, wh))
         if self.run_key is not None:
             k = p.runs.findData(self.run_key)
             if k >= 0:
                 p.runs.setCurrentIndex(k)
+        k = p.vs.findData(self.compare_key) if self.compare_key is not None else 0
+        p.vs.setCurrentIndex(max(k, 0))
 
     # ---- results ---------------------------------------------------------------------------------
     def choose_run(self, key: tuple[str, str] | None) -> None:
@@ -276,18 +294,32 @@ class DatasetFeature(QObject):
         index, store = self.index, self.store
         mid, wh = self.run_key
 
-        def load() -> dict[int, Any]:
-            hashes = [store.image_hash(p) for p in index.paths]
-            rows = store.metrics(mid, wh, index.gt_key)
-            return {i: rows[h] for i, h in enumerate(hashes) if h in rows}
+        other = self.compare_key if self.compare_key != self.run_key else None
 
-        def done(rows: dict[int, Any]) -> None:
-            self.model.set_metrics(rows, ROW_KEYS)
+        def load() -> tuple[dict[int, Any], list[str]]:
+            from segviewer.ui.features._dataset_compare import compare_rows, stored_rows
+
+            if other is not None:
+                return compare_rows(store, index, (mid, wh), other)
+            return stored_rows(store, index, (mid, wh)), []
+
+        def done(got: tuple[dict[int, Any], list[str]]) -> None:
+            rows, delta_keys = got
+            self.model.set_metrics(rows, list(ROW_KEYS) + delta_keys)
             self._fit_columns()
-            self.panel.status.setText(f"{mid}: {len(rows)} of {len(index)} images scored.")
+            vs = f"; Δ = {other[0]} [{other[1][:8]}] − this" if other is not None else ""
+            self.panel.status.setText(f"{mid}: {len(rows)} of {len(index)} images scored{vs}.")
             self.rowsLoaded.emit()
 
         run_background(load, done, self._on_failed, "Reading stored results", owner=self)
+
+    def compare_with(self, key: tuple[str, str] | None) -> None:
+        """Compare the shown run (A) with another stored run (B): Δ columns, disagreement layer."""
+        self.compare_key = None if key is None else tuple(key)  # type: ignore[assignment]
+        if self.run_key is not None:
+            self.choose_run(self.run_key)
+        if self.current is not None:
+            self._on_image_shown()
 
     def load_results_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.window, "COCO results JSON", "", "JSON (*.json)")
@@ -389,15 +421,19 @@ class DatasetFeature(QObject):
         if Path(s.path).absolute() != self.index.paths[self.current].absolute():
             return
         i, index, store, key = self.current, self.index, self.store, self.run_key
+        other = self.compare_key if self.compare_key != key else None
 
         def work() -> Any:
+            from segviewer.ui.features._dataset_compare import compare_image
+
             gt = index.ground_truth(i)
             pred = None
             if key is not None:
                 got = store.get_prediction(store.image_hash(index.paths[i]), *key)
                 pred = got[0] if got is not None else None
             ev = evaluate_image(pred, gt, name=index.paths[i].name)[0] if pred is not None else None
-            return pred, ev
+            cmp = compare_image(store, index, i, key, other) if key is not None and other is not None else None
+            return pred, ev, cmp
 
         run_background(work, lambda res: self._on_evaluated(i, res), self._on_failed, "Scoring the image",
                        owner=self)
@@ -405,18 +441,25 @@ class DatasetFeature(QObject):
     def _on_evaluated(self, i: int, res: tuple[Any, Any]) -> None:
         if i != self.current:
             return
-        pred, ev = res
+        pred, ev, cmp = res
         self.eval = ev
+        self.compare = None if cmp is None else cmp[1]
         self.session.set_derived(DATASET_PREDICTION, pred)
         self.session.set_derived(DATASET_ERRORS, None if ev is None else ev.errors)
+        dis = None if cmp is None else cmp[1].errors if cmp[1].errors is not None else cmp[1].semantic_errors
+        self.session.set_derived(COMPARED_PREDICTION, None if cmp is None else cmp[0])
+        self.session.set_derived(DISAGREEMENT, dis)
         self.imageEvaluated.emit()
 
     def _on_hover(self, pos: Any) -> None:
         from segviewer.analysis.evaluation import hover_text
 
-        if pos is None or self.eval is None:
+        if pos is None:
             return
-        text = hover_text(self.eval, *pos)
+        parts = [hover_text(self.eval, *pos)] if self.eval is not None else []
+        if self.compare is not None:  # A in the "true" role, B predicted
+            parts.append("B vs A: " + hover_text(self.compare, *pos).replace("Under cursor: ", ""))
+        text = "  |  ".join(t for t in parts if t)
         if text:
             self.window.statusBar().showMessage(text, 4000)
 

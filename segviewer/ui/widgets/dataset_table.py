@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
-__all__ = ["DatasetTableModel", "COLUMN_TITLES"]
+__all__ = ["DatasetTableModel", "COLUMN_TITLES", "column_title"]
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -28,6 +28,15 @@ COLUMN_TITLES = {
     "box_dupe": "Box Dupe", "box_bkg": "Box Bkg", "box_miss": "Box Miss",
 }
 _FRACTIONS = {"pq", "sq", "rq", "miou", "pixel_acc", "box_ap", "box_ap50", "mask_ap", "mask_ap50"}
+
+
+def column_title(key: str) -> str:
+    """A column's header: ``d_<key>`` (B - A of a comparison) reads "Δ <title>"."""
+    if key.startswith("d_"):
+        return "Δ " + COLUMN_TITLES.get(key[2:], key[2:])
+    return COLUMN_TITLES.get(key, key)
+
+
 ERROR_FILTERS = ("cls", "loc", "both", "dupe", "bkg", "miss")
 
 
@@ -107,7 +116,7 @@ class DatasetTableModel(QAbstractTableModel):
             return None
         if section == 0:
             return "Image"
-        return COLUMN_TITLES.get(self.keys[section - 1], self.keys[section - 1])
+        return column_title(self.keys[section - 1])
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
@@ -121,11 +130,12 @@ class DatasetTableModel(QAbstractTableModel):
             v = self.columns[key][i]
             if np.isnan(v):
                 return ""
-            if key in _FRACTIONS:
-                return f"{100 * v:.1f}"
-            if key == "infer_ms":
+            base, delta = (key[2:], True) if key.startswith("d_") else (key, False)
+            if base in _FRACTIONS:
+                return f"{100 * v:+.1f}" if delta else f"{100 * v:.1f}"
+            if base == "infer_ms":
                 return f"{v:.0f}"
-            return f"{int(v)}"
+            return f"{int(v):+d}" if delta else f"{int(v)}"
         if role == Qt.ItemDataRole.TextAlignmentRole and c > 0:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.UserRole:

@@ -31,7 +31,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
-from segviewer.ui.widgets.dataset_table import COLUMN_TITLES, DatasetTableModel
+from segviewer.ui.widgets.dataset_table import DatasetTableModel, column_title
 
 __all__ = ["ThumbnailCache", "ThumbnailModel", "BadgeDelegate", "THUMB"]
 
@@ -168,9 +168,10 @@ class ThumbnailModel(QAbstractListModel):
         v = self.table.value(image, key)
         if np.isnan(v):
             return "–"
-        title = COLUMN_TITLES.get(key, key)
-        return f"{title} {100 * v:.0f}" if key in ("pq", "sq", "rq", "miou", "pixel_acc", "box_ap", "box_ap50",
-                                                    "mask_ap", "mask_ap50") else f"{title} {v:g}"
+        base = key[2:] if key.startswith("d_") else key
+        frac = base in ("pq", "sq", "rq", "miou", "pixel_acc", "box_ap", "box_ap50", "mask_ap", "mask_ap50")
+        sign = "+" if key.startswith("d_") else ""
+        return f"{column_title(key)} {100 * v:{sign}.0f}" if frac else f"{column_title(key)} {v:{sign}g}"
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():

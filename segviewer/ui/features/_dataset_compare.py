@@ -1,0 +1,42 @@
+"""The comparison half of the dataset view: a second stored run beside the shown one.
+
+Both functions run on a worker thread (no Qt here): :func:`compare_rows` gives the table its
+``d_<key>`` columns (B - A per image, so "where B is worse" is one sort), :func:`compare_image`
+the disagreement layer of one image (B scored against A, each side's class on hover).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def stored_rows(store: Any, index: Any, run: tuple[str, str]) -> dict[int, dict[str, Any]]:
+    """A stored run's rows by dataset image index."""
+    hashes = [store.image_hash(p) for p in index.paths]
+    rows = store.metrics(run[0], run[1], index.gt_key)
+    return {i: rows[h] for i, h in enumerate(hashes) if h in rows}
+
+
+def compare_rows(store: Any, index: Any, run_a: tuple[str, str], run_b: tuple[str, str]
+                 ) -> tuple[dict[int, dict[str, Any]], list[str]]:
+    """Rows of A with B's deltas merged in, and the delta keys (in table order)."""
+    from segviewer.analysis.compare import delta_key, row_deltas
+    from segviewer.analysis.dataset_eval import ROW_KEYS
+
+    a, b = stored_rows(store, index, run_a), stored_rows(store, index, run_b)
+    deltas = row_deltas(a, b, [k for k in ROW_KEYS if k != "infer_ms"])
+    merged = {i: dict(r, **deltas.get(i, {})) for i, r in a.items()}
+    keys = [delta_key(k) for k in ROW_KEYS if any(delta_key(k) in d for d in deltas.values())]
+    return merged, keys
+
+
+def compare_image(store: Any, index: Any, i: int, run_a: tuple[str, str], run_b: tuple[str, str]
+                  ) -> tuple[Any, Any] | None:
+    """``(B's prediction, disagreement ImageEval)`` of image i, None when a side is not stored."""
+    from segviewer.analysis.compare import disagreement
+
+    h = store.image_hash(index.paths[i])
+    a, b = store.get_prediction(h, *run_a), store.get_prediction(h, *run_b)
+    if a is None or b is None:
+        return None
+    return b[0], disagreement(a[0], b[0])
