@@ -181,6 +181,20 @@ def test_compare_two_runs_deltas_and_disagreement_layer(qtbot, window, dataset, 
         feat.panel.table.selectRow(0)
     assert DISAGREEMENT in w.session.results and COMPARED_PREDICTION in w.session.results
     assert feat.compare.errors.counts["FP"] + feat.compare.errors.counts["FN"] > 0
+    # A | B: side by side with one pan/zoom, then a swipe
+    with qtbot.waitSignal(feat.compared, timeout=TIMEOUT):
+        feat.panel.ab_btn.click()
+    cv = feat.compare_view
+    a_img, b_img = cv.shown(0), cv.shown(1)
+    assert a_img.shape == b_img.shape == (96, 128, 3) and not np.array_equal(a_img, b_img)
+    cv.views[0].setRange(xRange=(10, 40), yRange=(10, 30), padding=0)
+    qtbot.wait(20)
+    assert np.allclose(cv.views[1].viewRange(), cv.views[0].viewRange())
+    cv.swipe.setChecked(True)
+    cv.slider.setValue(250)
+    x = cv.swipe_split()
+    shown = cv.shown(0)
+    assert np.array_equal(shown[:, : x - 1], a_img[:, : x - 1]) and np.array_equal(shown[:, x + 1:], b_img[:, x + 1:])
 
 
 def _stored(feat, run, i: int) -> dict:

@@ -94,6 +94,9 @@ class DatasetPanel(QWidget):
         vs = QHBoxLayout()
         vs.addWidget(QLabel("vs"))
         vs.addWidget(self.vs, 1)
+        self.ab_btn = _button("A | B")
+        self.ab_btn.setToolTip("The image with A's and B's results side by side (synced pan/zoom) or as a swipe")
+        vs.addWidget(self.ab_btn)
         self.search = QLineEdit()
         self.search.setPlaceholderText("file name…")
         self.search.setClearButtonEnabled(True)
@@ -154,6 +157,7 @@ class DatasetFeature(QObject):
     rowsLoaded = Signal()
     runFinished = Signal(bool)
     imageEvaluated = Signal()
+    compared = Signal()  # the A | B window shows the current image
 
     def __init__(self, window: Any, thumb_dir: Path | None = None) -> None:
         super().__init__(window)
@@ -165,6 +169,8 @@ class DatasetFeature(QObject):
         self.run_key: tuple[str, str] | None = None  # (model id, weights hash) shown
         self.compare_key: tuple[str, str] | None = None  # run B of a comparison
         self.compare: Any = None  # the disagreement ImageEval of the image shown
+        self.compare_view: Any = None  # CompareView window, made on first use
+        self._pair: tuple[Any, Any] | None = None  # (A's, B's prediction) of the image shown
         self.job: Any = None
         self.current: int | None = None  # dataset image the window shows
         self.eval: Any = None
@@ -188,6 +194,7 @@ class DatasetFeature(QObject):
         p.stop_btn.clicked.connect(self.stop)
         p.runs.activated.connect(lambda k: self.choose_run(p.runs.itemData(k)))
         p.vs.activated.connect(lambda k: self.compare_with(p.vs.itemData(k)))
+        p.ab_btn.clicked.connect(self.show_side_by_side)
         p.search.textChanged.connect(lambda t: self.model.set_filter(search=t))
         p.classes.currentIndexChanged.connect(lambda k: self.model.set_filter(class_index=k - 1))
         p.errors.currentIndexChanged.connect(lambda k: self.model.set_filter(error=p.errors.itemData(k) or ""))
@@ -449,7 +456,39 @@ class DatasetFeature(QObject):
         dis = None if cmp is None else cmp[1].errors if cmp[1].errors is not None else cmp[1].semantic_errors
         self.session.set_derived(COMPARED_PREDICTION, None if cmp is None else cmp[0])
         self.session.set_derived(DISAGREEMENT, dis)
+        self._pair = None if cmp is None or pred is None else (pred, cmp[0])
+        if self.compare_view is not None and self.compare_view.isVisible():
+            self.show_side_by_side()
         self.imageEvaluated.emit()
+
+    def show_side_by_side(self) -> None:
+        """A | B of the image shown, in the compare window (made in the background)."""
+        from segviewer.ui.widgets.compare_view import CompareView
+
+        if self._pair is None or self.session.image is None:
+            self.window.statusBar().showMessage("Pick a run to compare with (vs) and an image first.", 5000)
+            return
+        if self.compare_view is None:
+            self.compare_view = CompareView(self.window)
+            self.compare_view.hovered.connect(self._on_hover)
+        image, (a, b), i = self.session.image, self._pair, self.current
+        names = (self.run_key[0] if self.run_key else "A", self.compare_key[0] if self.compare_key else "B")
+
+        def work() -> tuple[Any, Any]:
+            from segviewer.render.compose import render_overlay
+
+            ops = {"masks": 0.6, "boxes": 1.0, "labels": 1.0}
+            return render_overlay(image, [a], ops), render_overlay(image, [b], ops)
+
+        def done(pair: tuple[Any, Any]) -> None:
+            if i != self.current or self.compare_view is None:
+                return
+            self.compare_view.set_pair(pair[0], pair[1], *names)
+            self.compare_view.show()
+            self.compare_view.raise_()
+            self.compared.emit()
+
+        run_background(work, done, self._on_failed, "Composing A | B", owner=self)
 
     def _on_hover(self, pos: Any) -> None:
         from segviewer.analysis.evaluation import hover_text
@@ -470,6 +509,8 @@ class DatasetFeature(QObject):
 
     def shutdown(self, timeout_ms: int = 30000) -> bool:
         self.stop()
+        if self.compare_view is not None:
+            self.compare_view.close()
         self.thumbs.pool.clear()
         ok = self.thumbs.wait(timeout_ms)
         if self.store is not None:
