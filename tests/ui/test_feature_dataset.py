@@ -168,6 +168,7 @@ def test_compare_two_runs_deltas_and_disagreement_layer(qtbot, window, dataset, 
         feat.choose_run(a)
     with qtbot.waitSignal(feat.rowsLoaded, timeout=TIMEOUT):
         feat.compare_with(b)
+    assert tuple(feat.panel.vs.currentData()) == tuple(b) and tuple(feat.panel.runs.currentData()) == tuple(a)
     m = feat.model
     assert "d_mask_ap" in m.keys and m.headerData(1 + m.keys.index("d_mask_ap"), Qt.Orientation.Horizontal) == "Δ Mask AP"
     m.sort_by("d_mask_ap")  # where B is worse than A first

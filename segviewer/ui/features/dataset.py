@@ -55,6 +55,15 @@ def default_host_factory() -> Any:
     return ProcessHost(registry_factory)
 
 
+def _find(combo: QComboBox, key: tuple[str, str] | None) -> int:
+    """The item whose data is the run ``key`` (Qt's findData does not compare Python tuples)."""
+    for k in range(combo.count()):
+        d = combo.itemData(k)
+        if key is not None and d is not None and tuple(d) == tuple(key):
+            return k
+    return -1
+
+
 def _button(text: str) -> QToolButton:
     b = QToolButton()
     b.setText(text)
@@ -262,7 +271,7 @@ class DatasetFeature(QObject):
         self._fit_columns()
         self.opened.emit()
         if p.runs.count():  # the run shown before (reopening), else the first stored one
-            k = p.runs.findData(self.run_key) if self.run_key is not None else -1
+            k = _find(p.runs, self.run_key)
             p.runs.setCurrentIndex(max(k, 0))
             self.choose_run(p.runs.itemData(max(k, 0)))
         else:
@@ -284,11 +293,10 @@ class DatasetFeature(QObject):
             p.runs.addItem(f"{mid} [{wh[:8]}] ({n})", (mid, wh))
             p.vs.addItem(f"{mid} [{wh[:8]}] ({n})", (mid, wh))
         if self.run_key is not None:
-            k = p.runs.findData(self.run_key)
+            k = _find(p.runs, self.run_key)
             if k >= 0:
                 p.runs.setCurrentIndex(k)
-        k = p.vs.findData(self.compare_key) if self.compare_key is not None else 0
-        p.vs.setCurrentIndex(max(k, 0))
+        p.vs.setCurrentIndex(max(_find(p.vs, self.compare_key), 0))
 
     # ---- results ---------------------------------------------------------------------------------
     def choose_run(self, key: tuple[str, str] | None) -> None:
@@ -323,6 +331,7 @@ class DatasetFeature(QObject):
     def compare_with(self, key: tuple[str, str] | None) -> None:
         """Compare the shown run (A) with another stored run (B): Δ columns, disagreement layer."""
         self.compare_key = None if key is None else tuple(key)  # type: ignore[assignment]
+        self.panel.vs.setCurrentIndex(max(_find(self.panel.vs, self.compare_key), 0))
         if self.run_key is not None:
             self.choose_run(self.run_key)
         if self.current is not None:
