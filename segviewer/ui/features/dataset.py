@@ -306,6 +306,7 @@ class DatasetFeature(QObject):
         if key is None or self.index is None:
             return
         self.run_key = tuple(key)  # type: ignore[assignment]
+        self.panel.runs.setCurrentIndex(max(_find(self.panel.runs, self.run_key), 0))
         index, store = self.index, self.store
         mid, wh = self.run_key
 
