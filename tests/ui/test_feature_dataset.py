@@ -201,3 +201,37 @@ def test_compare_two_runs_deltas_and_disagreement_layer(qtbot, window, dataset, 
 def _stored(feat, run, i: int) -> dict:
     store = feat.store
     return store.metrics(run[0], run[1], feat.index.gt_key, [store.image_hash(feat.index.paths[i])]).popitem()[1]
+
+
+def test_run_the_bundled_model_stop_and_resume(qtbot, window, tmp_path: Path) -> None:
+    import functools
+
+    from segviewer.ui.model_host import ModelHost, registry_factory
+
+    w, feat = window
+    root = tmp_path / "small"
+    write_dataset(root, 5, seed=2, size=(96, 96))
+    calls: list[str] = []
+
+    class CountingHost(ModelHost):
+        def predict(self, *a, **k):
+            calls.append(a[0])
+            return super().predict(*a, **k)
+
+    feat.host_factory = lambda: CountingHost(functools.partial(registry_factory, torch_threads=1))
+    with qtbot.waitSignal(feat.opened, timeout=TIMEOUT):
+        feat.open_dataset(root)
+    w.session.models = ["shapes_maskrcnn"]  # as the Models dock selects it
+    with qtbot.waitSignal(feat.runFinished, timeout=120_000) as first:
+        feat.run_model()
+        qtbot.waitUntil(lambda: len(calls) >= 2, timeout=120_000)
+        feat.job.stop()  # the user presses Stop
+    assert first.args == [False]
+    done = len(calls)
+    assert 2 <= done < 5
+    with qtbot.waitSignal(feat.runFinished, timeout=120_000) as second:
+        feat.run_model()  # resumes: only the images not stored yet
+    assert second.args == [True] and len(calls) == 5
+    m = feat.model
+    assert np.all(m.columns["infer_ms"] > 0) and "mask_ap" in m.keys
+    assert feat.run_key == ("shapes_maskrcnn", "bundled")
