@@ -8,7 +8,9 @@
   folder's parent, as COCO lays them out);
 * a ``metadata.csv`` (``Image,Mask`` rows: a semantic dataset);
 * a folder: its ``annotations/instances.json``, ``annotations/panoptic.json`` and
-  ``metadata.csv`` together when present (the shapes world writes all three), else its images.
+  ``metadata.csv`` together when present (the shapes world writes all three), else its images
+  (a Cityscapes tree: the ``leftImg8bit`` images below it), each image's ground truth then found
+  beside it as the window finds it (``core.groundtruth.find_ground_truth``: Cityscapes ``gtFine``).
 
 Opening reads the annotation files once (a 20 MB COCO file in well under a second) and builds
 per-image count arrays for the table (``gt_count``, ``class_counts``); an image's ground truth is
@@ -77,6 +79,10 @@ class DatasetIndex:
             except BadDatasetError:
                 if iid in self._panoptic.image_ids:
                     raise
+        if self.kind == "folder":  # ground truth beside each image, as the window finds it (Cityscapes too)
+            from segviewer.core.groundtruth import find_ground_truth
+
+            return find_ground_truth(self.paths[i])
         mask = self._masks.get(str(self.paths[i]))
         if mask is not None:
             from segviewer.core.groundtruth import semantic_from_png
@@ -164,7 +170,13 @@ def _from_metadata(csv_path: Path) -> DatasetIndex:
 
 
 def _from_folder(folder: Path) -> DatasetIndex:
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """A plain folder of images, or a Cityscapes tree (``leftImg8bit/<split>/<city>/*_leftImg8bit.png``,
+    found below ``folder``); their ground truth is found beside each image when asked for."""
+    city = folder / "leftImg8bit" if (folder / "leftImg8bit").is_dir() else folder if folder.name == "leftImg8bit" else None
+    if city is not None:
+        paths = sorted(city.rglob("*_leftImg8bit.png"))
+    else:
+        paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not paths:
         raise SegviewerError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return DatasetIndex(folder, "folder", paths, np.full(len(paths), -1, np.int64), (),

@@ -143,3 +143,21 @@ def test_open_each_dataset_form(path: str) -> None:
     index = open_dataset(SCENES / path)
     assert len(index) == 6 and all(p.is_file() for p in index.paths)
     assert index.ground_truth(0)
+
+
+def test_cityscapes_tree_opens_with_ground_truth_beside_each_image(tmp_path: Path) -> None:
+    import cv2
+
+    img_dir = tmp_path / "leftImg8bit" / "val" / "ulm"
+    gt_dir = tmp_path / "gtFine" / "val" / "ulm"
+    img_dir.mkdir(parents=True)
+    gt_dir.mkdir(parents=True)
+    for k in range(2):
+        cv2.imwrite(str(img_dir / f"ulm_{k:06d}_leftImg8bit.png"), np.zeros((8, 16, 3), np.uint8))
+        lab = np.full((8, 16), 7, np.uint8)  # road
+        lab[:3] = 23  # sky
+        cv2.imwrite(str(gt_dir / f"ulm_{k:06d}_gtFine_labelIds.png"), lab)
+    index = open_dataset(tmp_path)
+    assert index.kind == "folder" and len(index) == 2
+    gt = index.ground_truth(1)
+    assert gt.semantic is not None and gt.semantic.categories[23] == "sky"

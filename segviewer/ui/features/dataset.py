@@ -193,6 +193,7 @@ class DatasetFeature(QObject):
         menu = window.menuBar().addMenu("&Dataset")
         menu.addAction(self.dock.toggleViewAction())
         menu.addAction("&Open Dataset…", self.open_dialog)
+        menu.addAction("Open Dataset &Folder…", self.open_folder_dialog)
         menu.addAction("Score &Results JSON…", self.load_results_dialog)
         menu.addAction("&Run Model on Dataset", self.run_model)
         menu.addAction("&Stop", self.stop)
@@ -226,6 +227,12 @@ class DatasetFeature(QObject):
     def open_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self.window, "Open dataset (annotation JSON or metadata.csv)", "",
                                               "Datasets (*.json *.csv);;All files (*)")
+        if path:
+            self.open_dataset(Path(path))
+
+    def open_folder_dialog(self) -> None:
+        """A shapes-world or Cityscapes folder, or any folder of images."""
+        path = QFileDialog.getExistingDirectory(self.window, "Open dataset folder")
         if path:
             self.open_dataset(Path(path))
 
