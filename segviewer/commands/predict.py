@@ -19,7 +19,10 @@ default opacities: masks / semantic 0.5, boxes / labels / keypoints 1.0) and the
   ``<rel>_segments.json``.
 
 The JSON keeps every detection scoring at least ``--score-thresh`` (low, for evaluation); the
-overlay draws only those at ``--draw-thresh`` and above (readable).
+overlay draws only those at ``--draw-thresh`` and above (readable). Only what is written is
+computed: the class probabilities, logits and mask logits the window shows are skipped (except
+with ``--merge upsnet``, whose head needs the logits). ``--threads N`` gives torch and OpenCV N
+threads.
 
 ``--panoptic`` with two models (``--model INSTANCE --model SEMANTIC``, either order) merges their
 results with the panoptic paper's heuristic (classes mapped by name: things are the instance
