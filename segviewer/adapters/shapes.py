@@ -47,10 +47,17 @@ TRAIN_SHORT_SIDE = 256  # the shapes world's scale: every bundled model was trai
 PROBS_MAX_SIDE = 512
 
 
+#: The longest side the network sees, in multiples of the short side (torchvision's detectors cap
+#: theirs the same way, 1333 for 800). Without it a 48 x 3000 strip became 256 x 16000: 16 s.
+MAX_LONG_PER_SHORT = 4
+
+
 def _resize_short(img: np.ndarray, short: int) -> np.ndarray:
-    """``img`` scaled so its shorter side is ``short`` (area averaging when shrinking)."""
+    """``img`` scaled so its shorter side is ``short``, unless the longer one would then pass
+    ``MAX_LONG_PER_SHORT * short`` (a panorama): then so that the longer side is that (area
+    averaging when shrinking)."""
     h, w = img.shape[:2]
-    s = short / min(h, w)
+    s = min(short / min(h, w), MAX_LONG_PER_SHORT * short / max(h, w))
     nh, nw = max(1, round(h * s)), max(1, round(w * s))
     if (nh, nw) == (h, w):
         return img

@@ -181,3 +181,16 @@ def test_mask_logits_hook_selects_nothing_outside_inference_mode() -> None:
         head(torch.zeros(0, 4, 28, 28))
     got = hook.select(torch.zeros(0, dtype=torch.int64))  # outside inference mode, as shapes.py does
     assert got is not None and got.shape == (0, 28, 28) and got.dtype == np.float16
+
+
+def test_a_thin_panorama_is_not_blown_up_past_the_long_side_cap() -> None:
+    """48 x 3000 once became a 256 x 16000 network input (16 s over the four models)."""
+    from segviewer.adapters.shapes import MAX_LONG_PER_SHORT, TRAIN_SHORT_SIDE, _resize_short
+
+    strip = np.zeros((48, 3000, 3), np.uint8)
+    assert max(_resize_short(strip, TRAIN_SHORT_SIDE).shape[:2]) == MAX_LONG_PER_SHORT * TRAIN_SHORT_SIDE
+    assert _resize_short(np.zeros((480, 640, 3), np.uint8), TRAIN_SHORT_SIDE).shape[:2] == (256, 341)
+    if "shapes_fcn" in _shipped():
+        ad = create_adapter("shapes_fcn")
+        ad.load("cpu")
+        assert ad.predict(np.full((48, 3000, 3), 90, np.uint8)).labels.shape == (48, 3000)
