@@ -16,7 +16,6 @@ pycocotools (:func:`evaluate_detections`), so they never depend on what is insta
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -51,7 +50,18 @@ def _load(obj: str | Path | Mapping[str, Any] | Sequence[Mapping[str, Any]], wha
             raise BadDatasetError(f"{what} {p} is missing") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise BadDatasetError(f"{p.name} is not a readable JSON file ({err})") from None
-    return copy.deepcopy(obj)
+    return _fresh_records(obj)
+
+
+def _fresh_records(obj: Any) -> Any:
+    """A copy deep enough that evaluating never changes the caller's data: the lists and each
+    record dict are new (COCO's loaders add and replace keys of records: area, id, bbox,
+    segmentation), the values inside records are shared (never modified in place). A deep copy
+    of a COCO-sized file took longer than faster-coco-eval's whole evaluation."""
+    if isinstance(obj, Mapping):
+        return {k: [dict(x) if isinstance(x, Mapping) else x for x in v] if isinstance(v, list) else v
+                for k, v in obj.items()}
+    return [dict(x) if isinstance(x, Mapping) else x for x in obj]
 
 
 def _check_results(gt: Mapping[str, Any], results: list[Any]) -> None:

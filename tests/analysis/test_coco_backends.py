@@ -79,3 +79,13 @@ def test_the_dock_uses_the_reference() -> None:
     from segviewer.analysis.instance_eval import evaluate_detections
 
     assert inspect.signature(evaluate_detections).parameters["backend"].default == "pycocotools"
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster"])
+def test_evaluation_leaves_the_callers_data_unchanged(data, backend: str) -> None:
+    import json
+
+    gt, recs = data
+    before = json.dumps([gt, recs], sort_keys=True)
+    coco_evaluate(gt, recs, backend=backend)
+    assert json.dumps([gt, recs], sort_keys=True) == before
