@@ -114,6 +114,7 @@ def print_errors(out: Mapping[str, Mapping[str, Any]]) -> None:
 
     print("\nTIDE error types (Bolya et al. 2020; foreground IoU 0.5, background 0.1): count and dAP50")
     print(f"{'':6s} {'AP50':>6s}" + "".join(f"{SHORT_NAMES[t]:>12s}" for t in ERROR_TYPES))
+    print(f"{'':13s}" + "".join(f"{'n':>5s} {'dAP':>6s}" for _ in ERROR_TYPES))
     for t, r in out.items():
         cells = "".join(f"{r['counts'][k]:>5d} {r['dAP'][k]:6.2f}" for k in ERROR_TYPES)
         print(f"{t:6s} {r['ap50']:6.2f}{cells}")
