@@ -235,3 +235,12 @@ def test_run_the_bundled_model_stop_and_resume(qtbot, window, tmp_path: Path) ->
     m = feat.model
     assert np.all(m.columns["infer_ms"] > 0) and "mask_ap" in m.keys
     assert feat.run_key == ("shapes_maskrcnn", "bundled")
+
+
+def test_a_json_given_to_the_window_opens_as_a_dataset(qtbot, window, dataset) -> None:
+    w, feat = window
+    root, _ = dataset
+    with qtbot.waitSignal(feat.opened, timeout=TIMEOUT):
+        w.open_paths([root / "annotations" / "panoptic.json"])  # command line or drop
+    assert feat.index.kind == "panoptic" and feat.model.rowCount() == 10
+    assert feat.dock.isVisible()
