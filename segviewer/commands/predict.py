@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -198,9 +199,11 @@ class _Run:
     def rel_name(self, path: Path, stem: str) -> str:
         return f"{stem}{path.suffix}"
 
-    def skip(self, path: Path, err: BaseException) -> None:
-        """One input failed: one line on stderr, counted, the run goes on."""
-        print(f"segviewer: {path}: {_first_line(err)}; skipped", file=sys.stderr, flush=True)
+    def skip(self, path: Path, err: BaseException | str) -> None:
+        """One input failed: one line on stderr, counted, the run goes on. ``err`` may be the
+        line already made (a Ray actor's failure arrives as its message)."""
+        msg = err if isinstance(err, str) else _first_line(err)
+        print(f"segviewer: {path}: {msg}; skipped", file=sys.stderr, flush=True)
         self.failures += 1
 
     def exit_status(self, attempted: int) -> int:
@@ -282,57 +285,92 @@ def _category_ids(state: _Run, names: Sequence[str], what: str) -> list[int | No
     return ids
 
 
-def _run_single(args: argparse.Namespace, adapter: Any, params: Any, state: _Run) -> None:
-    from segviewer.core.fileio import write_image_atomic, write_json_atomic
+@dataclasses.dataclass
+class ImageOutput:
+    """One image's outputs, already encoded: what either engine (this process or a Ray actor)
+    hands to the writer. ``files`` maps an output name suffix (``_overlay.png``) to its bytes;
+    ``records`` are the image's COCO results (None for models without detections)."""
+
+    height: int
+    width: int
+    files: dict[str, bytes]
+    records: list[dict[str, Any]] | None
+    summary: str
+
+
+def predict_image(adapter: Any, image: np.ndarray, image_id: int, params: Any, draw_thresh: float,
+                  cat_ids: Sequence[int | None] | None, tm: Timings) -> ImageOutput:
+    """One image through one model: the result, its overlay and its predictions, encoded. The
+    single-process run and the Ray actors both call this, so their outputs are the same bytes."""
+    from segviewer.core.fileio import encode_image
     from segviewer.core.results import Detections, PanopticMap, SemanticMap
     from segviewer.render.compose import render_overlay
     from segviewer.render.layers import layer_kinds
 
+    result = adapter.predict(image, params, tm)
+    with tm.stage("render"):
+        shown = result.above(float(draw_thresh)) if isinstance(result, Detections) else result
+        opac = {k.value: DEFAULT_OPACITY.get(k.value, 1.0) for k in layer_kinds(shown)}
+        overlay = render_overlay(image, [shown], opac)
+    files: dict[str, bytes] = {}
+    records = None
+    if isinstance(result, Detections):
+        from segviewer.core.coco_results import detections_to_coco
+
+        records = detections_to_coco(result, image_id=image_id, category_ids=cat_ids)
+        summary = f"{len(result)} detections, {len(shown)} drawn"
+    elif isinstance(result, SemanticMap):
+        labels = result.labels if result.labels.dtype == np.uint8 else result.labels.astype(np.uint16)
+        files["_labels.png"] = encode_image(labels)
+        summary = _classes_present(int(np.count_nonzero(result.counts())))
+    elif isinstance(result, PanopticMap):
+        from segviewer.core.panoptic_io import id2rgb
+
+        files["_panoptic.png"] = encode_image(id2rgb(result.segment_ids))
+        files["_segments.json"] = json.dumps([dataclasses.asdict(s) for s in result.segments]).encode("utf-8")
+        summary = f"{len(result.segments)} segments"
+    else:
+        summary = type(result).__name__
+    h, w = image.shape[:2]
+    return ImageOutput(int(h), int(w), {"_overlay.png": encode_image(overlay), **files}, records, summary)
+
+
+def write_image_output(out: Path, stem: str, result: ImageOutput) -> list[Path]:
+    """The image's files under ``out`` (atomically), overlay first."""
+    from segviewer.core.fileio import write_bytes_atomic
+
+    written = []
+    for suffix, data in result.files.items():
+        path = out / f"{stem}{suffix}"
+        write_bytes_atomic(path, data)
+        written.append(path)
+    return written
+
+
+def single_categories(state: _Run, card: Any) -> list[int | None] | None:
+    """The dataset's category id per class of a detection model (None: no dataset or not one)."""
+    if card.task in ("detection", "instance", "keypoint"):
+        return _category_ids(state, card.categories, card.id)
+    return None
+
+
+def image_entry(state: _Run, path: Path, stem: str, image_id: int, result: ImageOutput) -> dict[str, Any]:
+    """The image's ``images.json`` entry."""
+    return {"id": int(image_id), "file_name": state.rel_name(path, stem), "height": result.height,
+            "width": result.width}
+
+
+def report_image(out: Path, path: Path, result: ImageOutput, times: str, written: Sequence[Path]) -> None:
+    print(f"{path}: {result.summary} ({times}) -> {', '.join(str(p.relative_to(out)) for p in written)}")
+
+
+def finish_single(state: _Run, card: Any, cat_ids: Sequence[int | None] | None,
+                  records: list[dict[str, Any]] | None, entries: list[dict[str, Any]]) -> None:
+    """The run's files: ``categories.json``, and for detection models ``results.json`` (records in
+    image order) and ``images.json``."""
+    from segviewer.core.fileio import write_json_atomic
+
     out = state.out
-    card = adapter.card
-    cat_ids = _category_ids(state, card.categories, card.id) if card.task in ("detection", "instance", "keypoint") else None
-    records: list[dict[str, Any]] | None = None
-    entries: list[dict[str, Any]] = []
-    for path, stem, image_id, image, tm in _decoded(state):
-        try:
-            result = adapter.predict(image, params, tm)
-            with tm.stage("render"):
-                shown = result.above(float(args.draw_thresh)) if isinstance(result, Detections) else result
-                opac = {k.value: DEFAULT_OPACITY.get(k.value, 1.0) for k in layer_kinds(shown)}
-                overlay = render_overlay(image, [shown], opac)
-        except Exception as err:  # a model failing on one image spoils nothing else
-            state.skip(path, err)
-            continue
-        written: list[Path] = []
-        if isinstance(result, Detections):
-            from segviewer.core.coco_results import detections_to_coco
-
-            records = records if records is not None else []
-            records += detections_to_coco(result, image_id=image_id, category_ids=cat_ids)
-            summary = f"{len(result)} detections, {len(shown)} drawn"
-        elif isinstance(result, SemanticMap):
-            labels = result.labels if result.labels.dtype == np.uint8 else result.labels.astype(np.uint16)
-            pred = out / f"{stem}_labels.png"
-            write_image_atomic(pred, labels)
-            written.append(pred)
-            summary = _classes_present(int(np.count_nonzero(result.counts())))
-        elif isinstance(result, PanopticMap):
-            from segviewer.core.panoptic_io import write_panoptic_png
-
-            pred = out / f"{stem}_panoptic.png"
-            write_panoptic_png(pred, result.segment_ids)
-            segs = out / f"{stem}_segments.json"
-            write_json_atomic(segs, [dataclasses.asdict(s) for s in result.segments])
-            written += [pred, segs]
-            summary = f"{len(result.segments)} segments"
-        else:
-            summary = type(result).__name__
-        overlay_path = out / f"{stem}_overlay.png"
-        write_image_atomic(overlay_path, overlay)
-        written.insert(0, overlay_path)
-        h, w = image.shape[:2]
-        entries.append({"id": int(image_id), "file_name": state.rel_name(path, stem), "height": int(h), "width": int(w)})
-        print(f"{path}: {summary} ({tm.summary()}) -> {', '.join(str(p.relative_to(out)) for p in written)}")
     if cat_ids is not None:
         cats = [{"id": int(i), "name": n} for n, i in zip(card.categories, cat_ids) if i is not None]
     else:
@@ -344,6 +382,26 @@ def _run_single(args: argparse.Namespace, adapter: Any, params: Any, state: _Run
         src = f"ids of {state.dataset.source}" if state.dataset is not None else "run ids, see images.json"
         n = len(entries)
         print(f"wrote {out / 'results.json'} ({len(records or [])} detections on {n} image{'' if n == 1 else 's'}; {src})")
+
+
+def _run_single(args: argparse.Namespace, adapter: Any, params: Any, state: _Run) -> None:
+    card = adapter.card
+    cat_ids = single_categories(state, card)
+    records: list[dict[str, Any]] | None = None
+    entries: list[dict[str, Any]] = []
+    for path, stem, image_id, image, tm in _decoded(state):
+        try:
+            result = predict_image(adapter, image, image_id, params, float(args.draw_thresh), cat_ids, tm)
+        except Exception as err:  # a model failing on one image spoils nothing else
+            state.skip(path, err)
+            continue
+        written = write_image_output(state.out, stem, result)
+        if result.records is not None:
+            records = records if records is not None else []
+            records += result.records
+        entries.append(image_entry(state, path, stem, image_id, result))
+        report_image(state.out, path, result, tm.summary(), written)
+    finish_single(state, card, cat_ids, records, entries)
 
 
 def _roles(adapters: list[Any]) -> tuple[Any, Any]:
@@ -427,19 +485,24 @@ def _run_panoptic(args: argparse.Namespace, adapters: list[Any], params: Any, st
         print(f"wrote {out / 'panoptic.json'} ({len(anns)} images)")
 
 
-def _decoded(state: _Run) -> Iterator[tuple[Path, str, int, np.ndarray, Timings]]:
-    """(path, output stem, image id, RGB image, timings with "decode") per readable input; an
-    unreadable one is reported on stderr and skipped, so one broken file spoils nothing."""
+def decode(path: Path) -> tuple[np.ndarray, Timings]:
+    """The RGB image and its timings (with "decode"); raises SegviewerError / OSError."""
     from segviewer.core.imageio import read_image
     from segviewer.core.timing import Timings
 
+    tm: Timings = Timings()
+    with tm.stage("decode"):
+        image = read_image(path)
+    return image, tm
+
+
+def _decoded(state: _Run) -> Iterator[tuple[Path, str, int, np.ndarray, Timings]]:
+    """(path, output stem, image id, RGB image, timings with "decode") per readable input; an
+    unreadable one is reported on stderr and skipped, so one broken file spoils nothing."""
     for path, stem, image_id in state.items():
-        tm: Timings = Timings()
         try:
-            with tm.stage("decode"):
-                image = read_image(path)
+            image, tm = decode(path)
         except (SegviewerError, OSError) as err:
             state.skip(path, err)
             continue
         yield path, stem, image_id, image, tm
-

@@ -140,8 +140,9 @@ def read_json_object(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
     return data
 
 
-def write_image_atomic(target: str | os.PathLike[str], image: np.ndarray) -> None:
-    """Write an RGB(A) uint8/uint16 or single-channel image; the format follows the suffix."""
+def encode_image(image: np.ndarray, suffix: str = ".png", name: str = "image") -> bytes:
+    """An RGB(A) uint8/uint16 or single-channel image as file bytes (``suffix`` picks the format),
+    so that encoding can run where the image is made and the writing elsewhere."""
     import cv2
 
     arr = np.asarray(image)
@@ -149,8 +150,12 @@ def write_image_atomic(target: str | os.PathLike[str], image: np.ndarray) -> Non
         arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
     elif arr.ndim == 3 and arr.shape[2] == 4:
         arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGRA)
-    suffix = Path(target).suffix or ".png"
     ok, buf = cv2.imencode(suffix, np.ascontiguousarray(arr))
     if not ok:
-        raise SegviewerError(f"could not encode {Path(target).name} as {suffix}")
-    write_bytes_atomic(target, buf.tobytes())
+        raise SegviewerError(f"could not encode {name} as {suffix}")
+    return buf.tobytes()
+
+
+def write_image_atomic(target: str | os.PathLike[str], image: np.ndarray) -> None:
+    """Write an RGB(A) uint8/uint16 or single-channel image; the format follows the suffix."""
+    write_bytes_atomic(target, encode_image(image, Path(target).suffix or ".png", Path(target).name))
