@@ -48,7 +48,7 @@ import dataclasses
 import inspect
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +105,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="resize the image's short side to this before the network (faster, coarser)")
     p.add_argument("--no-download", action="store_true", help="never download weights (as SEGVIEWER_OFFLINE=1)")
     p.add_argument("--random-init", action="store_true", help=argparse.SUPPRESS)  # plumbing tests, timings
+    from segviewer.commands import _ray_engine
+
+    _ray_engine.add_arguments(p, "predict")  # --engine ray: the same per-image function on Ray Data
 
 
 class _DownloadLine:
@@ -219,10 +222,15 @@ def run(args: argparse.Namespace) -> int:
     from segviewer.adapters.base import PredictParams
     from segviewer.adapters.device import resolve_device
     from segviewer.adapters.registry import create_adapter
+    from segviewer.commands import _ray_engine
     from segviewer.core.fileio import check_output_dir, ensure_dir
 
     models = list(args.model) if isinstance(args.model, list) else [args.model]
     _check_args(args, models)
+    _ray_engine.check_arguments(args)
+    on_ray = getattr(args, "engine", "single") == "ray"
+    if on_ray and args.panoptic:
+        raise SegviewerError("--panoptic is not available with --engine ray yet; run it with --engine single")
     images, root, problems = plan.collect(args.inputs)
     for msg in problems:
         print(f"segviewer: {msg}", file=sys.stderr)
@@ -230,7 +238,13 @@ def run(args: argparse.Namespace) -> int:
         raise SegviewerError("no images to predict on: " + "; ".join(problems))
     stems = plan.output_stems(images, root)
     out: Path = args.out
-    if not args.overwrite:
+    resume = False
+    if on_ray:
+        from segviewer.commands import _ray_predict
+
+        _ray_engine.import_ray()  # a missing extra says so before anything is loaded
+        resume = _ray_predict.resumable(args)  # a stopped Ray run in OUT goes on where it stopped
+    if not args.overwrite and not resume:
         plan.refuse_overwrite(out, stems)
     adapters = [create_adapter(m, random_init=args.random_init) for m in models]
     if args.panoptic:
@@ -248,9 +262,10 @@ def run(args: argparse.Namespace) -> int:
         from segviewer.adapters.runtime import set_threads
 
         set_threads(int(args.threads))
-    device = resolve_device(args.device)
-    for adapter in adapters:
-        _load(adapter, args, device)
+    if not on_ray:  # on Ray each actor loads its own copy
+        device = resolve_device(args.device)
+        for adapter in adapters:
+            _load(adapter, args, device)
     ensure_dir(out)
     extra = (("min_size", int(args.min_size)),) if args.min_size else ()
     # Only what is written: probabilities, logits and mask logits are for the window, and for
@@ -260,7 +275,9 @@ def run(args: argparse.Namespace) -> int:
                            extra=extra, extras=extras)
     state = _Run(out, images, stems, ids, dataset, failures=len(problems))
     attempted = len(images) + len(problems)
-    if args.panoptic:
+    if on_ray:
+        _ray_predict.run_single(args, adapters[0].card, params, state)
+    elif args.panoptic:
         _run_panoptic(args, adapters, params, state)
     else:
         _run_single(args, adapters[0], params, state)
@@ -335,12 +352,12 @@ def predict_image(adapter: Any, image: np.ndarray, image_id: int, params: Any, d
     return ImageOutput(int(h), int(w), {"_overlay.png": encode_image(overlay), **files}, records, summary)
 
 
-def write_image_output(out: Path, stem: str, result: ImageOutput) -> list[Path]:
-    """The image's files under ``out`` (atomically), overlay first."""
+def write_image_output(out: Path, stem: str, files: Mapping[str, bytes]) -> list[Path]:
+    """An image's files (:attr:`ImageOutput.files`) under ``out``, atomically, in order."""
     from segviewer.core.fileio import write_bytes_atomic
 
     written = []
-    for suffix, data in result.files.items():
+    for suffix, data in files.items():
         path = out / f"{stem}{suffix}"
         write_bytes_atomic(path, data)
         written.append(path)
@@ -354,10 +371,9 @@ def single_categories(state: _Run, card: Any) -> list[int | None] | None:
     return None
 
 
-def image_entry(state: _Run, path: Path, stem: str, image_id: int, result: ImageOutput) -> dict[str, Any]:
+def image_entry(state: _Run, path: Path, stem: str, image_id: int, height: int, width: int) -> dict[str, Any]:
     """The image's ``images.json`` entry."""
-    return {"id": int(image_id), "file_name": state.rel_name(path, stem), "height": result.height,
-            "width": result.width}
+    return {"id": int(image_id), "file_name": state.rel_name(path, stem), "height": int(height), "width": int(width)}
 
 
 def report_image(out: Path, path: Path, result: ImageOutput, times: str, written: Sequence[Path]) -> None:
@@ -395,11 +411,11 @@ def _run_single(args: argparse.Namespace, adapter: Any, params: Any, state: _Run
         except Exception as err:  # a model failing on one image spoils nothing else
             state.skip(path, err)
             continue
-        written = write_image_output(state.out, stem, result)
+        written = write_image_output(state.out, stem, result.files)
         if result.records is not None:
             records = records if records is not None else []
             records += result.records
-        entries.append(image_entry(state, path, stem, image_id, result))
+        entries.append(image_entry(state, path, stem, image_id, result.height, result.width))
         report_image(state.out, path, result, tm.summary(), written)
     finish_single(state, card, cat_ids, records, entries)
 
