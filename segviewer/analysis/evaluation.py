@@ -267,6 +267,13 @@ class SemanticAccumulator:
         self.matrix += confusion_matrix(gg[valid], pp[valid], k, None, where)
         self.images += 1
 
+    def merge(self, other: SemanticAccumulator) -> None:
+        """Add another accumulator's counts (images scored elsewhere); merged in image order the
+        names, matrix and numbers equal one accumulator updated image by image."""
+        pos = self._index(other.names)
+        self.matrix[np.ix_(pos, pos)] += other.matrix
+        self.images += other.images
+
     def scores(self) -> dict[str, Any]:
         from segviewer.analysis.metrics import scores_from_confusion
 

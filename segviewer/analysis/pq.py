@@ -31,7 +31,7 @@ anything else is decoded by libpng.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ __all__ = [
     "read_panoptic_png",
     "load_panoptic_json",
     "pair_counts_runs",
+    "pair_stats",
 ]
 
 #: COCO area ranges in pixels, half-open [lo, hi).
@@ -236,8 +237,11 @@ def _image_name(ann: Mapping[str, Any]) -> str:
 
 def pq_compute(gt_json: str | Path | Mapping[str, Any], pred_json: str | Path | Mapping[str, Any],
                gt_folder: str | Path | None = None, pred_folder: str | Path | None = None,
-               workers: int | None = None) -> dict[str, Any]:
+               workers: int | None = None, mapper: Callable[..., Iterable[Any]] | None = None) -> dict[str, Any]:
     """PQ of a COCO panoptic prediction against ground truth, from files (``pq_compute`` alike).
+
+    ``mapper(fn, [args, ...])``, when given, runs :func:`pair_stats` over the images instead of
+    the threads (``eval --engine ray``) and must return the results in the order given.
 
     Folders default to the JSON's path without suffix (``panoptic.json`` -> ``panoptic/``).
     Categories come from the ground-truth JSON. Images are decoded and counted in ``workers``
@@ -277,22 +281,12 @@ def pq_compute(gt_json: str | Path | Mapping[str, Any], pred_json: str | Path | 
 
     def one(pair: tuple[Mapping[str, Any], Mapping[str, Any]], indexer: IdIndexer
             ) -> tuple[np.ndarray, np.ndarray]:
-        ga, pa = pair
-        where = _image_name(ga)
-        for a, side in ((ga, "ground-truth"), (pa, "prediction")):
-            if "file_name" not in a or not isinstance(a.get("segments_info"), list):
-                raise BadDatasetError(f"{where}: the {side} annotation lacks file_name or segments_info")
-        try:
-            gmap = _read_ids(gt_folder / ga["file_name"])
-            pmap = _read_ids(pred_folder / pa["file_name"])
-        except BadDatasetError as err:
-            raise BadDatasetError(f"{where}: {err}") from None
-        try:
-            return acc.image_stats(gmap, ga["segments_info"], pmap, pa["segments_info"],
-                                   where=where, indexer=indexer)
-        except (KeyError, TypeError, ValueError) as err:
-            raise BadDatasetError(f"{where}: a segment in segments_info lacks a valid {err}") from None
+        return pair_stats(acc, gt_folder, pred_folder, pair, indexer)
 
+    if mapper is not None:  # another engine (Ray) maps the images; sums still added in image order
+        for stats in mapper(pair_stats, [(acc, gt_folder, pred_folder, pair) for pair in pairs]):
+            acc.add_stats(*stats)
+        return acc.results()
     if workers <= 1 or len(pairs) < 2:
         ix = IdIndexer()
         for pair in pairs:
@@ -311,6 +305,28 @@ def pq_compute(gt_json: str | Path | Mapping[str, Any], pred_json: str | Path | 
             for stats in ex.map(job, pairs):  # in image order, so sums are deterministic
                 acc.add_stats(*stats)
     return acc.results()
+
+
+def pair_stats(acc: PQAccumulator, gt_folder: Path, pred_folder: Path,
+               pair: tuple[Mapping[str, Any], Mapping[str, Any]], indexer: IdIndexer | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """One (ground truth, prediction) annotation pair's ``(iou, counts)`` from its PNGs; pure
+    (``acc`` is only read), so it runs in threads or on other machines."""
+    ga, pa = pair
+    where = _image_name(ga)
+    for a, side in ((ga, "ground-truth"), (pa, "prediction")):
+        if "file_name" not in a or not isinstance(a.get("segments_info"), list):
+            raise BadDatasetError(f"{where}: the {side} annotation lacks file_name or segments_info")
+    try:
+        gmap = _read_ids(gt_folder / ga["file_name"])
+        pmap = _read_ids(pred_folder / pa["file_name"])
+    except BadDatasetError as err:
+        raise BadDatasetError(f"{where}: {err}") from None
+    try:
+        return acc.image_stats(gmap, ga["segments_info"], pmap, pa["segments_info"],
+                               where=where, indexer=indexer)
+    except (KeyError, TypeError, ValueError) as err:
+        raise BadDatasetError(f"{where}: a segment in segments_info lacks a valid {err}") from None
 
 
 def _read_ids(path: Path) -> np.ndarray | IdRuns:

@@ -143,19 +143,67 @@ def pool_for(ray: Any, args: argparse.Namespace, n_items: int) -> Pool:
     return Pool(actors, actor_cpus, actor_gpus, batch)
 
 
-def map_rows(ray: Any, items: Sequence[dict[str, Any]], fn: type | Callable[..., Any], pool: Pool,
+def map_rows(ray: Any, items: Sequence[dict[str, Any]], fn: type, pool: Pool,
              constructor_kwargs: dict[str, Any] | None = None) -> Iterator[Any]:
     """Run ``fn`` (a callable class: one instance per actor) over ``items`` in pandas batches of
     ``pool.batch_size``; yields the result batches (pandas DataFrames) as they finish, in no
     particular order."""
-    n_blocks = max(1, min(-(-len(items) // pool.batch_size), 20000))
-    ds = ray.data.from_items(list(items), override_num_blocks=n_blocks)
-    kwargs = pool.remote_args(ray) if isinstance(fn, type) else {"num_cpus": pool.cpus or 0.25,
-                                                                   "batch_size": pool.batch_size}
-    if isinstance(fn, type):
-        kwargs["fn_constructor_kwargs"] = constructor_kwargs or {}
-    ds = ds.map_batches(fn, batch_format="pandas", **kwargs)
+    ds = ray.data.from_items(list(items), override_num_blocks=_blocks(len(items), pool.batch_size))
+    ds = ds.map_batches(fn, batch_format="pandas", fn_constructor_kwargs=constructor_kwargs or {},
+                        **pool.remote_args(ray))
     yield from ds.iter_batches(batch_size=None, batch_format="pandas")
+
+
+def _blocks(n: int, batch: int) -> int:
+    return max(1, min(-(-n // batch), 20000))
+
+
+def _apply_batch(batch: Any, fn: Callable[..., Any]) -> Any:
+    """A Ray Data task: ``fn(*args)`` per row; the value (or the exception) pickled."""
+    import pickle
+
+    import pandas as pd
+
+    out = []
+    for index, blob in zip(batch["index"], batch["args"]):
+        try:
+            value, error = pickle.dumps(fn(*pickle.loads(blob))), None
+        except Exception as err:
+            try:
+                value, error = None, pickle.dumps(err)
+            except Exception:  # an exception that does not pickle: its line
+                value, error = None, pickle.dumps(SegviewerError(_line(err)))
+        out.append({"index": int(index), "value": value, "error": error})
+    return pd.DataFrame(out)
+
+
+def ordered_map(ray: Any, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]], pool: Pool,
+                progress: Progress | None = None) -> Iterator[Any]:
+    """``fn(*a)`` for each ``a`` in ``args`` as Ray Data tasks; yields the values in the order of
+    ``args`` (results that arrive early wait in a buffer), so reductions add them in the same
+    order as the single-process loop. The first failing item's exception is raised."""
+    import pickle
+
+    items = [{"index": k, "args": pickle.dumps(a)} for k, a in enumerate(args)]
+    if not items:
+        return
+    ds = ray.data.from_items(items, override_num_blocks=_blocks(len(items), pool.batch_size))
+    ds = ds.map_batches(_apply_batch, fn_kwargs={"fn": fn}, batch_format="pandas",
+                        compute=ray.data.TaskPoolStrategy(size=pool.actors), num_cpus=pool.cpus or 0.25,
+                        num_gpus=None, batch_size=pool.batch_size)
+    waiting: dict[int, Any] = {}
+    nxt = 0
+    for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+        for index, value, error in zip(batch["index"], batch["value"], batch["error"]):
+            waiting[int(index)] = (value, error)
+        if progress is not None:
+            progress.add(len(batch))
+        while nxt in waiting:
+            value, error = waiting.pop(nxt)
+            if error is not None:
+                raise pickle.loads(error)
+            yield pickle.loads(value)
+            nxt += 1
 
 
 class Progress:

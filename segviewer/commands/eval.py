@@ -22,6 +22,8 @@ Ground truth whose annotations refer to image ids its ``images`` list lacks is r
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +49,61 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from segviewer.commands import _eval_dataset
 
     _eval_dataset.add_arguments(p)  # --per-image FILE.csv, --errors (the dataset view, issue #14)
+    from segviewer.commands import _ray_engine
+
+    _ray_engine.add_arguments(p, "score")  # --engine ray: per-image statistics on Ray, reduced here
 
 
 def run(args: argparse.Namespace) -> int:
+    from segviewer.commands import _ray_engine
+
+    _ray_engine.check_arguments(args)
     if args.json is not None:  # a --json that cannot be written fails before minutes of scoring
         from segviewer.core.fileio import ensure_dir
 
         ensure_dir(Path(args.json).parent, args.json)
         if Path(args.json).is_dir():
             raise SegviewerError(f"--json {args.json} is a folder; name a file")
+    with _engine(args) as mapper:
+        return _run(args, mapper)
+
+
+Mapper = Callable[..., Iterable[Any]]
+
+
+def _local_map(fn: Callable[..., Any], items: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
+    """The single-process engine: ``fn(*item)`` per item, in order."""
+    for item in items:
+        yield fn(*item)
+
+
+@contextlib.contextmanager
+def _engine(args: argparse.Namespace) -> Iterator[Mapper | None]:
+    """``mapper(fn, items)`` running the per-image statistics: None for the single-process engine
+    (each task's own loop), Ray tasks with ``--engine ray`` (results in image order)."""
+    if getattr(args, "engine", "single") != "ray":
+        yield None
+        return
+    from segviewer.commands import _ray_engine
+
+    with contextlib.ExitStack() as stack:
+        sessions: list[Any] = []
+
+        def mapper(fn: Callable[..., Any], items: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
+            if not sessions:  # Ray starts only when there is per-image work for it
+                sessions.append(stack.enter_context(_ray_engine.RaySession(args.address)))
+            ray = sessions[0].ray
+            items = list(items)
+            pool = _ray_engine.pool_for(ray, args, len(items))
+            progress = _ray_engine.Progress(len(items))
+            yield from _ray_engine.ordered_map(ray, fn, items, pool, progress)
+            _note(f"ray: {len(items)} images scored in {progress.elapsed():.1f} s, {progress.rate():.2f} images/s")
+
+        _ray_engine.import_ray()  # a missing extra says so before anything is read
+        yield mapper
+
+
+def _run(args: argparse.Namespace, mapper: Mapper | None) -> int:
     if args.task == "panoptic":
         from segviewer.analysis.pq import load_panoptic_json, pq_compute
         from segviewer.core.coco_io import check_annotated_images
@@ -63,14 +111,14 @@ def run(args: argparse.Namespace) -> int:
         gt = load_panoptic_json(args.gt)
         check_annotated_images(gt, Path(args.gt).name)
         gt_folder = args.gt_folder if args.gt_folder is not None else Path(args.gt).with_suffix("")
-        res = pq_compute(gt, args.pred, gt_folder, args.pred_folder, workers=args.workers)
+        res = pq_compute(gt, args.pred, gt_folder, args.pred_folder, workers=args.workers, mapper=mapper)
         _print_panoptic(res)
         if args.per_image is not None or args.errors:
             from segviewer.commands import _eval_dataset
 
             _eval_dataset.panoptic_extras(args, gt)
     elif args.task == "semantic":
-        res = _semantic(args)
+        res = _semantic(args, mapper or _local_map)
         _print_semantic(res)
         if args.per_image is not None or args.errors:
             from segviewer.commands import _eval_dataset
@@ -80,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
         from segviewer.analysis.instance_eval import coco_evaluate
 
         gt, results = _instance_inputs(args.gt, args.pred)
+        if mapper is not None:
+            _note("ray: box and mask AP are computed here, on the driver (COCOeval needs every image at once)")
         res = coco_evaluate(gt, results)
         _print_instance(res)
         if args.per_image is not None or args.errors:
@@ -209,11 +259,10 @@ def _pred_for(preds: dict[str, list[Path]], mask: Path, image: Path | None, pred
                           f"for ground truth {mask.name}")
 
 
-def _semantic(args: argparse.Namespace) -> dict[str, Any]:
-    import numpy as np
-
+def _semantic(args: argparse.Namespace, mapper: Mapper) -> dict[str, Any]:
+    """The confusion matrix summed over images; each image's matrix made by ``mapper`` (this
+    process or Ray tasks) and added here in image order."""
     from segviewer.analysis.metrics import ConfusionMatrix
-    from segviewer.core.groundtruth import read_label_png
 
     masks, cats = _gt_masks(args.gt)
     preds = _pred_pngs(args.pred)
@@ -223,36 +272,50 @@ def _semantic(args: argparse.Namespace) -> dict[str, Any]:
     if cats and pred_names and not args.num_classes:
         names = [pred_names.get(i) for i in range(max(pred_names) + 1)]
         if None not in names and tuple(names) != tuple(cats):
-            return _semantic_by_name(pairs, tuple(cats), tuple(n for n in names if n is not None), ignore, args)
+            return _semantic_by_name(pairs, tuple(cats), tuple(n for n in names if n is not None), ignore, args,
+                                     mapper)
     n = args.num_classes or (len(cats) if cats else None)
-    loaded = None
     if n is None:  # the largest label seen, over ground truth and predictions
-        loaded = [(read_label_png(m).labels, read_label_png(p).labels) for m, p in pairs]
-        top = 0
-        for g, pr in loaded:
-            for a in (g, pr):
-                v = a[a != ignore] if ignore is not None else a
-                top = max(top, int(v.max()) if v.size else 0)
-        n = top + 1
+        n = max(mapper(_top_label, [(m, p, ignore) for m, p in pairs]), default=0) + 1
     names = cats if cats and len(cats) == n else None
     cm = ConfusionMatrix(n, ignore, names)
-    for k, (m, p) in enumerate(pairs):
-        g, pr = loaded[k] if loaded else (read_label_png(m).labels, read_label_png(p).labels)
-        cm.update(np.asarray(g), np.asarray(pr), where=m.name)
+    for matrix in mapper(_pair_confusion, [(m, p, n, ignore) for m, p in pairs]):
+        cm.matrix += matrix
+        cm.images += 1
     res = cm.scores()
     res["num_classes"] = n
     res["ignore_index"] = ignore
     return res
 
 
+def _top_label(mask: Path, pred: Path, ignore: int | None) -> int:
+    """The largest label of one image pair (ground truth and prediction, ignore label left out)."""
+    from segviewer.core.groundtruth import read_label_png
+
+    top = 0
+    for a in (read_label_png(mask).labels, read_label_png(pred).labels):
+        v = a[a != ignore] if ignore is not None else a
+        top = max(top, int(v.max()) if v.size else 0)
+    return top
+
+
+def _pair_confusion(mask: Path, pred: Path, n: int, ignore: int | None) -> Any:
+    """One image pair's ``(n, n)`` confusion matrix (a per-image partial sum)."""
+    import numpy as np
+
+    from segviewer.analysis.metrics import confusion_matrix
+    from segviewer.core.groundtruth import read_label_png
+
+    g, pr = read_label_png(mask).labels, read_label_png(pred).labels
+    return confusion_matrix(np.asarray(g), np.asarray(pr), n, ignore, where=mask.name)
+
+
 def _semantic_by_name(pairs: list[tuple[Path, Path]], gt_names: tuple[str, ...], pred_names: tuple[str, ...],
-                      ignore: int | None, args: argparse.Namespace) -> dict[str, Any]:
+                      ignore: int | None, args: argparse.Namespace, mapper: Mapper) -> dict[str, Any]:
     """Predictions whose class ids name other classes than the dataset's: scored by name, the
     way the window scores them (classes only one side has count as wrong)."""
     from segviewer.analysis.evaluation import SemanticAccumulator, semantic_pred_names
     from segviewer.core.errors import BadDatasetError
-    from segviewer.core.groundtruth import read_label_png
-    from segviewer.core.results import SemanticMap
 
     matched = set(semantic_pred_names(pred_names, gt_names)) & set(gt_names)
     if not matched:
@@ -260,16 +323,29 @@ def _semantic_by_name(pairs: list[tuple[Path, Path]], gt_names: tuple[str, ...],
                               f"({', '.join(gt_names[:6])})")
     _note(f"classes matched by name ({args.pred / 'categories.json'} against the dataset's)")
     acc = SemanticAccumulator()
-    for m, p in pairs:
-        g, pr = read_label_png(m).labels, read_label_png(p).labels
-        if pr.size and int(pr.max()) >= len(pred_names):
-            raise BadDatasetError(f"{p.name} has label {int(pr.max())} but categories.json names {len(pred_names)}")
-        acc.update(SemanticMap(pr, pred_names, ignore_index=None),
-                   SemanticMap(g, gt_names, ignore_index=ignore), where=m.name)
+    for one in mapper(_pair_by_name, [(m, p, gt_names, pred_names, ignore) for m, p in pairs]):
+        acc.merge(one)
     res = acc.scores()
     res["num_classes"] = len(acc.names)
     res["ignore_index"] = ignore
     return res
+
+
+def _pair_by_name(mask: Path, pred: Path, gt_names: tuple[str, ...], pred_names: tuple[str, ...],
+                  ignore: int | None) -> Any:
+    """One image pair scored by name: an accumulator of that image alone (merged in order)."""
+    from segviewer.analysis.evaluation import SemanticAccumulator
+    from segviewer.core.errors import BadDatasetError
+    from segviewer.core.groundtruth import read_label_png
+    from segviewer.core.results import SemanticMap
+
+    g, pr = read_label_png(mask).labels, read_label_png(pred).labels
+    if pr.size and int(pr.max()) >= len(pred_names):
+        raise BadDatasetError(f"{pred.name} has label {int(pr.max())} but categories.json names {len(pred_names)}")
+    acc = SemanticAccumulator()
+    acc.update(SemanticMap(pr, pred_names, ignore_index=None), SemanticMap(g, gt_names, ignore_index=ignore),
+               where=mask.name)
+    return acc
 
 
 def _pct(v: float | None) -> str:
