@@ -121,3 +121,43 @@ def test_export_keeps_masks_compact(scenes) -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 8 * h * w * 3, peak
+
+
+def test_heavily_overlapping_masks_blend_once_with_the_top_instance(monkeypatch) -> None:
+    """Large overlapping masks take the direct path's snapshot variant (lowest rank painted
+    first from untouched pixels, higher ones overwrite): the result equals compositing the
+    layer, and equals the lookup path, for outlines of any width and any opacity."""
+    import segviewer.render.masks as masks_mod
+    from segviewer.render.compose import compose
+
+    rng = np.random.default_rng(3)
+    h, w, n = 90, 120, 12
+    yy, xx = np.mgrid[0:h, 0:w]
+    full = np.zeros((n, h, w), bool)
+    for i in range(n):  # big ellipses, most of the frame each, overlapping everywhere
+        cy, cx, ry, rx = rng.uniform(20, 70), rng.uniform(20, 100), rng.uniform(25, 45), rng.uniform(30, 60)
+        full[i] = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+    ms = MaskSet.from_full(full)
+    boxes = np.array([[o[0], o[1], o[0] + c.shape[1], o[1] + c.shape[0]] for c, o in zip(ms.crops, ms.offsets)],
+                     np.float32)
+    dets = Detections((h, w), boxes, rng.random(n).astype(np.float32), rng.integers(1, 3, n), ("bg", "a", "b"),
+                      masks=ms)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    asked: list[str] = []
+    real = masks_mod.scratch
+
+    def spy(name, shape, dtype):
+        asked.append(name)
+        return real(name, shape, dtype)
+
+    monkeypatch.setattr(masks_mod, "scratch", spy)
+    for border in (0, 1, 2):
+        style = RenderStyle(mask_border=border, mask_alpha=0.35)
+        for o in (1.0, 0.45):
+            direct, lut = img.copy(), img.copy()
+            masks_mod.blend_masks(direct, dets, o, style, method="direct")
+            masks_mod.blend_masks(lut, dets, o, style, method="lut")
+            ref = compose(img, [(render_layer(dets, LayerKind.MASKS, style), o)])
+            assert np.abs(direct.astype(int) - ref).max() <= 1, (border, o)
+            assert np.abs(direct.astype(int) - lut).max() <= 1, (border, o)
+    assert "source" in asked, "these masks overlap enough for the snapshot variant"
