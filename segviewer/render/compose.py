@@ -106,16 +106,22 @@ def render_overlay(image: np.ndarray, results: Sequence[object],
 
     out = _check_image(image).copy()
     shared: dict[int, tuple[Viewport, np.ndarray, np.ndarray]] = {}  # per Detections: boxes and labels agree
+    palette: dict[int, np.ndarray] = {}  # per Detections: masks, boxes and labels share their colors
+
+    def colors_of(d: Detections) -> np.ndarray:
+        if id(d) not in palette:
+            palette[id(d)] = detection_colors(d, style)
+        return palette[id(d)]
 
     def prep(d: Detections) -> tuple[Viewport, np.ndarray, np.ndarray]:
         if id(d) not in shared:
             vp = Viewport.make(d.image_size)
-            shared[id(d)] = (vp, box_pixels(d.boxes, vp), detection_colors(d, style))
+            shared[id(d)] = (vp, box_pixels(d.boxes, vp), colors_of(d))
         return shared[id(d)]
 
     for r, kind, o in _plan(results, opacities, out.shape[:2]):
         if isinstance(r, Detections) and kind is LayerKind.MASKS:
-            blend_masks(out, r, o, style)
+            blend_masks(out, r, o, style, colors=colors_of(r))
         elif isinstance(r, SemanticMap):
             blend_semantic(out, r, o, style)
         elif isinstance(r, Detections) and o >= 1.0:

@@ -156,7 +156,7 @@ _DIRECT_MAX = 1000  # the direct path compares every pair of crop rectangles
 
 
 def blend_masks(image: np.ndarray, dets: Detections, opacity: float, style: RenderStyle,
-                method: str | None = None) -> None:
+                method: str | None = None, colors: np.ndarray | None = None) -> None:
     """Blend the mask layer into an RGB uint8 image in place, as ``compose`` would, but fast.
 
     Every covered pixel is blended exactly once, with the color and alpha of the instance on top
@@ -173,7 +173,8 @@ def blend_masks(image: np.ndarray, dets: Detections, opacity: float, style: Rend
       (``cv2.applyColorMap``), one ``addWeighted`` per alpha level and masked copies, in
       cache-sized bands. Cheapest when masks cover most of their region and overlap a lot.
 
-    None does full-frame work per instance or builds N full-frame arrays.
+    None does full-frame work per instance or builds N full-frame arrays. ``colors`` may pass
+    ``detection_colors(dets, style)`` when the caller has it already (boxes and labels share it).
     """
     if dets.masks is None or len(dets) == 0 or opacity <= 0:
         return
@@ -189,7 +190,8 @@ def blend_masks(image: np.ndarray, dets: Detections, opacity: float, style: Rend
     n = len(dets)
     dtype = _label_dtype(n)
     rank = ranks(dets.scores)
-    colors = detection_colors(dets, style)
+    if colors is None:
+        colors = detection_colors(dets, style)
     t_fill = style.mask_alpha_u8 / 255.0 * opacity
     t_edge = opacity if style.mask_border else None
     if method is None:
