@@ -192,8 +192,8 @@ def run_single(args: argparse.Namespace, card: Any, params: Any, state: Any) -> 
     base.finish_single(state, card, cat_ids, records, entries)
     resumed = len(state.stems) - len(items)
     print(f"segviewer: ray: {len(entries)} of {len(state.stems)} images written ({resumed} from a stopped run, "
-          f"{progress.done - progress.done0} processed now) in {progress.elapsed():.1f} s, "
-          f"{progress.rate():.2f} images/s; {state.failures} failed", file=sys.stderr)
+          f"{progress.done - progress.done0} processed now) in {progress.summary()}; "
+          f"{state.failures} failed", file=sys.stderr)
 
 
 def _root_cause(err: BaseException) -> str:

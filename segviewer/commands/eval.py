@@ -97,7 +97,7 @@ def _engine(args: argparse.Namespace) -> Iterator[Mapper | None]:
             pool = _ray_engine.pool_for(ray, args, len(items))
             progress = _ray_engine.Progress(len(items))
             yield from _ray_engine.ordered_map(ray, fn, items, pool, progress)
-            _note(f"ray: {len(items)} images scored in {progress.elapsed():.1f} s, {progress.rate():.2f} images/s")
+            _note(f"ray: {len(items)} images scored in {progress.summary()}")
 
         _ray_engine.import_ray()  # a missing extra says so before anything is read
         yield mapper
