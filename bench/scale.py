@@ -17,9 +17,10 @@ Runs, each ``segviewer.cli.main(["predict", ...])`` in this process:
   node), one actor of 0.75 CPU per node (the quarter left is for Ray Data's own tasks).
 
 The steady throughput leaves out start-up (Ray, the actors' model loads): for Ray runs the rate
-after the first batch arrived (the run's own summary line), for single the marginal rate
-``(n - warm) / (T_n - T_warm)`` of a run on all ``--n`` images over one on the first ``--warm``;
-the whole-run rate is printed beside it. The driver's own ceiling is timed
+over the images after the first quarter (the run's own summary line; batches that finished
+during start-up arrive in a burst, so not just the first batch is left out), for single the
+marginal rate ``(n - warm) / (T_n - T_warm)`` of a run on all ``--n`` images over one on the
+first ``--warm``; the whole-run rate is printed beside it. The driver's own ceiling is timed
 too: writing the outputs of ``--n`` images (``write_image_output``, the call the driver makes per
 image), decoding them (``decode``, done on the actors), and one actor's own work per image
 (``decode`` + ``predict_image`` in this process): Ray's per-image overhead is the one-actor run's
@@ -59,7 +60,7 @@ def _predict(model: str, images: Path, out: Path, extra: list[str]) -> tuple[flo
     wall = time.perf_counter() - t0
     if rc != 0:
         raise SystemExit(f"predict failed ({rc}):\n{err.getvalue()[-2000:]}")
-    m = re.search(r"\(([0-9.]+) after the first batch\)", err.getvalue())
+    m = re.search(r"\(([0-9.]+) after the first quarter\)", err.getvalue())
     return wall, float(m.group(1)) if m else None
 
 
@@ -90,7 +91,7 @@ def _cluster_run(model: str, full: Path, out: Path, node_cpus: list[int], actors
     finally:
         c.shutdown()
     if steady is None:
-        raise SystemExit("the Ray run ended after one batch: give more images (--n)")
+        raise SystemExit("the Ray run had no batch after its first quarter: give more images (--n)")
     return wall, steady
 
 

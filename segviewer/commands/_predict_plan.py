@@ -24,14 +24,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Per-image outputs (suffix after the image's relative stem) any kind of model may write.
 PER_IMAGE = ("_overlay.png", "_labels.png", "_panoptic.png", "_segments.json")
+#: An input with one of these suffixes is a list of images, one path per line.
+LIST_SUFFIXES = (".txt", ".lst")
 #: Files written once per run.
 PER_RUN = ("results.json", "images.json", "categories.json", "panoptic.json")
 
 
 def collect(inputs: Sequence[str]) -> tuple[list[Path], Path | None, list[str]]:
     """(image files, the input root, problems): folders give the images directly inside them, in
-    natural order; a file given twice counts once. The root is the deepest folder holding every
-    input (a single folder: itself)."""
+    natural order; a ``.txt`` / ``.lst`` file the images it lists (:func:`list_file`), a ``.json``
+    file a COCO dataset's images (:func:`coco_images`); a file given twice counts once. The root
+    is the deepest folder holding every input (a single folder: itself; a list: its folder)."""
     from segviewer.core.imageio import list_images
 
     images: list[Path] = []
@@ -45,6 +48,18 @@ def collect(inputs: Sequence[str]) -> tuple[list[Path], Path | None, list[str]]:
             if not found:
                 problems.append(f"{p}: no images in this folder")
             anchors.append(os.path.abspath(p))
+        elif p.is_file() and p.suffix.lower() in LIST_SUFFIXES + (".json",):
+            try:
+                found, anchor = list_file(p) if p.suffix.lower() in LIST_SUFFIXES else coco_images(p)
+            except SegviewerError as err:
+                problems.append(f"{p}: {err}")
+                continue
+            missing = [f for f in found if not f.is_file()]
+            if missing:
+                problems.append(f"{p}: {len(missing)} listed image(s) missing ({missing[0]})")
+                found = [f for f in found if f.is_file()]
+            # every image's folder (not the list's): names relative to the images, never above --out
+            anchors += sorted({os.path.dirname(os.path.abspath(f)) for f in found} or {os.path.abspath(anchor)})
         elif p.is_file():
             found = [p]
             anchors.append(os.path.dirname(os.path.abspath(p)))
@@ -61,6 +76,34 @@ def collect(inputs: Sequence[str]) -> tuple[list[Path], Path | None, list[str]]:
     except ValueError:  # different drives (Windows): no common folder
         root = None
     return images, root, problems
+
+
+def list_file(path: Path) -> tuple[list[Path], Path]:
+    """The images a list file names (one path per line, relative to the list's folder; blank
+    lines and ``#`` comments skipped) and the folder they are relative to."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise SegviewerError(f"cannot read the list ({err})") from None
+    names = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    return [(path.parent / n) for n in names], path.parent
+
+
+def coco_images(path: Path) -> tuple[list[Path], Path]:
+    """The images of a COCO JSON (its ``images[].file_name``), in its order, found where the
+    window looks for a dataset's annotations the other way round: ``ROOT/annotations/x.json``
+    with the images in ``ROOT/images/`` or ``ROOT/``; else beside the JSON."""
+    from segviewer.core.fileio import read_json_object
+
+    data = read_json_object(path, "COCO JSON")
+    try:
+        names = [str(im["file_name"]) for im in data["images"]]
+    except (KeyError, TypeError) as err:
+        raise SegviewerError(f"not a COCO JSON with images[].file_name ({err})") from None
+    root = path.parent.parent if path.parent.name == "annotations" else path.parent
+    bases = [root / "images", root, path.parent]
+    base = next((b for b in bases if names and (b / names[0]).is_file()), bases[0])
+    return [base / n for n in names], base
 
 
 def output_stems(images: Sequence[Path], root: Path | None) -> list[str]:

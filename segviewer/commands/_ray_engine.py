@@ -208,19 +208,19 @@ def ordered_map(ray: Any, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]
 
 class Progress:
     """A line on stderr at most every ``every`` seconds: done / total and images/s, then a summary.
-    The steady rate leaves out start-up: it counts from the first batch's arrival (Ray, the
-    actors and their models are up by then)."""
+    The steady rate leaves out start-up (Ray, the actors, their models) and the burst of batches
+    that finished meanwhile: it is the rate over the images after the first quarter."""
 
     def __init__(self, total: int, done: int = 0, every: float = 5.0) -> None:
         self.total, self.done0, self.done, self.every = total, done, done, every
         self.t0 = self.last = self.end = time.perf_counter()
-        self.first: tuple[float, int] | None = None
+        self.quarter: tuple[float, int] | None = None
 
     def add(self, n: int) -> None:
         self.done += n
         now = self.end = time.perf_counter()
-        if self.first is None:
-            self.first = (now, self.done)
+        if self.quarter is None and 4 * (self.done - self.done0) >= self.total - self.done0:
+            self.quarter = (now, self.done)
         if now - self.last >= self.every:
             self.last = now
             print(f"segviewer: {self.done}/{self.total} images, {self.rate():.2f} images/s", file=sys.stderr,
@@ -233,12 +233,12 @@ class Progress:
         return (self.done - self.done0) / max(self.elapsed(), 1e-9)
 
     def steady_rate(self) -> float | None:
-        """Images/s after the first batch (None until a second batch arrived)."""
-        if self.first is None or self.done <= self.first[1]:
+        """Images/s after the first quarter of the images (None when nothing came after it)."""
+        if self.quarter is None or self.done <= self.quarter[1]:
             return None
-        return (self.done - self.first[1]) / max(self.end - self.first[0], 1e-9)
+        return (self.done - self.quarter[1]) / max(self.end - self.quarter[0], 1e-9)
 
     def summary(self) -> str:
         steady = self.steady_rate()
-        after = f" ({steady:.2f} after the first batch)" if steady is not None else ""
+        after = f" ({steady:.2f} after the first quarter)" if steady is not None else ""
         return f"{self.elapsed():.1f} s, {self.rate():.2f} images/s{after}"

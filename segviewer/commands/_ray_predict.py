@@ -23,18 +23,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from segviewer.commands import _predict_plan as plan
 from segviewer.commands import _ray_engine as engine
+from segviewer.commands.predict import FILES
 from segviewer.core.errors import SegviewerError
 
-__all__ = ["SHARDS", "Predictor", "run_single", "resumable"]
+__all__ = ["SHARDS", "Predictor", "run", "resumable"]
 
 #: The shard folder inside ``--out``.
 SHARDS = ".segviewer-ray"
 #: Options that change what is written: a resumed run must use the same.
 _KEY_OPTIONS = ("model", "weights", "score_thresh", "draw_thresh", "max_detections", "min_size",
-                "random_init", "gt", "no_gt")
-_FILE_COLUMNS = {suffix: f"file{k}" for k, suffix in enumerate(plan.PER_IMAGE)}
+                "random_init", "gt", "no_gt", "panoptic", "merge", "overlap", "stuff_min_area", "merge_score")
+_FILE_COLUMNS = {name: f"file{k}" for k, name in enumerate(FILES)}
 
 
 def run_key(args: argparse.Namespace) -> dict[str, Any]:
@@ -66,41 +66,54 @@ def resumable(args: argparse.Namespace) -> bool:
 
 
 class Predictor:
-    """One Ray actor: the model loaded once, then ``predict_image`` per row of a batch."""
+    """One Ray actor: the model(s) loaded once, then ``predict_image`` (or, with ``--panoptic``,
+    ``predict_panoptic_image``) per row of a batch."""
 
     def __init__(self, args: argparse.Namespace, params: Any, cat_ids: list[int | None] | None,
                  threads: int) -> None:
         from segviewer.adapters.device import resolve_device
         from segviewer.adapters.registry import create_adapter
         from segviewer.adapters.runtime import set_threads
-        from segviewer.commands.predict import _load
+        from segviewer.commands.predict import _load, _roles, panoptic_merge
 
         set_threads(threads)
         self.args, self.params, self.cat_ids = args, params, cat_ids
-        self.adapter = create_adapter(args.model[0], random_init=args.random_init)
-        _load(self.adapter, args, resolve_device(args.device))
+        device = resolve_device(args.device)
+        self.adapters = [create_adapter(m, random_init=args.random_init) for m in args.model]
+        for adapter in self.adapters:
+            _load(adapter, args, device)
+        self.roles = _roles(self.adapters) if args.panoptic else None
+        self.merge = panoptic_merge(args) if args.panoptic else None
+
+    def predict(self, path: Path, image_id: int) -> tuple[Any, Any]:
+        from segviewer.commands.predict import decode, predict_image, predict_panoptic_image
+
+        image, tm = decode(path)
+        if self.roles is not None:
+            return predict_panoptic_image(*self.roles, self.merge, image, self.params, tm), tm
+        return predict_image(self.adapters[0], image, image_id, self.params, float(self.args.draw_thresh),
+                             self.cat_ids, tm), tm
 
     def __call__(self, batch: Any) -> Any:
         import pandas as pd
 
-        from segviewer.commands.predict import _first_line, decode, predict_image
+        from segviewer.commands.predict import _first_line
 
         rows = []
         for index, path, image_id in zip(batch["index"], batch["path"], batch["image_id"]):
             row: dict[str, Any] = {"index": int(index), "error": None, "height": 0, "width": 0,
-                                   "records": None, "summary": "", "times": ""}
+                                   "records": None, "panoptic": None, "summary": "", "times": ""}
             row.update({c: None for c in _FILE_COLUMNS.values()})
             try:
-                image, tm = decode(Path(path))
-                res = predict_image(self.adapter, image, int(image_id), self.params,
-                                    float(self.args.draw_thresh), self.cat_ids, tm)
+                res, tm = self.predict(Path(path), int(image_id))
             except Exception as err:  # one bad image never stops the run
                 row["error"] = _first_line(err)
             else:
                 row.update(height=res.height, width=res.width, summary=res.summary, times=tm.summary(),
-                           records=None if res.records is None else json.dumps(res.records))
-                for suffix, data in res.files.items():
-                    row[_FILE_COLUMNS[suffix]] = data
+                           records=None if res.records is None else json.dumps(res.records),
+                           panoptic=None if res.panoptic is None else json.dumps(res.panoptic))
+                for name, data in res.files.items():
+                    row[_FILE_COLUMNS[name]] = data
             rows.append(row)
         return pd.DataFrame(rows)
 
@@ -124,8 +137,9 @@ def _write_shard(folder: Path, n: int, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, folder / f"part-{n:06d}.parquet")
 
 
-def run_single(args: argparse.Namespace, card: Any, params: Any, state: Any) -> None:
-    """The single-model run on Ray: the outputs ``predict``'s own loop writes, same bytes."""
+def run(args: argparse.Namespace, adapters: list[Any], params: Any, state: Any) -> None:
+    """The run on Ray: the outputs ``predict``'s own loops write, same bytes. ``adapters`` are
+    not loaded here (each actor loads its own)."""
     from segviewer.commands import predict as base
     from segviewer.core.fileio import write_json_atomic
 
@@ -135,7 +149,8 @@ def run_single(args: argparse.Namespace, card: Any, params: Any, state: Any) -> 
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_json_atomic(folder / "manifest.json", run_key(args))
-    cat_ids = base.single_categories(state, card)
+    card = adapters[0].card
+    cat_ids = None if args.panoptic else base.single_categories(state, card)
     items_all = state.items()
     stems = {stem: k for k, stem in enumerate(state.stems)}
     done = {r["stem"]: r for r in _read_shards(folder) if r["error"] is None and r["stem"] in stems}
@@ -165,7 +180,8 @@ def run_single(args: argparse.Namespace, card: Any, params: Any, state: Any) -> 
                         base.write_image_output(state.out, stem, files)
                         committed.append({"stem": stem, "error": None, "height": int(row["height"]),
                                           "width": int(row["width"]), "records": row["records"],
-                                          "summary": row["summary"], "times": row["times"]})
+                                          "panoptic": row["panoptic"], "summary": row["summary"],
+                                          "times": row["times"]})
                     if committed:
                         _write_shard(folder, n_shard, committed)
                         n_shard += 1
@@ -179,19 +195,30 @@ def run_single(args: argparse.Namespace, card: Any, params: Any, state: Any) -> 
                     raise
                 raise SegviewerError(f"the Ray run stopped: {_root_cause(err)}; rerun the same command to "
                                      f"resume ({len(done)} of {len(state.stems)} images done)") from None
-    records: list[dict[str, Any]] | None = None
-    entries = []
-    for path, stem, image_id in items_all:
-        r = done.get(stem)
-        if r is None:
-            continue
-        if r["records"] is not None:
-            records = records if records is not None else []
-            records += json.loads(r["records"])
-        entries.append(base.image_entry(state, path, stem, image_id, r["height"], r["width"]))
-    base.finish_single(state, card, cat_ids, records, entries)
+    if args.panoptic:
+        inst_ad, sem_ad = base._roles(adapters)
+        pan = base.PanopticRun(state, inst_ad, sem_ad, base.panoptic_merge(args))
+        for path, stem, image_id in items_all:
+            r = done.get(stem)
+            if r is not None:
+                pan.add(path, stem, image_id, r["height"], r["width"], json.loads(r["panoptic"]))
+        pan.finish()
+        n_written = len(pan.entries)
+    else:
+        records: list[dict[str, Any]] | None = None
+        entries = []
+        for path, stem, image_id in items_all:
+            r = done.get(stem)
+            if r is None:
+                continue
+            if r["records"] is not None:
+                records = records if records is not None else []
+                records += json.loads(r["records"])
+            entries.append(base.image_entry(state, path, stem, image_id, r["height"], r["width"]))
+        base.finish_single(state, card, cat_ids, records, entries)
+        n_written = len(entries)
     resumed = len(state.stems) - len(items)
-    print(f"segviewer: ray: {len(entries)} of {len(state.stems)} images written ({resumed} from a stopped run, "
+    print(f"segviewer: ray: {n_written} of {len(state.stems)} images written ({resumed} from a stopped run, "
           f"{progress.done - progress.done0} processed now) in {progress.summary()}; "
           f"{state.failures} failed", file=sys.stderr)
 

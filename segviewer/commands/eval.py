@@ -15,6 +15,10 @@
   ground truth's ids, categories are matched by name; results of classes the ground truth lacks
   are left out, and when no predicted category is a ground-truth category, eval refuses.
 
+``--engine ray``: each image's partial statistics (the semantic confusion matrix, the PQ per-class
+TP/FP/FN/IoU sums) are computed by Ray tasks and added here in image order, so the numbers equal
+the single-process ones; box/mask AP (COCOeval), ``--per-image`` and ``--errors`` run here.
+
 Ground truth whose annotations refer to image ids its ``images`` list lacks is refused. The JSON
 (``--json OUT``) is written atomically.
 """

@@ -34,6 +34,11 @@ beside the images or ``--gt``; without a dataset, category id = index + 1 in the
 model's order, then extra things. ``segviewer eval --task panoptic --pred OUT/panoptic.json``
 reads it.
 
+``--engine ray`` runs the same per-image function on a Ray Data actor pool (a local Ray, or the
+cluster at ``--address`` / ``RAY_ADDRESS``; ``pip install 'segviewer[ray]'``) and writes the same
+files, byte for byte; finished images are committed as Parquet shards in ``OUT/.segviewer-ray``,
+so the same command run again after a stop resumes where it stopped.
+
 Failures: an input that cannot be used (unreadable, or the model fails on it) is reported on
 stderr in one line and skipped; the others are still written, a summary line counts the
 failures and the exit status is then 1. Exit 2: nothing could run (bad arguments, no images,
@@ -67,7 +72,9 @@ DEFAULT_OPACITY = {"masks": 0.5, "semantic": 0.5, "panoptic": 0.5, "boxes": 1.0,
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = __doc__.split("\n\n", 1)[1].replace("``", "")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders of images, a .txt list of image paths (one per line, relative to "
+                        "the list) or a COCO JSON (its images)")
     p.add_argument("--model", required=True, action="append",
                    help="model id (see `segviewer models`); give it twice with --panoptic")
     p.add_argument("--panoptic", action="store_true",
@@ -229,8 +236,6 @@ def run(args: argparse.Namespace) -> int:
     _check_args(args, models)
     _ray_engine.check_arguments(args)
     on_ray = getattr(args, "engine", "single") == "ray"
-    if on_ray and args.panoptic:
-        raise SegviewerError("--panoptic is not available with --engine ray yet; run it with --engine single")
     images, root, problems = plan.collect(args.inputs)
     for msg in problems:
         print(f"segviewer: {msg}", file=sys.stderr)
@@ -276,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
     state = _Run(out, images, stems, ids, dataset, failures=len(problems))
     attempted = len(images) + len(problems)
     if on_ray:
-        _ray_predict.run_single(args, adapters[0].card, params, state)
+        _ray_predict.run(args, adapters, params, state)
     elif args.panoptic:
         _run_panoptic(args, adapters, params, state)
     else:
@@ -305,14 +310,22 @@ def _category_ids(state: _Run, names: Sequence[str], what: str) -> list[int | No
 @dataclasses.dataclass
 class ImageOutput:
     """One image's outputs, already encoded: what either engine (this process or a Ray actor)
-    hands to the writer. ``files`` maps an output name suffix (``_overlay.png``) to its bytes;
-    ``records`` are the image's COCO results (None for models without detections)."""
+    hands to the writer. ``files`` maps an output name (one of :data:`FILES`, ``{stem}`` standing
+    for the image's output stem) to its bytes; ``records`` are the image's COCO results (None for
+    models without detections); ``panoptic`` (``--panoptic``) holds the merge's ``categories``,
+    ``isthing`` and the image's ``segments_info`` with category ids ``index + 1``."""
 
     height: int
     width: int
     files: dict[str, bytes]
     records: list[dict[str, Any]] | None
     summary: str
+    panoptic: dict[str, Any] | None = None
+
+
+#: Every per-image output name, ``{stem}`` standing for the image's output stem.
+FILES = ("{stem}_overlay.png", "{stem}_labels.png", "{stem}_panoptic.png", "{stem}_segments.json",
+         "panoptic/{stem}.png")
 
 
 def predict_image(adapter: Any, image: np.ndarray, image_id: int, params: Any, draw_thresh: float,
@@ -338,18 +351,18 @@ def predict_image(adapter: Any, image: np.ndarray, image_id: int, params: Any, d
         summary = f"{len(result)} detections, {len(shown)} drawn"
     elif isinstance(result, SemanticMap):
         labels = result.labels if result.labels.dtype == np.uint8 else result.labels.astype(np.uint16)
-        files["_labels.png"] = encode_image(labels)
+        files["{stem}_labels.png"] = encode_image(labels)
         summary = _classes_present(int(np.count_nonzero(result.counts())))
     elif isinstance(result, PanopticMap):
         from segviewer.core.panoptic_io import id2rgb
 
-        files["_panoptic.png"] = encode_image(id2rgb(result.segment_ids))
-        files["_segments.json"] = json.dumps([dataclasses.asdict(s) for s in result.segments]).encode("utf-8")
+        files["{stem}_panoptic.png"] = encode_image(id2rgb(result.segment_ids))
+        files["{stem}_segments.json"] = json.dumps([dataclasses.asdict(s) for s in result.segments]).encode("utf-8")
         summary = f"{len(result.segments)} segments"
     else:
         summary = type(result).__name__
     h, w = image.shape[:2]
-    return ImageOutput(int(h), int(w), {"_overlay.png": encode_image(overlay), **files}, records, summary)
+    return ImageOutput(int(h), int(w), {"{stem}_overlay.png": encode_image(overlay), **files}, records, summary)
 
 
 def write_image_output(out: Path, stem: str, files: Mapping[str, bytes]) -> list[Path]:
@@ -357,8 +370,8 @@ def write_image_output(out: Path, stem: str, files: Mapping[str, bytes]) -> list
     from segviewer.core.fileio import write_bytes_atomic
 
     written = []
-    for suffix, data in files.items():
-        path = out / f"{stem}{suffix}"
+    for name, data in files.items():
+        path = out / name.format(stem=stem)
         write_bytes_atomic(path, data)
         written.append(path)
     return written
@@ -447,58 +460,95 @@ def _panoptic_category_ids(state: _Run, names: Sequence[str], what: str) -> list
     return out
 
 
-def _run_panoptic(args: argparse.Namespace, adapters: list[Any], params: Any, state: _Run) -> None:
-    """Both models on every image, merged by class name, written as COCO panoptic (PNG + one JSON)."""
-    from segviewer.analysis.evaluation import MergeParams, merge_by_name, upsnet_by_name
-    from segviewer.core.fileio import write_image_atomic
-    from segviewer.core.panoptic_io import panoptic_annotation, write_panoptic_json, write_panoptic_png
+def panoptic_merge(args: argparse.Namespace) -> Any:
+    """The merge's parameters from the command line."""
+    from segviewer.analysis.evaluation import MergeParams
+
+    return MergeParams(float(args.overlap), int(args.stuff_min_area), float(args.merge_score),
+                       str(getattr(args, "merge", "heuristic")))
+
+
+def predict_panoptic_image(inst_ad: Any, sem_ad: Any, merge: Any, image: np.ndarray, params: Any,
+                           tm: Timings) -> ImageOutput:
+    """Both models on one image, merged by class name, encoded (PNG + overlay + segments_info):
+    the single-process run and the Ray actors both call this."""
+    from segviewer.analysis.evaluation import merge_by_name, upsnet_by_name
+    from segviewer.core.fileio import encode_image
+    from segviewer.core.panoptic_io import id2rgb, segments_info
     from segviewer.core.results import Detections, SemanticMap
     from segviewer.render.compose import render_overlay
 
-    inst_ad, sem_ad = _roles(adapters)
-    merge = MergeParams(float(args.overlap), int(args.stuff_min_area), float(args.merge_score),
-                        str(getattr(args, "merge", "heuristic")))
     merge_fn = upsnet_by_name if merge.method == "upsnet" else merge_by_name  # upsnet: no silent fallback
-    out = state.out
-    entries, anns = [], []
-    categories: tuple[str, ...] | None = None
-    isthing: tuple[bool, ...] = ()
-    cat_ids: list[int] = []
-    for path, stem, image_id, image, tm in _decoded(state):
-        try:
-            dets = inst_ad.predict(image, params, tm)
-            sem = sem_ad.predict(image, params, tm)
-            if not isinstance(dets, Detections) or dets.masks is None or not isinstance(sem, SemanticMap):
-                raise SegviewerError(f"{inst_ad.card.id} must give instance masks and {sem_ad.card.id} a semantic map")
-            with tm.stage("merge"):
-                pm = merge_fn(dets, sem, merge)
-            with tm.stage("render"):
-                overlay = render_overlay(image, [pm], {"panoptic": DEFAULT_OPACITY["panoptic"]})
-        except Exception as err:  # one image failing spoils nothing else
-            state.skip(path, err)
-            continue
-        if categories is None:
-            categories, isthing = pm.categories, pm.isthing
-            cat_ids = _panoptic_category_ids(state, categories, f"{inst_ad.card.id} + {sem_ad.card.id}")
-        png = out / "panoptic" / f"{stem}.png"
-        write_panoptic_png(png, pm.segment_ids)
-        h, w = pm.image_size
-        entries.append({"id": image_id, "file_name": state.rel_name(path, stem), "height": h, "width": w})
-        anns.append(panoptic_annotation(image_id, f"{stem}.png", pm, cat_ids))
-        write_image_atomic(out / f"{stem}_overlay.png", overlay)
-        things = sum(s.isthing for s in pm.segments)
-        print(f"{path}: {things} things + {len(pm.segments) - things} stuff segments ({tm.summary()}) -> "
-              f"panoptic/{stem}.png, {stem}_overlay.png")
-    if categories is not None:
+    dets = inst_ad.predict(image, params, tm)
+    sem = sem_ad.predict(image, params, tm)
+    if not isinstance(dets, Detections) or dets.masks is None or not isinstance(sem, SemanticMap):
+        raise SegviewerError(f"{inst_ad.card.id} must give instance masks and {sem_ad.card.id} a semantic map")
+    with tm.stage("merge"):
+        pm = merge_fn(dets, sem, merge)
+    with tm.stage("render"):
+        overlay = render_overlay(image, [pm], {"panoptic": DEFAULT_OPACITY["panoptic"]})
+    things = sum(s.isthing for s in pm.segments)
+    h, w = pm.image_size
+    files = {"panoptic/{stem}.png": encode_image(id2rgb(pm.segment_ids)), "{stem}_overlay.png": encode_image(overlay)}
+    info = {"categories": list(pm.categories), "isthing": [bool(t) for t in pm.isthing],
+            "segments_info": segments_info(pm.segment_ids, pm.segments)}
+    return ImageOutput(int(h), int(w), files, None, f"{things} things + {len(pm.segments) - things} stuff segments",
+                       info)
+
+
+class PanopticRun:
+    """The run-level side of ``--panoptic``: category ids (from the first merged image), the
+    ``images`` and ``annotations`` lists, and ``panoptic.json``; fed in image order by either engine."""
+
+    def __init__(self, state: _Run, inst_ad: Any, sem_ad: Any, merge: Any) -> None:
+        self.state, self.inst_id, self.sem_id, self.merge = state, inst_ad.card.id, sem_ad.card.id, merge
+        self.categories: tuple[str, ...] | None = None
+        self.isthing: tuple[bool, ...] = ()
+        self.cat_ids: list[int] = []
+        self.entries: list[dict[str, Any]] = []
+        self.anns: list[dict[str, Any]] = []
+
+    def add(self, path: Path, stem: str, image_id: int, height: int, width: int, info: Mapping[str, Any]) -> None:
+        if self.categories is None:
+            self.categories, self.isthing = tuple(info["categories"]), tuple(info["isthing"])
+            self.cat_ids = _panoptic_category_ids(self.state, self.categories, f"{self.inst_id} + {self.sem_id}")
+        self.entries.append(image_entry(self.state, path, stem, image_id, height, width))
+        segs = [dict(s, category_id=int(self.cat_ids[int(s["category_id"]) - 1])) for s in info["segments_info"]]
+        self.anns.append({"image_id": int(image_id), "file_name": f"{stem}.png", "segments_info": segs})
+
+    def finish(self) -> None:
+        from segviewer.core.panoptic_io import write_panoptic_json
+
+        if self.categories is None:
+            return
+        state, merge = self.state, self.merge
         cats = [{"id": c, "name": n, "isthing": int(t), "supercategory": "thing" if t else "stuff"}
-                for c, n, t in zip(cat_ids, categories, isthing)]
-        write_panoptic_json(out / "panoptic.json", entries, anns, cats,
+                for c, n, t in zip(self.cat_ids, self.categories, self.isthing)]
+        write_panoptic_json(state.out / "panoptic.json", self.entries, self.anns, cats,
                             {"description": "segviewer predict --panoptic",
-                             "models": [inst_ad.card.id, sem_ad.card.id],
+                             "models": [self.inst_id, self.sem_id],
                              "ids": str(state.dataset.source) if state.dataset is not None else "run positions",
                              "merge": {"method": merge.method, "overlap": merge.overlap,
                                        "stuff_min_area": merge.stuff_min_area, "min_score": merge.min_score}})
-        print(f"wrote {out / 'panoptic.json'} ({len(anns)} images)")
+        print(f"wrote {state.out / 'panoptic.json'} ({len(self.anns)} images)")
+
+
+def _run_panoptic(args: argparse.Namespace, adapters: list[Any], params: Any, state: _Run) -> None:
+    """Both models on every image, merged by class name, written as COCO panoptic (PNG + one JSON)."""
+    inst_ad, sem_ad = _roles(adapters)
+    merge = panoptic_merge(args)
+    run = PanopticRun(state, inst_ad, sem_ad, merge)
+    for path, stem, image_id, image, tm in _decoded(state):
+        try:
+            result = predict_panoptic_image(inst_ad, sem_ad, merge, image, params, tm)
+        except Exception as err:  # one image failing spoils nothing else
+            state.skip(path, err)
+            continue
+        assert result.panoptic is not None
+        run.add(path, stem, image_id, result.height, result.width, result.panoptic)
+        written = write_image_output(state.out, stem, result.files)
+        report_image(state.out, path, result, tm.summary(), written)
+    run.finish()
 
 
 def decode(path: Path) -> tuple[np.ndarray, Timings]:

@@ -101,12 +101,14 @@ def _files(folder: Path) -> dict[str, bytes]:
             if p.is_file() and ".segviewer-ray" not in p.parts}
 
 
-@pytest.mark.parametrize("model", ["shapes_maskrcnn", "shapes_fcn"])
+@pytest.mark.parametrize("model", ["shapes_maskrcnn", "shapes_fcn", "panoptic"])
 def test_predict_on_two_nodes_writes_the_single_process_bytes(cluster: Cluster, data: Path, single: dict[str, Path],
                                                               model: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert len([n for n in ray.nodes() if n["Alive"]]) == 2
     out = data / f"ray_{model}"
-    rc = main(["predict", "--model", model, *PREDICT, *RAY_OPTS, "--address", cluster.address,
+    models = ["--panoptic", "--model", "shapes_maskrcnn", "--model", "shapes_fcn"] if model == "panoptic" else [
+        "--model", model]
+    rc = main(["predict", *models, *PREDICT, *RAY_OPTS, "--address", cluster.address,
                "--out", str(out), str(data / "ds" / "images")])
     err = capsys.readouterr().err
     assert rc == 1  # the broken image
@@ -114,6 +116,8 @@ def test_predict_on_two_nodes_writes_the_single_process_bytes(cluster: Cluster, 
     assert "8 of 9 images written" in err and re.search(r"images/s( \(.*\))?; 1 failed", err)
     mine, ref = _files(out), _files(single[model])
     assert sorted(mine) == sorted(ref) and len(ref) >= 9
+    if model == "panoptic":
+        assert len(json.loads((out / "panoptic.json").read_text())["annotations"]) == 8
     for name in ref:
         assert mine[name] == ref[name], name
     if model == "shapes_maskrcnn":
