@@ -15,10 +15,21 @@ from typing import Any
 import numpy as np
 
 from segviewer.adapters.internals import DetectorHooks, build_internals, check_internals_image
+from segviewer.adapters.internals_dense import DENSE_KINDS, DenseHooks, build_dense_internals, dense_kind
 from segviewer.core.errors import SegviewerError
 from segviewer.core.timing import Timings
 
-__all__ = ["InternalsUnavailable", "internals_nbytes", "internals_kind", "predict_with_internals"]
+__all__ = ["InternalsUnavailable", "internals_nbytes", "internals_kind", "capture_kinds", "CAPTURE_KINDS",
+           "predict_with_internals"]
+
+#: what each hooked pass offers, as typed capture kinds the dock's views declare they draw
+CAPTURE_KINDS: dict[str, tuple[str, ...]] = {
+    "votes": ("votes",),
+    "stages": ("fcn_stages",),
+    "detector": ("rpn", "roi", "mask_logits"),
+    "dense": DENSE_KINDS,
+    "": (),
+}
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,8 @@ def internals_nbytes(internals: Any) -> int:
 
 def internals_kind(adapter: Any) -> str:
     """What a hooked pass of ``adapter`` yields: "votes" (PCV), "stages" (the FCN's skip stages),
-    "detector" (a two-stage R-CNN) or "" (nothing beyond the result)."""
+    "detector" (a two-stage R-CNN), "dense" (RetinaNet, FCOS, SSD: dense heads) or "" (nothing
+    beyond the result)."""
     if callable(getattr(adapter, "predict_votes", None)):
         return "votes"
     if callable(getattr(adapter, "predict_stages", None)):
@@ -58,7 +70,14 @@ def internals_kind(adapter: Any) -> str:
     m = getattr(adapter, "module", None)
     if m is not None and all(hasattr(m, n) for n in ("backbone", "rpn", "roi_heads")):
         return "detector"
+    if m is not None and dense_kind(m):
+        return "dense"
     return ""
+
+
+def capture_kinds(adapter: Any) -> tuple[str, ...]:
+    """The capture kinds a hooked pass of ``adapter`` yields (see :data:`CAPTURE_KINDS`)."""
+    return CAPTURE_KINDS[internals_kind(adapter)]
 
 
 def predict_with_internals(adapter: Any, image: np.ndarray, params: Any = None,
@@ -93,6 +112,8 @@ def predict_with_internals(adapter: Any, image: np.ndarray, params: Any = None,
         if stage not in stages:
             raise SegviewerError(f"the FCN's stages are {', '.join(stages)}; got {stage!r}")
         return stages[stage], stages
+    if kind == "dense":
+        return _predict_dense(adapter, image, params, tm, str(name))
     if kind != "detector":
         task = getattr(getattr(adapter, "card", None), "task", "this kind of")
         return adapter.predict(image, params, tm), InternalsUnavailable(
@@ -107,6 +128,23 @@ def predict_with_internals(adapter: Any, image: np.ndarray, params: Any = None,
         hooks.complete(str(name))
         cats = tuple(getattr(adapter.card, "categories", ()))
         it = build_internals(model, got, img.shape[:2], str(name), cats, Timings(tm))
+        tm["internals"] = it.timings.get("replay", 0.0)
+    except (SegviewerError, RuntimeError, KeyError, IndexError) as err:
+        return result, InternalsUnavailable(f"{name}: the internals could not be rebuilt from its pass ({err}).")
+    return result, it
+
+
+def _predict_dense(adapter: Any, image: np.ndarray, params: Any, tm: Timings, name: str) -> tuple[Any, Any]:
+    """A one-stage detector's ``predict`` with :class:`DenseHooks` attached: one pass, both outputs."""
+    model = adapter.module
+    img = check_internals_image(image)
+    hooks = DenseHooks(model)
+    with hooks as got:
+        result = adapter.predict(img, params, tm)
+    try:
+        hooks.complete(name)
+        cats = tuple(getattr(adapter.card, "categories", ()))
+        it = build_dense_internals(model, got, img.shape[:2], name, cats, Timings(tm))
         tm["internals"] = it.timings.get("replay", 0.0)
     except (SegviewerError, RuntimeError, KeyError, IndexError) as err:
         return result, InternalsUnavailable(f"{name}: the internals could not be rebuilt from its pass ({err}).")

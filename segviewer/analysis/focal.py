@@ -1,0 +1,115 @@
+"""Focal loss, visible: RetinaNet's anchor assignment and CE vs FL over one image's anchors.
+
+Why: the paper's claim is that easy negatives (the vast majority of anchors, each with a small
+loss) dominate the cross-entropy total, and that ``(1 - p_t)^gamma`` takes that share away. These
+functions compute, in numpy, exactly what torchvision computes (``Matcher(0.5, 0.4,
+allow_low_quality_matches=True)`` and ``torchvision.ops.sigmoid_focal_loss``), so the view's
+numbers can be checked against the library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from segviewer.core.errors import SegviewerError
+
+__all__ = ["BELOW_LOW", "BETWEEN", "assign_anchors", "focal_terms", "LossShares", "loss_shares",
+           "one_hot_targets"]
+
+BELOW_LOW, BETWEEN = -1, -2  # torchvision's Matcher codes: background, ignored
+
+
+def assign_anchors(anchors: np.ndarray, gt_boxes: np.ndarray, high: float = 0.5, low: float = 0.4,
+                   allow_low_quality: bool = True) -> np.ndarray:
+    """Per anchor, the matched ground-truth index, ``BELOW_LOW`` (IoU < low: negative) or
+    ``BETWEEN`` (low <= IoU < high: ignored), as torchvision's ``Matcher``; with
+    ``allow_low_quality`` every ground truth also claims the anchors tied at its highest IoU
+    (whatever that IoU is, as torchvision)."""
+    a = np.asarray(anchors, np.float32).reshape(-1, 4)
+    g = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
+    if len(g) == 0:
+        return np.full(len(a), BELOW_LOW, np.int64)
+    iou = _iou_f32(g, a)  # (G, N) as torchvision's box_iou, float32
+    vals, matches = iou.max(axis=0), iou.argmax(axis=0).astype(np.int64)
+    out = matches.copy()
+    out[vals < low] = BELOW_LOW
+    out[(vals >= low) & (vals < high)] = BETWEEN
+    if allow_low_quality:
+        best = iou.max(axis=1)
+        _, cols = np.nonzero(iou == best[:, None])
+        out[cols] = matches[cols]
+    return out
+
+
+def _iou_f32(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """float32 IoU with torchvision's operation order (``inter / (area1 + area2 - inter)``)."""
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    wh = np.clip(rb - lt, 0, None)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area_a[:, None] + area_b[None, :] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (inter / union).astype(np.float32)
+
+
+def one_hot_targets(matches: np.ndarray, gt_labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(N, K)`` float32 targets: 1 at a positive anchor's ground-truth class, else 0 (RetinaNet)."""
+    m = np.asarray(matches, np.int64)
+    t = np.zeros((len(m), int(num_classes)), np.float32)
+    pos = np.flatnonzero(m >= 0)
+    t[pos, np.asarray(gt_labels, np.int64)[m[pos]]] = 1.0
+    return t
+
+
+def focal_terms(logits: np.ndarray, targets: np.ndarray, gamma: float = 2.0, alpha: float = 0.25) -> dict[str, np.ndarray]:
+    """Element-wise ``p``, ``p_t``, ``ce``, the modulating factor ``(1 - p_t)^gamma`` and ``fl``
+    (with ``alpha_t`` when ``alpha >= 0``), the terms of ``torchvision.ops.sigmoid_focal_loss``."""
+    if gamma < 0:
+        raise SegviewerError(f"gamma must be >= 0, got {gamma}.")
+    x = np.asarray(logits, np.float64)
+    t = np.asarray(targets, np.float64)
+    p = 1.0 / (1.0 + np.exp(-x))
+    ce = np.maximum(x, 0) - x * t + np.log1p(np.exp(-np.abs(x)))  # BCE-with-logits, stable
+    p_t = p * t + (1 - p) * (1 - t)
+    mod = (1 - p_t) ** gamma
+    fl = ce * mod
+    if alpha >= 0:
+        fl = (alpha * t + (1 - alpha) * (1 - t)) * fl
+    return {"p": p, "p_t": p_t, "ce": ce, "modulating": mod, "fl": fl}
+
+
+@dataclass(frozen=True)
+class LossShares:
+    """The image's classification loss split by kind of element (anchor x class)."""
+
+    gamma: float
+    alpha: float
+    ce_total: float
+    fl_total: float
+    ce_easy_neg: float  # share (0-1) of the CE total from easy negatives
+    fl_easy_neg: float
+    n_easy_neg: int
+    n_elements: int
+    n_positive_anchors: int
+
+
+def loss_shares(logits: np.ndarray, targets: np.ndarray, valid: np.ndarray | None = None, gamma: float = 2.0,
+                alpha: float = 0.25, easy: float = 0.9) -> LossShares:
+    """CE and FL totals over the valid (not ignored) anchors and the share of each that comes
+    from easy negatives (target 0 and ``p_t > easy``); CE uses no alpha (the paper's baseline)."""
+    x = np.asarray(logits, np.float64)
+    t = np.asarray(targets, np.float64)
+    v = np.ones(len(x), bool) if valid is None else np.asarray(valid, bool)
+    x, t = x[v], t[v]
+    terms = focal_terms(x, t, gamma, alpha)
+    easy_neg = (t == 0) & (terms["p_t"] > easy)
+    ce, fl = terms["ce"], terms["fl"]
+    ce_tot, fl_tot = float(ce.sum()), float(fl.sum())
+    return LossShares(float(gamma), float(alpha), ce_tot, fl_tot,
+                      float(ce[easy_neg].sum() / ce_tot) if ce_tot > 0 else 0.0,
+                      float(fl[easy_neg].sum() / fl_tot) if fl_tot > 0 else 0.0,
+                      int(easy_neg.sum()), int(x.size), int((t.max(axis=1) > 0).sum()) if t.ndim == 2 else 0)
