@@ -312,6 +312,7 @@ def pair_stats(acc: PQAccumulator, gt_folder: Path, pred_folder: Path,
                ) -> tuple[np.ndarray, np.ndarray]:
     """One (ground truth, prediction) annotation pair's ``(iou, counts)`` from its PNGs; pure
     (``acc`` is only read), so it runs in threads or on other machines."""
+    keep_freed_memory()  # once per process: a worker elsewhere reuses its buffers too
     ga, pa = pair
     where = _image_name(ga)
     for a, side in ((ga, "ground-truth"), (pa, "prediction")):
