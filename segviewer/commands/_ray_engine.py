@@ -123,11 +123,14 @@ class Pool:
         return f"{self.actors} actor{'' if self.actors == 1 else 's'} x {res}, batches of {self.batch_size}"
 
 
-def pool_for(ray: Any, args: argparse.Namespace, n_items: int) -> Pool:
-    """Size the pool from the cluster's resources and the options (see the module docstring)."""
+def pool_for(ray: Any, args: argparse.Namespace, n_items: int, gpu_work: bool = True) -> Pool:
+    """Size the pool from the cluster's resources and the options (see the module docstring);
+    work that needs no GPU (``gpu_work=False``: eval's statistics) is sized by the CPUs."""
     total = ray.cluster_resources()
     cpus, gpus = float(total.get("CPU", 1.0)), float(total.get("GPU", 0.0))
-    actor_gpus = args.actor_gpus if args.actor_gpus is not None else (1.0 if gpus else 0.0)
+    if not gpu_work:
+        gpus = 0.0
+    actor_gpus = args.actor_gpus if args.actor_gpus is not None and gpu_work else (1.0 if gpus else 0.0)
     actor_cpus = args.actor_cpus if args.actor_cpus is not None else (0.0 if actor_gpus else 1.0)
     if args.actors is not None:
         actors = args.actors
@@ -148,14 +151,30 @@ def map_rows(ray: Any, items: Sequence[dict[str, Any]], fn: type, pool: Pool,
     """Run ``fn`` (a callable class: one instance per actor) over ``items`` in pandas batches of
     ``pool.batch_size``; yields the result batches (pandas DataFrames) as they finish, in no
     particular order."""
-    ds = ray.data.from_items(list(items), override_num_blocks=_blocks(len(items), pool.batch_size))
+    ds = _dataset(ray, list(items), pool.batch_size)
     ds = ds.map_batches(fn, batch_format="pandas", fn_constructor_kwargs=constructor_kwargs or {},
                         **pool.remote_args(ray))
     yield from ds.iter_batches(batch_size=None, batch_format="pandas")
 
 
-def _blocks(n: int, batch: int) -> int:
-    return max(1, min(-(-n // batch), 20000))
+def _dataset(ray: Any, items: list[dict[str, Any]], batch: int) -> Any:
+    """``items`` as a Ray dataset of about one block per batch (``override_num_blocks`` since Ray
+    2.10, ``parallelism`` before)."""
+    import inspect
+
+    blocks = max(1, min(-(-len(items) // batch), 20000))
+    if "override_num_blocks" in inspect.signature(ray.data.from_items).parameters:
+        return ray.data.from_items(items, override_num_blocks=blocks)
+    return ray.data.from_items(items, parallelism=blocks)  # pragma: no cover (Ray < 2.10)
+
+
+def _task_pool(ray: Any, size: int) -> dict[str, Any]:
+    """At most ``size`` tasks at once: ``compute=TaskPoolStrategy(size)`` where Ray has it
+    (``concurrency`` is deprecated since 2.51), else ``concurrency``."""
+    try:
+        return {"compute": ray.data.TaskPoolStrategy(size=size)}
+    except (AttributeError, TypeError):  # pragma: no cover (older Ray)
+        return {"concurrency": size}
 
 
 def _apply_batch(batch: Any, fn: Callable[..., Any]) -> Any:
@@ -187,10 +206,9 @@ def ordered_map(ray: Any, fn: Callable[..., Any], args: Sequence[tuple[Any, ...]
     items = [{"index": k, "args": pickle.dumps(a)} for k, a in enumerate(args)]
     if not items:
         return
-    ds = ray.data.from_items(items, override_num_blocks=_blocks(len(items), pool.batch_size))
-    ds = ds.map_batches(_apply_batch, fn_kwargs={"fn": fn}, batch_format="pandas",
-                        compute=ray.data.TaskPoolStrategy(size=pool.actors), num_cpus=pool.cpus or 0.25,
-                        num_gpus=None, batch_size=pool.batch_size)
+    ds = _dataset(ray, items, pool.batch_size)
+    ds = ds.map_batches(_apply_batch, fn_kwargs={"fn": fn}, batch_format="pandas", num_cpus=pool.cpus or 0.25,
+                        batch_size=pool.batch_size, **_task_pool(ray, pool.actors))
     waiting: dict[int, Any] = {}
     nxt = 0
     for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):

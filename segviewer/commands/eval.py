@@ -98,7 +98,7 @@ def _engine(args: argparse.Namespace) -> Iterator[Mapper | None]:
                 sessions.append(stack.enter_context(_ray_engine.RaySession(args.address)))
             ray = sessions[0].ray
             items = list(items)
-            pool = _ray_engine.pool_for(ray, args, len(items))
+            pool = _ray_engine.pool_for(ray, args, len(items), gpu_work=False)
             progress = _ray_engine.Progress(len(items))
             yield from _ray_engine.ordered_map(ray, fn, items, pool, progress)
             _note(f"ray: {len(items)} images scored in {progress.summary()}")
