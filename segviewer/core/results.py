@@ -103,7 +103,7 @@ class MaskSet:
 
         Why this way: N full-frame masks are N x H x W bytes (100 MB for 50 masks at 1080p), so
         the cost is reading them. Each mask's rows are found from 8-byte words (one vectorised
-        max per row), its columns from the words of those rows only, then refined in the two
+        OR per row), its columns from the words of those rows only, then refined in the two
         edge words; crops are copied, so later writes to ``masks`` do not reach them.
         """
         m = np.asarray(masks)
@@ -113,7 +113,8 @@ class MaskSet:
             m = m != 0
         b = np.ascontiguousarray(m).view(np.uint8)
         word = 8 if w % 8 == 0 else 4 if w % 4 == 0 else 2 if w % 2 == 0 else 1
-        rows_any = b.reshape(n, h, w).view(f"u{word}").max(axis=2) != 0 if n and h and w else np.zeros((n, h), bool)
+        rows_any = (np.bitwise_or.reduce(b.reshape(n, h, w).view(f"u{word}"), axis=2) != 0 if n and h and w
+                    else np.zeros((n, h), bool))
         crops, offs = [], []
         for i in range(n):
             rows = np.flatnonzero(rows_any[i])
@@ -123,7 +124,7 @@ class MaskSet:
                 continue
             y0, y1 = int(rows[0]), int(rows[-1]) + 1
             band = b[i, y0:y1]
-            words = np.flatnonzero(band.view(f"u{word}").max(axis=0))  # columns, a word at a time
+            words = np.flatnonzero(np.bitwise_or.reduce(band.view(f"u{word}"), axis=0))  # columns, a word at a time
             lo, hi = int(words[0]) * word, int(words[-1]) * word
             x0 = lo + int(np.flatnonzero(band[:, lo:lo + word].max(axis=0))[0])
             x1 = hi + int(np.flatnonzero(band[:, hi:hi + word].max(axis=0))[-1]) + 1
