@@ -190,9 +190,11 @@ def run(args: argparse.Namespace, adapters: list[Any], params: Any, state: Any) 
                     progress.add(len(batch))
             except SegviewerError:
                 raise
+            except KeyboardInterrupt:
+                print(f"segviewer: stopped with {len(done)} of {len(state.stems)} images committed; run the same "
+                      "command again to resume", file=sys.stderr)
+                raise
             except Exception as err:  # an actor that cannot start (weights, device): one line
-                if isinstance(err, KeyboardInterrupt):
-                    raise
                 raise SegviewerError(f"the Ray run stopped: {_root_cause(err)}; rerun the same command to "
                                      f"resume ({len(done)} of {len(state.stems)} images done)") from None
     if args.panoptic:
@@ -224,9 +226,15 @@ def run(args: argparse.Namespace, adapters: list[Any], params: Any, state: Any) 
 
 
 def _root_cause(err: BaseException) -> str:
+    """The first line worth showing of a Ray failure: Ray wraps an actor's exception in its own
+    (with the remote traceback as text), so the last ``module.Type: message`` line is the cause;
+    segviewer's own errors show their sentence alone."""
+    import re
+
     from segviewer.commands.predict import _first_line
 
-    cause: BaseException = err
-    while getattr(cause, "cause", None) is not None or cause.__cause__ is not None:
-        cause = getattr(cause, "cause", None) or cause.__cause__  # type: ignore[assignment]
-    return _first_line(cause)
+    found = re.findall(r"^([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$", str(err), flags=re.MULTILINE)
+    if not found:
+        return _first_line(err)
+    kind, msg = found[-1]
+    return msg.strip() if kind.startswith("segviewer.") else f"{kind.rsplit('.', 1)[-1]}: {msg.strip()}"

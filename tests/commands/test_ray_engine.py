@@ -241,3 +241,12 @@ def test_the_single_engine_never_imports_ray(tmp_path: Path) -> None:
             "build_parser('predict'); build_parser('eval')\n"
             "assert 'ray' not in sys.modules, 'ray imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_an_actor_that_cannot_load_its_model_stops_the_run_with_the_cause(
+        cluster: Cluster, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["predict", "--model", "shapes_fcn", *PREDICT, *RAY_OPTS, "--address", cluster.address,
+               "--weights", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "o"), str(data / "ds" / "images")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert f"the Ray run stopped: checkpoint {tmp_path / 'missing.pt'} does not exist" in err
