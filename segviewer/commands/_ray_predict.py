@@ -79,7 +79,8 @@ class Predictor:
         set_threads(threads)
         self.args, self.params, self.cat_ids = args, params, cat_ids
         device = resolve_device(args.device)
-        self.adapters = [create_adapter(m, random_init=args.random_init) for m in args.model]
+        models = args.model if isinstance(args.model, list) else [args.model]
+        self.adapters = [create_adapter(m, random_init=args.random_init) for m in models]
         for adapter in self.adapters:
             _load(adapter, args, device)
         self.roles = _roles(self.adapters) if args.panoptic else None
