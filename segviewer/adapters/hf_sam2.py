@@ -41,7 +41,9 @@ from segviewer.core.timing import Timings
 __all__ = ["HFSam2", "PromptMasks", "ObjectPrompt", "CATEGORIES"]
 
 CATEGORIES = ("object",)
-_BATCH = 64  # point prompts per decoder call in "segment everything"
+# point prompts per decoder call in "segment everything": each prompt gets its own copy of the
+# image embedding and upscaled features; 16 peaked at 2.0 GB, 64 at 4.0 GB (bench/families.py, CPU)
+_BATCH = 16
 
 
 @dataclass(frozen=True, eq=False)

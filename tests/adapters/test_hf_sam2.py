@@ -12,6 +12,7 @@ import pytest
 from segviewer.adapters.base import PredictParams
 from segviewer.adapters.hf_sam2 import HFSam2, ObjectPrompt
 from segviewer.adapters.registry import create_adapter
+from segviewer.core.coco_results import decode_segmentation, detections_to_coco
 from segviewer.core.errors import CheckpointMismatchError, SegviewerError
 from segviewer.core.results import Detections
 from tests.adapters import hf_tiny
@@ -95,9 +96,11 @@ def test_tracking_follows_prompted_objects_with_their_ids(folders: dict[str, Pat
     assert [i for i, _ in seen] == [1, 2, 3]  # from the first prompted frame on
     ids = [tuple(d.instance_ids.tolist()) for _, d in seen]
     assert ids == [(3, 9), (3, 9, 12), (3, 9, 12)]
-    for _, det in seen:
+    for idx, det in seen:
         assert det.masks is not None and det.masks.image_size == (48, 80) and set(det.names) == {"object"}
         assert np.all(det.masks.areas() > 0)
+        for i, rec in enumerate(detections_to_coco(det, image_id=idx)):  # exportable as COCO RLE
+            np.testing.assert_array_equal(decode_segmentation(rec["segmentation"], (48, 80)), det.masks.full(i))
     with pytest.raises(SegviewerError, match=r"at least one prompt"):
         list(ad.track(frames, []))
 
