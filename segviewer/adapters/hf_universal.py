@@ -94,7 +94,6 @@ class HFUniversalSegmenter(HFAdapter):
             raise SegviewerError(f"{card.id}: {fam!r} is not a universal segmenter segviewer knows (mask2former, oneformer)")
         self.family = fam
         self.model_types = (fam,)
-        self._thing_ids: set[int] | None = None
 
     # ------------------------------------------------------------------ loading
 
