@@ -16,7 +16,7 @@ import numpy as np
 from segviewer.core.errors import SegviewerError
 
 __all__ = ["BELOW_LOW", "BETWEEN", "assign_anchors", "focal_terms", "LossShares", "loss_shares",
-           "one_hot_targets"]
+           "one_hot_targets", "FocalImage", "ground_truth_boxes"]
 
 BELOW_LOW, BETWEEN = -1, -2  # torchvision's Matcher codes: background, ignored
 
@@ -113,3 +113,58 @@ def loss_shares(logits: np.ndarray, targets: np.ndarray, valid: np.ndarray | Non
                       float(ce[easy_neg].sum() / ce_tot) if ce_tot > 0 else 0.0,
                       float(fl[easy_neg].sum() / fl_tot) if fl_tot > 0 else 0.0,
                       int(easy_neg.sum()), int(x.size), int((t.max(axis=1) > 0).sum()) if t.ndim == 2 else 0)
+
+
+class FocalImage:
+    """One image's anchors x classes, prepared once so a gamma / alpha change only re-weights
+    (the view's slider): ``p_t`` and CE per valid element; :meth:`shares` equals
+    :func:`loss_shares` on the same inputs."""
+
+    def __init__(self, logits: np.ndarray, targets: np.ndarray, valid: np.ndarray | None = None,
+                 easy: float = 0.9) -> None:
+        v = np.ones(len(logits), bool) if valid is None else np.asarray(valid, bool)
+        terms = focal_terms(np.asarray(logits)[v], np.asarray(targets)[v], 0.0, -1.0)
+        t = np.asarray(targets)[v]
+        self.pos = t > 0
+        self.p_t, self.ce = terms["p_t"], terms["ce"]
+        self.easy_neg = ~self.pos & (self.p_t > easy)
+        self.n_pos_anchors = int(self.pos.any(axis=1).sum()) if t.ndim == 2 else 0
+
+    def shares(self, gamma: float, alpha: float) -> LossShares:
+        mod = (1 - self.p_t) ** float(gamma)
+        fl = self.ce * mod
+        if alpha >= 0:
+            fl = fl * np.where(self.pos, alpha, 1 - alpha)
+        ce_tot, fl_tot = float(self.ce.sum()), float(fl.sum())
+        return LossShares(float(gamma), float(alpha), ce_tot, fl_tot,
+                          float(self.ce[self.easy_neg].sum() / ce_tot) if ce_tot > 0 else 0.0,
+                          float(fl[self.easy_neg].sum() / fl_tot) if fl_tot > 0 else 0.0,
+                          int(self.easy_neg.sum()), int(self.ce.size), self.n_pos_anchors)
+
+
+def ground_truth_boxes(result: object, categories: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(boxes (G, 4), labels (G,), unmatched)`` in the result's pixels from instance ground truth
+    (``boxes`` + ``class_ids``) or a panoptic map's thing segments; classes are matched to the
+    model's ``categories`` by name, and a class the model lacks becomes label 0 (counted)."""
+    names = {str(c).lower(): i for i, c in enumerate(categories)}
+    boxes: list[np.ndarray] = []
+    cls_names: list[str] = []
+    if getattr(result, "boxes", None) is not None and getattr(result, "class_ids", None) is not None:
+        cats = tuple(getattr(result, "categories", ()))
+        boxes = list(np.asarray(result.boxes, np.float32).reshape(-1, 4))
+        cls_names = [cats[int(c)] if 0 <= int(c) < len(cats) else str(c) for c in result.class_ids]
+    elif getattr(result, "segment_ids", None) is not None:
+        ids = np.asarray(result.segment_ids)
+        for s in result.segments:
+            if not s.isthing:
+                continue
+            ys, xs = np.nonzero(ids == s.id)
+            if xs.size:
+                boxes.append(np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32))
+                cls_names.append(result.categories[s.category_id])
+    else:
+        raise SegviewerError("The focal-loss view needs instance or panoptic ground truth (boxes).")
+    labels = np.array([names.get(n.lower(), -1) for n in cls_names], np.int64)
+    unmatched = int((labels < 0).sum())
+    labels[labels < 0] = 0
+    return np.asarray(boxes, np.float32).reshape(-1, 4), labels, unmatched

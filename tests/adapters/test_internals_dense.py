@@ -19,7 +19,7 @@ from segviewer.analysis import anchors as anchor_math  # noqa: E402
 from segviewer.analysis import dense, focal  # noqa: E402
 
 MODELS = ("retinanet_resnet50_fpn", "fcos_resnet50_fpn", "ssdlite320_mobilenet_v3_large")
-PARAMS = PredictParams(min_score=0.0, extra={"min_size": 224, "max_size": 320})
+PARAMS = PredictParams(min_score=0.0, extra=(("min_size", 224), ("max_size", 320)))
 
 
 def _image() -> np.ndarray:
@@ -187,3 +187,48 @@ def test_easy_negatives_dominate_ce_not_fl(captured: tuple) -> None:
     assert ce.ce_easy_neg > 0.9 and fl.fl_easy_neg < ce.ce_easy_neg
     ref = sigmoid_focal_loss(torch.from_numpy(it.cls_logits[valid]), torch.from_numpy(tgt[valid]), 0.25, 2.0, "sum")
     assert np.isclose(fl.fl_total, float(ref), rtol=1e-4)
+
+
+def test_focal_image_equals_loss_shares() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(-3, 2, (300, 4))
+    t = (rng.random((300, 4)) < 0.03).astype(np.float32)
+    valid = rng.random(300) > 0.1
+    fi = focal.FocalImage(x, t, valid)
+    for gamma, alpha in ((0.0, -1.0), (2.0, 0.25), (4.5, 0.6)):
+        a, b = fi.shares(gamma, alpha), focal.loss_shares(x, t, valid, gamma, alpha)
+        assert np.isclose(a.fl_total, b.fl_total) and np.isclose(a.fl_easy_neg, b.fl_easy_neg)
+        assert np.isclose(a.ce_easy_neg, b.ce_easy_neg) and a.n_easy_neg == b.n_easy_neg
+    # more focusing, less of the loss from easy negatives
+    assert fi.shares(5.0, -1.0).fl_easy_neg < fi.shares(1.0, -1.0).fl_easy_neg < fi.shares(0.0, -1.0).fl_easy_neg
+
+
+def test_ground_truth_boxes_from_instances_and_panoptic() -> None:
+    from segviewer.core.results import Detections, PanopticMap, PanopticSegment
+
+    det = Detections((50, 60), np.array([[1, 2, 30, 40]], np.float32), np.ones(1, np.float32),
+                     np.array([1], np.int32), ("cat", "Person"))
+    boxes, labels, unmatched = focal.ground_truth_boxes(det, ("__background__", "person"))
+    np.testing.assert_array_equal(boxes, [[1, 2, 30, 40]])
+    assert labels.tolist() == [1] and unmatched == 0
+    ids = np.zeros((20, 30), np.int32)
+    ids[3:8, 4:10] = 5
+    ids[10:, :] = 6
+    pan = PanopticMap(ids, (PanopticSegment(5, 0, True, 30), PanopticSegment(6, 1, False, 300)), ("dog", "sky"))
+    boxes, labels, unmatched = focal.ground_truth_boxes(pan, ("person",))
+    np.testing.assert_array_equal(boxes, [[4, 3, 10, 8]])
+    assert labels.tolist() == [0] and unmatched == 1
+
+
+def test_render_arrows_and_assignment() -> None:
+    from segviewer.render.dense import ASSIGNMENT_COLORS, assignment_rgba, location_codes, ltrb_arrow_segments
+
+    seg = ltrb_arrow_segments((50.0, 40.0), np.array([10.0, 5.0, 20.0, 15.0]))
+    shafts = seg[::3]
+    np.testing.assert_allclose(shafts[:, 1], [[40, 40], [50, 35], [70, 40], [50, 55]])  # the box's sides
+    m = np.array([-1, -1, 0, -2, -1, -1, -2, -1], np.int64)  # 2 x 2 locations x 2 anchors
+    codes = location_codes(m, (2, 2), 2)
+    assert codes.tolist() == [[0, 2], [0, 1]]
+    rgba = assignment_rgba(codes, (4, 4))
+    assert tuple(rgba[0, 3]) == ASSIGNMENT_COLORS[2] and tuple(rgba[3, 3]) == ASSIGNMENT_COLORS[1]
+    assert tuple(rgba[3, 0]) == ASSIGNMENT_COLORS[0]

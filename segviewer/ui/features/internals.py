@@ -37,6 +37,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from segviewer.core.errors import SegviewerError
+from segviewer.ui.features._internals_dense import DenseHeadsView
 from segviewer.ui.features._internals_views import (
     FCN_LAYER,
     PCV_SOURCE,
@@ -55,6 +56,7 @@ DEFAULT_DETECTOR = "shapes_maskrcnn"
 DETECTOR_TASKS = ("instance", "detection")
 DEFAULT_FCN = "shapes_fcn"
 DEFAULT_PCV = "shapes_pcv"
+RCNN_KINDS = ("roi", "rpn", "mask_logits")  # the capture kinds of a two-stage detector's pass
 
 
 class InternalsFeature(QObject):
@@ -91,6 +93,7 @@ class InternalsFeature(QObject):
                                 front=False)
         self.dock = dock
         self.overlays = Overlays(window.canvas.vb)
+        self.dense = DenseHeadsView(self)  # one-stage detectors (RetinaNet, FCOS, SSD): its own view module
         menu = window.menuBar().addMenu("&Internals")
         menu.addAction(dock.toggleViewAction())
 
@@ -150,6 +153,7 @@ class InternalsFeature(QObject):
         self._wanted.clear()
         self._applied.clear()
         self._fcn_ticked = DEFAULT_FCN in self.session.models
+        self.dense.set_bundle(None)
         self.overlays.clear()
         self.panel.fcn.info.setText("")
         self.refresh()
@@ -179,7 +183,7 @@ class InternalsFeature(QObject):
             task = getattr(cards.get(m), "task", "other")
             return None, (f"{m} is a {task} model: it has no region proposal network, so there are no "
                           "proposals, RoIs or mask logits to show; select a Faster or Mask R-CNN "
-                          f"(e.g. {DEFAULT_DETECTOR}).")
+                          f"(e.g. {DEFAULT_DETECTOR}) or a RetinaNet, FCOS or SSD.")
         if DEFAULT_DETECTOR in cards or not cards:
             return DEFAULT_DETECTOR, ""
         return None, "No model selected; select a Faster or Mask R-CNN to look inside it."
@@ -280,6 +284,9 @@ class InternalsFeature(QObject):
 
     def _on_captured(self, it: Any, error: str = "") -> None:
         self.overlays.clear()
+        dense = it is not None and set(self.dense.kinds) <= set(getattr(it, "kinds", ()))
+        self.dense.set_bundle(it if dense else None)
+        self.panel.set_offered(it.kinds if dense else RCNN_KINDS)
         if it is None:
             self.internals = None
             self.panel.status.setText("")
@@ -291,8 +298,10 @@ class InternalsFeature(QObject):
             self.panel.status.setText(
                 f"{it.model_name}: one pass {1000 * sum(v for k, v in t.items() if k != 'replay'):.0f} ms "
                 f"(the layers' result and these internals), model frame {it.model_size[1]}x{it.model_size[0]}, "
-                f"{len(it.detections)} detections. Click a detection (RoI, Mask) or anywhere (RPN).")
-            self._fill_after_capture()
+                f"{len(it.detections)} detections. " + ("Click anywhere (anchors there)." if dense else
+                                                        "Click a detection (RoI, Mask) or anywhere (RPN)."))
+            if not dense:
+                self._fill_after_capture()
         self.captured.emit()
         self.update_view()
 
@@ -365,6 +374,8 @@ class InternalsFeature(QObject):
                 if self.votes is None:
                     raise SegviewerError("No vote accumulator yet; show an instance model's result first.")
                 self.votes.pick(x, y)
+            elif tab == self.dense.key:
+                self.dense.click(x, y)
             elif self.internals is None:
                 raise SegviewerError(self.message or "The internals are still being captured.")
             elif tab == "rpn":
@@ -442,6 +453,8 @@ class InternalsFeature(QObject):
                                        self.window.canvas.image)
             elif tab == "mask":
                 self.overlays.draw_mask(self.internals, self.selected, self.panel.mask)
+            elif tab == self.dense.key:
+                self.dense.draw(self.overlays)
         except SegviewerError as err:
             self.show_message(str(err))
         self.viewUpdated.emit(tab)

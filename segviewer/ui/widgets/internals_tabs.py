@@ -355,7 +355,16 @@ class FCNTab(QWidget):
 
 
 class InternalsPanel(QWidget):
-    """The dock's content: a message line above the five tabs."""
+    """The dock's content: a message line above the tabs.
+
+    Each tab declares the capture kinds it draws; :meth:`set_offered` shows the tabs whose kinds
+    the current model's pass offers (a tab with no kinds, such as the votes and FCN tabs, which
+    pick their own model, is always listed). View modules add theirs with :meth:`add_view`.
+    """
+
+    #: the built-in tabs: key, title, capture kinds
+    BUILTIN = (("roi", "RoI", ("roi",)), ("rpn", "RPN && NMS", ("rpn",)), ("mask", "Mask head", ("mask_logits",)),
+               ("votes", "Votes", ()), ("fcn", "FCN stages", ()))
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -365,13 +374,38 @@ class InternalsPanel(QWidget):
         self.tabs = QTabWidget()
         self.roi, self.rpn, self.mask = RoITab(), RPNTab(), MaskTab()
         self.votes, self.fcn = VotesTab(), FCNTab()
-        for w, name in ((self.roi, "RoI"), (self.rpn, "RPN && NMS"), (self.mask, "Mask head"),
-                        (self.votes, "Votes"), (self.fcn, "FCN stages")):
-            self.tabs.addTab(w, name.replace("&&", "&&"))
+        self.keys: list[str] = []
+        self.view_kinds: dict[str, tuple[str, ...]] = {}
+        widgets = {"roi": self.roi, "rpn": self.rpn, "mask": self.mask, "votes": self.votes, "fcn": self.fcn}
+        for key, title, kinds in self.BUILTIN:
+            self.add_view(key, title, widgets[key], kinds)
         lay = QVBoxLayout(self)
         lay.addWidget(self.status)
         lay.addWidget(self.message)
         lay.addWidget(self.tabs, 1)
 
+    def add_view(self, key: str, title: str, widget: QWidget, kinds: tuple[str, ...]) -> int:
+        """Add a view's tab (listed only while the current model offers ``kinds``)."""
+        if key in self.keys:
+            raise ValueError(f"an Internals view named {key!r} exists already")
+        self.keys.append(key)
+        self.view_kinds[key] = tuple(kinds)
+        i = self.tabs.addTab(widget, title)
+        if kinds and not set(kinds) & {"roi", "rpn", "mask_logits"}:
+            self.tabs.setTabVisible(i, False)  # a new family's tab waits until its model is captured
+        return i
+
+    def set_offered(self, kinds: tuple[str, ...] | set[str]) -> None:
+        """List the tabs whose capture kinds are all in ``kinds``; stay on a listed tab."""
+        offered = set(kinds)
+        was = max(self.tabs.currentIndex(), 0)
+        for i, key in enumerate(self.keys):
+            need = self.view_kinds[key]
+            self.tabs.setTabVisible(i, not need or set(need) <= offered)
+        if not self.tabs.isTabVisible(was):  # Qt moved on to a neighbour; go to the model's own view
+            first = next((i for i, k in enumerate(self.keys) if self.view_kinds[k] and self.tabs.isTabVisible(i)), None)
+            if first is not None:
+                self.tabs.setCurrentIndex(first)
+
     def tab_name(self) -> str:
-        return ("roi", "rpn", "mask", "votes", "fcn")[max(self.tabs.currentIndex(), 0)]
+        return self.keys[max(self.tabs.currentIndex(), 0)]

@@ -1,0 +1,139 @@
+"""The Internals dock's dense-heads tab (RetinaNet, FCOS, SSD): plain widgets with signals.
+
+Level and class of the score map, what the map shows (scores, FCOS centerness, the anchor
+assignment against ground truth), the per-level funnel, the anchors at a click, the class-wise NMS
+stepper and the focal-loss controls (gamma 0-5, alpha). The view module fills it.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from segviewer.ui.widgets.controls import FocusComboBox, FocusDoubleSpinBox, FocusSlider
+
+__all__ = ["DenseTab"]
+
+
+def _label(text: str = "") -> QLabel:
+    lab = QLabel(text)
+    lab.setWordWrap(True)
+    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return lab
+
+
+class DenseTab(QWidget):
+    """Dense heads: score maps per level, anchors at a click, NMS stepper, focal loss."""
+
+    changed = Signal()  # level, class, map kind, focal knobs: a redraw
+    nmsChanged = Signal()  # NMS class or IoU: a new trace
+    stepChanged = Signal()
+
+    MAPS = (("class scores (max over anchors)", "scores"), ("FCOS centerness", "centerness"),
+            ("anchor assignment (needs ground truth)", "assignment"))
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.level = FocusComboBox()
+        self.cls = FocusComboBox()
+        self.show_what = FocusComboBox()
+        for text, key in self.MAPS:
+            self.show_what.addItem(text, key)
+        form = QFormLayout()
+        form.addRow("Level", self.level)
+        form.addRow("Class", self.cls)
+        form.addRow("Map", self.show_what)
+        self.counts = _label("")
+        self.anchors = _label("Click the image: the anchors of that location on every level.")
+        self.nms_class = FocusComboBox()
+        self.iou = FocusSlider(Qt.Orientation.Horizontal)
+        self.iou.setRange(5, 95)
+        self.iou.setValue(50)
+        self.iou_label = QLabel("IoU 0.50")
+        self.reset, self.back = QPushButton("Reset"), QPushButton("◀ Back")
+        self.step, self.all = QPushButton("Step ▶"), QPushButton("Run all")
+        self.nms_info = _label("")
+        self.gamma = FocusSlider(Qt.Orientation.Horizontal)
+        self.gamma.setRange(0, 50)
+        self.gamma.setValue(20)
+        self.gamma_label = QLabel("γ 2.0")
+        self.alpha = FocusDoubleSpinBox()
+        self.alpha.setRange(-1.0, 1.0)
+        self.alpha.setSingleStep(0.05)
+        self.alpha.setValue(0.25)
+        self.alpha.setToolTip("alpha_t weighting positives (alpha) and negatives (1 - alpha); -1 turns it off.")
+        self.focal_info = _label("")
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.counts)
+        lay.addWidget(self.anchors)
+        lay.addWidget(QLabel("<b>Class-wise NMS</b>"))
+        f2 = QFormLayout()
+        f2.addRow("Class", self.nms_class)
+        row = QHBoxLayout()
+        row.addWidget(self.iou, 1)
+        row.addWidget(self.iou_label)
+        f2.addRow("IoU threshold", row)
+        lay.addLayout(f2)
+        buttons = QHBoxLayout()
+        for b in (self.reset, self.back, self.step, self.all):
+            buttons.addWidget(b)
+        lay.addLayout(buttons)
+        lay.addWidget(self.nms_info)
+        lay.addWidget(QLabel("<b>Focal loss</b> (RetinaNet assignment: IoU ≥ 0.5 positive, < 0.4 negative)"))
+        f3 = QFormLayout()
+        grow = QHBoxLayout()
+        grow.addWidget(self.gamma, 1)
+        grow.addWidget(self.gamma_label)
+        f3.addRow("gamma", grow)
+        f3.addRow("alpha", self.alpha)
+        lay.addLayout(f3)
+        lay.addWidget(self.focal_info)
+        lay.addStretch(1)
+        self.n_steps = 0
+        self.max_steps = 0
+        for sig in (self.level.currentIndexChanged, self.cls.currentIndexChanged, self.show_what.currentIndexChanged,
+                    self.alpha.valueChanged):
+            sig.connect(lambda *_: self.changed.emit())
+        self.gamma.valueChanged.connect(self._on_gamma)
+        self.nms_class.currentIndexChanged.connect(lambda *_: self.nmsChanged.emit())
+        self.iou.valueChanged.connect(self._on_iou)
+        self.step.clicked.connect(lambda: self.go(self.n_steps + 1))
+        self.back.clicked.connect(lambda: self.go(self.n_steps - 1))
+        self.all.clicked.connect(lambda: self.go(self.max_steps))
+        self.reset.clicked.connect(lambda: self.go(0))
+
+    def map_kind(self) -> str:
+        return str(self.show_what.currentData() or "scores")
+
+    def class_id(self) -> int | None:
+        data = self.cls.currentData()
+        return None if data is None or int(data) < 0 else int(data)
+
+    def gamma_value(self) -> float:
+        return self.gamma.value() / 10.0
+
+    def iou_threshold(self) -> float:
+        return self.iou.value() / 100.0
+
+    def set_iou(self, value: float) -> None:
+        self.iou.blockSignals(True)
+        self.iou.setValue(int(round(value * 100)))
+        self.iou_label.setText(f"IoU {self.iou_threshold():.2f}")
+        self.iou.blockSignals(False)
+
+    def _on_iou(self, v: int) -> None:
+        self.iou_label.setText(f"IoU {v / 100:.2f}")
+        self.nmsChanged.emit()
+
+    def _on_gamma(self, v: int) -> None:
+        self.gamma_label.setText(f"γ {v / 10:.1f}")
+        self.changed.emit()
+
+    def go(self, n: int) -> None:
+        n = max(0, min(int(n), self.max_steps))
+        if n != self.n_steps:
+            self.n_steps = n
+            self.stepChanged.emit()
+        self.back.setEnabled(n > 0)
+        self.step.setEnabled(n < self.max_steps)

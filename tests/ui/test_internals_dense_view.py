@@ -1,0 +1,79 @@
+"""The Internals dock with a one-stage detector (random-init RetinaNet, offline): the dense-heads
+tab is listed (and the R-CNN tabs are not), one pass per image, a click draws the anchors of every
+level, the NMS stepper's kept set equals ``torchvision.ops.batched_nms``, and the focal-loss
+numbers appear once ground truth is there."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision.ops import batched_nms
+
+from segviewer.adapters.base import PredictParams
+from segviewer.adapters.registry import get_card
+from segviewer.core.results import Detections
+from segviewer.ui.features.internals import InternalsFeature
+from segviewer.ui.main_window import MainWindow
+from segviewer.ui.model_host import random_init_factory
+from segviewer.ui.worker import InferenceWorker
+
+MODEL = "retinanet_resnet50_fpn"
+TIMEOUT = 240_000
+
+
+@pytest.fixture
+def dense_window(qtbot, tmp_path):  # noqa: ANN001, ANN201
+    import cv2
+
+    img = np.full((160, 224, 3), 40, np.uint8)
+    img[40:120, 60:170] = (200, 60, 60)
+    path = tmp_path / "one.png"
+    cv2.imwrite(str(path), img[..., ::-1])
+    torch.set_num_threads(1)
+    w = MainWindow(InferenceWorker(random_init_factory(1), process=False), cards=[get_card(MODEL)])
+    w.session.params = PredictParams(min_score=0.0, extra=(("min_size", 224), ("max_size", 320)))
+    qtbot.addWidget(w)
+    w.resize(1300, 850)
+    w.show()
+    qtbot.waitExposed(w)
+    feat = w.findChild(InternalsFeature)
+    feat.dock.show()
+    feat.dock.raise_()
+    with qtbot.waitSignal(feat.captured, timeout=TIMEOUT):
+        w.start([path], models=[MODEL])
+    yield w, feat
+    w.shutdown()
+
+
+def test_dense_tab_listed_click_and_nms(qtbot, dense_window) -> None:  # noqa: ANN001
+    w, feat = dense_window
+    it = feat.internals
+    assert it is not None and it.kind == "retinanet", feat.message
+    p = feat.panel
+    tabs = {k: p.tabs.isTabVisible(i) for i, k in enumerate(p.keys)}
+    assert tabs["dense"] and not tabs["roi"] and not tabs["rpn"] and not tabs["mask"]
+    assert p.tab_name() == "dense"
+    assert "anchors x" in feat.dense.tab.counts.text()
+    with qtbot.waitSignal(feat.viewUpdated, timeout=5000):
+        feat.click(100.0, 80.0)
+    assert feat.message == ""
+    assert feat.overlays.count("anchors") == 4 * 9  # 3 scales x 3 ratios on the chosen level
+    assert feat.overlays.count("anchors_other") == 4 * 9 * (len(it.grids) - 1)
+    # the stepper's kept set at the model's threshold is batched_nms's for that class
+    view = feat.dense
+    view.tab.go(view.tab.max_steps)
+    trace = view.trace
+    c = it.candidates
+    ref = batched_nms(torch.from_numpy(c.boxes), torch.from_numpy(c.scores), torch.from_numpy(c.groups),
+                      it.nms_thresh).numpy()
+    cls = int(view.tab.nms_class.currentData())
+    np.testing.assert_array_equal(np.sort(trace.ids[trace.keep]), np.sort(ref[c.groups[ref] == cls]))
+    # focal loss with ground truth: the assignment map and the easy-negative shares
+    gt = Detections(it.image_size, np.array([[60, 40, 170, 120]], np.float32), np.ones(1, np.float32),
+                    np.zeros(1, np.int32), ("person",))
+    w.session.set_derived("ground truth", gt)
+    view.tab.show_what.setCurrentIndex(2)
+    text = view.tab.focal_info.text()
+    assert "CE" in text and "FL" in text and "positive" in text, text
+    assert feat.overlays.heat.isVisible()
