@@ -126,20 +126,37 @@ class FocalImage:
         terms = focal_terms(np.asarray(logits)[v], np.asarray(targets)[v], 0.0, -1.0)
         t = np.asarray(targets)[v]
         self.pos = t > 0
-        self.p_t, self.ce = terms["p_t"], terms["ce"]
-        self.easy_neg = ~self.pos & (self.p_t > easy)
+        # float32 halves the bytes a slider move touches (millions of anchor x class terms)
+        with np.errstate(divide="ignore"):  # log(1 - p_t): (1 - p_t)^gamma = exp(gamma log(1 - p_t)), one exp per move
+            self.log_q = np.log(1 - terms["p_t"]).astype(np.float32)
+        self.ce = terms["ce"].astype(np.float32)
+        self.easy_neg = ~self.pos & (terms["p_t"] > easy)
         self.n_pos_anchors = int(self.pos.any(axis=1).sum()) if t.ndim == 2 else 0
+        self._ce_easy = float(self.ce[self.easy_neg].sum(dtype=np.float64))
+        self._ce_pos = float(self.ce[self.pos].sum(dtype=np.float64))
+        self._cache: dict[tuple[float, float], LossShares] = {}
 
     def shares(self, gamma: float, alpha: float) -> LossShares:
-        mod = (1 - self.p_t) ** float(gamma)
-        fl = self.ce * mod
+        key = (float(gamma), float(alpha))
+        if key in self._cache:
+            return self._cache[key]
+        fl = self.ce * np.exp(np.float32(gamma) * self.log_q) if gamma != 0 else self.ce
+        # alpha_t: alpha on positives, 1 - alpha on negatives (exact: a constant per group)
+        fl_pos = float(fl[self.pos].sum(dtype=np.float64))
+        fl_all = float(fl.sum(dtype=np.float64))
+        fl_easy = float(fl[self.easy_neg].sum(dtype=np.float64))
         if alpha >= 0:
-            fl = fl * np.where(self.pos, alpha, 1 - alpha)
-        ce_tot, fl_tot = float(self.ce.sum()), float(fl.sum())
-        return LossShares(float(gamma), float(alpha), ce_tot, fl_tot,
-                          float(self.ce[self.easy_neg].sum() / ce_tot) if ce_tot > 0 else 0.0,
-                          float(fl[self.easy_neg].sum() / fl_tot) if fl_tot > 0 else 0.0,
-                          int(self.easy_neg.sum()), int(self.ce.size), self.n_pos_anchors)
+            fl_all = alpha * fl_pos + (1 - alpha) * (fl_all - fl_pos)
+            fl_easy = (1 - alpha) * fl_easy
+        ce_tot = float(self.ce.sum(dtype=np.float64))
+        out = LossShares(float(gamma), float(alpha), ce_tot, fl_all,
+                         self._ce_easy / ce_tot if ce_tot > 0 else 0.0,
+                         fl_easy / fl_all if fl_all > 0 else 0.0,
+                         int(self.easy_neg.sum()), int(self.ce.size), self.n_pos_anchors)
+        if len(self._cache) > 64:
+            self._cache.clear()
+        self._cache[key] = out
+        return out
 
 
 def ground_truth_boxes(result: object, categories: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray, int]:

@@ -65,7 +65,7 @@ class DenseHeadsView:
         if it is not None:
             for i, (h, w) in enumerate(it.grids):
                 sy, sx = it.stride(i)
-                t.level.addItem(f"level {i}: {w}x{h}, stride {sx:.3g}, {it.per_location[i]} per location", i)
+                t.level.addItem(f"{i}: {w}x{h}, stride {sx:.3g}", i)
             t.cls.addItem("max over classes", -1)
             for k in range(it.foreground, len(it.categories)):
                 t.cls.addItem(it.categories[k], k)
@@ -80,6 +80,8 @@ class DenseHeadsView:
                 name = it.categories[g] if 0 <= g < len(it.categories) else str(g)
                 t.nms_class.addItem(f"{name} ({int((groups == g).sum())} boxes)", int(g))
             t.set_iou(it.nms_thresh)
+            if len(it.detections):  # start on the class of the best detection
+                t.nms_class.setCurrentIndex(max(t.nms_class.findData(int(it.detections.groups[0])), 0))
         for combo in (t.level, t.cls, t.nms_class):
             combo.blockSignals(False)
         self._new_trace(redraw=False)

@@ -8,7 +8,16 @@ stepper and the focal-loss controls (gamma 0-5, alpha). The view module fills it
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QFormLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from segviewer.ui.widgets.controls import FocusComboBox, FocusDoubleSpinBox, FocusSlider
 
@@ -75,12 +84,13 @@ class DenseTab(QWidget):
         row.addWidget(self.iou_label)
         f2.addRow("IoU threshold", row)
         lay.addLayout(f2)
-        buttons = QHBoxLayout()
-        for b in (self.reset, self.back, self.step, self.all):
-            buttons.addWidget(b)
+        buttons = QGridLayout()  # 2 x 2: the dock is narrow
+        for i, b in enumerate((self.reset, self.all, self.back, self.step)):
+            buttons.addWidget(b, i // 2, i % 2)
         lay.addLayout(buttons)
         lay.addWidget(self.nms_info)
-        lay.addWidget(QLabel("<b>Focal loss</b> (RetinaNet assignment: IoU ≥ 0.5 positive, < 0.4 negative)"))
+        lay.addWidget(_label("<b>Focal loss</b> (RetinaNet assignment: IoU ≥ 0.5 positive, < 0.4 negative, "
+                             "between ignored)"))
         f3 = QFormLayout()
         grow = QHBoxLayout()
         grow.addWidget(self.gamma, 1)
@@ -90,6 +100,9 @@ class DenseTab(QWidget):
         lay.addLayout(f3)
         lay.addWidget(self.focal_info)
         lay.addStretch(1)
+        for combo in (self.level, self.cls, self.show_what, self.nms_class):  # never wider than the dock
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(10)
         self.n_steps = 0
         self.max_steps = 0
         for sig in (self.level.currentIndexChanged, self.cls.currentIndexChanged, self.show_what.currentIndexChanged,

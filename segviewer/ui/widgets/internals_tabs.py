@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -145,9 +146,9 @@ class RPNTab(QWidget):
         row.addWidget(self.iou_label)
         f2.addRow("IoU threshold", row)
         lay.addLayout(f2)
-        buttons = QHBoxLayout()
-        for b in (self.reset, self.back, self.step, self.all):
-            buttons.addWidget(b)
+        buttons = QGridLayout()  # 2 x 2: the dock is narrow
+        for i, b in enumerate((self.reset, self.all, self.back, self.step)):
+            buttons.addWidget(b, i // 2, i % 2)
         lay.addLayout(buttons)
         lay.addWidget(self.nms_info)
         lay.addStretch(1)
@@ -205,7 +206,7 @@ class MaskTab(QWidget):
         row.addWidget(self.threshold, 1)
         row.addWidget(self.thr_label)
         lay = QVBoxLayout(self)
-        lay.addWidget(QLabel("Raw logits of the predicted class (blue < 0 < red)"))
+        lay.addWidget(_label("Raw logits of the predicted class (blue < 0 < red)"))
         lay.addWidget(self.logits, 1)
         lay.addLayout(row)
         lay.addWidget(self.info)
@@ -260,7 +261,7 @@ class VotesTab(QWidget):
         pics.addWidget(self.dist)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
-        lay.addWidget(QLabel("The 9 x 9 table (17 cells; the centre is the voting pixel), and the hovered "
+        lay.addWidget(_label("The 9 x 9 table (17 cells; the centre is the voting pixel), and the hovered "
                              "pixel's votes on it"))
         lay.addLayout(pics)
         lay.addWidget(self.hover)
@@ -379,6 +380,9 @@ class InternalsPanel(QWidget):
         widgets = {"roi": self.roi, "rpn": self.rpn, "mask": self.mask, "votes": self.votes, "fcn": self.fcn}
         for key, title, kinds in self.BUILTIN:
             self.add_view(key, title, widgets[key], kinds)
+        for combo in self.findChildren(FocusComboBox):  # long item texts must not widen the narrow dock
+            combo.setSizeAdjustPolicy(FocusComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(10)
         lay = QVBoxLayout(self)
         lay.addWidget(self.status)
         lay.addWidget(self.message)
