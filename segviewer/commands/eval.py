@@ -16,8 +16,9 @@
   are left out, and when no predicted category is a ground-truth category, eval refuses.
 
 ``--engine ray``: each image's partial statistics (the semantic confusion matrix, the PQ per-class
-TP/FP/FN/IoU sums) are computed by Ray tasks and added here in image order, so the numbers equal
-the single-process ones; box/mask AP (COCOeval), ``--per-image`` and ``--errors`` run here.
+TP/FP/FN/IoU sums, the ``--per-image`` rows and ``--errors``' per-image TIDE classifications) are
+computed by Ray tasks and gathered here in image order, so the numbers (and the CSV's bytes) equal
+the single-process ones; box/mask AP (COCOeval) and TIDE's dAP need every image and run here.
 
 Ground truth whose annotations refer to image ids its ``images`` list lacks is refused. The JSON
 (``--json OUT``) is written atomically.
@@ -120,26 +121,27 @@ def _run(args: argparse.Namespace, mapper: Mapper | None) -> int:
         if args.per_image is not None or args.errors:
             from segviewer.commands import _eval_dataset
 
-            _eval_dataset.panoptic_extras(args, gt)
+            _eval_dataset.panoptic_extras(args, gt, mapper or _local_map)
     elif args.task == "semantic":
         res = _semantic(args, mapper or _local_map)
         _print_semantic(res)
         if args.per_image is not None or args.errors:
             from segviewer.commands import _eval_dataset
 
-            _eval_dataset.semantic_extras(args)
+            _eval_dataset.semantic_extras(args, mapper or _local_map)
     else:
         from segviewer.analysis.instance_eval import coco_evaluate
 
         gt, results = _instance_inputs(args.gt, args.pred)
         if mapper is not None:
-            _note("ray: box and mask AP are computed here, on the driver (COCOeval needs every image at once)")
+            _note("ray: box and mask AP are computed here, on the driver (COCOeval needs every image at once)"
+                  + ("; TIDE's dAP too, from the workers' per-image classifications" if args.errors else ""))
         res = coco_evaluate(gt, results)
         _print_instance(res)
         if args.per_image is not None or args.errors:
             from segviewer.commands import _eval_dataset
 
-            _eval_dataset.instance_extras(args, gt, results, res)
+            _eval_dataset.instance_extras(args, gt, results, res, mapper or _local_map)
     if args.json is not None:
         from segviewer.core.fileio import write_json_atomic
 

@@ -177,6 +177,34 @@ def test_eval_on_two_nodes_equals_single(cluster: Cluster, data: Path, single: d
     assert any(k.endswith("_x") for k in by_name["per_class"])  # the by-name path really ran
 
 
+def test_eval_per_image_rows_and_tide_on_two_nodes_equal_single(cluster: Cluster, data: Path, single: dict[str, Path],
+                                                                tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--per-image rows (and --errors' per-image TIDE classifications) are computed by Ray tasks:
+    the CSV is the single-process CSV byte for byte, the TIDE counts and dAP equal to 1e-12."""
+    ds = data / "ds"
+    ray_opts = ["--engine", "ray", "--address", cluster.address, "--actors", "2", "--actor-cpus", "0.5",
+                "--batch-size", "3"]
+    cases = {  # the task's own statistics on Ray before this change: how many mapped runs now
+        "instance": (["--task", "instance", "--gt", str(ds / "annotations" / "instances.json"),
+                      "--pred", str(single["shapes_maskrcnn"]), "--errors"], 1),
+        "panoptic": (["--task", "panoptic", "--gt", str(ds / "annotations" / "panoptic.json"),
+                      "--pred", str(single["panoptic"] / "panoptic.json")], 2),
+        "semantic": (["--task", "semantic", "--gt", str(ds), "--pred", str(single["shapes_fcn"])], 2),
+    }
+    for name, (args, mapped) in cases.items():
+        ref_csv, ray_csv = tmp_path / f"{name}_single.csv", tmp_path / f"{name}_ray.csv"
+        ref = _eval(args + ["--per-image", str(ref_csv)], tmp_path / f"{name}_single.json")
+        capsys.readouterr()
+        got = _eval(args + ["--per-image", str(ray_csv)] + ray_opts, tmp_path / f"{name}_ray.json")
+        err = capsys.readouterr().err
+        assert err.count(" images scored in ") == mapped, (name, err)  # the rows came from Ray tasks
+        assert ray_csv.read_bytes() == ref_csv.read_bytes(), name
+        assert len(ref_csv.read_text().splitlines()) == 1 + (9 if name == "instance" else 8), name
+        _close(ref, got, name)
+    errors = json.loads((tmp_path / "instance_ray.json").read_text())["errors"]
+    assert set(errors) == {"bbox", "segm"} and sum(errors["segm"]["counts"].values()) > 0
+
+
 def test_a_killed_run_resumes_where_it_stopped(cluster: Cluster, data: Path, single: dict[str, Path],
                                                capsys: pytest.CaptureFixture[str]) -> None:
     out = data / "ray_killed"
