@@ -236,12 +236,69 @@ def main(argv: list[str] | None = None) -> int:
     it.box_nms()
     print(f"# (not a view) full box-head NMS trace over all {it.counts['det_candidates']} class boxes: "
           f"{(time.perf_counter() - t0) * 1000:.0f} ms; a view steps one class at a time")
+    views.update(_dense_views(args.threads, img))
     rows = []
     for name, fn in views.items():
         ms = float(np.median(time_ms(fn, repeats=args.repeats, warmup=1)))
         rows.append((name, ms, "ok" if ms <= TARGET_MS else "OVER"))
     print(table(rows, ["view (after a cached forward pass)", "median ms", f"<= {TARGET_MS:.0f} ms"]))
     return 0 if all(r[2] == "ok" for r in rows) else 1
+
+
+def _dense_views(threads: int, img: np.ndarray) -> dict:
+    """The dense-heads tab's views on a random-init RetinaNet (torchvision's default resize): one
+    hooked pass, then the score map, anchors at a click, a decoded candidate, the class NMS stepper,
+    the assignment map and a gamma move of the focal-loss shares (issue #15)."""
+    from segviewer.adapters.base import PredictParams
+    from segviewer.adapters.one_pass import predict_with_internals
+    from segviewer.analysis import dense, focal
+    from segviewer.render.dense import assignment_rgba, location_codes
+    from segviewer.render.heatmap import heatmap_rgba
+    from segviewer.render.roi_grid import box_segments, scale_segments
+    from segviewer.ui.model_host import random_init_factory
+
+    adapter = random_init_factory(threads)("retinanet_resnet50_fpn")
+    adapter.load("cpu")
+    h, w = img.shape[:2]
+    t0 = time.perf_counter()
+    _, it = predict_with_internals(adapter, img, PredictParams(min_score=0.0))
+    ms = (time.perf_counter() - t0) * 1000
+    cx, cy = w / 2, h / 2
+    gt = np.array([[w * 0.3, h * 0.3, w * 0.6, h * 0.8], [50, 60, 170, 200]], np.float32)
+    sx, sy = it.scale
+    m = focal.assign_anchors(it.anchors, gt / np.array([sx, sy, sx, sy], np.float32))
+    tgt = focal.one_hot_targets(m, np.array([1, 3]), it.cls_logits.shape[1])
+    t0 = time.perf_counter()
+    fi = focal.FocalImage(it.cls_logits, tgt, m != focal.BETWEEN)
+    prep_ms = (time.perf_counter() - t0) * 1000
+    print(f"# RetinaNet (random init) one hooked pass {ms:.0f} ms; {len(it.anchors)} anchors x "
+          f"{it.cls_logits.shape[1]} classes; replay matches {it.replay_matches}; focal preparation "
+          f"(once per image and ground truth) {prep_ms:.0f} ms")
+    cls = int(it.detections.groups[0])
+    gammas = iter(np.linspace(0.1, 5.0, 1000))
+
+    def score_map() -> None:
+        s = it.scores()[it.level_slices()[0]]  # a new level or class: the map recomputed, not a cache hit
+        mp = dense.score_map(s, it.grids[0], it.per_location[0])
+        heatmap_rgba(mp, 0, 1, "magma", alpha=200, out_size=(h, w), extent=it.heatmap_extent(0), alpha_by_value=True)
+
+    def anchors_click() -> None:
+        for level in range(len(it.grids)):
+            at = it.anchors_at(cx, cy, level)
+            scale_segments(box_segments(at.boxes), it.scale)
+            it.decode(at.flat_index)
+
+    def assignment() -> None:
+        codes = location_codes(m[it.level_slices()[0]], it.grids[0], it.per_location[0])
+        assignment_rgba(codes, (h, w), it.heatmap_extent(0))
+
+    return {
+        "dense: RetinaNet score map level 0 -> RGBA 1280x720": score_map,
+        "dense: anchors at a click, 5 levels x 9 + decode": anchors_click,
+        f"dense: class NMS stepper ({int((it.candidates.groups == cls).sum())} boxes)": lambda: it.nms(cls).step(0),
+        "dense: assignment map level 0 -> RGBA 1280x720": assignment,
+        f"dense: focal shares, a gamma move ({fi.ce.size} terms)": lambda: fi.shares(float(next(gammas)), 0.25),
+    }
 
 
 if __name__ == "__main__":

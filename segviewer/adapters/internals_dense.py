@@ -214,6 +214,7 @@ class DenseInternals:
 
     def nbytes(self) -> int:
         n = self.anchors.nbytes + self.cls_logits.nbytes + self.bbox_regression.nbytes
+        n += sum(v.nbytes for v in self._cache.values() if isinstance(v, np.ndarray))
         return int(n + (0 if self.ctrness is None else self.ctrness.nbytes))
 
 
@@ -369,7 +370,7 @@ def build_dense_internals(model: Any, got: dict[str, Any], image_size: tuple[int
     weights = tuple(float(w) for w in getattr(model.box_coder, "weights", ()))
     ctr = head.get("bbox_ctrness")
     all_rows = torch.arange(len(boxes))
-    return DenseInternals(
+    it = DenseInternals(
         kind=kind, model_name=str(name), categories=tuple(cats),
         image_size=(int(image_size[0]), int(image_size[1])), model_size=shape,
         padded_size=(int(images.tensors.shape[-2]), int(images.tensors.shape[-1])),
@@ -379,3 +380,6 @@ def build_dense_internals(model: Any, got: dict[str, Any], image_size: tuple[int
         score_thresh=thresholds[0], nms_thresh=thresholds[1], topk=thresholds[2],
         detections_per_img=thresholds[3], candidates=stage(all_rows), candidate_levels=lvl.numpy().astype(np.int64),
         kept=stage(keep), detections=stage(top), replay_matches=matches, timings=tm)
+    with tm.stage("scores"):  # here in the worker, not on the UI thread at the first draw
+        it.scores()
+    return it

@@ -125,34 +125,44 @@ class FocalImage:
         v = np.ones(len(logits), bool) if valid is None else np.asarray(valid, bool)
         terms = focal_terms(np.asarray(logits)[v], np.asarray(targets)[v], 0.0, -1.0)
         t = np.asarray(targets)[v]
-        self.pos = t > 0
-        # float32 halves the bytes a slider move touches (millions of anchor x class terms)
-        with np.errstate(divide="ignore"):  # log(1 - p_t): (1 - p_t)^gamma = exp(gamma log(1 - p_t)), one exp per move
-            self.log_q = np.log(1 - terms["p_t"]).astype(np.float32)
-        self.ce = terms["ce"].astype(np.float32)
-        self.easy_neg = ~self.pos & (terms["p_t"] > easy)
-        self.n_pos_anchors = int(self.pos.any(axis=1).sum()) if t.ndim == 2 else 0
-        self._ce_easy = float(self.ce[self.easy_neg].sum(dtype=np.float64))
-        self._ce_pos = float(self.ce[self.pos].sum(dtype=np.float64))
+        pos = t > 0
+        easy_neg = ~pos & (terms["p_t"] > easy)
+        # flat float32, and the few non-easy / positive terms by index: a slider move is one exp and
+        # one sum over all terms, the rest touches only the small sets
+        with np.errstate(divide="ignore"):  # log(1 - p_t): (1 - p_t)^gamma = exp(gamma log(1 - p_t))
+            self.log_q = np.log(1 - terms["p_t"]).astype(np.float32).ravel()
+        self.ce = terms["ce"].astype(np.float32).ravel()
+        self.pos_idx = np.flatnonzero(pos.ravel())
+        self.hard_idx = np.flatnonzero(~easy_neg.ravel())  # positives and hard negatives
+        self.n_easy_neg = int(easy_neg.sum())
+        self.n_pos_anchors = int(pos.any(axis=1).sum()) if t.ndim == 2 else 0
+        self._ce_total = float(self.ce.sum(dtype=np.float64))
+        self._ce_easy = self._ce_total - float(self.ce[self.hard_idx].sum(dtype=np.float64))
+        self._buf = np.empty_like(self.ce)
         self._cache: dict[tuple[float, float], LossShares] = {}
 
     def shares(self, gamma: float, alpha: float) -> LossShares:
         key = (float(gamma), float(alpha))
         if key in self._cache:
             return self._cache[key]
-        fl = self.ce * np.exp(np.float32(gamma) * self.log_q) if gamma != 0 else self.ce
-        # alpha_t: alpha on positives, 1 - alpha on negatives (exact: a constant per group)
-        fl_pos = float(fl[self.pos].sum(dtype=np.float64))
+        fl = self._buf
+        if gamma != 0:
+            np.multiply(self.log_q, np.float32(gamma), out=fl)
+            np.exp(fl, out=fl)
+            np.multiply(fl, self.ce, out=fl)
+        else:
+            fl[:] = self.ce
         fl_all = float(fl.sum(dtype=np.float64))
-        fl_easy = float(fl[self.easy_neg].sum(dtype=np.float64))
-        if alpha >= 0:
+        fl_pos = float(fl[self.pos_idx].sum(dtype=np.float64))
+        fl_easy = max(fl_all - float(fl[self.hard_idx].sum(dtype=np.float64)), 0.0)
+        if alpha >= 0:  # alpha_t: alpha on positives, 1 - alpha on negatives (a constant per group)
             fl_all = alpha * fl_pos + (1 - alpha) * (fl_all - fl_pos)
             fl_easy = (1 - alpha) * fl_easy
-        ce_tot = float(self.ce.sum(dtype=np.float64))
+        ce_tot = self._ce_total
         out = LossShares(float(gamma), float(alpha), ce_tot, fl_all,
                          self._ce_easy / ce_tot if ce_tot > 0 else 0.0,
                          fl_easy / fl_all if fl_all > 0 else 0.0,
-                         int(self.easy_neg.sum()), int(self.ce.size), self.n_pos_anchors)
+                         self.n_easy_neg, int(self.ce.size), self.n_pos_anchors)
         if len(self._cache) > 64:
             self._cache.clear()
         self._cache[key] = out

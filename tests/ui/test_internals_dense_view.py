@@ -74,6 +74,8 @@ def test_dense_tab_listed_click_and_nms(qtbot, dense_window) -> None:  # noqa: A
                     np.zeros(1, np.int32), ("person",))
     w.session.set_derived("ground truth", gt)
     view.tab.show_what.setCurrentIndex(2)
+    assert "preparing" in view.tab.focal_info.text()  # a background job, not the UI thread
+    qtbot.waitUntil(lambda: "CE" in view.tab.focal_info.text(), timeout=60_000)
     text = view.tab.focal_info.text()
     assert "CE" in text and "FL" in text and "positive" in text, text
     assert feat.overlays.heat.isVisible()

@@ -26,6 +26,7 @@ from segviewer.core.errors import SegviewerError
 from segviewer.render.dense import assignment_rgba, location_codes, ltrb_arrow_segments
 from segviewer.render.heatmap import heatmap_rgba
 from segviewer.render.roi_grid import box_segments, cross_segments, scale_segments
+from segviewer.ui.jobs import run_background
 from segviewer.ui.widgets.internals_dense_tab import DenseTab
 
 __all__ = ["KINDS", "DenseHeadsView", "GT_RESULT"]
@@ -188,7 +189,9 @@ class DenseHeadsView:
 
     # ---- focal loss -------------------------------------------------------------------------------
     def _prepared(self) -> Any:
-        """``(FocalImage, matches, unmatched)`` for this bundle and ground truth, or a message."""
+        """``(FocalImage, matches, unmatched, targets)`` for this bundle and ground truth, or a
+        message. The first call per image and ground truth starts a background job (millions of
+        anchor x class terms) and says so; its end redraws the view."""
         it = self.it
         gt = self.feature.session.results.get(GT_RESULT)
         token = (id(it), id(gt))
@@ -199,17 +202,18 @@ class DenseHeadsView:
         elif it.kind != "retinanet":
             out = f"The focal-loss view uses RetinaNet's assignment; {it.model_name} is {it.kind}."
         else:
-            try:
-                boxes, labels, unmatched = focal.ground_truth_boxes(gt, it.categories)
-                sx, sy = it.scale
-                mboxes = boxes / np.array([sx, sy, sx, sy], np.float32)
-                m = focal.assign_anchors(it.anchors, mboxes)
-                tgt = focal.one_hot_targets(m, labels, it.cls_logits.shape[1])
-                out = (focal.FocalImage(it.cls_logits, tgt, m != focal.BETWEEN), m, unmatched, tgt)
-            except SegviewerError as err:
-                out = str(err)
+            self._focal = (token, "Assigning anchors and preparing the focal-loss terms…")
+            run_background(lambda: _prepare_focal(it, gt), lambda res: self._on_focal(token, res),
+                           lambda msg: self._on_focal(token, msg), "Focal loss", owner=self.tab)
+            return self._focal[1]
         self._focal = (token, out)
         return out
+
+    def _on_focal(self, token: tuple, result: Any) -> None:
+        if self._focal is None or self._focal[0] != token:
+            return  # another image or ground truth by now
+        self._focal = (token, result)
+        self.feature.update_view()
 
     def _assignment_map(self, level: int) -> tuple[np.ndarray | None, str]:
         it = self.it
@@ -248,3 +252,15 @@ class DenseHeadsView:
     def _focal_text(self) -> None:
         prep = self._prepared()
         self.tab.focal_info.setText(prep if isinstance(prep, str) else self._shares_text(prep))
+
+
+def _prepare_focal(it: Any, gt: Any) -> Any:
+    """RetinaNet's assignment against ``gt`` and the focal-loss terms (a background job)."""
+    try:
+        boxes, labels, unmatched = focal.ground_truth_boxes(gt, it.categories)
+        sx, sy = it.scale
+        m = focal.assign_anchors(it.anchors, boxes / np.array([sx, sy, sx, sy], np.float32))
+        tgt = focal.one_hot_targets(m, labels, it.cls_logits.shape[1])
+        return focal.FocalImage(it.cls_logits, tgt, m != focal.BETWEEN), m, unmatched, tgt
+    except SegviewerError as err:
+        return str(err)

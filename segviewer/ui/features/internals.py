@@ -296,7 +296,7 @@ class InternalsFeature(QObject):
             self.show_message("")
             t = it.timings
             self.panel.status.setText(
-                f"{it.model_name}: one pass {1000 * sum(v for k, v in t.items() if k != 'replay'):.0f} ms "
+                f"{it.model_name}: one pass {1000 * sum(v for k, v in t.items() if k not in ('replay', 'scores')):.0f} ms "
                 f"(the layers' result and these internals), model frame {it.model_size[1]}x{it.model_size[0]}, "
                 f"{len(it.detections)} detections. " + ("Click anywhere (anchors there)." if dense else
                                                         "Click a detection (RoI, Mask) or anywhere (RPN)."))
