@@ -122,8 +122,8 @@ class DenseHeadsView:
         scale = it.scale
         if self.point is not None:
             self._draw_click(overlays, level, scale)
-        self._draw_nms(overlays)
-        if what != "assignment":
+        if what != "assignment":  # the assignment map shows the anchors' roles, not the NMS's boxes
+            self._draw_nms(overlays)
             self._focal_text()
 
     def _score_map(self, level: int, what: str, class_id: int | None) -> np.ndarray:
