@@ -370,7 +370,7 @@ def build_dense_internals(model: Any, got: dict[str, Any], image_size: tuple[int
     weights = tuple(float(w) for w in getattr(model.box_coder, "weights", ()))
     ctr = head.get("bbox_ctrness")
     all_rows = torch.arange(len(boxes))
-    it = DenseInternals(
+    return DenseInternals(
         kind=kind, model_name=str(name), categories=tuple(cats),
         image_size=(int(image_size[0]), int(image_size[1])), model_size=shape,
         padded_size=(int(images.tensors.shape[-2]), int(images.tensors.shape[-1])),
@@ -380,6 +380,3 @@ def build_dense_internals(model: Any, got: dict[str, Any], image_size: tuple[int
         score_thresh=thresholds[0], nms_thresh=thresholds[1], topk=thresholds[2],
         detections_per_img=thresholds[3], candidates=stage(all_rows), candidate_levels=lvl.numpy().astype(np.int64),
         kept=stage(keep), detections=stage(top), replay_matches=matches, timings=tm)
-    with tm.stage("scores"):  # here in the worker, not on the UI thread at the first draw
-        it.scores()
-    return it

@@ -145,7 +145,7 @@ def _predict_dense(adapter: Any, image: np.ndarray, params: Any, tm: Timings, na
         hooks.complete(name)
         cats = tuple(getattr(adapter.card, "categories", ()))
         it = build_dense_internals(model, got, img.shape[:2], name, cats, Timings(tm))
-        tm["internals"] = it.timings.get("replay", 0.0) + it.timings.get("scores", 0.0)
+        tm["internals"] = it.timings.get("replay", 0.0)
     except (SegviewerError, RuntimeError, KeyError, IndexError) as err:
         return result, InternalsUnavailable(f"{name}: the internals could not be rebuilt from its pass ({err}).")
     return result, it

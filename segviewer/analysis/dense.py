@@ -28,8 +28,11 @@ BBOX_XFORM_CLIP = math.log(1000.0 / 16)
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    """float32 logistic (computed in float64 so large logits neither overflow nor lose 1 - p)."""
-    return (1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))).astype(_F32)
+    """float32 logistic, as torch computes it for float32 logits (within 1 ulp; a large negative
+    logit's exp overflows to inf and gives exactly 0). float64 would cost 5x on millions of scores."""
+    x = np.asarray(x, _F32)
+    with np.errstate(over="ignore"):
+        return (_F32(1) / (_F32(1) + np.exp(-x))).astype(_F32)
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -47,8 +50,7 @@ def class_scores(logits: np.ndarray, kind: str, ctrness: np.ndarray | None = Non
     if kind == "fcos":
         if ctrness is None:
             raise SegviewerError("FCOS scores need the centerness logits.")
-        c = sigmoid(np.asarray(ctrness).reshape(-1, 1)).astype(np.float64)
-        return np.sqrt(sigmoid(logits).astype(np.float64) * c).astype(_F32)
+        return np.sqrt(sigmoid(logits) * sigmoid(np.asarray(ctrness).reshape(-1, 1))).astype(_F32)
     if kind == "ssd":
         return softmax(logits)
     raise SegviewerError(f"Unknown dense head {kind!r}; use retinanet, fcos or ssd.")
