@@ -31,7 +31,22 @@ def dense_window(qtbot, tmp_path):  # noqa: ANN001, ANN201
     path = tmp_path / "one.png"
     cv2.imwrite(str(path), img[..., ::-1])
     torch.set_num_threads(1)
-    w = MainWindow(InferenceWorker(random_init_factory(1), process=False), cards=[get_card(MODEL)])
+    passes: list[str] = []
+    make = random_init_factory(1)
+
+    def factory(model_id: str):  # noqa: ANN202
+        adapter = make(model_id)
+        load = adapter.load
+
+        def counted_load(device: str, weights=None, progress=None) -> None:  # noqa: ANN001
+            load(device, weights=weights)
+            adapter.module.register_forward_pre_hook(lambda *_: passes.append(model_id))
+
+        adapter.load = counted_load
+        return adapter
+
+    w = MainWindow(InferenceWorker(factory, process=False), cards=[get_card(MODEL)])
+    w.passes = passes
     w.session.params = PredictParams(min_score=0.0, extra=(("min_size", 224), ("max_size", 320)))
     qtbot.addWidget(w)
     w.resize(1300, 850)
@@ -79,3 +94,6 @@ def test_dense_tab_listed_click_and_nms(qtbot, dense_window) -> None:  # noqa: A
     text = view.tab.focal_info.text()
     assert "CE" in text and "FL" in text and "positive" in text, text
     assert feat.overlays.heat.isVisible()
+    # the layers' result and the dense internals came from ONE pass of the model
+    assert w.passes == [MODEL]
+    assert MODEL in w.session.results
