@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg
+from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -22,6 +24,32 @@ def configure() -> None:
     pg.setConfigOptions(imageAxisOrder="row-major", antialias=True)
 
 
+class GuiThreadGC(QObject):
+    """Python's cycle collector, run on the GUI thread only, from a timer.
+
+    Why: automatic collection runs in whichever thread happens to allocate. When a worker thread
+    (a model loading or predicting) collects a cycle that holds a Qt widget, the widget is
+    destroyed off the GUI thread, and PySide6 can deadlock there (seen: a worker building the
+    FCN stuck in ``QMenu::~QMenu`` waiting for the GIL) or crash. pyqtgraph recommends the same.
+    """
+
+    def __init__(self, interval_ms: int = 1000, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.thresholds = gc.get_threshold()
+        gc.disable()
+        self.timer = QTimer(self)
+        self.timer.timeout.connect(self.collect)
+        self.timer.start(interval_ms)
+
+    def collect(self) -> None:
+        """The generations the automatic collector would have collected by now."""
+        counts = gc.get_count()
+        for gen in (2, 1, 0):
+            if counts[gen] > self.thresholds[gen]:
+                gc.collect(gen)
+                return
+
+
 def make_app(argv: Sequence[str] | None = None) -> QApplication:
     app = QApplication.instance()
     if app is None:
@@ -31,6 +59,8 @@ def make_app(argv: Sequence[str] | None = None) -> QApplication:
     if ICON.exists():
         app.setWindowIcon(QIcon(str(ICON)))
     configure()
+    if app.findChild(GuiThreadGC) is None:
+        GuiThreadGC(parent=app)
     return app  # type: ignore[return-value]
 
 

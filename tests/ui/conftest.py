@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
@@ -13,3 +14,17 @@ def isolated_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "settings.ini"
     monkeypatch.setenv("SEGVIEWER_SETTINGS_FILE", str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def collect_on_the_gui_thread():
+    """No automatic cycle collection while a Qt test runs, and a full one on this (the GUI) thread
+    after it: otherwise a worker thread of a later test may collect an earlier test's widgets and
+    deadlock inside their destructor (as the app avoids with ui.app.GuiThreadGC)."""
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    yield
+    gc.collect()
+    if was:
+        gc.enable()

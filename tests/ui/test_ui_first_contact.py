@@ -272,3 +272,41 @@ def test_no_error_dialog_opens_after_the_window_closed(make_window) -> None:
     w.close()
     w.show_error("The model process has been shut down.")
     assert w.last_error and getattr(w, "error_dialog", None) is None
+
+
+def test_cycles_are_collected_on_the_gui_thread_only(qtbot) -> None:
+    """A worker thread that allocates a lot must not run the cycle collector: a collected cycle
+    holding a widget was destroyed off the GUI thread and deadlocked the worker (PySide6)."""
+    import gc
+    import threading
+
+    from segviewer.ui.app import GuiThreadGC, make_app
+
+    app = make_app()
+    collector = app.findChild(GuiThreadGC)
+    try:
+        assert collector is not None and not gc.isenabled()
+        died_in: list[str] = []
+        kept: list[list] = []
+
+        class Node:
+            def __del__(self) -> None:
+                died_in.append(threading.current_thread().name)
+
+        def churn() -> None:
+            a, b = Node(), Node()
+            a.other, b.other = b, a  # a cycle: only the collector frees it
+            del a, b
+            kept.append([[] for _ in range(200_000)])  # would have triggered automatic collection
+
+        t = threading.Thread(target=churn, name="worker")
+        t.start()
+        t.join()
+        assert died_in == []  # nothing collected on the worker
+        qtbot.waitUntil(lambda: len(died_in) == 2, timeout=5000)
+        assert set(died_in) == {threading.main_thread().name}
+        kept.clear()
+    finally:
+        if collector is not None:
+            collector.timer.stop()
+            collector.setParent(None)
