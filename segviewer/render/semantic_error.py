@@ -1,25 +1,8 @@
-"""The error layer of a semantic prediction: every pixel right, wrong, or not counted, colored.
+"""The error layer of a semantic prediction, colored: ``CORRECT`` green, ``WRONG`` red, ``MISSED``
+blue, ``SPURIOUS`` orange, ``IGNORED`` faint grey, ``BACKGROUND`` not drawn.
 
-A label map has no segments to match, so its errors are per pixel, read off the same pairs of
-(true class, predicted class) that fill the confusion matrix (classes matched by NAME, as
-:class:`segviewer.analysis.evaluation.SemanticAccumulator` matches them). Status of a pixel:
-
-* ``CORRECT`` (green): the predicted class is the true class (a class other than background);
-* ``WRONG`` (red): another class was predicted, or void (the prediction's ignore label) on any
-  counted pixel, background included: void is no class, so it is neither missed nor spurious;
-* ``MISSED`` (blue): background predicted where the ground truth has a class;
-* ``SPURIOUS`` (orange): a class predicted where the ground truth is background;
-* ``BACKGROUND`` (not drawn): background predicted as background;
-* ``IGNORED`` (grey, faint): the ground truth is void (its ignore label): not counted.
-
-``MISSED`` and ``SPURIOUS`` exist only when the ground truth names a background class
-(``__background__`` or ``background``, either spelling on either side: the prediction's takes
-the ground truth's, as in the metrics); without one, all confusions are ``WRONG`` and all
-agreements ``CORRECT``. So the counts are sums of confusion-matrix cells: ``CORRECT`` the diagonal
-(background's cell apart), ``MISSED`` background's column, ``SPURIOUS`` its row but the
-``(void)`` cell, ``WRONG`` the rest. :meth:`SemanticErrorMap.info_at` gives the classes under a
-point and each one's IoU; a void prediction reads ``(void)``.
-Which pixel is which is :mod:`segviewer.analysis.semantic_error_map`'s; the colours are here.
+Which pixel is which (and why the counts equal confusion-matrix cells) is
+:mod:`segviewer.analysis.semantic_error_map`'s; only the colours are here.
 """
 
 from __future__ import annotations

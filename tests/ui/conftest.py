@@ -28,3 +28,26 @@ def collect_on_the_gui_thread():
     gc.collect()
     if was:
         gc.enable()
+
+
+@pytest.fixture
+def show_window(qtbot):
+    """``show_window(factory, cards, size=(w, h), process=False)``: a shown MainWindow over an
+    InferenceWorker of ``factory``; every window it made is shut down after the test."""
+    from segviewer.ui.main_window import MainWindow
+    from segviewer.ui.worker import InferenceWorker
+
+    made: list[MainWindow] = []
+
+    def show(factory, cards, size: tuple[int, int] = (1100, 700), process: bool = False) -> MainWindow:
+        w = MainWindow(InferenceWorker(factory, process=process), cards=cards)
+        qtbot.addWidget(w)
+        w.resize(*size)
+        w.show()
+        qtbot.waitExposed(w)
+        made.append(w)
+        return w
+
+    yield show
+    for w in made:
+        w.shutdown()

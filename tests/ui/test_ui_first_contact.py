@@ -26,27 +26,16 @@ from segviewer.ui.main_window import MainWindow
 from segviewer.ui.settings import open_settings
 from segviewer.ui.widgets.layer_panel import LayerPanel
 from segviewer.ui.widgets.metrics_panel import MetricsPanel
-from segviewer.ui.worker import InferenceWorker
 
 TIMEOUT = 120_000
 
 
 @pytest.fixture
-def make_window(qtbot):
-    made: list[MainWindow] = []
-
+def make_window(show_window):
     def make(factory=lambda mid: FakeAdapter(mid), cards=None) -> MainWindow:
-        w = MainWindow(InferenceWorker(factory, process=False), cards=[fake_card("fake")] if cards is None else cards)
-        qtbot.addWidget(w)
-        w.resize(1100, 700)
-        w.show()
-        qtbot.waitExposed(w)
-        made.append(w)
-        return w
+        return show_window(factory, [fake_card("fake")] if cards is None else cards)
 
-    yield make
-    for w in made:
-        w.shutdown()
+    return make
 
 
 # ---- no display --------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from segviewer.adapters.registry import get_card
 from segviewer.render.layers import layer_kinds
 from segviewer.ui.main_window import MainWindow
 from segviewer.ui.model_host import registry_factory
-from segviewer.ui.worker import InferenceWorker
 
 MODELS = ["shapes_maskrcnn", "shapes_fcn", "shapes_unet", "shapes_pcv"]
 TIMEOUT = 180_000  # a 2-core CPU shared with other jobs
@@ -50,22 +49,12 @@ def _photos(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture
-def window(qtbot):
-    made: list[MainWindow] = []
-
+def window(show_window):
     def make() -> MainWindow:
-        w = MainWindow(InferenceWorker(functools.partial(registry_factory, torch_threads=1), process=False),
-                       cards=[get_card(m) for m in MODELS])
-        qtbot.addWidget(w)
-        w.resize(1200, 760)
-        w.show()
-        qtbot.waitExposed(w)
-        made.append(w)
-        return w
+        return show_window(functools.partial(registry_factory, torch_threads=1), [get_card(m) for m in MODELS],
+                           size=(1200, 760))
 
-    yield make
-    for w in made:
-        w.shutdown()
+    return make
 
 
 def _answered(w: MainWindow) -> bool:

@@ -34,24 +34,14 @@ def _scene(path: Path, seed: int, size: tuple[int, int] = (96, 128)) -> Path:
 
 
 @pytest.fixture
-def make_window(qtbot):
-    made: list[MainWindow] = []
-
+def make_window(show_window):
     def make(factory=_random_init, cards=None, process: bool = False) -> MainWindow:
         from segviewer.adapters.registry import get_card
 
-        w = MainWindow(InferenceWorker(factory, process=process),
-                       cards=[get_card(MODEL)] if cards is None else cards)
-        qtbot.addWidget(w)
-        w.resize(1100, 750)
-        w.show()
-        qtbot.waitExposed(w)
-        made.append(w)
-        return w
+        return show_window(factory, [get_card(MODEL)] if cards is None else cards, size=(1100, 750),
+                           process=process)
 
-    yield make
-    for w in made:
-        w.shutdown()
+    return make
 
 
 def _wait_layer(qtbot, w: MainWindow, layer) -> None:

@@ -17,61 +17,36 @@ from PySide6.QtWidgets import QComboBox, QDoubleSpinBox, QLabel, QSlider, QSpinB
 __all__ = ["ElidedLabel", "FocusComboBox", "FocusDoubleSpinBox", "FocusSlider", "FocusSpinBox"]
 
 
-def _wheel_when_focused(widget: QWidget, event: QWheelEvent) -> bool:
-    """True when ``widget`` should handle the wheel; else the event is ignored (it propagates)."""
-    if widget.hasFocus():
-        return True
-    event.ignore()
-    return False
+def _wheel_when_focused(base: type[QWidget], name: str) -> type[QWidget]:
+    """``base`` taking the mouse wheel only when focused (a click or Tab gives focus; the wheel
+    never does). An unfocused widget ignores the wheel, so it goes on to the scroll area."""
+
+    def __init__(self: QWidget, *args: object, **kwargs: object) -> None:
+        base.__init__(self, *args, **kwargs)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def wheelEvent(self: QWidget, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
+        if self.hasFocus():
+            base.wheelEvent(self, event)
+        else:
+            event.ignore()
+
+    doc = f"A {base.__name__} that takes the wheel only when focused (see the module docstring)."
+    return type(name, (base,), {"__init__": __init__, "wheelEvent": wheelEvent, "__doc__": doc,
+                                "__module__": __name__})
 
 
-class FocusSlider(QSlider):
-    """A slider that takes the wheel only when focused (see the module docstring)."""
+FocusSpinBox = _wheel_when_focused(QSpinBox, "FocusSpinBox")
+FocusDoubleSpinBox = _wheel_when_focused(QDoubleSpinBox, "FocusDoubleSpinBox")
+FocusComboBox = _wheel_when_focused(QComboBox, "FocusComboBox")
+
+
+class FocusSlider(_wheel_when_focused(QSlider, "_FocusSlider")):  # type: ignore[misc]
+    """A slider that takes the wheel only when focused; horizontal unless told otherwise."""
 
     def __init__(self, orientation: Qt.Orientation = Qt.Orientation.Horizontal,
                  parent: QWidget | None = None) -> None:
         super().__init__(orientation, parent)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # click or Tab; never the wheel
-
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
-        if _wheel_when_focused(self, event):
-            super().wheelEvent(event)
-
-
-class FocusSpinBox(QSpinBox):
-    """A spin box that takes the wheel only when focused."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
-        if _wheel_when_focused(self, event):
-            super().wheelEvent(event)
-
-
-class FocusDoubleSpinBox(QDoubleSpinBox):
-    """A double spin box that takes the wheel only when focused."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
-        if _wheel_when_focused(self, event):
-            super().wheelEvent(event)
-
-
-class FocusComboBox(QComboBox):
-    """A combo box that takes the wheel only when focused."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt override
-        if _wheel_when_focused(self, event):
-            super().wheelEvent(event)
 
 
 class ElidedLabel(QLabel):
