@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtWidgets import QStyle
 
 from segviewer.core.errors import SegviewerError
 from segviewer.ui.features._internals_dense import DenseHeadsView
@@ -93,10 +92,6 @@ class InternalsFeature(QObject):
         dock = window.add_dock("Internals", self.panel, Qt.DockWidgetArea.LeftDockWidgetArea, tab_with="Models",
                                 front=False)
         self.dock = dock
-        # The panel scrolls down, never sideways: a column narrower than its controls showed the
-        # tabs' text cut at the left edge once the scroll area followed a focused field.
-        bar = dock.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
-        dock.widget().setMinimumWidth(self.panel.minimumSizeHint().width() + bar + 2)
         self.overlays = Overlays(window.canvas.vb)
         self.dense = DenseHeadsView(self)  # one-stage detectors (RetinaNet, FCOS, SSD): its own view module
         menu = window.menuBar().addMenu("&Internals")
