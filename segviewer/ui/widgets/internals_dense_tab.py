@@ -11,27 +11,19 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
 from segviewer.ui.widgets.controls import FocusComboBox, FocusDoubleSpinBox, FocusSlider
+from segviewer.ui.widgets.internals_tabs import NmsStepping, text_label
 
 __all__ = ["DenseTab"]
 
 
-def _label(text: str = "") -> QLabel:
-    lab = QLabel(text)
-    lab.setWordWrap(True)
-    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    return lab
-
-
-class DenseTab(QWidget):
+class DenseTab(NmsStepping, QWidget):
     """Dense heads: score maps per level, anchors at a click, NMS stepper, focal loss."""
 
     changed = Signal()  # level, class, map kind, focal knobs: a redraw
@@ -52,16 +44,8 @@ class DenseTab(QWidget):
         form.addRow("Level", self.level)
         form.addRow("Class", self.cls)
         form.addRow("Map", self.show_what)
-        self.counts = _label("")
-        self.anchors = _label("Click the image: the anchors of that location on every level.")
-        self.nms_class = FocusComboBox()
-        self.iou = FocusSlider(Qt.Orientation.Horizontal)
-        self.iou.setRange(5, 95)
-        self.iou.setValue(50)
-        self.iou_label = QLabel("IoU 0.50")
-        self.reset, self.back = QPushButton("Reset"), QPushButton("◀ Back")
-        self.step, self.all = QPushButton("Step ▶"), QPushButton("Run all")
-        self.nms_info = _label("")
+        self.counts = text_label("")
+        self.anchors = text_label("Click the image: the anchors of that location on every level.")
         self.gamma = FocusSlider(Qt.Orientation.Horizontal)
         self.gamma.setRange(0, 50)
         self.gamma.setValue(20)
@@ -71,25 +55,13 @@ class DenseTab(QWidget):
         self.alpha.setSingleStep(0.05)
         self.alpha.setValue(0.25)
         self.alpha.setToolTip("alpha_t weighting positives (alpha) and negatives (1 - alpha); -1 turns it off.")
-        self.focal_info = _label("")
+        self.focal_info = text_label("")
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(self.counts)
         lay.addWidget(self.anchors)
-        lay.addWidget(QLabel("<b>Class-wise NMS</b>"))
-        f2 = QFormLayout()
-        f2.addRow("Class", self.nms_class)
-        row = QHBoxLayout()
-        row.addWidget(self.iou, 1)
-        row.addWidget(self.iou_label)
-        f2.addRow("IoU threshold", row)
-        lay.addLayout(f2)
-        buttons = QGridLayout()  # 2 x 2: the dock is narrow
-        for i, b in enumerate((self.reset, self.all, self.back, self.step)):
-            buttons.addWidget(b, i // 2, i % 2)
-        lay.addLayout(buttons)
-        lay.addWidget(self.nms_info)
-        lay.addWidget(_label("<b>Focal loss</b> (RetinaNet assignment: IoU ≥ 0.5 positive, < 0.4 negative, "
+        self._add_nms_stepper(lay, "Class-wise NMS", "Class")
+        lay.addWidget(text_label("<b>Focal loss</b> (RetinaNet assignment: IoU ≥ 0.5 positive, < 0.4 negative, "
                              "between ignored)"))
         f3 = QFormLayout()
         grow = QHBoxLayout()
@@ -103,18 +75,10 @@ class DenseTab(QWidget):
         for combo in (self.level, self.cls, self.show_what, self.nms_class):  # never wider than the dock
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(10)
-        self.n_steps = 0
-        self.max_steps = 0
         for sig in (self.level.currentIndexChanged, self.cls.currentIndexChanged, self.show_what.currentIndexChanged,
                     self.alpha.valueChanged):
             sig.connect(lambda *_: self.changed.emit())
         self.gamma.valueChanged.connect(self._on_gamma)
-        self.nms_class.currentIndexChanged.connect(lambda *_: self.nmsChanged.emit())
-        self.iou.valueChanged.connect(self._on_iou)
-        self.step.clicked.connect(lambda: self.go(self.n_steps + 1))
-        self.back.clicked.connect(lambda: self.go(self.n_steps - 1))
-        self.all.clicked.connect(lambda: self.go(self.max_steps))
-        self.reset.clicked.connect(lambda: self.go(0))
 
     def map_kind(self) -> str:
         return str(self.show_what.currentData() or "scores")
@@ -126,27 +90,12 @@ class DenseTab(QWidget):
     def gamma_value(self) -> float:
         return self.gamma.value() / 10.0
 
-    def iou_threshold(self) -> float:
-        return self.iou.value() / 100.0
-
     def set_iou(self, value: float) -> None:
         self.iou.blockSignals(True)
         self.iou.setValue(int(round(value * 100)))
         self.iou_label.setText(f"IoU {self.iou_threshold():.2f}")
         self.iou.blockSignals(False)
 
-    def _on_iou(self, v: int) -> None:
-        self.iou_label.setText(f"IoU {v / 100:.2f}")
-        self.nmsChanged.emit()
-
     def _on_gamma(self, v: int) -> None:
         self.gamma_label.setText(f"γ {v / 10:.1f}")
         self.changed.emit()
-
-    def go(self, n: int) -> None:
-        n = max(0, min(int(n), self.max_steps))
-        if n != self.n_steps:
-            self.n_steps = n
-            self.stepChanged.emit()
-        self.back.setEnabled(n > 0)
-        self.step.setEnabled(n < self.max_steps)

@@ -25,14 +25,72 @@ from PySide6.QtWidgets import (
 
 from segviewer.ui.widgets.controls import FocusComboBox, FocusDoubleSpinBox, FocusSlider, FocusSpinBox
 
-__all__ = ["SmallHeatmap", "RoITab", "RPNTab", "MaskTab", "VotesTab", "FCNTab", "InternalsPanel"]
+__all__ = ["NmsStepping", "text_label", "SmallHeatmap", "RoITab", "RPNTab", "MaskTab", "VotesTab", "FCNTab", "InternalsPanel"]
 
 
-def _label(text: str = "") -> QLabel:
+def text_label(text: str = "") -> QLabel:
+    """A wrapping, selectable label: the tabs' readouts."""
     lab = QLabel(text)
     lab.setWordWrap(True)
     lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     return lab
+
+
+
+class NmsStepping:
+    """The NMS stepper both the RPN tab and the dense-heads tab show: a class (or level) picker,
+    an IoU slider, Reset / Run all / Back / Step and a readout. A plain mixin for a QWidget that
+    declares ``nmsChanged`` (class or IoU: a new trace) and ``stepChanged``."""
+
+    def _add_nms_stepper(self, lay: QVBoxLayout, title: str, class_label: str,
+                         rows_before: tuple[tuple[str, QWidget], ...] = ()) -> None:
+        self.nms_class = FocusComboBox()
+        self.iou = FocusSlider(Qt.Orientation.Horizontal)
+        self.iou.setRange(5, 95)
+        self.iou.setValue(50)
+        self.iou_label = QLabel("IoU 0.50")
+        self.reset, self.back = QPushButton("Reset"), QPushButton("◀ Back")
+        self.step, self.all = QPushButton("Step ▶"), QPushButton("Run all")
+        self.nms_info = text_label("")
+        self.n_steps = 0
+        self.max_steps = 0
+        lay.addWidget(QLabel(f"<b>{title}</b>"))
+        form = QFormLayout()
+        for name, widget in rows_before:
+            form.addRow(name, widget)
+        form.addRow(class_label, self.nms_class)
+        row = QHBoxLayout()
+        row.addWidget(self.iou, 1)
+        row.addWidget(self.iou_label)
+        form.addRow("IoU threshold", row)
+        lay.addLayout(form)
+        buttons = QGridLayout()  # 2 x 2: the dock is narrow
+        for i, b in enumerate((self.reset, self.all, self.back, self.step)):
+            buttons.addWidget(b, i // 2, i % 2)
+        lay.addLayout(buttons)
+        lay.addWidget(self.nms_info)
+        self.nms_class.currentIndexChanged.connect(lambda *_: self.nmsChanged.emit())
+        self.iou.valueChanged.connect(self._on_iou)
+        self.step.clicked.connect(lambda: self.go(self.n_steps + 1))
+        self.back.clicked.connect(lambda: self.go(self.n_steps - 1))
+        self.all.clicked.connect(lambda: self.go(self.max_steps))
+        self.reset.clicked.connect(lambda: self.go(0))
+
+    def iou_threshold(self) -> float:
+        return self.iou.value() / 100.0
+
+    def _on_iou(self, v: int) -> None:
+        self.iou_label.setText(f"IoU {v / 100:.2f}")
+        self.nmsChanged.emit()
+
+    def go(self, n: int) -> None:
+        """Show the trace after ``n`` suppression steps (clamped to the trace)."""
+        n = max(0, min(int(n), self.max_steps))
+        if n != self.n_steps:
+            self.n_steps = n
+            self.stepChanged.emit()
+        self.back.setEnabled(n > 0)
+        self.step.setEnabled(n < self.max_steps)
 
 
 class SmallHeatmap(pg.GraphicsLayoutWidget):
@@ -76,8 +134,8 @@ class RoITab(QWidget):
         form.addRow("", self.show_pool)
         form.addRow("", self.show_links)
         form.addRow("Channel", self.channel)
-        self.info = _label("Click a detection on the image.")
-        self.hover = _label("")
+        self.info = text_label("Click a detection on the image.")
+        self.hover = text_label("")
         self.align_map = SmallHeatmap("RoIAlign")
         self.pool_map = SmallHeatmap("RoIPool")
         maps = QHBoxLayout()
@@ -100,7 +158,7 @@ class RoITab(QWidget):
         return str(self.head.currentData())
 
 
-class RPNTab(QWidget):
+class RPNTab(NmsStepping, QWidget):
     """Anchors at a click, objectness per level, proposal counts and the NMS stepper."""
 
     levelChanged = Signal()
@@ -113,23 +171,13 @@ class RPNTab(QWidget):
         self.level = FocusComboBox()
         self.objectness = QCheckBox("objectness heatmap")
         self.objectness.setChecked(True)
-        self.counts = _label("")
-        self.anchors = _label("Click the image to see the anchors centred there.")
+        self.counts = text_label("")
+        self.anchors = text_label("Click the image to see the anchors centred there.")
         self.nms_which = FocusComboBox()
         self.nms_which.addItem("box head: one class at a time", "box")
         self.nms_which.addItem("RPN: one FPN level at a time", "rpn")
         self.nms_which.setToolTip("torchvision runs the RPN's NMS per FPN level (batched_nms with the level as "
                                   "the group) and the box head's per class.")
-        self.nms_class = FocusComboBox()
-        self.iou = FocusSlider(Qt.Orientation.Horizontal)
-        self.iou.setRange(5, 95)
-        self.iou.setValue(50)
-        self.iou_label = QLabel("IoU 0.50")
-        self.back = QPushButton("◀ Back")
-        self.step = QPushButton("Step ▶")
-        self.all = QPushButton("Run all")
-        self.reset = QPushButton("Reset")
-        self.nms_info = _label("")
         form = QFormLayout()
         form.addRow("FPN level", self.level)
         form.addRow("", self.objectness)
@@ -137,35 +185,11 @@ class RPNTab(QWidget):
         lay.addLayout(form)
         lay.addWidget(self.counts)
         lay.addWidget(self.anchors)
-        lay.addWidget(QLabel("<b>NMS stepper</b>"))
-        f2 = QFormLayout()
-        f2.addRow("NMS", self.nms_which)
-        f2.addRow("Class / level", self.nms_class)
-        row = QHBoxLayout()
-        row.addWidget(self.iou, 1)
-        row.addWidget(self.iou_label)
-        f2.addRow("IoU threshold", row)
-        lay.addLayout(f2)
-        buttons = QGridLayout()  # 2 x 2: the dock is narrow
-        for i, b in enumerate((self.reset, self.all, self.back, self.step)):
-            buttons.addWidget(b, i // 2, i % 2)
-        lay.addLayout(buttons)
-        lay.addWidget(self.nms_info)
+        self._add_nms_stepper(lay, "NMS stepper", "Class / level", (("NMS", self.nms_which),))
         lay.addStretch(1)
-        self.n_steps = 0
-        self.max_steps = 0
         self.level.currentIndexChanged.connect(lambda *_: self.levelChanged.emit())
         self.objectness.toggled.connect(lambda *_: self.levelChanged.emit())
-        self.nms_class.currentIndexChanged.connect(lambda *_: self.nmsChanged.emit())
         self.nms_which.currentIndexChanged.connect(lambda *_: self.nmsStageChanged.emit())
-        self.iou.valueChanged.connect(self._on_iou)
-        self.step.clicked.connect(lambda: self.go(self.n_steps + 1))
-        self.back.clicked.connect(lambda: self.go(self.n_steps - 1))
-        self.all.clicked.connect(lambda: self.go(self.max_steps))
-        self.reset.clicked.connect(lambda: self.go(0))
-
-    def iou_threshold(self) -> float:
-        return self.iou.value() / 100.0
 
     def nms_stage(self) -> str:
         """"box" (the box head's per-class NMS) or "rpn" (the RPN's per-level NMS)."""
@@ -173,18 +197,6 @@ class RPNTab(QWidget):
 
     def set_iou(self, value: float) -> None:
         self.iou.setValue(int(round(value * 100)))
-
-    def _on_iou(self, v: int) -> None:
-        self.iou_label.setText(f"IoU {v / 100:.2f}")
-        self.nmsChanged.emit()
-
-    def go(self, n: int) -> None:
-        n = max(0, min(int(n), self.max_steps))
-        if n != self.n_steps:
-            self.n_steps = n
-            self.stepChanged.emit()
-        self.back.setEnabled(n > 0)
-        self.step.setEnabled(n < self.max_steps)
 
 
 class MaskTab(QWidget):
@@ -200,13 +212,13 @@ class MaskTab(QWidget):
         self.threshold.setRange(1, 99)
         self.threshold.setValue(50)
         self.thr_label = QLabel("0.50")
-        self.info = _label("Click a detection on the image.")
+        self.info = text_label("Click a detection on the image.")
         row = QHBoxLayout()
         row.addWidget(QLabel("Threshold"))
         row.addWidget(self.threshold, 1)
         row.addWidget(self.thr_label)
         lay = QVBoxLayout(self)
-        lay.addWidget(_label("Raw logits of the predicted class (blue < 0 < red)"))
+        lay.addWidget(text_label("Raw logits of the predicted class (blue < 0 < red)"))
         lay.addWidget(self.logits, 1)
         lay.addLayout(row)
         lay.addWidget(self.info)
@@ -249,8 +261,8 @@ class VotesTab(QWidget):
         self.threshold.setSingleStep(0.25)
         self.show_what = FocusComboBox()
         self.show_what.addItems(["accumulator heatmap", "back-projected instances"])
-        self.info = _label("")
-        self.hover = _label("")
+        self.info = text_label("")
+        self.hover = text_label("")
         form = QFormLayout()
         form.addRow("Votes from", self.source)
         form.addRow("Unit", self.unit)
@@ -261,7 +273,7 @@ class VotesTab(QWidget):
         pics.addWidget(self.dist)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
-        lay.addWidget(_label("The 9 x 9 table (17 cells; the centre is the voting pixel), and the hovered "
+        lay.addWidget(text_label("The 9 x 9 table (17 cells; the centre is the voting pixel), and the hovered "
                              "pixel's votes on it"))
         lay.addLayout(pics)
         lay.addWidget(self.hover)
@@ -336,7 +348,7 @@ class FCNTab(QWidget):
             row.addWidget(b)
             b.toggled.connect(lambda on, s=s: on and self.stageChanged.emit(s))
         self.run = QPushButton("Compute stages")
-        self.info = _label("")
+        self.info = text_label("")
         lay = QVBoxLayout(self)
         lay.addLayout(row)
         lay.addWidget(self.run)
@@ -369,9 +381,9 @@ class InternalsPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.message = _label("")
+        self.message = text_label("")
         self.message.setStyleSheet("color: #d0a040;")
-        self.status = _label("")
+        self.status = text_label("")
         self.tabs = QTabWidget()
         self.roi, self.rpn, self.mask = RoITab(), RPNTab(), MaskTab()
         self.votes, self.fcn = VotesTab(), FCNTab()
