@@ -64,7 +64,7 @@ class PromptMasks:
         """One candidate (the best by default) as a Detections of class ``object`` (layers, export)."""
         i = self.best if which is None else int(which)
         m = self.masks.select(np.array([i]))
-        return Detections(m.image_size, _boxes(m), self.ious[[i]], np.zeros(1, np.int32), CATEGORIES, masks=m)
+        return Detections(m.image_size, m.crop_boxes(), self.ious[[i]], np.zeros(1, np.int32), CATEGORIES, masks=m)
 
 
 @dataclass(frozen=True)
@@ -75,15 +75,6 @@ class ObjectPrompt:
     frame: int
     points: tuple[tuple[float, float, bool], ...] = ()
     box: tuple[float, float, float, float] | None = None
-
-
-def _boxes(masks: MaskSet) -> np.ndarray:
-    out = np.zeros((len(masks), 4), np.float32)
-    for i, c in enumerate(masks.crops):
-        if c.size:
-            x0, y0 = masks.offsets[i]
-            out[i] = (x0, y0, x0 + c.shape[1], y0 + c.shape[0])
-    return out
 
 
 def _prompt_lists(points: Sequence[tuple[float, float, bool]], box: Sequence[float] | None) -> dict[str, Any]:
@@ -229,7 +220,7 @@ class HFSam2(HFAdapter):
                     nonempty = full.flatten(1).any(1)
                     full, sc = full[nonempty], sc.cpu()[nonempty]
                     masks = MaskSet.from_full(full.numpy())
-                    boxes = torch.from_numpy(_boxes(masks))
+                    boxes = torch.from_numpy(masks.crop_boxes())
                     order = nms(boxes, sc, float(extra.get("nms_iou", 0.7)))[: int(params.max_detections)].numpy()
                     masks = masks.select(order)
                     return Detections((h, w), boxes.numpy()[order], sc.numpy()[order], np.zeros(len(order), np.int32),
@@ -320,5 +311,5 @@ class HFSam2(HFAdapter):
                     masks = MaskSet.from_full(full[keep])
                     ids = np.asarray(out.object_ids, np.int64)[keep]
                     prob = torch.sigmoid(out.object_score_logits.float().flatten()).cpu().numpy()[keep]
-                yield idx, Detections((h, w), _boxes(masks), prob, np.zeros(len(ids), np.int32), CATEGORIES,
+                yield idx, Detections((h, w), masks.crop_boxes(), prob, np.zeros(len(ids), np.int32), CATEGORIES,
                                       masks=masks, instance_ids=ids)

@@ -75,15 +75,6 @@ def _masks_from(seg: np.ndarray, ids: list[int]) -> MaskSet:
     return MaskSet((h, w), tuple(crops), np.array(offs, np.int32).reshape(-1, 2))
 
 
-def _boxes_of(masks: MaskSet) -> np.ndarray:
-    out = np.zeros((len(masks), 4), np.float32)
-    for i, c in enumerate(masks.crops):
-        if c.size:
-            x0, y0 = masks.offsets[i]
-            out[i] = (x0, y0, x0 + c.shape[1], y0 + c.shape[0])
-    return out
-
-
 class HFUniversalSegmenter(HFAdapter):
     """Mask2Former (``mask2former``) or OneFormer (``oneformer``): ``card.extra["hf_family"]``."""
 
@@ -310,7 +301,7 @@ class HFUniversalSegmenter(HFAdapter):
             masks = MaskSet.from_full(full)
         else:
             masks = _masks_from(seg.cpu().numpy(), [int(s["id"]) for s in infos])
-        return Detections((h, w), _boxes_of(masks), np.array([float(s["score"]) for s in infos], np.float32),
+        return Detections((h, w), masks.crop_boxes(), np.array([float(s["score"]) for s in infos], np.float32),
                           np.array([int(s["label_id"]) for s in infos], np.int32), cats, masks=masks), None
 
     # ------------------------------------------------------------------ internals

@@ -96,6 +96,16 @@ class MaskSet:
     def __len__(self) -> int:
         return len(self.crops)
 
+    def crop_boxes(self) -> np.ndarray:
+        """``(N, 4)`` float32 xyxy of each crop's extent (zeros for an empty crop): a box for
+        models that give masks only (SAM 2, Mask2Former's instances)."""
+        out = np.zeros((len(self.crops), 4), np.float32)
+        for i, c in enumerate(self.crops):
+            if c.size:
+                x0, y0 = self.offsets[i]
+                out[i] = (x0, y0, x0 + c.shape[1], y0 + c.shape[0])
+        return out
+
     @classmethod
     def from_full(cls, masks: np.ndarray | Sequence[np.ndarray]) -> MaskSet:
         """Compact ``(N, H, W)`` masks (bool, or any dtype: non-zero is inside) by cropping each

@@ -33,3 +33,12 @@ def test_edge_pixels_inside_one_word_and_copies() -> None:
     m[0, 1, 9] = False  # the crops are copies
     assert ms.crops[0][0, 0]
     assert len(MaskSet.from_full(np.zeros((0, 4, 4), bool))) == 0
+
+
+def test_crop_boxes_are_each_crops_extent() -> None:
+    full = np.zeros((2, 20, 30), bool)
+    full[0, 3:7, 5:12] = True
+    ms = MaskSet.from_full(full)
+    boxes = ms.crop_boxes()
+    assert boxes.dtype == np.float32 and boxes.shape == (2, 4)
+    assert boxes[0].tolist() == [5, 3, 12, 7] and boxes[1].tolist() == [0, 0, 0, 0]  # empty mask: zeros
