@@ -81,8 +81,31 @@ class PoolerInfo:
     canonical_level: int = 4
 
 
+class ModelFrame:
+    """Coordinates between the input image and the model's (resized) frame, for a capture with
+    ``image_size`` and ``model_size`` (each ``(H, W)``): shared by every internals bundle."""
+
+    image_size: tuple[int, int]
+    model_size: tuple[int, int]
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """``(sx, sy)``: input-image pixels per model pixel."""
+        return self.image_size[1] / self.model_size[1], self.image_size[0] / self.model_size[0]
+
+    def to_image(self, boxes: np.ndarray) -> np.ndarray:
+        """Model-frame xyxy boxes -> input-image xyxy boxes."""
+        sx, sy = self.scale
+        return np.asarray(boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
+
+    def to_model(self, x: float, y: float) -> tuple[float, float]:
+        """An input-image point (a click) -> the model frame."""
+        sx, sy = self.scale
+        return x / sx, y / sy
+
+
 @dataclass(frozen=True, eq=False)
-class DetectorInternals:
+class DetectorInternals(ModelFrame):
     """What one pass of a two-stage detector computed; numpy arrays, model coordinates."""
 
     model_name: str
@@ -112,23 +135,6 @@ class DetectorInternals:
     timings: Timings = field(default_factory=Timings)
     pooled_box_features: np.ndarray | None = None  # (P, C, 7, 7) when captured with keep_pooled
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived maps, computed once
-
-    # ---------------------------------------------------------------- coordinates
-
-    @property
-    def scale(self) -> tuple[float, float]:
-        """``(sx, sy)``: input-image pixels per model pixel."""
-        return self.image_size[1] / self.model_size[1], self.image_size[0] / self.model_size[0]
-
-    def to_image(self, boxes: np.ndarray) -> np.ndarray:
-        """Model-frame xyxy boxes -> input-image xyxy boxes."""
-        sx, sy = self.scale
-        return np.asarray(boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
-
-    def to_model(self, x: float, y: float) -> tuple[float, float]:
-        """An input-image point (a click) -> the model frame."""
-        sx, sy = self.scale
-        return x / sx, y / sy
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from segviewer.adapters.internals import Stage
+from segviewer.adapters.internals import ModelFrame, Stage
 from segviewer.analysis import dense
 from segviewer.analysis.nms import NMSTrace, nms_trace
 from segviewer.analysis.roi_align import NothingHereError
@@ -58,7 +58,7 @@ class AnchorsHere:
 
 
 @dataclass(frozen=True, eq=False)
-class DenseInternals:
+class DenseInternals(ModelFrame):
     """What one pass of a one-stage detector computed; numpy arrays, model coordinates."""
 
     kind: str  # retinanet / fcos / ssd
@@ -86,20 +86,6 @@ class DenseInternals:
     timings: Timings = field(default_factory=Timings)
     kinds: tuple[str, ...] = DENSE_KINDS
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    # ---------------------------------------------------------------- coordinates
-    @property
-    def scale(self) -> tuple[float, float]:
-        """``(sx, sy)``: input-image pixels per model pixel."""
-        return self.image_size[1] / self.model_size[1], self.image_size[0] / self.model_size[0]
-
-    def to_image(self, boxes: np.ndarray) -> np.ndarray:
-        sx, sy = self.scale
-        return np.asarray(boxes, np.float32).reshape(-1, 4) * np.array([sx, sy, sx, sy], np.float32)
-
-    def to_model(self, x: float, y: float) -> tuple[float, float]:
-        sx, sy = self.scale
-        return x / sx, y / sy
 
     def level_slices(self) -> list[slice]:
         """Rows of each level in the flattened anchors / head outputs."""
