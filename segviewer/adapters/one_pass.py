@@ -113,38 +113,28 @@ def predict_with_internals(adapter: Any, image: np.ndarray, params: Any = None,
             raise SegviewerError(f"the FCN's stages are {', '.join(stages)}; got {stage!r}")
         return stages[stage], stages
     if kind == "dense":
-        return _predict_dense(adapter, image, params, tm, str(name))
+        return _predict_hooked(adapter, image, params, tm, str(name), DenseHooks, build_dense_internals)
     if kind != "detector":
         task = getattr(getattr(adapter, "card", None), "task", "this kind of")
         return adapter.predict(image, params, tm), InternalsUnavailable(
             f"{name} is a {task} model: it has no region proposal network, so there are no proposals, "
             "RoIs or mask logits to show.")
-    model = adapter.module
-    img = check_internals_image(image)
-    hooks = DetectorHooks(model)
-    with hooks as got:
-        result = adapter.predict(img, params, tm)
-    try:
-        hooks.complete(str(name))
-        cats = tuple(getattr(adapter.card, "categories", ()))
-        it = build_internals(model, got, img.shape[:2], str(name), cats, Timings(tm))
-        tm["internals"] = it.timings.get("replay", 0.0)
-    except (SegviewerError, RuntimeError, KeyError, IndexError) as err:
-        return result, InternalsUnavailable(f"{name}: the internals could not be rebuilt from its pass ({err}).")
-    return result, it
+    return _predict_hooked(adapter, image, params, tm, str(name), DetectorHooks, build_internals)
 
 
-def _predict_dense(adapter: Any, image: np.ndarray, params: Any, tm: Timings, name: str) -> tuple[Any, Any]:
-    """A one-stage detector's ``predict`` with :class:`DenseHooks` attached: one pass, both outputs."""
+def _predict_hooked(adapter: Any, image: np.ndarray, params: Any, tm: Timings, name: str,
+                    hooks_type: Any, build: Any) -> tuple[Any, Any]:
+    """``predict`` with ``hooks_type``'s hooks attached (a two-stage detector's or a one-stage
+    one's :class:`DenseHooks`): one pass; ``build`` makes the internals from what they caught."""
     model = adapter.module
     img = check_internals_image(image)
-    hooks = DenseHooks(model)
+    hooks = hooks_type(model)
     with hooks as got:
         result = adapter.predict(img, params, tm)
     try:
         hooks.complete(name)
         cats = tuple(getattr(adapter.card, "categories", ()))
-        it = build_dense_internals(model, got, img.shape[:2], name, cats, Timings(tm))
+        it = build(model, got, img.shape[:2], name, cats, Timings(tm))
         tm["internals"] = it.timings.get("replay", 0.0)
     except (SegviewerError, RuntimeError, KeyError, IndexError) as err:
         return result, InternalsUnavailable(f"{name}: the internals could not be rebuilt from its pass ({err}).")
