@@ -3,7 +3,10 @@
 Thumbnails are made on a background thread pool only when the grid asks for an item it shows
 (virtual: 5,000 images never mean 5,000 decodes), kept in memory (a bounded LRU of QImages) and
 on disk (``<cache>/<blake2b of path, size, mtime>.png``, 128 px on the long side), so reopening
-a dataset shows them at once.
+a dataset shows them at once. The disk cache is capped (:data:`MAX_CACHE_BYTES` by default):
+a cache hit touches its file, and :func:`prune_cache` removes the least recently used files
+(oldest mtime first) when a dataset opens and after every :data:`PRUNE_EVERY` new thumbnails,
+so browsing many datasets never fills the disk.
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
 from segviewer.ui.widgets.dataset_table import DatasetTableModel, column_title
 
-__all__ = ["ThumbnailCache", "ThumbnailModel", "BadgeDelegate", "THUMB"]
+__all__ = ["ThumbnailCache", "ThumbnailModel", "BadgeDelegate", "THUMB", "prune_cache", "MAX_CACHE_BYTES"]
 
 THUMB = 128
+MAX_CACHE_BYTES = 256 * 1024 * 1024  # ~8,000 thumbnails of photos; override per ThumbnailCache
+PRUNE_EVERY = 500  # new thumbnails between two prunes of the disk cache
 _Index = QModelIndex | QPersistentModelIndex
 
 
@@ -54,6 +59,8 @@ def make_thumbnail(path: Path, cache_dir: Path) -> np.ndarray:
     if cached.is_file():
         img = cv2.imread(str(cached), cv2.IMREAD_COLOR)
         if img is not None:
+            with contextlib.suppress(OSError):  # used now: the last file pruned (LRU by mtime)
+                os.utime(cached)
             return np.ascontiguousarray(img[:, :, ::-1])
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
@@ -70,6 +77,43 @@ def make_thumbnail(path: Path, cache_dir: Path) -> np.ndarray:
     except OSError:
         pass  # a read-only cache only costs speed
     return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def prune_cache(cache_dir: Path, max_bytes: int = MAX_CACHE_BYTES) -> tuple[int, int]:
+    """Delete the least recently used thumbnails (oldest mtime first) until ``cache_dir`` holds at
+    most ``max_bytes`` of them; returns ``(files removed, bytes left)``. Safe beside a writer:
+    a file that vanished or cannot be removed is skipped."""
+    files = []
+    try:
+        entries = list(os.scandir(cache_dir))
+    except OSError:
+        return 0, 0
+    for e in entries:
+        if e.name.endswith(".png"):
+            with contextlib.suppress(OSError):
+                st = e.stat()
+                files.append((st.st_mtime_ns, st.st_size, e.path))
+    total = sum(f[1] for f in files)
+    removed = 0
+    for _mtime, size, path in sorted(files):
+        if total <= max_bytes:
+            break
+        try:
+            os.remove(path)
+        except OSError:
+            continue
+        total -= size
+        removed += 1
+    return removed, total
+
+
+class _Prune(QRunnable):
+    def __init__(self, cache_dir: Path, max_bytes: int) -> None:
+        super().__init__()
+        self.cache_dir, self.max_bytes = cache_dir, max_bytes
+
+    def run(self) -> None:  # noqa: D102 - QRunnable entry point
+        prune_cache(self.cache_dir, self.max_bytes)
 
 
 class _Signals(QObject):
@@ -95,9 +139,11 @@ class ThumbnailCache(QObject):
 
     changed = Signal(int)
 
-    def __init__(self, cache_dir: Path | None = None, max_items: int = 2000, parent: QObject | None = None) -> None:
+    def __init__(self, cache_dir: Path | None = None, max_items: int = 2000, parent: QObject | None = None,
+                 max_bytes: int = MAX_CACHE_BYTES) -> None:
         super().__init__(parent)
         self.cache_dir = cache_dir or default_cache_dir()
+        self.max_bytes = max_bytes  # of the disk cache (pruned LRU by mtime)
         self.paths: list[Path] = []
         self.max_items = max_items
         self._mem: OrderedDict[int, QImage | None] = OrderedDict()
@@ -108,6 +154,7 @@ class ThumbnailCache(QObject):
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(2)
         self.made = 0
+        self._since_prune = 0
 
     def set_paths(self, paths: list[Path]) -> None:
         self.pool.clear()
@@ -115,6 +162,12 @@ class ThumbnailCache(QObject):
         self.paths = list(paths)
         self._mem.clear()
         self._pending.clear()
+        self.prune()
+
+    def prune(self) -> None:
+        """Cap the disk cache in the background (see :func:`prune_cache`)."""
+        self._since_prune = 0
+        self.pool.start(_Prune(self.cache_dir, self.max_bytes))
 
     def get(self, i: int) -> QImage | None:
         if i in self._mem:
@@ -136,6 +189,9 @@ class ThumbnailCache(QObject):
             img = QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
         self._mem[i] = img
         self.made += 1
+        self._since_prune += 1
+        if self._since_prune >= PRUNE_EVERY:
+            self.prune()
         while len(self._mem) > self.max_items:
             self._mem.popitem(last=False)
         self.changed.emit(i)
