@@ -25,7 +25,7 @@ FILE = (
     ActionSpec("next", "&Next Image", ("Right", "PgDown"), "Show the next image of the folder"),
     ActionSpec("prev", "&Previous Image", ("Left", "PgUp"), "Show the previous image of the folder"),
     None,
-    ActionSpec("load_weights", "Load &Weights…", ("Ctrl+Shift+W",), "Use a checkpoint file for the highlighted model"),
+    ActionSpec("load_weights", "Load &Weights…", ("Ctrl+Shift+W",), "Use a checkpoint file (a save_pretrained folder for transformers models) for the highlighted model"),
     None,
     ActionSpec("export_png", "&Export Overlay as PNG…", ("Ctrl+E",), "Save the image with the visible layers, as on screen"),
     ActionSpec("export_json", "Export &Predictions as JSON…", ("Ctrl+Shift+E",), "Save detections in COCO results format"),

@@ -310,10 +310,12 @@ class MainWindow(QMainWindow):
         if not model:
             self.show_error("Highlight a model in the Models panel first, then load its weights.")
             return
-        path, _ = QFileDialog.getOpenFileName(self, f"Weights for {model}", self._last_folder(),
-                                              "Checkpoints (*.pt *.pth *.ckpt *.bin);;All files (*)")
+        from segviewer.ui.weights_dialog import choose_weights  # a folder for transformers families
+
+        card = next((c for c in self.cards if c.id == model), model)
+        path = choose_weights(self, card, self._last_folder(), self.show_error)
         if path:
-            self.load_weights(model, Path(path))
+            self.load_weights(model, path)
 
     def load_weights(self, model_id: str, path: Path) -> None:
         self.base_states[model_id] = "user file"
