@@ -16,6 +16,7 @@ import numpy as np
 
 from segviewer.adapters.internals import DetectorHooks, build_internals, check_internals_image
 from segviewer.adapters.internals_dense import DENSE_KINDS, DenseHooks, build_dense_internals, dense_kind
+from segviewer.analysis.queries import QUERY_KINDS
 from segviewer.core.errors import SegviewerError
 from segviewer.core.timing import Timings
 
@@ -28,6 +29,7 @@ CAPTURE_KINDS: dict[str, tuple[str, ...]] = {
     "stages": ("fcn_stages",),
     "detector": ("rpn", "roi", "mask_logits"),
     "dense": DENSE_KINDS,
+    "queries": QUERY_KINDS,
     "": (),
 }
 
@@ -61,12 +63,14 @@ def internals_nbytes(internals: Any) -> int:
 
 def internals_kind(adapter: Any) -> str:
     """What a hooked pass of ``adapter`` yields: "votes" (PCV), "stages" (the FCN's skip stages),
-    "detector" (a two-stage R-CNN), "dense" (RetinaNet, FCOS, SSD: dense heads) or "" (nothing
-    beyond the result)."""
+    "detector" (a two-stage R-CNN), "dense" (RetinaNet, FCOS, SSD: dense heads), "queries" (DETR,
+    RT-DETR, Mask2Former, OneFormer: set prediction) or "" (nothing beyond the result)."""
     if callable(getattr(adapter, "predict_votes", None)):
         return "votes"
     if callable(getattr(adapter, "predict_stages", None)):
         return "stages"
+    if callable(getattr(adapter, "predict_queries", None)):
+        return "queries"
     m = getattr(adapter, "module", None)
     if m is not None and all(hasattr(m, n) for n in ("backbone", "rpn", "roi_heads")):
         return "detector"
@@ -112,6 +116,8 @@ def predict_with_internals(adapter: Any, image: np.ndarray, params: Any = None,
         if stage not in stages:
             raise SegviewerError(f"the FCN's stages are {', '.join(stages)}; got {stage!r}")
         return stages[stage], stages
+    if kind == "queries":  # the adapter hooks its own pass (QueryInternals)
+        return adapter.predict_queries(image, params, tm)
     if kind == "dense":
         return _predict_hooked(adapter, image, params, tm, str(name), DenseHooks, build_dense_internals)
     if kind != "detector":

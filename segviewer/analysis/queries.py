@@ -35,7 +35,18 @@ __all__ = [
     "resize_map",
     "match_segments",
     "FATE_NAMES",
+    "QUERY_KINDS",
+    "query_fates",
+    "query_at",
+    "mask_outline_segments",
+    "MergeComparison",
+    "compare_merges",
 ]
+
+#: capture kinds a set-prediction pass offers (the Internals dock's views declare which they draw)
+QUERY_CLASSES, QUERY_ATTENTION, QUERY_BOXES, QUERY_MASKS, QUERY_MERGE = (
+    "query_classes", "query_attention", "query_boxes", "query_masks", "query_merge")
+QUERY_KINDS = (QUERY_CLASSES, QUERY_ATTENTION, QUERY_BOXES, QUERY_MASKS, QUERY_MERGE)
 
 NO_OBJECT, BELOW_THRESHOLD, DROPPED_OVERLAP, KEPT = 0, 1, 2, 3
 FATE_NAMES = ("no object", "below the score threshold", "lost to overlapping queries", "kept")
@@ -166,6 +177,13 @@ class QueryInternals:
     merge: MergeTrace | None = None
 
     @property
+    def kinds(self) -> tuple[str, ...]:
+        """The capture kinds this pass offers (see :data:`QUERY_KINDS`)."""
+        have = (True, self.attention is not None or self.sampling is not None, self.boxes is not None,
+                self.mask_logits is not None, self.merge is not None)
+        return tuple(k for k, ok in zip(QUERY_KINDS, have) if ok)
+
+    @property
     def num_queries(self) -> int:
         return int(self.class_logits.shape[0])
 
@@ -234,3 +252,166 @@ class QueryInternals:
             n += 0 if a is None else a.nbytes
         n += 0 if self.sampling is None else self.sampling.nbytes()
         return int(n)
+
+
+# ----------------------------------------------------------------------------- the selection step
+
+
+def query_fates(it: QueryInternals) -> np.ndarray:
+    """``(Q,)`` int8 fate of every query (indices of :data:`FATE_NAMES`): the traced panoptic merge
+    where there is one; otherwise "no object" (its most likely class), "kept" (it is behind a
+    result item) or "below the score threshold" (everything else the selection left out)."""
+    if it.merge is not None:
+        return np.asarray(it.merge.fate, np.int8)
+    fate = np.full(it.num_queries, BELOW_THRESHOLD, np.int8)
+    fate[it.is_no_object()] = NO_OBJECT
+    fate[np.asarray(it.selected, np.int64)] = KEPT
+    return fate
+
+
+def _mask_cell(it: QueryInternals, x: float, y: float) -> tuple[int, int]:
+    """The mask-logit cell under image point (x, y) (the logits cover the whole image)."""
+    assert it.mask_logits is not None
+    mh, mw = it.mask_logits.shape[-2:]
+    h, w = it.image_size
+    return min(max(int(y * mh / h), 0), mh - 1), min(max(int(x * mw / w), 0), mw - 1)
+
+
+def query_at(it: QueryInternals, x: float, y: float) -> int | None:
+    """The query a click at image point (x, y) means, or None.
+
+    Boxes: the smallest kept box under the point, else the most confident real-class query whose
+    box holds it. Masks: the kept query that wins the pixel in Mask2Former's own rule (class score
+    x mask probability), else the most confident real-class query whose mask covers it.
+    """
+    fate = query_fates(it)
+    labels, scores = it.scores()
+    real = fate != NO_OBJECT
+    if it.boxes is not None:
+        b = it.boxes
+        inside = (b[:, 0] <= x) & (x <= b[:, 2]) & (b[:, 1] <= y) & (y <= b[:, 3])
+        kept = np.flatnonzero(inside & (fate == KEPT))
+        if kept.size:
+            area = (b[kept, 2] - b[kept, 0]) * (b[kept, 3] - b[kept, 1])
+            return int(kept[np.argmin(area)])
+        other = np.flatnonzero(inside & real)
+        return int(other[np.argmax(scores[other])]) if other.size else None
+    if it.mask_logits is None:
+        return None
+    r, c = _mask_cell(it, x, y)
+    prob = 1.0 / (1.0 + np.exp(-np.asarray(it.mask_logits[:, r, c], np.float32)))
+    kept = np.flatnonzero(fate == KEPT)
+    if kept.size:
+        return int(kept[np.argmax(scores[kept] * prob[kept])])
+    cover = np.flatnonzero(real & (prob > 0.5))
+    return int(cover[np.argmax(scores[cover])]) if cover.size else None
+
+
+def mask_outline_segments(mask_logits: np.ndarray, image_size: tuple[int, int]) -> list[np.ndarray]:
+    """Each query's mask (logit > 0) outlined: ``(N, 2, 2)`` float32 segments in image pixels, one
+    array per query, traced at the logits' own resolution (a few ms for 100 queries) and scaled to
+    the image (pixel centres at ``(i + 0.5) * image / mask``)."""
+    lg = np.asarray(mask_logits)
+    mh, mw = lg.shape[-2:]
+    h, w = image_size
+    scale = np.array([w / mw, h / mh], np.float32)
+    out: list[np.ndarray] = []
+    for plane in lg:
+        found, _ = cv2.findContours((plane > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        segs = []
+        for cnt in found:
+            p = (cnt.reshape(-1, 2).astype(np.float32) + 0.5) * scale
+            segs.append(np.stack([p, np.roll(p, -1, axis=0)], axis=1))
+        out.append(np.concatenate(segs) if segs else np.zeros((0, 2, 2), np.float32))
+    return out
+
+
+# ----------------------------------------------------------------------------- merges side by side
+
+
+@dataclass(frozen=True, eq=False)
+class MergeComparison:
+    """The same queries merged into a panoptic map three ways, at the mask logits' resolution.
+
+    ``maps[name]`` is a PanopticMap (or None, with the reason in ``notes[name]``) for ``"model"``
+    (the network's own merge, resized), ``"heuristic"`` and ``"upsnet"``; ``agreement[name]`` is
+    the fraction of pixels whose category (void included) equals the model's merge.
+    """
+
+    maps: dict[str, object]
+    notes: dict[str, str]
+    agreement: dict[str, float]
+
+
+def _names_map(pm: object, index: dict[str, int]) -> np.ndarray:
+    """Per pixel the index in ``index`` of its segment's category *name* (-1 void): UPSNet's
+    output orders the categories stuff first, so ids are compared by name."""
+    ids = pm.segment_ids  # type: ignore[attr-defined]
+    lut = np.full(int(ids.max(initial=0)) + 1, -1, np.int64)
+    for s in pm.segments:  # type: ignore[attr-defined]
+        lut[s.id] = index.get(pm.categories[s.category_id], -2)  # type: ignore[attr-defined]
+    return lut[ids]
+
+
+def compare_merges(it: QueryInternals, isthing: tuple[bool, ...], model_map: object | None = None,
+                   threshold: float = 0.5, overlap_thresh: float = 0.5) -> MergeComparison:
+    """Mask2Former's queries through our two merges (:mod:`segviewer.analysis.panoptic_merge`)
+    beside the model's own, all from the one pass's class and mask logits.
+
+    The queries become what those merges take: instances (thing-class queries whose best real
+    class beats ``threshold``, mask = logit > 0) and a semantic map / per-class logits (each
+    pixel's query mixture ``sum_q p_q(class) sigmoid(mask_q)``, as the semantic post-processing
+    forms it; UPSNet reads its log as logits). Stuff regions smaller than 4096 / (480 x 640) of the
+    image are void in the heuristic (detectron2's area at COCO size).
+    """
+    from segviewer.analysis.panoptic_merge import heuristic_merge, upsnet_merge
+    from segviewer.core.results import Detections, MaskSet, PanopticMap, SemanticMap
+
+    if it.mask_logits is None:
+        raise ValueError(f"{it.family} predicts boxes, not masks: there is no panoptic merge to compare")
+    cats = it.categories
+    thing = tuple(bool(t) for t in isthing) if len(isthing) == len(cats) else (True,) * len(cats)
+    lg = np.asarray(it.mask_logits, np.float32)
+    q, mh, mw = lg.shape
+    probs = class_distribution(it.class_logits, it.no_object)
+    real = probs[:, :-1] if it.no_object else probs
+    sig = 1.0 / (1.0 + np.exp(-lg))
+    mix = np.tensordot(real.T, sig, axes=1)  # (K, mh, mw)
+    labels = mix.argmax(axis=0).astype(np.int32)
+    maps: dict[str, object] = {}
+    notes: dict[str, str] = {}
+    if model_map is not None:
+        ids = cv2.resize(model_map.segment_ids, (mw, mh), interpolation=cv2.INTER_NEAREST)  # type: ignore[attr-defined]
+        maps["model"] = PanopticMap(ids, model_map.segments, model_map.categories,  # type: ignore[attr-defined]
+                                    model_map.isthing)  # type: ignore[attr-defined]
+    else:
+        notes["model"] = "no panoptic result of this pass"
+    best, score = real.argmax(axis=1), real.max(axis=1)
+    no_obj = it.is_no_object()
+    pick = np.flatnonzero(~no_obj & (score > threshold) & np.array([thing[int(c)] for c in best], bool))
+    pick = pick[(lg[pick] > 0).reshape(len(pick), -1).any(axis=1)]
+    full = lg[pick] > 0
+    masks = MaskSet.from_full(full) if len(pick) else MaskSet((mh, mw), (), np.zeros((0, 2), np.int32))
+    boxes = masks.crop_boxes() if len(pick) else np.zeros((0, 4), np.float32)
+    dets = Detections((mh, mw), boxes, score[pick].astype(np.float32), best[pick].astype(np.int32), cats, masks=masks)
+    area = max(1, int(round(4096 / (480 * 640) * mh * mw)))
+    maps["heuristic"] = heuristic_merge(dets, SemanticMap(labels, cats), overlap_thresh=overlap_thresh,
+                                        min_score=threshold, stuff_min_area=area, isthing=thing)
+    stuff = [k for k in range(len(cats)) if not thing[k]]
+    things = [k for k in range(len(cats)) if thing[k]]
+    if not stuff:
+        notes["upsnet"] = "UPSNet's head needs stuff classes; this model has none"
+    else:
+        logit = np.log(np.maximum(mix, 1e-6))
+        tpos = {k: i for i, k in enumerate(things)}
+        crops = [lg[j, int(b[1]):int(b[3]), int(b[0]):int(b[2])] for j, b in zip(pick, boxes)]
+        maps["upsnet"] = upsnet_merge(logit[stuff], logit[things] if things else np.zeros((0, mh, mw), np.float32),
+                                      boxes, np.array([tpos[int(c)] for c in best[pick]], np.int64), crops,
+                                      [cats[k] for k in stuff], [cats[k] for k in things], scores=score[pick])
+    agreement: dict[str, float] = {}
+    if "model" in maps:
+        index = {n: i for i, n in enumerate(cats)}
+        ref = _names_map(maps["model"], index)
+        for name, pm in maps.items():
+            agreement[name] = float((_names_map(pm, index) == ref).mean())
+    return MergeComparison(maps, notes, agreement)
