@@ -149,11 +149,11 @@ def _shapes_model(kind: str, random: bool, path: Path | None = None):  # noqa: A
     files = [path] if path is not None else sorted((ROOT / "models").glob(f"shapes_{kind}*.pt"))
     if not files:
         return None, f"no models/shapes_{kind}*.pt shipped yet"
-    from segviewer.training.checkpoint import load, load_weights
-    from segviewer.training.tasks import make_task
+    from segviewer.adapters.nets import registry
+    from segviewer.adapters.nets.checkpoint import load, load_weights
 
     ckpt = load(files[0])
-    model = make_task(ckpt["model"], list(ckpt["categories"]), ckpt.get("config")).build()
+    model = registry.build(ckpt["model"], list(ckpt["categories"]), ckpt.get("config"))
     load_weights(model, ckpt["state_dict"], files[0].name)
     return model.eval(), files[0].name
 

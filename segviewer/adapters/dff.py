@@ -374,11 +374,9 @@ def split_torchvision(model: Any, categories: Sequence[str], at: str | None = No
 
 
 def _shapes_norm() -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """The shapes models' input normalisation, from the trainer (a single mean and std for RGB)."""
-    try:
-        from segviewer.training.tasks import MEAN, STD
-    except ImportError:  # pragma: no cover - the trainer ships with the package
-        MEAN, STD = 0.5, 0.25
+    """The shapes models' input normalisation (a single mean and std for RGB)."""
+    from segviewer.adapters.nets.registry import MEAN, STD
+
     return (float(MEAN),) * 3, (float(STD),) * 3  # type: ignore[return-value]
 
 

@@ -85,8 +85,7 @@ class _ShapesAdapter(TorchAdapterState):
         """Build on ``device`` from the bundled checkpoint (or the user's ``weights`` file).
 
         Nothing is downloaded, so ``progress`` (bytes of a download) is never called."""
-        from segviewer.training import checkpoint
-        from segviewer.training.tasks import make_task
+        from segviewer.adapters.nets import checkpoint, registry
 
         card = self.card
         path: Path | None = Path(weights) if weights is not None else None
@@ -108,16 +107,16 @@ class _ShapesAdapter(TorchAdapterState):
         if self.model_kind == "maskrcnn":
             import_torchvision()  # without TorchDynamo: seconds off the first image
         try:
-            task = make_task(self.model_kind, cats, config)
+            config = registry.full_config(self.model_kind, config)
             # load_weights below overwrites every tensor or refuses: no random initial weights first
             with no_weight_init() if ck is not None else nullcontext():
-                model = task.build()
+                model = registry.build(self.model_kind, cats, config)
         except (TypeError, ValueError) as err:
             raise CheckpointMismatchError(f"{card.id}: the checkpoint's architecture options do not build ({err})") from err
         if ck is not None:
             checkpoint.load_weights(model, ck["state_dict"], path.name if path else card.id)
         model.eval().to(device)
-        self.module, self._device, self.config, self.weights_path = model, device, task.config, path
+        self.module, self._device, self.config, self.weights_path = model, device, config, path
         if tuple(cats) != tuple(card.categories):
             self.card = dataclasses.replace(card, categories=tuple(cats))
 
@@ -138,7 +137,7 @@ class _ShapesSemantic(_ShapesAdapter):
         and the rescaled image's (the valid top-left part of the outputs)."""
         import torch
 
-        from segviewer.training.tasks import to_tensor
+        from segviewer.adapters.nets.registry import to_tensor
 
         model, device = self._require()
         img = check_image(image)

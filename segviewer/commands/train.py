@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from segviewer.core.errors import BadDatasetError, SegviewerError
+from segviewer.training.kinds import KINDS
 
 SHAPES_EPOCH = 1000  # scenes per "epoch" of the endless shapes world
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, choices=("maskrcnn", "fcn", "unet", "pcv"))
+    p.add_argument("--model", required=True, choices=tuple(KINDS))
     p.add_argument("--data", default="shapes", help="'shapes' (generated on the fly) or a dataset folder "
                    "(metadata.csv of Image,Mask, or annotations/instances.json + images/)")
     p.add_argument("--out", required=True, type=Path, help="folder for checkpoints, loss.csv and loss.png")
@@ -106,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     dflt = DEFAULTS[args.model]
     bs = args.batch_size or dflt["batch_size"]
     model = args.model
+    instance = KINDS[model] == "instance"  # which samples the task eats
     warn = lambda msg: print(f"segviewer train: {msg}", file=sys.stderr)  # noqa: E731
     sets = _parse_sets(args.set)
 
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         from segviewer.synth.classes import CATEGORIES, DETECTION_CATEGORIES
 
         list(zip(range(1), D.train_seeds(args.seed)))  # validates the seed range
-        if model == "maskrcnn":
+        if instance:
             categories, make = list(DETECTION_CATEGORIES), D.shapes_instance
         else:
             categories, make = list(CATEGORIES), D.shapes_semantic
@@ -129,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         if model == "pcv":
             raise BadDatasetError("the PCV net trains on the shapes world only (it needs instance centroids)")
         # The model's task picks the annotations: a `synth scenes` folder holds both kinds.
-        kind = D.dataset_kind(root, "instance" if model == "maskrcnn" else "semantic")
+        kind = D.dataset_kind(root, "instance" if instance else "semantic")
         print(f"segviewer train: {model} reads {D.KIND_FILES[kind]} in {root}", file=sys.stderr)
         if kind == "instance":
             samples, categories = D.load_coco_instances(root, skip_bad=args.skip_bad, warn=warn)
@@ -160,11 +162,11 @@ def run(args: argparse.Namespace) -> int:
             idx = [order[(pos * bs + j) % n_train] for j in range(bs)]
             rng = np.random.default_rng([args.seed, step, 1])
             chosen = [train[i] for i in idx]
-            if model == "maskrcnn":
+            if instance:
                 return chosen
             return [random_crop(s, crop, rng) for s in chosen]
 
-        if model != "maskrcnn":
+        if not instance:
             val = [random_crop(s, crop, np.random.default_rng([args.seed, i, 2])) for i, s in enumerate(val)]
 
     if args.steps:

@@ -12,18 +12,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segviewer.adapters.nets import registry
+from segviewer.adapters.nets.registry import MEAN, STD, to_tensor
 from segviewer.training import pcv_targets
 from segviewer.training.data import InstanceSample, SemanticSample
+from segviewer.training.kinds import KINDS
 from segviewer.training.metrics import coco_mask_ap, confusion, semantic_scores
-
-#: Normalisation of the semantic nets' input (our own nets; torchvision's R-CNN does its own).
-MEAN, STD = 0.5, 0.25
-MODELS = ("maskrcnn", "fcn", "unet", "pcv")
-
-
-def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
-    return (x / 255.0 - MEAN) / STD
 
 
 def random_crop(sample: SemanticSample, size: int, rng: np.random.Generator) -> SemanticSample:
@@ -59,8 +53,9 @@ class Task:
     kind: str = "semantic"
     name: str = ""
 
-    def build(self) -> nn.Module:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def build(self) -> nn.Module:
+        """The untrained net (construction lives with the adapters: :mod:`segviewer.adapters.nets.registry`)."""
+        return registry.build(self.name, list(self.categories), self.config)
 
     def loss(self, model: nn.Module, samples: list, device: str) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError  # pragma: no cover
@@ -75,16 +70,6 @@ class SemanticTask(Task):
 
     def logits(self, out: Any) -> dict[str, torch.Tensor]:
         return out if isinstance(out, dict) else {"out": out}
-
-    def build(self) -> nn.Module:
-        n = len(self.categories)
-        if self.name == "fcn":
-            from segviewer.adapters.nets.fcn import FCN
-
-            return FCN(n, **{k: tuple(v) if isinstance(v, list) else v for k, v in self.config.items()})
-        from segviewer.adapters.nets.unet import UNet
-
-        return UNet(n, **{k: tuple(v) for k, v in self.config.items()})
 
     def loss(self, model, samples, device):
         x = to_tensor([s.image for s in samples]).to(device)
@@ -119,13 +104,6 @@ class SemanticTask(Task):
 
 class PCVTask(SemanticTask):
     """Semantic cross entropy plus the voting head's cross entropy over 17 cells + abstain."""
-
-    def build(self) -> nn.Module:
-        from segviewer.adapters.nets.pcv import PCVNet
-
-        cfg = {k: v for k, v in self.config.items() if k in ("widths", "vote_stride")}
-        cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
-        return PCVNet(len(self.categories), pcv_targets.NUM_VOTE_CLASSES, **cfg)
 
     def vote_target(self, s: SemanticSample) -> np.ndarray:
         return pcv_targets.vote_targets(list(s.instances), s.labels.shape, int(self.config["vote_stride"]),
@@ -166,11 +144,6 @@ class PCVTask(SemanticTask):
 class MaskRCNNTask(Task):
     """torchvision's Mask R-CNN losses (RPN objectness and boxes, RoI class, box and mask)."""
 
-    def build(self) -> nn.Module:
-        from segviewer.adapters.nets.maskrcnn import build_maskrcnn
-
-        return build_maskrcnn({**self.config, "num_classes": len(self.categories)})
-
     def loss(self, model, samples: list[InstanceSample], device):
         imgs = [torch.from_numpy(s.image).permute(2, 0, 1).float().div(255).to(device) for s in samples]
         targets = [{"boxes": torch.from_numpy(s.boxes).to(device),
@@ -201,33 +174,24 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "pcv": {"batch_size": 4, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 100, "steps": 3000},
 }
 
-ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "maskrcnn": {},
-    "fcn": {},
-    "unet": {},
-    "pcv": {"vote_stride": 4, "cell_size": 4.0},
+#: kind -> its task class (which samples each eats: :data:`segviewer.training.kinds.KINDS`). A new
+#: family adds one line here, one in ``kinds.KINDS`` and one Family in the nets registry.
+TASKS: dict[str, type[Task]] = {
+    "maskrcnn": MaskRCNNTask,
+    "fcn": SemanticTask,
+    "unet": SemanticTask,
+    "pcv": PCVTask,
 }
-
-
-def full_config(model: str, config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every architecture option spelled out (defaults filled in), so a checkpoint rebuilds the
-    exact net it was trained as even after the defaults change."""
-    from segviewer.adapters.nets import fcn, maskrcnn, unet
-
-    base: dict[str, Any] = {
-        "maskrcnn": {k: v for k, v in maskrcnn.DEFAULT_CONFIG.items() if k != "num_classes"},
-        "fcn": {"widths": list(fcn.DEFAULT_WIDTHS), "depths": list(fcn.DEFAULT_DEPTHS),
-                "fc_width": fcn.DEFAULT_FC_WIDTH},
-        "unet": {"widths": list(unet.DEFAULT_WIDTHS)},
-        "pcv": {"widths": list(unet.DEFAULT_WIDTHS)},
-    }[model]
-    return {**base, **ARCH_DEFAULTS[model], **(config or {})}
+if set(TASKS) != set(KINDS):  # pragma: no cover - a developer's slip, caught at import
+    raise RuntimeError("training.kinds.KINDS and tasks.TASKS must list the same kinds")
+MODELS = tuple(TASKS)  # the kinds `segviewer train --model` offers
+full_config = registry.full_config
 
 
 def make_task(model: str, categories: list[str], config: dict[str, Any] | None = None) -> Task:
-    cfg = full_config(model, config)
-    if model == "maskrcnn":
-        return MaskRCNNTask(categories, cfg, "instance", model)
-    if model == "pcv":
-        return PCVTask(categories, cfg, "semantic", model)
-    return SemanticTask(categories, cfg, "semantic", model)
+    if model not in TASKS:
+        raise ValueError(f"unknown model kind {model!r}; known: {', '.join(TASKS)}")
+    return TASKS[model](list(categories), registry.full_config(model, config), KINDS[model], model)
+
+
+__all__ = ["DEFAULTS", "MEAN", "MODELS", "STD", "TASKS", "Task", "full_config", "make_task", "random_crop", "to_tensor"]

@@ -105,9 +105,9 @@ class FrameReadout:
 def build_split_net(model_id: str) -> Any:
     """Load a bundled shapes model from its shipped checkpoint and split it for DFF."""
     from segviewer.adapters.dff import split_shapes_fcn, split_shapes_unet
+    from segviewer.adapters.nets import registry
+    from segviewer.adapters.nets.checkpoint import load, load_weights
     from segviewer.adapters.registry import get_card
-    from segviewer.training.checkpoint import load, load_weights
-    from segviewer.training.tasks import make_task
 
     if model_id not in DFF_MODELS:
         raise SegviewerError(f"Deep Feature Flow in the window runs {', '.join(DFF_MODELS)}; got {model_id!r}.")
@@ -115,7 +115,7 @@ def build_split_net(model_id: str) -> Any:
     if not p or not Path(p).is_file():
         raise SegviewerError(f"{model_id}'s checkpoint is not shipped in models/; pick another model.")
     ck = load(Path(p))
-    model = make_task(ck["model"], list(ck["categories"]), ck.get("config")).build()
+    model = registry.build(ck["model"], list(ck["categories"]), ck.get("config"))
     load_weights(model, ck["state_dict"], Path(p).name)
     model.eval()
     cats = tuple(ck["categories"])
