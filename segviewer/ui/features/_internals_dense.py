@@ -39,6 +39,7 @@ class DenseHeadsView:
     """The dense-heads tab and its drawing; the Internals controller routes bundles and clicks."""
 
     key, title, kinds = "dense", "Dense heads", KINDS
+    hint = "Click anywhere (anchors there)."
 
     def __init__(self, feature: Any) -> None:
         self.feature = feature

@@ -94,6 +94,10 @@ class InternalsFeature(QObject):
         self.dock = dock
         self.overlays = Overlays(window.canvas.vb)
         self.dense = DenseHeadsView(self)  # one-stage detectors (RetinaNet, FCOS, SSD): its own view module
+        # Views of a detector's bundle beyond the two-stage tabs: each declares the capture kinds it
+        # draws (``kinds``) and has set_bundle / click / draw; a new family appends its view here.
+        self.views: list[Any] = [self.dense]
+        self.view: Any = None  # the view that shows the current bundle (None: the two-stage tabs)
         menu = window.menuBar().addMenu("&Internals")
         menu.addAction(dock.toggleViewAction())
 
@@ -153,7 +157,7 @@ class InternalsFeature(QObject):
         self._wanted.clear()
         self._applied.clear()
         self._fcn_ticked = DEFAULT_FCN in self.session.models
-        self.dense.set_bundle(None)
+        self._route(None)
         self.overlays.clear()
         self.panel.fcn.info.setText("")
         self.refresh()
@@ -284,8 +288,8 @@ class InternalsFeature(QObject):
 
     def _on_captured(self, it: Any, error: str = "") -> None:
         self.overlays.clear()
-        dense = it is not None and set(self.dense.kinds) <= set(getattr(it, "kinds", ()))
-        self.dense.set_bundle(it if dense else None)
+        view = self._route(it)
+        dense = view is not None
         self.panel.set_offered(it.kinds if dense else RCNN_KINDS)
         if it is None:
             self.internals = None
@@ -298,12 +302,20 @@ class InternalsFeature(QObject):
             self.panel.status.setText(
                 f"{it.model_name}: one pass {1000 * sum(v for k, v in t.items() if k not in ('replay', 'scores')):.0f} ms "
                 f"(the layers' result and these internals), model frame {it.model_size[1]}x{it.model_size[0]}, "
-                f"{len(it.detections)} detections. " + ("Click anywhere (anchors there)." if dense else
+                f"{len(it.detections)} detections. " + (getattr(view, "hint", "Click anywhere.") if dense else
                                                         "Click a detection (RoI, Mask) or anywhere (RPN)."))
             if not dense:
                 self._fill_after_capture()
         self.captured.emit()
         self.update_view()
+
+    def _route(self, it: Any) -> Any:
+        """Hand a bundle to the first view whose capture kinds it carries (the others get None)."""
+        kinds = set(getattr(it, "kinds", ()) if it is not None else ())
+        self.view = next((v for v in self.views if it is not None and set(v.kinds) <= kinds), None)
+        for v in self.views:
+            v.set_bundle(it if v is self.view else None)
+        return self.view
 
     def _fill_after_capture(self) -> None:
         it, rpn = self.internals, self.panel.rpn
@@ -374,8 +386,8 @@ class InternalsFeature(QObject):
                 if self.votes is None:
                     raise SegviewerError("No vote accumulator yet; show an instance model's result first.")
                 self.votes.pick(x, y)
-            elif tab == self.dense.key:
-                self.dense.click(x, y)
+            elif self.view is not None and tab == self.view.key:
+                self.view.click(x, y)
             elif self.internals is None:
                 raise SegviewerError(self.message or "The internals are still being captured.")
             elif tab == "rpn":
@@ -453,8 +465,8 @@ class InternalsFeature(QObject):
                                        self.window.canvas.image)
             elif tab == "mask":
                 self.overlays.draw_mask(self.internals, self.selected, self.panel.mask)
-            elif tab == self.dense.key:
-                self.dense.draw(self.overlays)
+            elif self.view is not None and tab == self.view.key:
+                self.view.draw(self.overlays)
         except SegviewerError as err:
             self.show_message(str(err))
         self.viewUpdated.emit(tab)
