@@ -59,6 +59,7 @@ class Session(QObject):
     modelFailed = Signal(str, str)  # model id, one line ("" when the model worked again)
     busyChanged = Signal(bool)
     imageClosed = Signal()  # another view (a video) took the canvas: no image, no results
+    weightsChanged = Signal(str)  # model id whose user weights (file or folder) were set or dropped
 
     def __init__(self, worker: InferenceWorker, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -182,6 +183,7 @@ class Session(QObject):
         else:
             self.weights[model_id] = Path(path)
         self.worker.forget_model(model_id)
+        self.weightsChanged.emit(model_id)
         failed = model_id in self.failures
         self._clear_failure(model_id)
         if model_id in self.results or failed:
