@@ -15,7 +15,7 @@ import numpy as np
 
 from segviewer.core.errors import SegviewerError
 
-__all__ = ["BELOW_LOW", "BETWEEN", "assign_anchors", "focal_terms", "LossShares", "loss_shares",
+__all__ = ["BELOW_LOW", "BETWEEN", "assign_anchors", "assign_fcos", "focal_terms", "LossShares", "loss_shares",
            "one_hot_targets", "FocalImage", "ground_truth_boxes"]
 
 BELOW_LOW, BETWEEN = -1, -2  # torchvision's Matcher codes: background, ignored
@@ -40,6 +40,42 @@ def assign_anchors(anchors: np.ndarray, gt_boxes: np.ndarray, high: float = 0.5,
         best = iou.max(axis=1)
         _, cols = np.nonzero(iou == best[:, None])
         out[cols] = matches[cols]
+    return out
+
+
+def assign_fcos(anchors: np.ndarray, gt_boxes: np.ndarray, per_level: list[int] | tuple[int, ...],
+                radius: float = 1.5) -> np.ndarray:
+    """FCOS's assignment (torchvision's ``FCOS.compute_loss``): per location the matched ground-truth
+    index or ``BELOW_LOW`` (negative; FCOS ignores nothing).
+
+    A location is positive for a box when its centre lies inside the box, within ``radius``
+    strides of the box centre (centre sampling), and its largest distance to the box's sides is
+    in its level's range (4 to 8 strides; the first level from 0, the last to infinity); among
+    several boxes the smallest wins. Computed in float32 in torchvision's order, so ties and
+    boundaries fall the same way. ``per_level``: locations per FPN level, in anchor order."""
+    a = np.asarray(anchors, np.float32).reshape(-1, 4)
+    g = np.asarray(gt_boxes, np.float32).reshape(-1, 4)
+    if len(g) == 0:
+        return np.full(len(a), BELOW_LOW, np.int64)
+    if sum(per_level) != len(a):
+        raise SegviewerError(f"{sum(per_level)} locations over the levels, but {len(a)} anchors.")
+    centres = (a[:, :2] + a[:, 2:]) / np.float32(2)
+    sizes = a[:, 2] - a[:, 0]
+    gt_centres = (g[:, :2] + g[:, 2:]) / np.float32(2)
+    match = np.abs(centres[:, None, :] - gt_centres[None]).max(axis=2) < np.float32(radius) * sizes[:, None]
+    x, y = centres[:, 0:1], centres[:, 1:2]
+    dist = np.stack([x - g[None, :, 0], y - g[None, :, 1], g[None, :, 2] - x, g[None, :, 3] - y], axis=2)
+    match &= dist.min(axis=2) > 0
+    lower = sizes * np.float32(4)
+    lower[: per_level[0]] = 0
+    upper = sizes * np.float32(8)
+    upper[len(a) - per_level[-1]:] = np.inf
+    far = dist.max(axis=2)
+    match &= (far > lower[:, None]) & (far < upper[:, None])
+    areas = (g[:, 2] - g[:, 0]) * (g[:, 3] - g[:, 1])
+    weighted = match.astype(np.float32) * (np.float32(1e8) - areas)[None]
+    out = weighted.argmax(axis=1).astype(np.int64)
+    out[weighted.max(axis=1) < np.float32(1e-5)] = BELOW_LOW
     return out
 
 

@@ -172,6 +172,36 @@ def test_assignment_equals_torchvision_matcher() -> None:
     assert (got >= 0).any() and (got == focal.BETWEEN).any() and (got == focal.BELOW_LOW).any()
 
 
+def test_fcos_assignment_equals_torchvision(captured: tuple) -> None:
+    """FCOS's centre-sampling rule on the captured pass's real anchors equals the matched indices
+    torchvision's ``FCOS.compute_loss`` hands its head (caught there), and its focal loss too."""
+    adapter, _, it, _ = captured
+    if it.kind != "fcos":
+        pytest.skip("FCOS's assignment")
+    gt = np.array([[30, 40, 170, 150], [60, 60, 100, 90], [10, 10, 26, 30]], np.float32)  # model frame
+    anchors = torch.from_numpy(it.anchors)
+    per_level = [s.stop - s.start for s in it.level_slices()]
+    seen = {}
+
+    def grab(targets, head_outputs, anchors, matched_idxs):  # noqa: ANN001, ANN202
+        seen["m"] = matched_idxs[0].numpy()
+        return {}
+
+    fcos = adapter.module
+    fcos.head.compute_loss = grab
+    try:
+        fcos.compute_loss([{"boxes": torch.from_numpy(gt), "labels": torch.tensor([1, 2, 3])}], {}, [anchors], per_level)
+    finally:
+        del fcos.head.compute_loss
+    got = focal.assign_fcos(it.anchors, gt, per_level)
+    np.testing.assert_array_equal(got, seen["m"])
+    assert len(set(got[got >= 0].tolist())) == 3 and (got == focal.BELOW_LOW).any()
+    tgt = focal.one_hot_targets(got, np.array([1, 2, 3]), it.cls_logits.shape[1])
+    fl = focal.loss_shares(it.cls_logits, tgt, None, gamma=2.0, alpha=0.25)
+    ref = sigmoid_focal_loss(torch.from_numpy(it.cls_logits), torch.from_numpy(tgt), 0.25, 2.0, "sum")
+    assert np.isclose(fl.fl_total, float(ref), rtol=1e-4)
+
+
 def test_easy_negatives_dominate_ce_not_fl(captured: tuple) -> None:
     """The paper's claim on a real pass: with RetinaNet's prior (p ~ 0.01) the easy negatives carry
     most of the CE total, and focal loss removes that share; sums equal torchvision's."""

@@ -200,8 +200,9 @@ class DenseHeadsView:
             return self._focal[1]
         if gt is None:
             out: Any = "Load ground truth (Ground truth layer) to see the anchor assignment and focal loss."
-        elif it.kind != "retinanet":
-            out = f"The focal-loss view uses RetinaNet's assignment; {it.model_name} is {it.kind}."
+        elif it.kind not in ("retinanet", "fcos"):
+            out = (f"{it.model_name} is {it.kind}: it trains with softmax cross entropy and hard negative "
+                   "mining, not focal loss (RetinaNet and FCOS do).")
         else:
             self._focal = (token, "Assigning anchors and preparing the focal-loss terms…")
             run_background(lambda: _prepare_focal(it, gt), lambda res: self._on_focal(token, res),
@@ -256,11 +257,16 @@ class DenseHeadsView:
 
 
 def _prepare_focal(it: Any, gt: Any) -> Any:
-    """RetinaNet's assignment against ``gt`` and the focal-loss terms (a background job)."""
+    """The model's own assignment against ``gt`` (RetinaNet's IoU rule or FCOS's centre sampling) and
+    the focal-loss terms (a background job)."""
     try:
         boxes, labels, unmatched = focal.ground_truth_boxes(gt, it.categories)
         sx, sy = it.scale
-        m = focal.assign_anchors(it.anchors, boxes / np.array([sx, sy, sx, sy], np.float32))
+        boxes = boxes / np.array([sx, sy, sx, sy], np.float32)
+        if it.kind == "fcos":  # centre sampling and per-level size ranges; nothing is ignored
+            m = focal.assign_fcos(it.anchors, boxes, [s.stop - s.start for s in it.level_slices()])
+        else:  # RetinaNet: IoU >= 0.5 positive, < 0.4 negative, between ignored
+            m = focal.assign_anchors(it.anchors, boxes)
         tgt = focal.one_hot_targets(m, labels, it.cls_logits.shape[1])
         return focal.FocalImage(it.cls_logits, tgt, m != focal.BETWEEN), m, unmatched, tgt
     except SegviewerError as err:
