@@ -41,8 +41,24 @@ from segviewer.core.timing import Timings
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["NoRPNError", "Stage", "PoolerInfo", "DetectorInternals", "capture_internals", "paste_mask",
+__all__ = ["HEAD_BYTES", "NoRPNError", "Stage", "PoolerInfo", "DetectorInternals", "capture_internals", "paste_mask",
            "capture_activations", "DetectorHooks", "build_internals", "check_internals_image"]
+
+
+#: above this many bytes as float32, all-class mask logits / keypoint logits are kept as float16
+#: (COCO Mask R-CNN, 100 detections x 91 classes x 28 x 28: 28.5 MB -> 14.3 MB; the shapes model's
+#: 6 classes stay float32, so its gallery shows exactly the logits the sigmoid read)
+HEAD_BYTES = 4 << 20
+
+
+def _head_array(t: torch.Tensor) -> np.ndarray:
+    """A captured head output as float32, or float16 (clipped to its range) past :data:`HEAD_BYTES`."""
+    a = _np(t)
+    if a.nbytes <= HEAD_BYTES:
+        return a
+    from segviewer.adapters._convert import LOGIT_CLIP
+
+    return np.clip(a, -LOGIT_CLIP, LOGIT_CLIP).astype(np.float16)
 
 
 class NoRPNError(SegviewerError):
@@ -134,11 +150,24 @@ class DetectorInternals(ModelFrame):
     counts: dict[str, int] = field(default_factory=dict)
     timings: Timings = field(default_factory=Timings)
     pooled_box_features: np.ndarray | None = None  # (P, C, 7, 7) when captured with keep_pooled
+    #: (N, C, M, M) every class's mask logits (the mask head predicts one mask per class); float32,
+    #: or float16 when that would pass :data:`HEAD_BYTES` (COCO's 91 classes x 100 detections)
+    mask_logits_all: np.ndarray | None = None
+    #: Keypoint R-CNN: (N, K, 56, 56) keypoint logits, one map per keypoint type (same dtype rule)
+    keypoint_logits: np.ndarray | None = None
+    keypoints: np.ndarray | None = None  # (N, K, 3) the model's keypoints (x, y, score), model frame
+    keypoint_names: tuple[str, ...] = ()
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)  # derived maps, computed once
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         return tuple(self.features)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The capture kinds this pass holds (the dock lists the tabs that draw them)."""
+        return ("roi", "rpn") + (("mask_logits",) if self.mask_logits is not None else ()) + \
+            (("keypoint_heatmaps",) if self.keypoint_logits is not None else ())
 
     def stride(self, name: str) -> tuple[int, int]:
         """``(sy, sx)`` of a feature map: padded size // map size, as the anchor generator uses."""
@@ -273,7 +302,8 @@ class DetectorInternals(ModelFrame):
 
     def nbytes(self) -> int:
         n = sum(f.nbytes for f in self.features.values()) + sum(o.nbytes for o in self.objectness)
-        n += self.anchors.nbytes + (0 if self.mask_logits is None else self.mask_logits.nbytes)
+        n += self.anchors.nbytes + sum(0 if a is None else a.nbytes for a in (
+            self.mask_logits, self.mask_logits_all, self.keypoint_logits, self.keypoints))
         return int(n + (0 if self.pooled_box_features is None else self.pooled_box_features.nbytes))
 
 
@@ -434,6 +464,8 @@ class DetectorHooks:
                         heads.box_predictor.register_forward_hook(keep("box_predictor"))]
         if getattr(heads, "mask_predictor", None) is not None:
             self.handles.append(heads.mask_predictor.register_forward_hook(keep("mask_logits")))
+        if getattr(heads, "keypoint_predictor", None) is not None:
+            self.handles.append(heads.keypoint_predictor.register_forward_hook(keep("keypoint_logits")))
         if keep_pooled:
             self.handles.append(heads.box_roi_pool.register_forward_hook(keep("box_pooled")))
 
@@ -452,7 +484,8 @@ class DetectorHooks:
 
 
 def build_internals(model: Any, got: dict[str, Any], image_size: tuple[int, int], name: str,
-                     cats: tuple[str, ...], tm: Timings, keep_pooled: bool = False) -> DetectorInternals:
+                     cats: tuple[str, ...], tm: Timings, keep_pooled: bool = False,
+                     keypoint_names: tuple[str, ...] = ()) -> DetectorInternals:
     """A :class:`DetectorInternals` from what :class:`DetectorHooks` recorded: the steps between
     hooked modules replayed with torchvision's own ops (stage ``replay`` in ``tm``)."""
     import torch
@@ -474,11 +507,20 @@ def build_internals(model: Any, got: dict[str, Any], image_size: tuple[int, int]
         logits, regression = (t.cpu() for t in got["box_predictor"])
         det_cand, det_kept, det_top = _replay_box_head(heads, logits, regression, got["proposals"][0].cpu(), shape,
                                                        score_thresh, nms_thresh, per_img)
-        mask_logits = None
+        mask_logits = mask_all = kp_logits = kps = None
         if "mask_logits" in got:
             ml = got["mask_logits"].cpu()
             lab = dets["labels"].cpu()
             mask_logits = _np(ml[torch.arange(len(lab)), lab]) if len(lab) else np.zeros((0, *ml.shape[-2:]), np.float32)
+            mask_all = _head_array(ml[: len(lab)])
+        if getattr(heads, "keypoint_predictor", None) is not None and "keypoints" in dets:
+            n_det = len(dets["boxes"])
+            kl = got.get("keypoint_logits")
+            if kl is None and n_det:
+                raise SegviewerError(f"the keypoint head did not run for {n_det} detections")
+            kp_logits = _head_array(kl[:n_det].cpu()) if kl is not None else np.zeros(
+                (0, dets["keypoints"].shape[1], 56, 56), np.float32)
+            kps = np.concatenate([_np(dets["keypoints"])[..., :2], _np(dets["keypoints_scores"])[..., None]], -1)
         matches = bool(
             np.array_equal(rpn_top.boxes, _np(got["proposals"][0]).reshape(-1, 4))
             and np.array_equal(det_top.boxes, _np(dets["boxes"]).reshape(-1, 4))
@@ -486,6 +528,9 @@ def build_internals(model: Any, got: dict[str, Any], image_size: tuple[int, int]
             and np.array_equal(det_top.groups, dets["labels"].cpu().numpy())
         )
     gen = rpn.anchor_generator
+    kp_names = tuple(keypoint_names)
+    if kp_logits is not None and len(kp_names) != kp_logits.shape[1]:
+        kp_names = tuple(f"keypoint {i + 1}" for i in range(kp_logits.shape[1]))
     ncls = int(got["box_predictor"][0].shape[-1])
     if len(cats) != ncls:
         cats = ("__background__",) + tuple(f"class {i}" for i in range(1, ncls))
@@ -507,6 +552,7 @@ def build_internals(model: Any, got: dict[str, Any], image_size: tuple[int, int]
         mask_pooler=_pooler_info(getattr(heads, "mask_roi_pool", None)), replay_matches=matches,
         counts=counts, timings=tm,
         pooled_box_features=_np(got["box_pooled"]) if keep_pooled and "box_pooled" in got else None,
+        mask_logits_all=mask_all, keypoint_logits=kp_logits, keypoints=kps, keypoint_names=kp_names,
     )
 
 
@@ -557,7 +603,8 @@ def capture_internals(model_or_adapter: Any, image: np.ndarray, score_thresh: fl
                 proposals, _ = rpn(images, feats)
                 heads(feats, proposals, images.image_sizes)
             hooks.complete(str(name))
-            return build_internals(model, got, img.shape[:2], str(name), cats, tm, keep_pooled)
+            return build_internals(model, got, img.shape[:2], str(name), cats, tm, keep_pooled,
+                                   tuple(getattr(card, "keypoint_names", ())))
     except RuntimeError as err:
         raise ModelError(f"{name} failed while capturing internals ({str(err).splitlines()[0]})") from err
     finally:

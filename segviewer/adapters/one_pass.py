@@ -9,6 +9,7 @@ net's votes, or :class:`InternalsUnavailable` with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ __all__ = ["InternalsUnavailable", "internals_nbytes", "internals_kind", "captur
 CAPTURE_KINDS: dict[str, tuple[str, ...]] = {
     "votes": ("votes",),
     "stages": ("fcn_stages",),
-    "detector": ("rpn", "roi", "mask_logits"),
+    "detector": ("rpn", "roi", "mask_logits", "keypoint_heatmaps"),  # a bundle's ``kinds``: what its heads had
     "dense": DENSE_KINDS,
     "queries": QUERY_KINDS,
     "": (),
@@ -48,7 +49,7 @@ def internals_nbytes(internals: Any) -> int:
     """Bytes held by an internals bundle (for the worker's bytes-bounded cache)."""
     if internals is None:
         return 0
-    if isinstance(internals, dict):
+    if isinstance(internals, dict) and not callable(getattr(internals, "nbytes", None)):
         return sum(internals_nbytes(v) for v in internals.values())
     nb = getattr(internals, "nbytes", None)
     if callable(nb):
@@ -108,11 +109,15 @@ def predict_with_internals(adapter: Any, image: np.ndarray, params: Any = None,
     kind = internals_kind(adapter)
     name = getattr(getattr(adapter, "card", None), "id", type(adapter).__name__)
     if kind == "votes":
-        vp = adapter.predict_votes(image, params, tm)
+        from segviewer.adapters.internals_upsample import pcv_votes_pass
+
+        vp = pcv_votes_pass(adapter, image, params, tm)  # + the voting head's layers (taps view)
         return vp.semantic, vp
     if kind == "stages":
         stage = str(dict(params.extra).get("stage", "8s"))
-        stages = adapter.predict_stages(image, params, tm)
+        from segviewer.adapters.internals_upsample import fcn_stages_pass
+
+        stages = fcn_stages_pass(adapter, image, params, tm)  # + upsampling and receptive-field captures
         if stage not in stages:
             raise SegviewerError(f"the FCN's stages are {', '.join(stages)}; got {stage!r}")
         return stages[stage], stages
@@ -141,6 +146,8 @@ def _predict_hooked(adapter: Any, image: np.ndarray, params: Any, tm: Timings, n
         hooks.complete(name)
         cats = tuple(getattr(adapter.card, "categories", ()))
         it = build(model, got, img.shape[:2], name, cats, Timings(tm))
+        if getattr(it, "keypoint_logits", None) is not None and getattr(result, "keypoint_names", ()):
+            it = dataclasses.replace(it, keypoint_names=tuple(result.keypoint_names))  # the card's names
         tm["internals"] = it.timings.get("replay", 0.0)
     except (SegviewerError, RuntimeError, KeyError, IndexError) as err:
         return result, InternalsUnavailable(f"{name}: the internals could not be rebuilt from its pass ({err}).")
