@@ -15,13 +15,14 @@ image as it goes, so a killed run resumes where it stopped. No Qt, no torch.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from segviewer.analysis.evaluation import ImageEval, MergeParams, image_report
 from segviewer.core.results import Detections, SemanticMap
 
-__all__ = ["ROW_KEYS", "ERROR_KEYS", "evaluate_image", "image_row", "run_dataset", "row_value"]
+__all__ = ["ROW_KEYS", "ERROR_KEYS", "evaluate_image", "image_row", "run_dataset", "row_value", "summarize_rows",
+           "shown_result"]
 
 DEFAULT_PARAMS = MergeParams()
 _SHORT = ("cls", "loc", "both", "dupe", "bkg", "miss")
@@ -71,11 +72,14 @@ def image_row(ev: ImageEval) -> dict[str, Any]:
     return row
 
 
-def evaluate_image(result: Detections | SemanticMap | None, gt: Any, params: MergeParams = DEFAULT_PARAMS,
-                   name: str = "this image", semantic: SemanticMap | None = None) -> tuple[ImageEval, dict[str, Any]]:
+def evaluate_image(result: Detections | SemanticMap | tuple[Detections, SemanticMap] | None, gt: Any,
+                   params: MergeParams = DEFAULT_PARAMS, name: str = "this image",
+                   semantic: SemanticMap | None = None) -> tuple[ImageEval, dict[str, Any]]:
     """The dock's report for one image and its table row. ``result`` is the instance model's
-    Detections or the semantic model's map; ``semantic`` adds a semantic map beside Detections
-    (then the panoptic merge is scored too, as in the window)."""
+    Detections, the semantic model's map, or both as a panoptic pair (then the merge is scored
+    too, as in the window and ``predict --panoptic``); ``semantic`` adds a map beside Detections."""
+    if isinstance(result, tuple):
+        result, semantic = result
     inst = result if isinstance(result, Detections) else None
     sem = result if isinstance(result, SemanticMap) else semantic
     has_masks = inst is None or inst.masks is not None
@@ -89,7 +93,42 @@ def row_value(row: dict[str, Any], key: str) -> float:
     return float(v) if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)) else math.nan
 
 
-PredictFn = Callable[[int], tuple[Detections | SemanticMap, float]]
+def shown_result(result: Any, params: MergeParams = DEFAULT_PARAMS) -> Any:
+    """What a layer draws of a stored prediction: a panoptic pair as its merged panoptic map (the
+    map that is scored), anything else as it is."""
+    if isinstance(result, tuple):
+        from segviewer.analysis.evaluation import merge_panoptic
+
+        return merge_panoptic(result[0], result[1], params)[0]
+    return result
+
+
+_SUMMED = ("pred", "tp", "fp", "fn") + ERROR_KEYS
+
+
+def summarize_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """Dataset totals of table rows, cheap enough for every refresh: counts (predictions,
+    TP/FP/FN, TIDE types) summed, every other metric averaged over the images that define it
+    (a mean of per-image values, NOT the dataset-level AP or PQ, which pool every image first),
+    and ``images``: how many rows there are."""
+    sums: dict[str, float] = {}
+    ns: dict[str, int] = {}
+    images = 0
+    for r in rows:
+        images += 1
+        for k in ROW_KEYS:
+            v = row_value(r, k)
+            if not math.isnan(v):
+                sums[k] = sums.get(k, 0.0) + v
+                ns[k] = ns.get(k, 0) + 1
+    out: dict[str, float] = {"images": float(images)}
+    for k in ROW_KEYS:
+        if k in sums:
+            out[k] = sums[k] if k in _SUMMED else sums[k] / ns[k]
+    return out
+
+
+PredictFn = Callable[[int], tuple[Detections | SemanticMap | tuple[Detections, SemanticMap], float]]
 
 
 def run_dataset(index: Any, predict: PredictFn, store: Any, model_id: str, weights_hash: str,

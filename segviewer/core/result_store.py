@@ -12,7 +12,8 @@ it was on and resumes where it stopped. Rows are keyed by
 and metrics additionally by a ground-truth key (the annotation file's hash), so editing the
 ground truth re-scores without re-predicting. Predictions are kept compact: instance masks as
 their bit-packed crops, semantic labels as they are, all in one ``np.savez_compressed`` blob
-(only the fields the metrics and the error layer need: no logits, no probabilities).
+(only the fields the metrics and the error layer need: no logits, no probabilities); a panoptic
+pair (an instance and a semantic model run together) is one blob holding both.
 No Qt, no torch.
 """
 
@@ -33,7 +34,7 @@ import numpy as np
 from segviewer.core.errors import SegviewerError
 from segviewer.core.results import Detections, MaskSet, SemanticMap
 
-__all__ = ["ResultStore", "file_hash", "pack_result", "unpack_result", "default_store_path"]
+__all__ = ["ResultStore", "file_hash", "pack_result", "unpack_result", "default_store_path", "Pair"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -62,8 +63,12 @@ def default_store_path(dataset_root: str | os.PathLike[str]) -> Path:
     return Path(dataset_root) / ".segviewer" / "results.sqlite"
 
 
-def pack_result(result: Detections | SemanticMap) -> tuple[str, bytes]:
-    """``(kind, blob)``: the compact form of a prediction (see the module docstring)."""
+#: A panoptic pair: an instance model's and a semantic model's results for one image, stored
+#: together (kind "pair") and merged when scored, as ``predict --panoptic`` merges them.
+Pair = tuple[Detections, SemanticMap]
+
+
+def _arrays(result: Detections | SemanticMap) -> tuple[str, dict[str, np.ndarray]]:
     arrays: dict[str, np.ndarray] = {}
     if isinstance(result, Detections):
         kind = "instances"
@@ -81,30 +86,53 @@ def pack_result(result: Detections | SemanticMap) -> tuple[str, bytes]:
     else:
         raise SegviewerError(f"cannot store a {type(result).__name__} result")
     arrays["categories"] = np.array(json.dumps(list(result.categories)))
+    return kind, arrays
+
+
+def pack_result(result: Detections | SemanticMap | Pair) -> tuple[str, bytes]:
+    """``(kind, blob)``: the compact form of a prediction (see the module docstring); a
+    :data:`Pair` is kind "pair", its two halves' arrays prefixed ``i_`` and ``s_``."""
+    if isinstance(result, tuple):
+        if len(result) != 2 or not isinstance(result[0], Detections) or not isinstance(result[1], SemanticMap):
+            raise SegviewerError("a stored pair is (Detections, SemanticMap)")
+        arrays = {f"i_{k}": v for k, v in _arrays(result[0])[1].items()}
+        arrays.update({f"s_{k}": v for k, v in _arrays(result[1])[1].items()})
+        kind = "pair"
+    else:
+        kind, arrays = _arrays(result)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return kind, buf.getvalue()
 
 
-def unpack_result(kind: str, blob: bytes) -> Detections | SemanticMap:
+def _build(kind: str, z: Any) -> Detections | SemanticMap:
+    cats = tuple(json.loads(str(z["categories"])))
+    if kind == "semantic":
+        ig = int(z["ignore"][0])
+        return SemanticMap(z["labels"], cats, ignore_index=None if ig < 0 else ig)
+    h, w = (int(v) for v in z["size"])
+    masks = None
+    if "shapes" in z:
+        shapes = z["shapes"]
+        n = int((shapes[:, 0] * shapes[:, 1]).sum()) if len(shapes) else 0
+        flat = np.unpackbits(z["bits"], count=n).astype(bool) if n else np.zeros(0, bool)
+        crops, pos = [], 0
+        for ch, cw in shapes:
+            crops.append(flat[pos:pos + ch * cw].reshape(ch, cw))
+            pos += ch * cw
+        masks = MaskSet((h, w), tuple(crops), z["offsets"])
+    return Detections((h, w), z["boxes"], z["scores"], z["class_ids"], cats, masks=masks)
+
+
+def unpack_result(kind: str, blob: bytes) -> Detections | SemanticMap | Pair:
     """The inverse of :func:`pack_result`."""
     with np.load(io.BytesIO(blob), allow_pickle=False) as z:
-        cats = tuple(json.loads(str(z["categories"])))
-        if kind == "semantic":
-            ig = int(z["ignore"][0])
-            return SemanticMap(z["labels"], cats, ignore_index=None if ig < 0 else ig)
-        h, w = (int(v) for v in z["size"])
-        masks = None
-        if "shapes" in z:
-            shapes = z["shapes"]
-            n = int((shapes[:, 0] * shapes[:, 1]).sum()) if len(shapes) else 0
-            flat = np.unpackbits(z["bits"], count=n).astype(bool) if n else np.zeros(0, bool)
-            crops, pos = [], 0
-            for ch, cw in shapes:
-                crops.append(flat[pos:pos + ch * cw].reshape(ch, cw))
-                pos += ch * cw
-            masks = MaskSet((h, w), tuple(crops), z["offsets"])
-        return Detections((h, w), z["boxes"], z["scores"], z["class_ids"], cats, masks=masks)
+        if kind == "pair":
+            arrays = {k: z[k] for k in z.files}
+            inst = _build("instances", {k[2:]: v for k, v in arrays.items() if k.startswith("i_")})
+            sem = _build("semantic", {k[2:]: v for k, v in arrays.items() if k.startswith("s_")})
+            return inst, sem  # type: ignore[return-value]
+        return _build(kind, {k: z[k] for k in z.files})
 
 
 class ResultStore:
@@ -148,14 +176,14 @@ class ResultStore:
 
     # -- predictions
     def put_prediction(self, image_hash: str, model_id: str, weights_hash: str,
-                       result: Detections | SemanticMap, infer_ms: float | None = None) -> None:
+                       result: Detections | SemanticMap | Pair, infer_ms: float | None = None) -> None:
         kind, blob = pack_result(result)
         with self._lock, self._db:
             self._db.execute("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
                              (image_hash, model_id, weights_hash, kind, blob, infer_ms))
 
     def get_prediction(self, image_hash: str, model_id: str, weights_hash: str
-                       ) -> tuple[Detections | SemanticMap, float | None] | None:
+                       ) -> tuple[Detections | SemanticMap | Pair, float | None] | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT kind, blob, infer_ms FROM predictions WHERE image_hash=? AND model_id=? AND weights_hash=?",
@@ -172,7 +200,7 @@ class ResultStore:
                              (image_hash, model_id, weights_hash, gt_key, json.dumps(row)))
 
     def put_both(self, image_hash: str, model_id: str, weights_hash: str, gt_key: str,
-                 result: Detections | SemanticMap, infer_ms: float | None, row: dict[str, Any]) -> None:
+                 result: Detections | SemanticMap | Pair, infer_ms: float | None, row: dict[str, Any]) -> None:
         """Prediction and metrics of one image in ONE transaction (a kill leaves both or neither)."""
         kind, blob = pack_result(result)
         with self._lock, self._db:

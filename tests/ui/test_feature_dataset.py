@@ -93,6 +93,15 @@ def test_open_score_sort_filter_and_open_the_worst_image(qtbot, window, dataset,
     em = w.session.results[DATASET_ERRORS]
     assert em.image_size == (96, 128) and feat.eval.metrics["instances"]["segm"]["AP"] == pytest.approx(
         m.value(worst, "mask_ap"))
+    # the Metrics dock shows the same stored run's numbers for this image, and the run's totals
+    from segviewer.ui.features.groundtruth import GroundTruthFeature
+
+    dock = w.findChild(GroundTruthFeature).panel
+    want = m.value(worst, "mask_ap")
+    qtbot.waitUntil(lambda: dock.image_value("mask AP") == ("–" if np.isnan(want) or want < 0 else f"{100 * want:.1f}"),
+                    timeout=TIMEOUT)
+    assert dock.section_value("mean Mask AP") == f"{100 * np.nanmean(m.columns['mask_ap']):.1f}"
+    assert dock.section_value("FP") == str(int(np.nansum(m.columns["fp"])))
     ys, xs = np.nonzero(em.pred_ids)
     if len(ys):
         from segviewer.analysis.evaluation import hover_text
@@ -191,6 +200,21 @@ def test_compare_two_runs_deltas_and_disagreement_layer(qtbot, window, dataset, 
     cv.views[0].setRange(xRange=(10, 40), yRange=(10, 30), padding=0)
     qtbot.wait(20)
     assert np.allclose(cv.views[1].viewRange(), cv.views[0].viewRange())
+    # A | B follows the Layers panel: A's masks off -> A redrawn without them, B unchanged
+    from segviewer.ui.features.dataset import DATASET_PREDICTION
+
+    assert "masks" in cv.titles[0].text() and "masks" in cv.titles[1].text()
+    with qtbot.waitSignal(feat.compared, timeout=TIMEOUT):
+        w.state.set_visible((DATASET_PREDICTION, "masks"), False)
+    assert "masks" not in cv.titles[0].text() and np.array_equal(cv.shown(1), b_img)
+    assert not np.array_equal(cv.shown(0), a_img)
+    for kind in ("boxes", "labels"):
+        w.state.set_visible((DATASET_PREDICTION, kind), False)
+    qtbot.waitUntil(lambda: "nothing" in cv.titles[0].text(), timeout=TIMEOUT)
+    assert np.array_equal(cv.shown(0), w.session.image)  # no layer of A is on: the bare image
+    for kind in ("masks", "boxes", "labels"):
+        w.state.set_visible((DATASET_PREDICTION, kind), True)
+    qtbot.waitUntil(lambda: np.array_equal(cv.shown(0), a_img), timeout=TIMEOUT)
     cv.swipe.setChecked(True)
     cv.slider.setValue(250)
     x = cv.swipe_split()

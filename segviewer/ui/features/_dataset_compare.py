@@ -32,11 +32,21 @@ def compare_rows(store: Any, index: Any, run_a: tuple[str, str], run_b: tuple[st
 
 def compare_image(store: Any, index: Any, i: int, run_a: tuple[str, str], run_b: tuple[str, str]
                   ) -> tuple[Any, Any] | None:
-    """``(B's prediction, disagreement ImageEval)`` of image i, None when a side is not stored."""
+    """``(B's prediction as drawn, disagreement ImageEval)`` of image i, None when a side is not
+    stored. A panoptic pair is drawn as its merged map; two pairs disagree where their instance
+    halves do (a pair against a single run: that run's kind of half)."""
     from segviewer.analysis.compare import disagreement
+    from segviewer.analysis.dataset_eval import shown_result
+    from segviewer.core.results import Detections
 
     h = store.image_hash(index.paths[i])
     a, b = store.get_prediction(h, *run_a), store.get_prediction(h, *run_b)
     if a is None or b is None:
         return None
-    return b[0], disagreement(a[0], b[0])
+    pa, pb = a[0], b[0]
+    if isinstance(pa, tuple) or isinstance(pb, tuple):
+        want = Detections if isinstance(pa, tuple) and isinstance(pb, tuple) else type(
+            pb if isinstance(pa, tuple) else pa)
+        pa = next(x for x in pa if isinstance(x, want)) if isinstance(pa, tuple) else pa
+        pb = next(x for x in pb if isinstance(x, want)) if isinstance(pb, tuple) else pb
+    return shown_result(b[0]), disagreement(pa, pb)

@@ -2,7 +2,9 @@
 
 :class:`DatasetRun` drives :func:`segviewer.analysis.dataset_eval.run_dataset` in a QThread.
 Predictions come from a model (through a model host: a child process by default, as the folder
-evaluation does) or from a COCO results JSON (``segviewer predict``'s ``results.json``). Every
+evaluation does), from two models as a panoptic pair (an instance and a semantic model, merged as
+``predict --panoptic`` merges them; members already stored are reused), from two stored runs
+merged the same way, or from a COCO results JSON (``segviewer predict``'s ``results.json``). Every
 image is committed to the :class:`~segviewer.core.result_store.ResultStore` as it is done, so
 Stop (or a crash, or a kill) keeps what was scored and the next run starts where this one ended.
 """
@@ -48,17 +50,69 @@ def results_predictor(index: Any, results_path: Path) -> Callable[[int], tuple[A
     return predict
 
 
-def model_predictor(index: Any, host: Any, model_id: str, device: str, weights: Path | None,
-                    params: Any) -> Callable[[int], tuple[Any, float]]:
-    """``predict(i)`` running a model on image i through a model host; milliseconds measured."""
+def model_predictor(index: Any, host: Any, model_id: str | list[str], device: str,
+                    weights: Path | None | dict[str, Path], params: Any, store: Any = None,
+                    weights_hashes: dict[str, str] | None = None) -> Callable[[int], tuple[Any, float]]:
+    """``predict(i)`` running a model on image i through a model host; milliseconds measured.
+
+    Two model ids (an instance and a semantic model, either order) make a panoptic pair: each
+    image's result is ``(Detections, SemanticMap)``, merged when scored. A member's prediction
+    already in ``store`` (its own run, keyed by ``weights_hashes[model]``) is reused, not rerun."""
+    from segviewer.analysis.evaluation import pick_results
+    from segviewer.core.errors import SegviewerError
     from segviewer.core.imageio import read_image
     from segviewer.core.timing import Timings
 
+    ids = [model_id] if isinstance(model_id, str) else list(model_id)
+    wmap = weights if isinstance(weights, dict) else {ids[0]: weights}
+
+    def one(mid: str, i: int, image: Any) -> tuple[Any, float]:
+        if store is not None and weights_hashes is not None and mid in weights_hashes:
+            got = store.get_prediction(store.image_hash(index.paths[i]), mid, weights_hashes[mid])
+            if got is not None:
+                return got[0], float(got[1]) if got[1] is not None else float("nan")
+        t0 = time.perf_counter()
+        out = host.predict(mid, device, wmap.get(mid), image, params, Timings(), lambda _s: None)
+        return out, 1000 * (time.perf_counter() - t0)
+
     def predict(i: int) -> tuple[Any, float]:
         image = read_image(index.paths[i])
-        t0 = time.perf_counter()
-        out = host.predict(model_id, device, weights, image, params, Timings(), lambda _s: None)
-        return out, 1000 * (time.perf_counter() - t0)
+        if len(ids) == 1:
+            return one(ids[0], i, image)
+        got = {mid: one(mid, i, image) for mid in ids}
+        inst, sem = pick_results({m: r for m, (r, _) in got.items()}, ids)
+        if inst is None or sem is None:
+            raise SegviewerError(f"a panoptic pair needs an instance model (with masks) and a semantic model; "
+                                 f"{' and '.join(ids)} gave {', '.join(type(r).__name__ for r, _ in got.values())}")
+        return (inst[1], sem[1]), sum(ms for _, ms in got.values())
+
+    return predict
+
+
+def pair_key(runs: list[tuple[str, str]]) -> tuple[str, str]:
+    """The store key of a panoptic pair made of two runs: ``("inst+sem", "wh1+wh2")``."""
+    return "+".join(r[0] for r in runs), "+".join(r[1] for r in runs)
+
+
+def stored_pair_predictor(index: Any, store: Any, run_a: tuple[str, str], run_b: tuple[str, str]
+                          ) -> Callable[[int], tuple[Any, float]]:
+    """``predict(i)``: the panoptic pair of two stored runs (an instance and a semantic one, either
+    order), nothing predicted; an image one of them lacks is an error (run it first)."""
+    from segviewer.analysis.evaluation import pick_results
+    from segviewer.core.errors import SegviewerError
+
+    def predict(i: int) -> tuple[Any, float]:
+        h = store.image_hash(index.paths[i])
+        got = {r: store.get_prediction(h, *r) for r in (run_a, run_b)}
+        missing = [r[0] for r, g in got.items() if g is None]
+        if missing:
+            raise SegviewerError(f"{index.paths[i].name} has no stored result of {', '.join(missing)}: "
+                                 "run it on the whole dataset first")
+        inst, sem = pick_results({r[0]: g[0] for r, g in got.items()}, [run_a[0], run_b[0]])
+        if inst is None or sem is None:
+            raise SegviewerError(f"{run_a[0]} and {run_b[0]} are not an instance run and a semantic run")
+        ms = [g[1] for g in got.values() if g[1] is not None]
+        return (inst[1], sem[1]), float(sum(ms)) if ms else float("nan")
 
     return predict
 

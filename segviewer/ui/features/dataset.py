@@ -11,8 +11,16 @@ sorted and filtered on numpy arrays) and a thumbnail grid with a badge of the so
 * Load Results (``segviewer predict``'s ``results.json``) or Run Model (the first selected model,
   in a child process) -> :class:`~segviewer.ui.features._dataset_jobs.DatasetRun`: rows arrive as
   they are made, Stop keeps them, the next run resumes;
-* a row selected -> the image opens in the window and, once shown, its stored prediction and the
-  error layer ("dataset errors", the TIDE type on hover in the status bar) are laid over it.
+* Run with an instance model and a semantic model selected (or Merge of two stored runs: the one
+  shown and the "vs" one) -> a panoptic pair: each image's two results merged as
+  ``predict --panoptic`` merges them and scored with PQ/SQ/RQ (a member already stored is reused);
+* a row selected -> the image opens in the window and, once shown, its stored prediction (a pair:
+  the merged panoptic map) and the error layer ("dataset errors", the TIDE type on hover in the
+  status bar) are laid over it; the Metrics dock shows the same report for it and the run's
+  dataset totals (:meth:`GroundTruthFeature.show_dataset`);
+* A | B: the image with A's and B's layers as the Layers panel shows them (toggles, opacities,
+  score threshold, hidden classes), the ground truth on both sides when it is on; redrawn when a
+  toggle changes.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -183,7 +191,12 @@ class DatasetFeature(QObject):
         self.job: Any = None
         self.current: int | None = None  # dataset image the window shows
         self.eval: Any = None
+        self.rows: dict[int, dict[str, Any]] = {}  # the shown run's rows (the dock's totals)
         self._gen = 0
+        self._ab_timer = QTimer(self)  # A | B follows the Layers panel: one redraw per burst of edits
+        self._ab_timer.setSingleShot(True)
+        self._ab_timer.setInterval(60)
+        self._ab_timer.timeout.connect(self._refresh_side_by_side)
         self.model = DatasetTableModel(self)
         self.thumbs = ThumbnailCache(thumb_dir, parent=self)
         self.grid_model = ThumbnailModel(self.model, self.thumbs, self)
@@ -196,6 +209,7 @@ class DatasetFeature(QObject):
         menu.addAction("Open Dataset &Folder…", self.open_folder_dialog)
         menu.addAction("Score &Results JSON…", self.load_results_dialog)
         menu.addAction("&Run Model on Dataset", self.run_model)
+        menu.addAction("&Merge Runs as Panoptic (shown + vs)", self.merge_runs)
         menu.addAction("&Stop", self.stop)
         p = self.panel
         p.open_btn.clicked.connect(self.open_dialog)
@@ -211,6 +225,10 @@ class DatasetFeature(QObject):
         p.table.selectionModel().currentRowChanged.connect(lambda cur, _old: self._on_row(cur, p.table.model()))
         p.grid.selectionModel().currentChanged.connect(lambda cur, _old: self._on_row(cur, self.grid_model))
         self.session.imageShown.connect(self._on_image_shown)
+        self.session.resultsChanged.connect(self._follow_layers)
+        state = getattr(window, "state", None)
+        if state is not None and hasattr(state, "changed"):
+            state.changed.connect(self._follow_layers)
         window.canvas.hovered.connect(self._on_hover)
         window.installEventFilter(self)
         if isinstance(getattr(window, "path_openers", None), list):
@@ -328,6 +346,8 @@ class DatasetFeature(QObject):
 
         def done(got: tuple[dict[int, Any], list[str]]) -> None:
             rows, delta_keys = got
+            self.rows = rows
+            self._push_totals()
             self.model.set_metrics(rows, list(ROW_KEYS) + delta_keys)
             self._fit_columns()
             vs = f"; Δ = {other[0]} [{other[1][:8]}] − this" if other is not None else ""
@@ -360,10 +380,23 @@ class DatasetFeature(QObject):
         index = self.index
         self._start(f"results:{Path(path).name}", file_hash(path), lambda: (results_predictor(index, path), None))
 
+    def _pair_of(self, models: list[str]) -> list[str]:
+        """The selected models to run: an instance and a semantic model (by their cards) make a
+        panoptic pair; without cards, two selected models are tried as one; else the first."""
+        tasks = {c.id: str(getattr(c.task, "value", c.task)) for c in getattr(self.session, "cards", [])}
+        inst = next((m for m in models if tasks.get(m) == "instance"), None)
+        sem = next((m for m in models if tasks.get(m) == "semantic"), None)
+        if inst is not None and sem is not None:
+            return [inst, sem]
+        if len(models) >= 2 and not any(m in tasks for m in models[:2]):
+            return models[:2]
+        return models[:1]
+
     def run_model(self) -> None:
+        """Run the selected model (or panoptic pair) over every image; stored images are skipped."""
         from segviewer.adapters.base import PredictParams
         from segviewer.core.result_store import file_hash
-        from segviewer.ui.features._dataset_jobs import model_predictor
+        from segviewer.ui.features._dataset_jobs import model_predictor, pair_key
 
         if self.index is None:
             self.window.show_error("Open a dataset first.")
@@ -371,17 +404,34 @@ class DatasetFeature(QObject):
         if not self.session.models:
             self.window.show_error("Select a model in the Models dock first.")
             return
-        mid = self.session.models[0]
-        weights = self.session.weights.get(mid)
-        wh = file_hash(weights) if weights is not None else "bundled"
-        index, device, factory = self.index, self.session.device, self.host_factory
+        mids = self._pair_of(list(self.session.models))
+        weights = {m: self.session.weights.get(m) for m in mids}
+        hashes = {m: file_hash(w) if w is not None else "bundled" for m, w in weights.items()}
+        mid, wh = pair_key([(m, hashes[m]) for m in mids])
+        index, device, factory, store = self.index, self.session.device, self.host_factory, self.store
         params = getattr(self.session, "params", PredictParams())
 
         def make() -> tuple[Any, Any]:
             host = factory()
-            return model_predictor(index, host, mid, device, weights, params), lambda: host.close(0.5)
+            if len(mids) == 1:
+                return model_predictor(index, host, mids[0], device, weights[mids[0]], params), lambda: host.close(0.5)
+            return (model_predictor(index, host, mids, device, weights, params, store, hashes),
+                    lambda: host.close(0.5))
 
         self._start(mid, wh, make)
+
+    def merge_runs(self) -> None:
+        """Score the shown run and the "vs" run (an instance and a semantic one) as a panoptic pair,
+        from their stored predictions (nothing is predicted)."""
+        from segviewer.ui.features._dataset_jobs import pair_key, stored_pair_predictor
+
+        a, b = self.run_key, self.compare_key
+        if self.index is None or a is None or b is None or a == b:
+            self.window.show_error("Show an instance run and pick a semantic run under vs (or the other way) first.")
+            return
+        index, store = self.index, self.store
+        self.compare_key = None
+        self._start(*pair_key([a, b]), lambda: (stored_pair_predictor(index, store, a, b), None))
 
     def _start(self, model_id: str, weights_hash: str, make: Any) -> None:
         from segviewer.analysis.dataset_eval import ROW_KEYS
@@ -389,9 +439,10 @@ class DatasetFeature(QObject):
 
         self.stop()
         self.run_key = (model_id, weights_hash)
+        self.rows = {}
         self.model.set_metrics({}, ROW_KEYS)
         job = DatasetRun(self.index, self.store, model_id, weights_hash, make, self)
-        job.rowReady.connect(self.model.update_row)
+        job.rowReady.connect(self._on_row_ready)
         job.progress.connect(lambda d, t: self.panel.status.setText(f"{model_id}: {d} / {t} images"))
         job.failed.connect(self._on_failed)
         job.finishedRun.connect(self._on_run_finished)
@@ -400,10 +451,15 @@ class DatasetFeature(QObject):
         self.panel.stop_btn.setEnabled(True)
         job.start()
 
+    def _on_row_ready(self, i: int, row: dict[str, Any]) -> None:
+        self.rows[i] = row
+        self.model.update_row(i, row)
+
     def _on_run_finished(self, complete: bool) -> None:
         self.job = None
         self.panel.stop_btn.setEnabled(False)
         self._list_runs()
+        self._push_totals()
         self.model.sort_by(self.model.sort_key, self.model.descending)  # re-sort with the new rows
         self._fit_columns()
         self.panel.status.setText(self.panel.status.text() + ("" if complete else " (stopped; Run resumes)"))
@@ -457,7 +513,8 @@ class DatasetFeature(QObject):
                 pred = got[0] if got is not None else None
             ev = evaluate_image(pred, gt, name=index.paths[i].name)[0] if pred is not None else None
             cmp = compare_image(store, index, i, key, other) if key is not None and other is not None else None
-            return pred, ev, cmp
+            shown = ev.merged if isinstance(pred, tuple) and ev is not None else pred  # a pair: its merged map
+            return shown, ev, cmp
 
         run_background(work, lambda res: self._on_evaluated(i, res), self._on_failed, "Scoring the image",
                        owner=self)
@@ -468,6 +525,9 @@ class DatasetFeature(QObject):
         pred, ev, cmp = res
         self.eval = ev
         self.compare = None if cmp is None else cmp[1]
+        gt_feature = self.window.findChild(QObject, "groundtruth_feature")
+        if gt_feature is not None and hasattr(gt_feature, "show_dataset"):
+            gt_feature.show_dataset(self.index.paths[i], ev, self._run_label())
         self.session.set_derived(DATASET_PREDICTION, pred)
         self.session.set_derived(DATASET_ERRORS, None if ev is None else ev.errors)
         dis = None if cmp is None else cmp[1].errors if cmp[1].errors is not None else cmp[1].semantic_errors
@@ -478,8 +538,36 @@ class DatasetFeature(QObject):
             self.show_side_by_side()
         self.imageEvaluated.emit()
 
+    def _run_label(self, key: tuple[str, str] | None = None) -> str:
+        key = self.run_key if key is None else key
+        return "no run" if key is None else f"{key[0]} [{key[1][:8]}]"
+
+    def _push_totals(self) -> None:
+        """The shown run's dataset totals into the Metrics dock (sums and per-image means)."""
+        from segviewer.analysis.dataset_eval import summarize_rows
+
+        gt_feature = self.window.findChild(QObject, "groundtruth_feature")
+        if gt_feature is None or not hasattr(gt_feature, "show_dataset_totals"):
+            return
+        rows = {i: r for i, r in self.rows.items() if isinstance(r, dict)}
+        gt_feature.show_dataset_totals(self._run_label(), summarize_rows(rows.values()) if rows else None)
+
+    def _side_layers(self) -> tuple[list[tuple[Any, float]], list[tuple[Any, float]], list[str], list[str]]:
+        """What A and B show: each run's layers as the Layers panel has them (visible ones, their
+        opacities, the score threshold and hidden classes applied), plus the ground truth on both
+        sides when it is on; and the kinds shown per side (for the titles)."""
+        from segviewer.ui.features.groundtruth import GT_LAYER
+
+        state = self.window.state
+        specs = [sp for sp in getattr(self.window, "_specs", []) if state.is_visible(sp.layer)]  # noqa: SLF001
+        shared = [(sp, state.opacity_of(sp.layer)) for sp in specs if sp.layer[0] == GT_LAYER]
+        a = [(sp, state.opacity_of(sp.layer)) for sp in specs if sp.layer[0] == DATASET_PREDICTION]
+        b = [(sp, state.opacity_of(sp.layer)) for sp in specs if sp.layer[0] == COMPARED_PREDICTION]
+        extra = ["ground truth"] if shared else []
+        return shared + a, shared + b, [sp.kind for sp, _ in a] + extra, [sp.kind for sp, _ in b] + extra
+
     def show_side_by_side(self) -> None:
-        """A | B of the image shown, in the compare window (made in the background)."""
+        """A | B of the image shown, in the compare window (composed in the background)."""
         from segviewer.ui.widgets.compare_view import CompareView
 
         if self._pair is None or self.session.image is None:
@@ -488,21 +576,42 @@ class DatasetFeature(QObject):
         if self.compare_view is None:
             self.compare_view = CompareView(self.window)
             self.compare_view.hovered.connect(self._on_hover)
-        image, (a, b), i = self.session.image, self._pair, self.current
+        self._refresh_side_by_side(force=True)
+
+    def _follow_layers(self, *_args: Any) -> None:
+        if self.compare_view is not None and self.compare_view.isVisible() and self._pair is not None:
+            self._ab_timer.start()
+
+    def _refresh_side_by_side(self, force: bool = False) -> None:
+        if self._pair is None or self.session.image is None or self.compare_view is None:
+            return
+        if not force and not self.compare_view.isVisible():
+            return
+        image, i = self.session.image, self.current
+        a_layers, b_layers, a_kinds, b_kinds = self._side_layers()
         names = (self.run_key[0] if self.run_key else "A", self.compare_key[0] if self.compare_key else "B")
 
-        def work() -> tuple[Any, Any]:
-            from segviewer.render.compose import render_overlay
+        def title(name: str, kinds: list[str], layer: str) -> str:
+            what = ", ".join(dict.fromkeys(kinds)) if kinds else f"nothing: turn on \"{layer}\" in Layers"
+            return f"{name} ({what})"
 
-            ops = {"masks": 0.6, "boxes": 1.0, "labels": 1.0}
-            return render_overlay(image, [a], ops), render_overlay(image, [b], ops)
+        def work() -> tuple[Any, Any]:
+            from segviewer.render.compose import compose
+            from segviewer.render.layers import LayerKind, render_layer
+
+            def side(layers: list[tuple[Any, float]]) -> Any:
+                return compose(image, [(render_layer(sp.result, LayerKind(sp.kind), sp.style), o) for sp, o in layers])
+
+            return side(a_layers), side(b_layers)
 
         def done(pair: tuple[Any, Any]) -> None:
             if i != self.current or self.compare_view is None:
                 return
-            self.compare_view.set_pair(pair[0], pair[1], *names)
-            self.compare_view.show()
-            self.compare_view.raise_()
+            self.compare_view.set_pair(pair[0], pair[1], title(names[0], a_kinds, DATASET_PREDICTION),
+                                       title(names[1], b_kinds, COMPARED_PREDICTION))
+            if force:
+                self.compare_view.show()
+                self.compare_view.raise_()
             self.compared.emit()
 
         run_background(work, done, self._on_failed, "Composing A | B", owner=self)

@@ -8,7 +8,11 @@ Flow, all heavy work off the UI thread:
 * model results change -> one background job merges the first instance and semantic results
   (heuristic, classes mapped by name), builds the error map against the ground truth and scores
   the image -> derived "panoptic" and "errors" layers and the dock's numbers;
-* "Evaluate folder" -> :class:`~segviewer.ui.features._metrics_jobs.FolderEvaluation`.
+* "Evaluate folder" -> :class:`~segviewer.ui.features._metrics_jobs.FolderEvaluation`;
+* a dataset image opened from the Dataset dock -> :meth:`GroundTruthFeature.show_dataset` hands
+  over the stored run's report for it (scored against the dataset's own ground truth): while no
+  model has results for the image, "This image" shows those numbers; the dataset's totals
+  (:meth:`show_dataset_totals`) replace the folder's.
 
 Every job carries a token (image generation, model results, merge knobs); what comes back for
 an older token is dropped. ``set_derived`` emits ``resultsChanged`` too: the model results'
@@ -71,6 +75,7 @@ class GroundTruthFeature(QObject):
         self._gen = 0
         self._sig: tuple | None = None
         self._token: tuple | None = None
+        self.dataset_eval: tuple[Path, ImageEval, str] | None = None  # (image, report, run) from the Dataset dock
         self.panel = MetricsPanel()
         dock = window.add_dock("Metrics", self.panel, Qt.DockWidgetArea.RightDockWidgetArea, tab_with="Legend")
         self.dock = dock
@@ -192,6 +197,10 @@ class GroundTruthFeature(QObject):
                       failures: dict[str, str] | None = None) -> None:
         if token != self._token:
             return
+        if inst is None and sem is None and self._show_dataset_eval():
+            for name in (PANOPTIC_LAYER, ERROR_LAYER, SEMANTIC_ERROR_LAYER):  # the Dataset dock's layers show
+                self.session.set_derived(name, None)
+            return
         self.eval = ev
         if ev.merged is not None:
             self._hide_by_default(PANOPTIC_LAYER, ev.merged)
@@ -224,6 +233,45 @@ class GroundTruthFeature(QObject):
         self.panel.show_image(ev.metrics, summary.strip(" ·"))
         self.panel.set_notes(notes)
         self.imageEvaluated.emit()
+
+    # ---- a dataset run's numbers (the Dataset dock) ------------------------------------------------
+    def show_dataset(self, path: Path, ev: ImageEval | None, run: str) -> None:
+        """The Dataset dock's stored run scored on dataset image ``path`` (its own ground truth):
+        shown as "This image" while no model has results for the image."""
+        self.dataset_eval = None if ev is None else (Path(path).absolute(), ev, run)
+        inst, sem = pick_results(self._model_results(), self.session.models)
+        if inst is None and sem is None:
+            self._show_dataset_eval()
+
+    def _show_dataset_eval(self) -> bool:
+        """Show the dataset run's report if it is for the image on screen; False when not."""
+        got, s = self.dataset_eval, self.session
+        if got is None or s.path is None or Path(s.path).absolute() != got[0]:
+            return False
+        path, ev, run = got
+        self.eval = ev
+        if ev.errors is not None:
+            c = ev.errors.counts
+            summary = f"TP {c['TP']} FP {c['FP']} FN {c['FN']} ({ev.error_kind}) · {run}"
+        elif ev.semantic_errors is not None:
+            summary = f"{_pixel_summary(ev.semantic_errors.counts)} · {run}"
+        else:
+            summary = run
+        self.panel.show_image(ev.metrics, summary)
+        self.panel.set_source(f"Dataset run {run}, scored against the dataset's ground truth of {path.name} "
+                              "(layers \"dataset prediction\" and \"dataset errors\").")
+        self.panel.set_notes([n for n in ev.notes if not n.startswith("No model results")])
+        self.imageEvaluated.emit()
+        return True
+
+    def show_dataset_totals(self, run: str, totals: dict[str, float] | None) -> None:
+        """The whole dataset's totals of a stored run (see ``dataset_eval.summarize_rows``) in the
+        dock's second section (the folder evaluation's place); None clears it."""
+        if totals is None:
+            self.panel.show_totals("Folder", None, "not evaluated")
+            return
+        n = int(totals.get("images", 0))
+        self.panel.show_totals("Dataset", totals, f"{run}: {n} image{'' if n == 1 else 's'}")
 
     def _on_eval_failed(self, token: tuple, message: str) -> None:
         if token != self._token:

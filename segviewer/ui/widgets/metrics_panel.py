@@ -73,6 +73,23 @@ def metric_rows(report: Mapping[str, Any]) -> list[tuple[str, str, list[tuple[st
     return rows
 
 
+def total_rows(totals: Mapping[str, float]) -> list[tuple[str, str]]:
+    """(title, value) rows of a dataset run's totals (``dataset_eval.summarize_rows``): averaged
+    metrics as "mean <title>" in %, summed counts as integers; pure, for tests."""
+    from segviewer.ui.widgets.dataset_table import COLUMN_TITLES
+
+    fractions = ("pq", "sq", "rq", "miou", "pixel_acc", "box_ap", "box_ap50", "mask_ap", "mask_ap50")
+    rows = [(f"mean {COLUMN_TITLES[k]}", _pct(totals[k])) for k in fractions if k in totals]
+    rows += [(COLUMN_TITLES[k], f"{int(round(totals[k]))}") for k in ("pred", "tp", "fp", "fn") if k in totals]
+    types = [(COLUMN_TITLES[k], int(round(totals[k]))) for k in COLUMN_TITLES
+             if k.startswith(("mask_", "box_")) and not k.endswith(("_ap", "_ap50")) and k in totals]
+    if types:
+        rows.append(("TIDE types", "  ".join(f"{t} {v}" for t, v in types)))
+    if "infer_ms" in totals:
+        rows.append(("mean ms", f"{totals['infer_ms']:.0f}"))
+    return rows
+
+
 class MetricsPanel(QWidget):
     paramsChanged = Signal()
     evaluateRequested = Signal()
@@ -246,7 +263,26 @@ class MetricsPanel(QWidget):
         self._fill(self.image_item, report, summary)
 
     def show_folder(self, report: Mapping[str, Any] | None, summary: str) -> None:
+        self.folder_item.setText(0, "Folder")
         self._fill(self.folder_item, report, summary)
+
+    def show_totals(self, title: str, totals: Mapping[str, float] | None, summary: str) -> None:
+        """The second section as a dataset run's totals (``title`` "Dataset"), or back to the
+        folder's place (``totals`` None)."""
+        top = self.folder_item
+        top.takeChildren()
+        top.setText(0, title)
+        top.setText(1, summary)
+        for name, v in total_rows(totals or {}):
+            top.addChild(QTreeWidgetItem([name, v]))
+        top.setExpanded(True)
+
+    def section_value(self, title: str) -> str | None:
+        """The value shown for a row of the second section (the folder's or the dataset's)."""
+        for i in range(self.folder_item.childCount()):
+            if self.folder_item.child(i).text(0) == title:
+                return self.folder_item.child(i).text(1)
+        return None
 
     def image_value(self, title: str) -> str | None:
         """The value shown for a row of "This image" (tests, screenshots)."""

@@ -1,0 +1,70 @@
+"""Panoptic pairs in the result store and the dataset rows, and the dataset totals the Metrics
+dock shows (sums of counts, per-image means of the rest)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segviewer.analysis.dataset_eval import evaluate_image, shown_result, summarize_rows
+from segviewer.analysis.evaluation import MergeParams, image_report
+from segviewer.core.dataset_index import open_dataset
+from segviewer.core.result_store import ResultStore, pack_result, unpack_result
+from segviewer.core.results import Detections, PanopticMap, SemanticMap
+from segviewer.synth.dataset import write_dataset
+from segviewer.synth.predictions import perturb_detections
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("pairs") / "ds"
+    write_dataset(root, 2, seed=5, size=(64, 80))
+    index = open_dataset(root)
+    gt = index.ground_truth(0)
+    inst = perturb_detections(gt.instances, 3)
+    labels = gt.semantic.labels.copy()
+    labels[:8] = 0  # a band of wrong stuff
+    sem = SemanticMap(labels, gt.semantic.categories, ignore_index=gt.semantic.ignore_index)
+    return index, gt, inst, sem
+
+
+def test_a_pair_survives_the_store(scene, tmp_path: Path) -> None:
+    index, _gt, inst, sem = scene
+    kind, blob = pack_result((inst, sem))
+    assert kind == "pair"
+    i2, s2 = unpack_result(kind, blob)
+    assert isinstance(i2, Detections) and isinstance(s2, SemanticMap)
+    assert np.array_equal(i2.boxes, inst.boxes) and np.array_equal(i2.masks.to_full(), inst.masks.to_full())
+    assert np.array_equal(s2.labels, sem.labels) and s2.categories == sem.categories
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        store.put_prediction("h", "a+b", "w", (inst, sem), 12.0)
+        (i3, s3), ms = store.get_prediction("h", "a+b", "w")
+        assert ms == 12.0 and np.array_equal(s3.labels, sem.labels) and len(i3) == len(inst)
+    with pytest.raises(Exception, match="pair"):
+        pack_result((sem, inst))
+
+
+def test_a_pair_row_is_the_docks_merged_report(scene) -> None:
+    _index, gt, inst, sem = scene
+    ev, row = evaluate_image((inst, sem), gt)
+    dock = image_report(inst, sem, gt, MergeParams(), "x")
+    assert row["pq"] == pytest.approx(dock.metrics["panoptic"]["all"]["pq"])
+    assert row["miou"] == pytest.approx(dock.metrics["semantic"]["mean_iou"])
+    assert row["mask_ap"] == pytest.approx(dock.metrics["instances"]["segm"]["AP"])
+    assert row["tp"] == dock.errors.counts["TP"] and ev.error_kind == "panoptic"
+    drawn = shown_result((inst, sem))
+    assert isinstance(drawn, PanopticMap) and np.array_equal(drawn.segment_ids, ev.merged.segment_ids)
+    assert shown_result(inst) is inst
+
+
+def test_totals_sum_counts_and_average_the_rest() -> None:
+    rows = [{"pq": 0.5, "tp": 3, "fp": 1, "mask_loc": 2, "infer_ms": 10.0},
+            {"pq": 0.25, "tp": 1, "fp": 0, "mask_loc": 0, "infer_ms": 30.0},
+            {"tp": 0, "fp": 2, "mask_ap": None, "infer_ms": math.nan}]
+    t = summarize_rows(rows)
+    assert t["images"] == 3 and t["pq"] == pytest.approx(0.375)
+    assert (t["tp"], t["fp"], t["mask_loc"]) == (4, 3, 2) and t["infer_ms"] == pytest.approx(20.0)
+    assert "mask_ap" not in t and summarize_rows([]) == {"images": 0.0}
