@@ -180,11 +180,11 @@ def _conv_back(s: Step, g: np.ndarray, y0: int, x0: int, chans: np.ndarray | Non
     _, h, wd = g.shape
     st, d, k, p = ly.stride, ly.dilation, ly.kernel, ly.padding
     full = np.zeros((cin, (h - 1) * st + d * (k - 1) + 1, (wd - 1) * st + d * (k - 1) + 1), np.float32)
-    flat = g.reshape(g.shape[0], -1)
+    # einsum's own loops, not BLAS: a multithreaded BLAS on a busy machine took 60 ms per small product
+    stamps = np.einsum("oiyx,ohw->yxihw", w, g)
     for ky in range(k):
         for kx in range(k):
-            stamp = (w[:, :, ky, kx].T @ flat).reshape(cin, h, wd)
-            full[:, d * ky:d * ky + (h - 1) * st + 1:st, d * kx:d * kx + (wd - 1) * st + 1:st] += stamp
+            full[:, d * ky:d * ky + (h - 1) * st + 1:st, d * kx:d * kx + (wd - 1) * st + 1:st] += stamps[ky, kx]
     ny0, nx0 = y0 * st - p, x0 * st - p
     hin, win = s.in_size
     a, b = max(0, -ny0), max(0, -nx0)

@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = ["nearest", "bed_of_nails", "max_unpool", "bilinear", "conv_transpose", "bilinear_kernel",
            "strongest_switches", "KernelComparison", "compare_kernels", "MapComparison", "compare_maps",
-           "METHODS"]
+           "METHODS", "UpsamplingInputs"]
 
 #: the five methods, in the order the view shows them
 METHODS: tuple[str, ...] = ("nearest", "bed of nails", "max-unpooling", "bilinear", "learned (transposed conv)")
@@ -182,3 +182,68 @@ def compare_maps(a: np.ndarray, b: np.ndarray) -> MapComparison:
     agree = float((a.argmax(0) == b.argmax(0)).mean()) if a.size else 1.0
     return MapComparison(float(d.max()) if d.size else 0.0, float(d.mean()) if d.size else 0.0,
                          float(np.linalg.norm(a - b)) / nb if nb else float("inf"), agree)
+
+
+@dataclass(frozen=True, eq=False)
+class UpsamplingInputs:
+    """What the FCN's one pass recorded for the Upsampling view (one image, no batch axis).
+
+    ``scores``: the stride-32 class scores ``(C, h, w)`` (``score_fr``); ``switches``: ``(h, w)``
+    flat indices into the ``pool_size`` plane, the last max-pool's switches
+    (:func:`strongest_switches`); ``weight`` ``(C, C, k, k)``, ``stride``, ``padding``: the model's
+    learned 2x transposed conv (``upscore2``); ``model_up``: that layer's own output in the pass.
+    ``valid``: the rescaled image's ``(rh, rw)`` inside the padded model frame; ``image_size``
+    ``(H, W)`` of the shown image.
+    """
+
+    scores: np.ndarray
+    switches: np.ndarray
+    pool_size: tuple[int, int]
+    weight: np.ndarray
+    stride: int
+    padding: int
+    model_up: np.ndarray
+    valid: tuple[int, int]
+    image_size: tuple[int, int]
+    categories: tuple[str, ...] = ()
+    layer: str = "upscore2"
+
+    @property
+    def factor(self) -> int:
+        return self.stride
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.scores, self.switches, self.weight, self.model_up))
+
+    def upsample(self, method: str) -> np.ndarray:
+        """The stride-32 scores upsampled 2x by ``method`` (one of :data:`METHODS`)."""
+        f = self.factor
+        size = (self.scores.shape[1] * f, self.scores.shape[2] * f)
+        if method == "nearest":
+            return nearest(self.scores, f)
+        if method == "bed of nails":
+            return bed_of_nails(self.scores, f)
+        if method == "max-unpooling":
+            sw = np.broadcast_to(self.switches, self.scores.shape)
+            if tuple(self.pool_size) != size:
+                raise ValueError(f"the pool's plane {self.pool_size} is not the 2x size {size}")
+            return max_unpool(self.scores, sw, size)
+        if method == "bilinear":
+            return bilinear(self.scores, size)
+        if method == METHODS[4]:
+            return conv_transpose(self.scores, self.weight, self.stride, self.padding)
+        raise ValueError(f"unknown upsampling {method!r}; choose one of {', '.join(METHODS)}")
+
+    def all(self) -> dict[str, np.ndarray]:
+        return {m: self.upsample(m) for m in METHODS}
+
+    def kernel_vs_bilinear(self) -> KernelComparison:
+        return compare_kernels(self.weight, bilinear_kernel(self.weight.shape[0], self.weight.shape[2]))
+
+    def learned_vs_bilinear(self) -> tuple[MapComparison, MapComparison]:
+        """The learned upsampling against (a) the bilinear-initialised transposed conv (the same
+        operator at initialisation) and (b) ``interpolate(bilinear)``, on these scores."""
+        learned = self.upsample(METHODS[4])
+        init = conv_transpose(self.scores, bilinear_kernel(self.weight.shape[0], self.weight.shape[2]),
+                              self.stride, self.padding)
+        return compare_maps(learned, init), compare_maps(learned, self.upsample("bilinear"))

@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
+    QComboBox,
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
@@ -130,9 +131,9 @@ class RoITab(QWidget):
         self.channel.setRange(0, 0)
         form = QFormLayout()
         form.addRow("Head", self.head)
-        form.addRow("", self.aligned)
-        form.addRow("", self.show_pool)
-        form.addRow("", self.show_links)
+        form.addRow(self.aligned)  # spans the row: no empty label column to widen the dock
+        form.addRow(self.show_pool)  # spans the row: no empty label column to widen the dock
+        form.addRow(self.show_links)  # spans the row: no empty label column to widen the dock
         form.addRow("Channel", self.channel)
         self.info = text_label("Click a detection on the image.")
         self.hover = text_label("")
@@ -248,9 +249,9 @@ class VotesTab(QWidget):
         self.source.setToolTip("Whose votes: the PCV model's voting head, or pseudo-votes derived from an "
                                "instance model's masks (each mask pixel votes for its mask's centroid).")
         self.table = SmallHeatmap("voting table")
-        self.table.setMinimumSize(140, 140)
+        self.table.setMinimumSize(110, 110)  # two side by side fit the dock's ~260 px column
         self.dist = SmallHeatmap("vote distribution")
-        self.dist.setMinimumSize(140, 140)
+        self.dist.setMinimumSize(110, 110)
         self.unit = FocusSpinBox()
         self.unit.setRange(1, 16)
         self.unit.setValue(4)
@@ -367,6 +368,17 @@ class FCNTab(QWidget):
         self.group.setExclusive(True)
 
 
+def fit_narrow(widget: QWidget, chars: int = 10) -> None:
+    """Let a view fit the dock's narrow column (about 260 px) instead of scrolling sideways: combo
+    boxes size to ``chars`` characters (long items elide in the closed box, show whole in the list)
+    and form rows put a label above its field when both do not fit side by side."""
+    for combo in widget.findChildren(QComboBox):
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(chars)
+    for form in widget.findChildren(QFormLayout):
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+
+
 class InternalsPanel(QWidget):
     """The dock's content: a message line above the tabs.
 
@@ -392,9 +404,6 @@ class InternalsPanel(QWidget):
         widgets = {"roi": self.roi, "rpn": self.rpn, "mask": self.mask, "votes": self.votes, "fcn": self.fcn}
         for key, title, kinds in self.BUILTIN:
             self.add_view(key, title, widgets[key], kinds)
-        for combo in self.findChildren(FocusComboBox):  # long item texts must not widen the narrow dock
-            combo.setSizeAdjustPolicy(FocusComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            combo.setMinimumContentsLength(10)
         lay = QVBoxLayout(self)
         lay.addWidget(self.status)
         lay.addWidget(self.message)
@@ -406,6 +415,7 @@ class InternalsPanel(QWidget):
             raise ValueError(f"an Internals view named {key!r} exists already")
         self.keys.append(key)
         self.view_kinds[key] = tuple(kinds)
+        fit_narrow(widget)
         i = self.tabs.addTab(widget, title)
         if kinds and not set(kinds) & {"roi", "rpn", "mask_logits"}:
             self.tabs.setTabVisible(i, False)  # a new family's tab waits until its model is captured
