@@ -16,7 +16,7 @@ same seeds, batches and checkpoint as ``segviewer train``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,18 +24,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segviewer.adapters.nets.registry import to_tensor
 from segviewer.analysis import centernet as dec
 from segviewer.training.data import InstanceSample
-from segviewer.training.tasks import Task
 
-MEAN, STD = 0.5, 0.25
 DEFAULTS: dict[str, Any] = {"batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 100, "steps": 6000}
+#: Loss options (stored in the checkpoint's config beside the architecture's, as the registry's
+#: ``extra`` for this family spells them out).
 LOSS_DEFAULTS: dict[str, Any] = {"size_weight": 0.1, "offset_weight": 1.0, "min_overlap": 0.7}
-
-
-def to_tensor(images: list[np.ndarray]) -> torch.Tensor:
-    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
-    return (x / 255.0 - MEAN) / STD
 
 
 def gaussian_radius(h: float, w: float, min_overlap: float = 0.7) -> float:
@@ -136,8 +132,17 @@ def coco_box_ap(gts: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
     return {k: float(v) for k, v in zip(keys, ev.stats[:6])}
 
 
-class CenterNetTask(Task):
-    """Heatmap focal loss + offset L1 + 0.1 x size L1; evaluation = box AP of the top-100 peaks."""
+@dataclass
+class CenterNetTask:
+    """Heatmap focal loss + offset L1 + 0.1 x size L1; evaluation = box AP of the top-100 peaks.
+
+    The loop's task interface (:class:`segviewer.training.tasks.Task`) by shape, not by
+    inheritance, so ``tasks`` can list this class without an import cycle."""
+
+    categories: list[str]
+    config: dict[str, Any] = field(default_factory=dict)
+    kind: str = "instance"
+    name: str = "centernet"
 
     def build(self) -> nn.Module:
         from segviewer.adapters.nets.centernet import build_centernet

@@ -10,4 +10,6 @@ KINDS: dict[str, str] = {
     "fcn": "semantic",
     "unet": "semantic",
     "pcv": "semantic",
+    "centernet": "instance",
+    "yolo": "instance",
 }

@@ -15,9 +15,11 @@ from torch import nn
 from segviewer.adapters.nets import registry
 from segviewer.adapters.nets.registry import MEAN, STD, to_tensor
 from segviewer.training import pcv_targets
+from segviewer.training.centernet_task import CenterNetTask
 from segviewer.training.data import InstanceSample, SemanticSample
 from segviewer.training.kinds import KINDS
 from segviewer.training.metrics import coco_mask_ap, confusion, semantic_scores
+from segviewer.training.yolo_task import YoloTask
 
 
 def random_crop(sample: SemanticSample, size: int, rng: np.random.Generator) -> SemanticSample:
@@ -172,6 +174,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "fcn": {"batch_size": 4, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 100, "steps": 3000},
     "unet": {"batch_size": 4, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 100, "steps": 3000},
     "pcv": {"batch_size": 4, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 100, "steps": 3000},
+    "centernet": {"batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 100, "steps": 6000},
+    "yolo": {"batch_size": 8, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 100, "steps": 3000},
 }
 
 #: kind -> its task class (which samples each eats: :data:`segviewer.training.kinds.KINDS`). A new
@@ -181,6 +185,8 @@ TASKS: dict[str, type[Task]] = {
     "fcn": SemanticTask,
     "unet": SemanticTask,
     "pcv": PCVTask,
+    "centernet": CenterNetTask,  # type: ignore[dict-item]  # the Task interface by shape
+    "yolo": YoloTask,  # type: ignore[dict-item]  # the Task interface by shape
 }
 if set(TASKS) != set(KINDS):  # pragma: no cover - a developer's slip, caught at import
     raise RuntimeError("training.kinds.KINDS and tasks.TASKS must list the same kinds")

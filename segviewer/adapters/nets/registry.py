@@ -74,6 +74,30 @@ def _unet_base() -> dict[str, Any]:
     return {"widths": list(unet.DEFAULT_WIDTHS)}
 
 
+def _centernet(categories: list[str], cfg: dict[str, Any]) -> nn.Module:
+    from segviewer.adapters.nets.centernet import build_centernet
+
+    return build_centernet({**cfg, "num_classes": len(categories) - 1})  # no background channel
+
+
+def _centernet_base() -> dict[str, Any]:
+    from segviewer.adapters.nets import centernet
+
+    return dict(centernet.DEFAULT_CONFIG)
+
+
+def _yolo(categories: list[str], cfg: dict[str, Any]) -> nn.Module:
+    from segviewer.adapters.nets.yolo import build_yolo
+
+    return build_yolo(len(categories) - 1, cfg)  # C = the things, no background class
+
+
+def _yolo_base() -> dict[str, Any]:
+    from segviewer.adapters.nets import yolo
+
+    return {k: [list(p) for p in v] if k == "priors" else v for k, v in yolo.DEFAULT_CONFIG.items()}
+
+
 @dataclass(frozen=True)
 class Family:
     """One kind of network we train: its constructor and its architecture defaults.
@@ -92,6 +116,8 @@ FAMILIES: dict[str, Family] = {
     "fcn": Family(_fcn, _fcn_base),
     "unet": Family(_unet, _unet_base),
     "pcv": Family(_pcv, _unet_base, {"vote_stride": 4, "cell_size": 4.0}),
+    "centernet": Family(_centernet, _centernet_base, {"size_weight": 0.1, "offset_weight": 1.0, "min_overlap": 0.7}),
+    "yolo": Family(_yolo, _yolo_base),
 }
 
 
