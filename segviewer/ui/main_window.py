@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QUndoStack
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -39,6 +39,22 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_MODELS = ("shapes_maskrcnn", "shapes_fcn")
 EMPTY_TEXT = "Open an image (Ctrl+O)\nor drop files and folders here"
 IMAGE_VIEW = "image"
+LISTING_FALLBACK_MS = 3000  # list the models by then even if no image was painted
+
+
+class _FirstPaint(QObject):
+    """Calls ``then`` (from the event loop) after the canvas first paints an image, once."""
+
+    def __init__(self, canvas: ImageCanvas, then: Callable[[], None]) -> None:
+        super().__init__(canvas)
+        self.canvas, self.then = canvas, then
+        canvas.viewport().installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Type.Paint and self.canvas.image is not None:
+            self.canvas.viewport().removeEventFilter(self)
+            QTimer.singleShot(0, self, self.then)  # after this paint has finished
+        return False
 
 
 class MainWindow(QMainWindow):
@@ -148,12 +164,23 @@ class MainWindow(QMainWindow):
         self.devices = ["cpu"]
         self.cards_ready = False
         self._start_models: tuple[Sequence[str], bool, Path | None, str | None] | None = None
+        self._listing_started = cards is not None
         if cards is not None:
             self._on_cards(_list_models(list(cards)))
         else:
             self.picker.tree.setHeaderLabels(["Model (listing…)", "Weights"])
             self.picker.set_devices(self.devices, self.devices[0])
-            run_background(lambda: _list_models(None), self._on_cards, self.show_error, "Listing models")
+            # Listing imports torch (seconds of CPU, mostly holding the GIL): started once the
+            # first image is painted, so the window and the photo come first (see start()).
+            self._first_paint = _FirstPaint(self.canvas, self._start_listing)
+            QTimer.singleShot(LISTING_FALLBACK_MS, self, self._start_listing)
+
+    def _start_listing(self) -> None:
+        """List the models in a background job, once (the first image painted, or no image)."""
+        if self._listing_started or self.closing:
+            return
+        self._listing_started = True
+        run_background(lambda: _list_models(None), self._on_cards, self.show_error, "Listing models")
 
     def _on_cards(self, listed: tuple[list[Any], dict[str, str], list[str], str]) -> None:
         self.cards, self.base_states, self.devices, problems = listed
@@ -260,6 +287,8 @@ class MainWindow(QMainWindow):
             found = list_images(scenes) if scenes.is_dir() else []
             if found:
                 self.session.open_paths([found[0]])
+        if self.session.image is None and not self.session.paths:
+            self._start_listing()  # no image on its way: nothing to paint first
 
     def _apply_start_models(self, models: Sequence[str], no_default: bool, weights: Path | None,
                             device: str | None) -> None:
