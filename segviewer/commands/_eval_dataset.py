@@ -3,7 +3,8 @@
 * ``--per-image FILE.csv``: one row per image, the numbers the window's Metrics dock shows for
   that image (:mod:`segviewer.analysis.dataset_eval`): instance: box/mask AP and AP50, TP/FP/FN,
   TIDE counts for masks and boxes; panoptic: PQ/SQ/RQ and TP/FP/FN; semantic (``metadata.csv``
-  ground truth): mIoU and pixel accuracy.
+  ground truth, or a Cityscapes tree: ``leftImg8bit/`` + ``gtFine/``, given as its root or as a
+  split folder under either): mIoU and pixel accuracy.
 * ``--errors`` (``--task instance``): each TIDE error type's count and dAP for boxes and masks
   (:mod:`segviewer.analysis.tide`, AP50 as the paper), printed and added to ``--json`` under
   ``"errors"``. Crowd ground truth is scored like any other (as the window does).
@@ -23,7 +24,8 @@ from typing import Any
 from segviewer.core.errors import SegviewerError
 
 __all__ = ["add_arguments", "instance_extras", "panoptic_extras", "semantic_extras", "instance_image",
-           "panoptic_image", "semantic_image", "CSV_HEAD", "Mapper"]
+           "panoptic_image", "semantic_image", "CSV_HEAD", "Mapper", "cityscapes_images", "cityscapes_masks",
+           "read_gt_labels", "cityscapes_image"]
 
 CSV_HEAD = ("image_id", "file_name", "gt")
 #: ``mapper(fn, items)``: ``fn(*item)`` per item, values in the order of ``items`` (eval.py's engines).
@@ -195,30 +197,108 @@ def panoptic_image(gt: Mapping[str, Any], gt_folder: Path, gt_name: str, pred: M
 
 
 def semantic_extras(args: argparse.Namespace, mapper: Mapper) -> None:
-    """Per-image semantic rows (``--per-image``) for a ``metadata.csv`` ground truth; predictions
-    are found as ``eval`` finds them (``<name>_labels.png`` anywhere under ``--pred``, else
-    ``<name>.png`` in it). Each image by :func:`semantic_image` through ``mapper``."""
+    """Per-image semantic rows (``--per-image``) for a ``metadata.csv`` ground truth or a
+    Cityscapes tree; predictions are found as ``eval`` finds them (``<name>_labels.png`` anywhere
+    under ``--pred``, else ``<name>.png`` in it). Each image by :func:`semantic_image` (Cityscapes:
+    :func:`cityscapes_image`) through ``mapper``."""
     if args.errors:
         raise SegviewerError("--errors is for --task instance (TIDE types boxes and masks)")
     if args.per_image is None:
         return
     gt = Path(args.gt)
+    pred_dir = Path(args.pred)
+    labels = {p.name[: -len("_labels.png")]: p for p in pred_dir.rglob("*_labels.png")}
+    names = _pred_names(pred_dir)
+
+    def pred_of(img: Path) -> Path:
+        p = labels.get(img.stem) or next((q for q in (pred_dir / f"{img.stem}.png",) if q.is_file()), None)
+        if p is None:
+            raise SegviewerError(f"no prediction {img.stem}_labels.png or {img.stem}.png in {pred_dir}")
+        return p
+
+    if cityscapes_images(gt) is not None:
+        masks, _ = cityscapes_masks(gt)
+        items_c = [(m, img, pred_of(img), names) for m, img in masks]
+        _write_csv(args.per_image, list(mapper(cityscapes_image, items_c)))
+        return
     if gt.is_dir() and (gt / "metadata.csv").is_file():
         gt = gt / "metadata.csv"  # the pairs eval's own numbers use, not a COCO file's image list beside it
     _open_index.cache_clear()  # this run reads the dataset afresh
     index = _open_index(*_index_key(gt))
     if "semantic" not in index.kind:
-        raise SegviewerError("--per-image for --task semantic needs a metadata.csv (or a folder holding one)")
-    pred_dir = Path(args.pred)
-    labels = {p.name[: -len("_labels.png")]: p for p in pred_dir.rglob("*_labels.png")}
-    names = _pred_names(pred_dir)
-    items = []
-    for i, img in enumerate(index.paths):
-        p = labels.get(img.stem) or next((q for q in (pred_dir / f"{img.stem}.png",) if q.is_file()), None)
-        if p is None:
-            raise SegviewerError(f"no prediction {img.stem}_labels.png or {img.stem}.png in {pred_dir}")
-        items.append((gt, i, p, names))
+        raise SegviewerError("--per-image for --task semantic needs a metadata.csv (or a folder holding one) "
+                             "or a Cityscapes tree (leftImg8bit/ and gtFine/)")
+    items = [(gt, i, pred_of(img), names) for i, img in enumerate(index.paths)]
     _write_csv(args.per_image, list(mapper(semantic_image, items)))
+
+
+def cityscapes_images(gt: Path) -> list[Path] | None:
+    """The ``*_leftImg8bit.png`` images of a Cityscapes tree given as its root (holding
+    ``leftImg8bit/`` and ``gtFine/``) or as a folder under either (``gtFine/val``,
+    ``leftImg8bit/val/ulm``); None when ``gt`` is not one. The images are what the dataset index
+    lists for such a tree (``core.dataset_index``), their ground truth where the window finds it."""
+    if not gt.is_dir():
+        return None
+    parts = gt.parts
+    for top in ("gtFine", "leftImg8bit"):
+        if top in parts:
+            k = len(parts) - 1 - parts[::-1].index(top)
+            folder = Path(*parts[:k], "leftImg8bit", *parts[k + 1:])
+            break
+    else:
+        if not ((gt / "leftImg8bit").is_dir() and (gt / "gtFine").is_dir()):
+            return None
+        folder = gt / "leftImg8bit"
+    return sorted(folder.rglob("*_leftImg8bit.png")) if folder.is_dir() else None
+
+
+def _cityscapes_label_ids(image: Path) -> Path:
+    """``leftImg8bit/<split>/<city>/<x>_leftImg8bit.png`` -> ``gtFine/<split>/<city>/<x>_gtFine_labelIds.png``
+    (the layout ``core.groundtruth.find_ground_truth`` reads)."""
+    parts = image.parent.parts
+    k = len(parts) - 1 - parts[::-1].index("leftImg8bit")
+    base = image.stem[: -len("_leftImg8bit")]
+    return Path(*parts[:k], "gtFine", *parts[k + 1:]) / f"{base}_gtFine_labelIds.png"
+
+
+def cityscapes_masks(gt: Path) -> tuple[list[tuple[Path, Path]], tuple[str, ...]]:
+    """``[(labelIds PNG, image)]`` of a Cityscapes tree (:func:`cityscapes_images`) and the 34
+    labelIds' names; an image without its labelIds is an error."""
+    from segviewer.core.errors import BadDatasetError
+    from segviewer.core.groundtruth import CITYSCAPES_LABELS
+
+    images = cityscapes_images(gt) or []
+    if not images:
+        raise BadDatasetError(f"{gt} holds no *_leftImg8bit.png images")
+    pairs = [(_cityscapes_label_ids(im), im) for im in images]
+    missing = [m for m, _ in pairs if not m.is_file()]
+    if missing:
+        raise BadDatasetError(f"{len(missing)} image(s) lack their labelIds, e.g. {missing[0]}")
+    return pairs, tuple(n for n, _, _ in CITYSCAPES_LABELS)
+
+
+def read_gt_labels(mask: Path) -> Any:
+    """A ground-truth label PNG's labels as the window reads them: Cityscapes ``*_labelIds.png``
+    with the classes its evaluation ignores set to 255 (``core.groundtruth.cityscapes_semantic``),
+    any other PNG as it is."""
+    from segviewer.core.groundtruth import cityscapes_semantic, read_label_png
+
+    if mask.name.endswith("_gtFine_labelIds.png"):
+        return cityscapes_semantic(mask).labels
+    return read_label_png(mask).labels
+
+
+def cityscapes_image(mask: Path, image: Path, pred: Path, names: tuple[str, ...] | None
+                     ) -> tuple[int, str, int, dict[str, Any]]:
+    """One Cityscapes image's semantic row (the same on either engine), its ground truth read as
+    the window reads it."""
+    from segviewer.analysis.dataset_eval import evaluate_image
+    from segviewer.core.groundtruth import GroundTruth, cityscapes_semantic, semantic_from_png
+
+    g = cityscapes_semantic(mask)
+    _, row = evaluate_image(semantic_from_png(pred, names or g.categories, None), GroundTruth(semantic=g),
+                            name=image.name)
+    return (-1, image.name, len(g.categories), row)
 
 
 def semantic_image(gt: Path, i: int, pred: Path, names: tuple[str, ...] | None

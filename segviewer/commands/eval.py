@@ -3,7 +3,9 @@
 * ``--task panoptic``: ``--gt`` / ``--pred`` are COCO panoptic JSONs, each with its PNG folder
   beside it (``panoptic.json`` + ``panoptic/``) or named by ``--gt-folder`` / ``--pred-folder``.
   Numbers equal the reference ``pq_compute`` (see segviewer.analysis.pq).
-* ``--task semantic``: ``--gt`` is a folder of label PNGs, a ``metadata.csv`` (``Image,Mask``), or
+* ``--task semantic``: ``--gt`` is a folder of label PNGs, a ``metadata.csv`` (``Image,Mask``), a
+  Cityscapes tree (``leftImg8bit/`` + ``gtFine/``: its root or a split folder; labelIds read as the
+  window reads them, classes Cityscapes ignores set to 255), or
   a dataset folder holding one; ``--pred`` a folder of label PNGs matched to the ground truth by
   file stem: ``segviewer predict``'s ``<name>_labels.png`` (in subfolders too), else plain
   ``<name>.png``. ``--num-classes`` defaults to the dataset's categories, else the largest label
@@ -226,6 +228,11 @@ def _gt_masks(gt: Path) -> tuple[list[tuple[Path, Path | None]], tuple[str, ...]
         return [(m, i) for i, m in metadata_pairs(gt)], dataset_categories(gt.parent)
     if gt.is_dir() and (gt / "metadata.csv").is_file():
         return [(m, i) for i, m in metadata_pairs(gt / "metadata.csv")], dataset_categories(gt)
+    from segviewer.commands._eval_dataset import cityscapes_images, cityscapes_masks
+
+    if cityscapes_images(gt) is not None:  # leftImg8bit/ + gtFine/ (root or a split folder)
+        pairs, names = cityscapes_masks(gt)
+        return [(m, im) for m, im in pairs], names
     if gt.is_dir():
         files = sorted(p for p in gt.iterdir() if p.suffix.lower() == ".png")
         if not files:
@@ -296,10 +303,11 @@ def _semantic(args: argparse.Namespace, mapper: Mapper) -> dict[str, Any]:
 
 def _top_label(mask: Path, pred: Path, ignore: int | None) -> int:
     """The largest label of one image pair (ground truth and prediction, ignore label left out)."""
+    from segviewer.commands._eval_dataset import read_gt_labels
     from segviewer.core.groundtruth import read_label_png
 
     top = 0
-    for a in (read_label_png(mask).labels, read_label_png(pred).labels):
+    for a in (read_gt_labels(mask), read_label_png(pred).labels):
         v = a[a != ignore] if ignore is not None else a
         top = max(top, int(v.max()) if v.size else 0)
     return top
@@ -310,9 +318,10 @@ def _pair_confusion(mask: Path, pred: Path, n: int, ignore: int | None) -> Any:
     import numpy as np
 
     from segviewer.analysis.metrics import confusion_matrix
+    from segviewer.commands._eval_dataset import read_gt_labels
     from segviewer.core.groundtruth import read_label_png
 
-    g, pr = read_label_png(mask).labels, read_label_png(pred).labels
+    g, pr = read_gt_labels(mask), read_label_png(pred).labels
     return confusion_matrix(np.asarray(g), np.asarray(pr), n, ignore, where=mask.name)
 
 
@@ -341,11 +350,12 @@ def _pair_by_name(mask: Path, pred: Path, gt_names: tuple[str, ...], pred_names:
                   ignore: int | None) -> Any:
     """One image pair scored by name: an accumulator of that image alone (merged in order)."""
     from segviewer.analysis.evaluation import SemanticAccumulator
+    from segviewer.commands._eval_dataset import read_gt_labels
     from segviewer.core.errors import BadDatasetError
     from segviewer.core.groundtruth import read_label_png
     from segviewer.core.results import SemanticMap
 
-    g, pr = read_label_png(mask).labels, read_label_png(pred).labels
+    g, pr = read_gt_labels(mask), read_label_png(pred).labels
     if pr.size and int(pr.max()) >= len(pred_names):
         raise BadDatasetError(f"{pred.name} has label {int(pr.max())} but categories.json names {len(pred_names)}")
     acc = SemanticAccumulator()
