@@ -375,8 +375,10 @@ def fit_narrow(widget: QWidget, chars: int = 10) -> None:
     for combo in widget.findChildren(QComboBox):
         combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         combo.setMinimumContentsLength(chars)
+        combo.updateGeometry()
     for form in widget.findChildren(QFormLayout):
         form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+        form.invalidate()
 
 
 class InternalsPanel(QWidget):
