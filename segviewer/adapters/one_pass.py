@@ -31,6 +31,7 @@ CAPTURE_KINDS: dict[str, tuple[str, ...]] = {
     "detector": ("rpn", "roi", "mask_logits", "keypoint_heatmaps"),  # a bundle's ``kinds``: what its heads had
     "dense": DENSE_KINDS,
     "queries": QUERY_KINDS,
+    "centernet": ("centernet_heads",),  # adapters.centernet.CENTERNET_KINDS
     "": (),
 }
 
@@ -72,6 +73,8 @@ def internals_kind(adapter: Any) -> str:
         return "stages"
     if callable(getattr(adapter, "predict_queries", None)):
         return "queries"
+    if callable(getattr(adapter, "predict_centernet", None)):
+        return "centernet"
     m = getattr(adapter, "module", None)
     if m is not None and all(hasattr(m, n) for n in ("backbone", "rpn", "roi_heads")):
         return "detector"
@@ -123,6 +126,8 @@ def predict_with_internals(adapter: Any, image: np.ndarray, params: Any = None,
         return stages[stage], stages
     if kind == "queries":  # the adapter hooks its own pass (QueryInternals)
         return adapter.predict_queries(image, params, tm)
+    if kind == "centernet":  # the heads' raw outputs are the internals (CenterNetInternals)
+        return adapter.predict_centernet(image, params, tm)
     if kind == "dense":
         return _predict_hooked(adapter, image, params, tm, str(name), DenseHooks, build_dense_internals)
     if kind != "detector":
