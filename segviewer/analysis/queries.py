@@ -389,7 +389,7 @@ def compare_merges(it: QueryInternals, isthing: tuple[bool, ...], model_map: obj
     best, score = real.argmax(axis=1), real.max(axis=1)
     no_obj = it.is_no_object()
     pick = np.flatnonzero(~no_obj & (score > threshold) & np.array([thing[int(c)] for c in best], bool))
-    pick = pick[(lg[pick] > 0).reshape(len(pick), -1).any(axis=1)]
+    pick = pick[(lg[pick] > 0).any(axis=(1, 2))]
     full = lg[pick] > 0
     masks = MaskSet.from_full(full) if len(pick) else MaskSet((mh, mw), (), np.zeros((0, 2), np.int32))
     boxes = masks.crop_boxes() if len(pick) else np.zeros((0, 4), np.float32)

@@ -112,3 +112,13 @@ def test_merges_need_masks_and_upsnet_needs_stuff() -> None:
     assert "upsnet" not in mc.maps and "stuff" in mc.notes["upsnet"]
     assert "model" not in mc.maps and mc.agreement == {}
     assert DROPPED_OVERLAP not in query_fates(it)
+
+
+def test_merges_with_no_confident_query() -> None:
+    it, pm = _universal()
+    weak = QueryInternals(family=it.family, image_size=it.image_size, input_size=it.input_size,
+                          categories=it.categories, class_logits=np.zeros_like(it.class_logits), no_object=True,
+                          selected=np.zeros(0, np.int64), mask_logits=it.mask_logits, merge=it.merge)
+    mc = compare_merges(weak, (True, False), pm, threshold=0.5)
+    assert not any(s.isthing for s in mc.maps["heuristic"].segments)
+    assert not any(s.isthing for s in mc.maps["upsnet"].segments)

@@ -38,6 +38,8 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from segviewer.core.errors import SegviewerError
 from segviewer.ui.features._internals_dense import DenseHeadsView
+from segviewer.ui.features._internals_keypoints import KeypointsView
+from segviewer.ui.features._internals_queries import QUERY_FAMILIES, QueriesView
 from segviewer.ui.features._internals_views import (
     FCN_LAYER,
     PCV_SOURCE,
@@ -53,7 +55,7 @@ from segviewer.ui.widgets.internals_tabs import InternalsPanel
 from segviewer.ui.worker import Prediction, PredictRequest
 
 DEFAULT_DETECTOR = "shapes_maskrcnn"
-DETECTOR_TASKS = ("instance", "detection")
+DETECTOR_TASKS = ("instance", "detection", "keypoint")
 DEFAULT_FCN = "shapes_fcn"
 DEFAULT_PCV = "shapes_pcv"
 RCNN_KINDS = ("roi", "rpn", "mask_logits")  # the capture kinds of a two-stage detector's pass
@@ -97,7 +99,10 @@ class InternalsFeature(QObject):
         # Views of a detector's bundle beyond the two-stage tabs: each declares the capture kinds it
         # draws (``kinds``) and has set_bundle / click / draw; a new family appends its view here.
         self.views: list[Any] = [self.dense]
+        self.queries = QueriesView(self)  # set prediction (DETR, RT-DETR, Mask2Former, OneFormer)
+        self.views.append(self.queries)
         self.view: Any = None  # the view that shows the current bundle (None: the two-stage tabs)
+        self.keypoints = KeypointsView(self)  # Keypoint R-CNN's maps: a tab beside the two-stage ones
         menu = window.menuBar().addMenu("&Internals")
         menu.addAction(dock.toggleViewAction())
 
@@ -180,7 +185,7 @@ class InternalsFeature(QObject):
         models = list(self.session.models)
         for m in models:
             card = cards.get(m)
-            if card is not None and card.task in DETECTOR_TASKS:
+            if card is not None and (card.task in DETECTOR_TASKS or card.extra.get("hf_family") in QUERY_FAMILIES):
                 return m, ""
         if models:
             m = models[0]
@@ -290,7 +295,8 @@ class InternalsFeature(QObject):
         self.overlays.clear()
         view = self._route(it)
         dense = view is not None
-        self.panel.set_offered(it.kinds if dense else RCNN_KINDS)
+        self.panel.set_offered(it.kinds if dense else getattr(it, "kinds", RCNN_KINDS))
+        self.keypoints.set_bundle(None if dense else it)
         if it is None:
             self.internals = None
             self.panel.status.setText("")
@@ -298,8 +304,9 @@ class InternalsFeature(QObject):
         else:
             self.internals = it
             self.show_message("")
-            t = it.timings
-            self.panel.status.setText(
+            t = getattr(it, "timings", {})
+            status = getattr(view, "status_text", None)  # a view whose bundle words its own status
+            self.panel.status.setText(status() if status is not None else
                 f"{it.model_name}: one pass {1000 * sum(v for k, v in t.items() if k not in ('replay', 'scores')):.0f} ms "
                 f"(the layers' result and these internals), model frame {it.model_size[1]}x{it.model_size[0]}, "
                 f"{len(it.detections)} detections. " + (getattr(view, "hint", "Click anywhere.") if dense else
@@ -393,7 +400,7 @@ class InternalsFeature(QObject):
             elif tab == "rpn":
                 self.internals.anchors_at(x, y, max(self.panel.rpn.level.currentIndex(), 0))  # validates
                 self.anchor_point = (x, y)
-            elif tab in ("roi", "mask"):
+            elif tab in ("roi", "mask", self.keypoints.key):
                 self.selected = self.pick_detection(x, y)
             else:
                 return
@@ -465,6 +472,8 @@ class InternalsFeature(QObject):
                                        self.window.canvas.image)
             elif tab == "mask":
                 self.overlays.draw_mask(self.internals, self.selected, self.panel.mask)
+            elif tab == self.keypoints.key:
+                self.keypoints.draw(self.overlays, self.internals, self.selected)
             elif self.view is not None and tab == self.view.key:
                 self.view.draw(self.overlays)
         except SegviewerError as err:

@@ -1,0 +1,157 @@
+"""The Internals dock with set-prediction models through the real window (tiny random-weight
+transformers checkpoints, offline, opened as ``--weights DIR``): the model picker offers DETR and
+Mask2Former, the Queries tab is listed (the R-CNN tabs are not), the layers' result and the
+internals come from one pass, and what is drawn is recomputed here from the bundle: the clicked
+detection's query, its attention, its class distribution with "no object", every query's box or
+mask before the selection, and Mask2Former's merge beside the heuristic and UPSNet merges."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+
+from segviewer.adapters.base import PredictParams  # noqa: E402
+from segviewer.adapters.registry import create_adapter, get_card, list_cards  # noqa: E402
+from segviewer.analysis.queries import KEPT, NO_OBJECT, compare_merges, query_fates  # noqa: E402
+from segviewer.core.results import Detections, PanopticMap  # noqa: E402
+from segviewer.render.heatmap import heatmap_rgba  # noqa: E402
+from segviewer.ui.features.internals import InternalsFeature  # noqa: E402
+from tests.adapters import hf_tiny  # noqa: E402
+
+DETR, M2F = "detr_resnet50", "mask2former_swin_tiny_coco_panoptic"
+ISTHING = (True, True, False, False)  # hf_tiny.CATS: cat, dog things; sky, grass stuff
+TIMEOUT = 120_000
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    root = tmp_path_factory.mktemp("hf_queries")
+    return {DETR: hf_tiny.detr(root / "detr"), M2F: hf_tiny.mask2former(root / "m2f")}
+
+
+def _open(qtbot, show_window, tmp_path, monkeypatch, model: str, folder) -> tuple:  # noqa: ANN001
+    import cv2
+    import torch
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("SEGVIEWER_OFFLINE", "1")
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(1)
+    img = (rng.random((96, 128, 3)) * 60).astype(np.uint8)
+    img[20:70, 30:100] = (200, 80, 60)
+    path = tmp_path / "one.png"
+    cv2.imwrite(str(path), img[..., ::-1])
+    passes: list[str] = []
+
+    def factory(model_id: str):  # noqa: ANN202
+        card = get_card(model_id)
+        if model_id == M2F:
+            card = dataclasses.replace(card, isthing=ISTHING)
+        adapter = create_adapter(card)
+        load = adapter.load
+
+        def counted_load(device: str, weights=None, progress=None) -> None:  # noqa: ANN001
+            load(device, weights=weights)
+            adapter.module.register_forward_pre_hook(lambda *_: passes.append(model_id))
+
+        adapter.load = counted_load
+        return adapter
+
+    cards = list_cards()
+    w = show_window(factory, cards, size=(1300, 850))
+    w.passes = passes
+    w.session.params = PredictParams(min_score=0.0, max_detections=5)  # DETR: 5 of its 12 queries kept
+    feat = w.findChild(InternalsFeature)
+    feat.dock.show()
+    feat.dock.raise_()
+    with qtbot.waitSignal(feat.captured, timeout=TIMEOUT):
+        w.start([path], models=[model], weights=folder)
+    qtbot.waitUntil(lambda: model in w.session.results, timeout=TIMEOUT)
+    return w, feat
+
+
+def test_detr_queries_tab(qtbot, show_window, tmp_path, monkeypatch, tiny) -> None:  # noqa: ANN001
+    w, feat = _open(qtbot, show_window, tmp_path, monkeypatch, DETR, tiny[DETR])
+    # the picker offers the transformers families beside the zoo (here DETR from a weights folder)
+    assert {DETR, M2F, "rtdetr_r50vd", "oneformer_swin_tiny_ade20k"} <= set(w.picker._items)
+    assert w.picker.state(DETR) == "loaded" and w.picker.state(M2F) in ("needs download", "cached")
+    it = feat.internals
+    assert it is not None and it.family == "detr", feat.message
+    p = feat.panel
+    tabs = {k: p.tabs.isTabVisible(i) for i, k in enumerate(p.keys)}
+    assert tabs["queries"] and not tabs["roi"] and not tabs["rpn"] and not tabs["mask"]
+    assert p.tab_name() == "queries"
+    det = w.session.results[DETR]
+    assert isinstance(det, Detections) and len(det) == len(it.selected) > 0
+    view = feat.queries
+    # a click inside detection 0's box picks a query whose box holds the point, a kept one if any
+    x0, y0, x1, y1 = det.boxes[0]
+    x, y = float(x0 + x1) / 2, float(y0 + y1) / 2
+    with qtbot.waitSignal(feat.viewUpdated, timeout=5000):
+        feat.click(x, y)
+    q = view.query
+    b = it.boxes[q]
+    assert b[0] <= x <= b[2] and b[1] <= y <= b[3] and query_fates(it)[q] == KEPT
+    # the white box is that query's; the heatmap is its heads-averaged attention
+    np.testing.assert_allclose(feat.overlays.segments["current"].reshape(-1, 2).min(0), b[:2], atol=1e-3)
+    amap = it.attention_map(q)
+    np.testing.assert_array_equal(feat.overlays._heat_src, heatmap_rgba(amap, 0.0, float(amap.max()), "magma",
+                                                                          alpha=210, alpha_by_value=True))
+    # the bar list: the query's most likely classes and "no object", from its softmax
+    rows = view.tab.bars.rows
+    probs = it.distribution(q)
+    assert rows[-1][0] == "no object" and rows[-1][1] == pytest.approx(float(probs[-1]))
+    assert rows[0][1] == pytest.approx(float(probs[:-1].max()))
+    # one head picked: that head's map
+    view.tab.head.setCurrentIndex(2)
+    amap1 = it.attention_map(q, 1)
+    assert feat.overlays._heat_src is view.attention_rgba(q, 1)
+    assert view.attention_rgba(q, 1).shape[:2] == amap1.shape
+    # all queries before the selection, coloured by fate
+    view.tab.show_all.setChecked(True)
+    fates = query_fates(it)
+    assert feat.overlays.count("kept") == 4 * int((fates == KEPT).sum())
+    assert feat.overlays.count("pending") == 4 * int((fates == NO_OBJECT).sum())
+    assert (fates == KEPT).sum() == 5 and feat.overlays.count("suppressed") == 4 * 7
+    assert feat.overlays.count("kept") + feat.overlays.count("pending") + feat.overlays.count("suppressed") \
+        == 4 * it.num_queries
+    # the layers' result and the internals came from ONE pass
+    assert w.passes == [DETR]
+
+
+def test_mask2former_queries_and_merges(qtbot, show_window, tmp_path, monkeypatch, tiny) -> None:  # noqa: ANN001
+    w, feat = _open(qtbot, show_window, tmp_path, monkeypatch, M2F, tiny[M2F])
+    it = feat.internals
+    assert it is not None and it.family == "mask2former" and it.merge is not None, feat.message
+    p = feat.panel
+    assert p.tab_name() == "queries"
+    pm = w.session.results[M2F]
+    assert isinstance(pm, PanopticMap)
+    view = feat.queries
+    view.tab.show_all.setChecked(True)
+    fates = query_fates(it)
+    outlines = view.outlines()
+    for fate, style in ((KEPT, "kept"), (NO_OBJECT, "pending")):
+        want = sum(len(outlines[i]) for i in np.flatnonzero(fates == fate))
+        assert feat.overlays.count(style) == want
+    # the merge as a step: the counts and the three maps
+    text = view.tab.counts.text()
+    assert f"{int((fates == NO_OBJECT).sum())} no object" in text and "kept as" in text
+    mc = compare_merges(it, ISTHING, pm, threshold=it.merge.threshold)
+    for key in ("model", "heuristic", "upsnet"):
+        assert f"{len(mc.maps[key].segments)} segments" in view.tab.merge_labels[key].text()
+    assert view.tab.merge_maps["upsnet"].item.image is not None
+    # a click on a kept segment picks the query behind it
+    if len(pm.segments):
+        seg = pm.segments[0]
+        ys, xs = np.nonzero(pm.segment_ids == seg.id)
+        with qtbot.waitSignal(feat.viewUpdated, timeout=5000):
+            feat.click(float(xs[len(xs) // 2]) + 0.5, float(ys[len(ys) // 2]) + 0.5)
+        assert fates[view.query] == KEPT
+        assert "kept" in view.tab.merge_info.text()
+    assert [m for m in w.passes if m == M2F] == [M2F]  # one pass (other features may run their own models)
