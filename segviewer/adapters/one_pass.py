@@ -32,6 +32,7 @@ CAPTURE_KINDS: dict[str, tuple[str, ...]] = {
     "dense": DENSE_KINDS,
     "queries": QUERY_KINDS,
     "centernet": ("centernet_heads",),  # adapters.centernet.CENTERNET_KINDS
+    "yolo": ("yolo_grid",),  # adapters.yolo.YOLO_KINDS
     "": (),
 }
 
@@ -75,6 +76,8 @@ def internals_kind(adapter: Any) -> str:
         return "queries"
     if callable(getattr(adapter, "predict_centernet", None)):
         return "centernet"
+    if callable(getattr(adapter, "predict_grid", None)):
+        return "yolo"
     m = getattr(adapter, "module", None)
     if m is not None and all(hasattr(m, n) for n in ("backbone", "rpn", "roi_heads")):
         return "detector"
@@ -128,6 +131,8 @@ def predict_with_internals(adapter: Any, image: np.ndarray, params: Any = None,
         return adapter.predict_queries(image, params, tm)
     if kind == "centernet":  # the heads' raw outputs are the internals (CenterNetInternals)
         return adapter.predict_centernet(image, params, tm)
+    if kind == "yolo":  # the head's raw grid is the internals (YoloInternals)
+        return adapter.predict_grid(image, params, tm)
     if kind == "dense":
         return _predict_hooked(adapter, image, params, tm, str(name), DenseHooks, build_dense_internals)
     if kind != "detector":

@@ -1,0 +1,173 @@
+"""The bundled YOLO-style detector (``shapes_yolo``): detections, and its grid from the same pass.
+
+``predict`` and :meth:`ShapesYOLO.predict_grid` run the net once; the raw head output is decoded
+by :mod:`segviewer.analysis.yolo` (numpy: the one implementation of the formulas, which the view
+and the tests read too) and the class-wise greedy NMS is :func:`segviewer.analysis.nms.nms_trace`,
+so the Internals view replays exactly the steps that produced the layers' boxes.
+
+The image is scaled so its shorter side is 256 px (the shapes world's scale), padded at the
+bottom/right to a multiple of 16 (replicated edge), and the grid is cut to the cells that overlap
+the real image; results come back in the input image's pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from segviewer.adapters._convert import check_image
+from segviewer.adapters.base import PredictParams
+from segviewer.adapters.internals import ModelFrame
+from segviewer.adapters.shapes import _resize_short, _ShapesAdapter, _short_side
+from segviewer.analysis import yolo as Y
+from segviewer.analysis.nms import NMSTrace
+from segviewer.core.errors import ModelError, SegviewerError
+from segviewer.core.results import Detections
+from segviewer.core.timing import Timings
+
+__all__ = ["ShapesYOLO", "YoloInternals", "YOLO_KINDS", "CellReadout"]
+
+#: the capture kind a YOLO pass offers (the "YOLO grid" view declares it)
+YOLO_KINDS = ("yolo_grid",)
+NMS_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class CellReadout:
+    """One grid cell: its B boxes (input-image xyxy), confidences, the raw ``t`` numbers per prior
+    ``(B, 5)``, its class distribution ``Pr(class | object)`` and class-specific scores ``(B, C)``."""
+
+    row: int
+    col: int
+    rect: np.ndarray  # (4,) the cell in input-image pixels
+    boxes: np.ndarray
+    conf: np.ndarray
+    t: np.ndarray
+    class_prob: np.ndarray
+    class_scores: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class YoloInternals(ModelFrame):
+    """What one pass of the YOLO net computed (model frame = the rescaled image, before padding)."""
+
+    model_name: str
+    categories: tuple[str, ...]  # the detector's, "__background__" first
+    image_size: tuple[int, int]
+    model_size: tuple[int, int]
+    grid: Y.YoloGrid
+    candidates: Y.Candidates  # model frame, the NMS input
+    trace: NMSTrace  # class-wise greedy NMS over the candidates
+    keep: np.ndarray  # candidate indices the layers show, best first
+    detections: Detections
+    score_thresh: float
+    nms_thresh: float
+    timings: Timings = field(default_factory=Timings)
+    kinds: tuple[str, ...] = YOLO_KINDS
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The C classes of the grid's class distribution (no background)."""
+        return tuple(self.categories[1:])
+
+    def cell_at(self, x: float, y: float) -> tuple[int, int]:
+        """The ``(row, col)`` of the cell under an input-image point."""
+        mx, my = self.to_model(x, y)
+        rc = self.grid.cell_of(mx, my)
+        if rc is None:
+            raise SegviewerError("That point lies outside the YOLO grid.")
+        return rc
+
+    def cell_rect(self, row: int, col: int) -> np.ndarray:
+        s = self.grid.stride
+        return self.to_image(np.array([col * s, row * s, (col + 1) * s, (row + 1) * s], np.float32))[0]
+
+    def cell(self, row: int, col: int) -> CellReadout:
+        g = self.grid
+        nb = g.num_priors
+        return CellReadout(row, col, self.cell_rect(row, col), self.to_image(g.boxes[row, col]),
+                           g.conf[row, col].copy(), g.raw[row, col, : 5 * nb].reshape(nb, 5).copy(),
+                           g.class_prob[row, col].copy(), g.class_scores()[row, col].copy())
+
+    def grid_lines(self) -> tuple[np.ndarray, np.ndarray]:
+        """x positions of the vertical lines and y positions of the horizontal ones (input pixels)."""
+        sh, sw = self.grid.shape
+        s = self.grid.stride
+        sx, sy = self.scale
+        return np.arange(sw + 1) * s * sx, np.arange(sh + 1) * s * sy
+
+    def responsible(self, boxes: np.ndarray) -> Y.Assignment:
+        """Which cell and prior answer for each ground-truth box (input-image xyxy)."""
+        sx, sy = self.scale
+        b = np.asarray(boxes, np.float32).reshape(-1, 4) / np.array([sx, sy, sx, sy], np.float32)
+        return Y.responsible(b, self.grid.shape, self.grid.stride, self.grid.priors)
+
+    def max_conf_map(self) -> np.ndarray:
+        """``(S_h, S_w)`` the best class-specific score of each cell (the heatmap under the grid)."""
+        return self.grid.class_scores().max(axis=(2, 3))
+
+    def nbytes(self) -> int:
+        g = self.grid
+        return int(g.raw.nbytes + g.boxes.nbytes + g.conf.nbytes + g.class_prob.nbytes
+                   + self.candidates.boxes.nbytes * 3)
+
+
+class ShapesYOLO(_ShapesAdapter):
+    """The YOLO-style detector; ``predict`` keeps boxes with class-specific score >= ``min_score``."""
+
+    model_kind = "yolo"
+
+    def _raw(self, image: np.ndarray, params: PredictParams, tm: Timings) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+        """The head's raw output cut to the real image's cells, the input size and the model size."""
+        import torch
+
+        from segviewer.adapters.nets.registry import to_tensor
+
+        model, device = self._require()
+        img = check_image(image)
+        h, w = img.shape[:2]
+        with tm.stage("preprocess"):
+            small = _resize_short(img, _short_side(params))
+            rh, rw = small.shape[:2]
+            d = int(getattr(model, "divisor", 16))
+            ph, pw = -rh % d, -rw % d
+            if ph or pw:  # pad by replication; cells wholly in the padding are cut off below
+                small = cv2.copyMakeBorder(small, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
+            x = to_tensor([small]).to(device)
+        try:
+            with tm.stage("model"), torch.inference_mode():
+                out = model(x)
+                if device.startswith("cuda"):
+                    torch.cuda.synchronize()
+        except RuntimeError as err:
+            raise ModelError(f"{self.card.id} failed on a {w}x{h} image ({str(err).splitlines()[0]})") from err
+        s = int(model.stride)
+        raw = out[0, :, : -(-rh // s), : -(-rw // s)].float().cpu().numpy()
+        return raw, (h, w), (rh, rw)
+
+    def predict_grid(self, image: np.ndarray, params: PredictParams | None = None,
+                     timings: Timings | None = None) -> tuple[Detections, YoloInternals]:
+        """ONE pass: the detections (as ``predict``) and the grid they came from."""
+        params = params or PredictParams()
+        tm = timings if timings is not None else Timings()
+        raw, (h, w), (rh, rw) = self._raw(image, params, tm)
+        model, _ = self._require()
+        with tm.stage("postprocess"):
+            grid = Y.decode(raw, np.asarray(model.priors, np.float32), int(model.stride))
+            cand, trace, keep = Y.postprocess(grid, float(params.min_score), NMS_IOU, int(params.max_detections),
+                                              size=(rh, rw))
+            sx, sy = w / rw, h / rh
+            boxes = cand.boxes[keep] * np.array([sx, sy, sx, sy], np.float32)
+            boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+            boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+            det = Detections((h, w), boxes, cand.scores[keep], (cand.class_ids[keep] + 1).astype(np.int32),
+                             self.card.categories)
+        it = YoloInternals(str(self.card.id), tuple(self.card.categories), (h, w), (rh, rw), grid, cand, trace,
+                           keep, det, float(params.min_score), NMS_IOU, Timings(tm))
+        return det, it
+
+    def predict(self, image: np.ndarray, params: PredictParams | None = None,
+                timings: Timings | None = None) -> Detections:
+        return self.predict_grid(image, params, timings)[0]
