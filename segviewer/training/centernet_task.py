@@ -26,7 +26,7 @@ from torch import nn
 
 from segviewer.adapters.nets.registry import to_tensor
 from segviewer.analysis import centernet as dec
-from segviewer.training.data import InstanceSample
+from segviewer.training.data import InstanceSample, shapes_instance
 
 DEFAULTS: dict[str, Any] = {"batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 100, "steps": 6000}
 #: Loss options (stored in the checkpoint's config beside the architecture's, as the registry's
@@ -188,6 +188,20 @@ class CenterNetTask:
         box = coco_box_ap(gts, preds, len(self.categories))
         return {"box_ap": box["ap"], "box_ap50": box["ap50"], "box_ap75": box["ap75"],
                 "box_ap_small": box["ap_s"], "box_ap_medium": box["ap_m"], "box_ap_large": box["ap_l"]}
+
+
+def evaluate_adapter_boxes(adapter: Any, seeds: list[int]) -> dict[str, float]:
+    """Box AP of a loaded detector adapter (boxes only, e.g. the bundled CenterNet) on the
+    shapes-world scenes ``seeds``, through its ``predict`` (what users get)."""
+    gts, preds = [], []
+    for seed in seeds:
+        smp = shapes_instance(seed)
+        det = adapter.predict(smp.image)
+        preds.append((det.class_ids.astype(np.int64), det.scores, det.boxes))
+        gts.append((smp.labels, smp.boxes, smp.masks.reshape(len(smp.masks), -1).sum(1)))
+    box = coco_box_ap(gts, preds, len(adapter.card.categories))
+    return {"box_ap": box["ap"], "box_ap50": box["ap50"], "box_ap75": box["ap75"],
+            "box_ap_small": box["ap_s"], "box_ap_medium": box["ap_m"], "box_ap_large": box["ap_l"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,14 @@ CARDS: dict[str, dict[str, Any]] = {
         "adapter": "segviewer.adapters.shapes:ShapesPCV",
         "description": "Every thing pixel votes for its instance centroid's cell; predict_votes() returns the votes.",
     },
+    "centernet": {
+        "task": "detection",
+        "family": "CenterNet (objects as points): ResNet-18 (to layer3), two upsampling stages to stride 4, "
+                  "heatmap / offset / size heads, trained from scratch on the shapes world",
+        "adapter": "segviewer.adapters.centernet:ShapesCenterNet",
+        "description": "Class-centre heatmaps at stride 4; 3x3 max-pool peaks (no NMS), top 100, boxes from the "
+                       "offset and size heads. The Internals dock's CenterNet tab shows them.",
+    },
 }
 
 
@@ -102,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     cats = list(ck["categories"])
     card = ModelCard(a.id, meta["task"], meta["family"], tuple(cats), weights_source="bundled",
                      weights_file=dst.name, extra={"checkpoint_path": str(dst)})
-    adapter = {"maskrcnn": "ShapesMaskRCNN", "fcn": "ShapesFCN", "unet": "ShapesUNet", "pcv": "ShapesPCV"}[kind]
-    import segviewer.adapters.shapes as shapes_mod
+    import importlib
 
-    ad = getattr(shapes_mod, adapter)(card)
+    mod_name, cls_name = meta["adapter"].split(":")  # the card's adapter class
+    ad = getattr(importlib.import_module(mod_name), cls_name)(card)
     ad.load("cpu")
     metrics = evaluate_adapter(ad, kind, a.val)
     metrics = {k: round(float(v), 4) for k, v in metrics.items()}
@@ -113,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "id": a.id, "task": meta["task"], "family": meta["family"], "adapter": meta["adapter"],
         "categories": cats,
     }
-    if kind != "maskrcnn":
+    if meta["task"] not in ("instance", "detection"):
         fields["isthing"] = list(ISTHING) if len(cats) == len(ISTHING) else [False] * len(cats)
     fields.update({
         "input_size": [256, 256], "checkpoint": dst.name, "sha256": sha256_of(dst),
