@@ -25,7 +25,7 @@ from torch import nn
 
 from segviewer.adapters.nets.registry import to_tensor
 from segviewer.analysis import yolo as Y
-from segviewer.training.box_metrics import coco_box_ap
+from segviewer.training.centernet_task import coco_box_ap  # one COCO box AP for both one-stage models
 from segviewer.training.data import InstanceSample
 
 LAMBDA_COORD = 5.0
@@ -143,7 +143,7 @@ class YoloTask:
                 grid = Y.decode(o, pri, int(model.stride))
                 cand, _, keep = Y.postprocess(grid, size=s.image.shape[:2])
                 preds.append((cand.class_ids[keep] + 1, cand.scores[keep], cand.boxes[keep]))
-                gts.append((s.labels, s.boxes))
+                gts.append((s.labels, s.boxes, s.masks.reshape(len(s.masks), -1).sum(1)))
         ap = coco_box_ap(gts, preds, len(self.categories))
         return {"box_ap": ap["ap"], "box_ap50": ap["ap50"], "box_ap75": ap["ap75"]}
 
