@@ -21,7 +21,7 @@ def evaluate_adapter(adapter: Any, kind: str, n: int, offset: int = 0) -> dict[s
     stages), "unet" (mIoU), "pcv" (mIoU and vote accuracy on thing pixels).
     """
     seeds = [VAL_SEED + offset + i for i in range(n)]
-    if kind == "centernet":  # boxes only: COCO box AP
+    if kind in ("centernet", "yolo"):  # boxes only: COCO box AP
         from segviewer.training.centernet_task import evaluate_adapter_boxes
 
         return evaluate_adapter_boxes(adapter, seeds)

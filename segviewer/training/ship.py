@@ -49,6 +49,15 @@ CARDS: dict[str, dict[str, Any]] = {
         "description": "Class-centre heatmaps at stride 4; 3x3 max-pool peaks (no NMS), top 100, boxes from the "
                        "offset and size heads. The Internals dock's CenterNet tab shows them.",
     },
+    "yolo": {
+        "task": "detection",
+        "family": "YOLO-style one-stage detector: plain conv trunk to stride 16, a grid of cells with B = 5 k-means "
+                  "priors (v2's sigma(t) + c, p e^t) and one class distribution per cell (v1), trained from scratch "
+                  "on the shapes world",
+        "adapter": "segviewer.adapters.yolo:ShapesYOLO",
+        "description": "Each cell predicts 5 boxes with confidences and Pr(class | object); class-specific scores, "
+                       "class-wise NMS. The Internals dock's YOLO grid tab shows them.",
+    },
 }
 
 
