@@ -289,6 +289,12 @@ class DetectorInternals(ModelFrame):
         box = self.to_image(self._detection_box(index))[0]
         return paste_mask(self.mask_logits[index], box, self.image_size)
 
+    def paste_probs(self, index: int, probs: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """Any ``(M, M)`` probabilities of detection ``index`` (another class's channel, a softmax
+        across classes) pasted into its box as :meth:`mask_probs` pastes the model's own."""
+        box = self.to_image(self._detection_box(index))[0]
+        return paste_mask(probs, box, self.image_size, probabilities=True)
+
     def masks(self, threshold: float = 0.5) -> MaskSet:
         """All detections' masks thresholded at input-image resolution, as compact crops."""
         h, w = self.image_size
@@ -307,8 +313,10 @@ class DetectorInternals(ModelFrame):
         return int(n + (0 if self.pooled_box_features is None else self.pooled_box_features.nbytes))
 
 
-def paste_mask(logits: np.ndarray, box: np.ndarray, image_size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
-    """Paste one ``(M, M)`` mask-logit map into an input-image box as probabilities.
+def paste_mask(logits: np.ndarray, box: np.ndarray, image_size: tuple[int, int],
+               probabilities: bool = False) -> tuple[np.ndarray, tuple[int, int]]:
+    """Paste one ``(M, M)`` mask-logit map into an input-image box as probabilities
+    (``probabilities``: the map already holds them, e.g. a softmax across classes).
 
     Same arithmetic as torchvision's ``paste_masks_in_image``: pad the mask by one cell, grow the
     box by ``(M + 2) / M``, truncate it to integers, resize bilinearly (``align_corners=False``) to
@@ -320,7 +328,8 @@ def paste_mask(logits: np.ndarray, box: np.ndarray, image_size: tuple[int, int])
     from torchvision.models.detection.roi_heads import expand_boxes, expand_masks
 
     im_h, im_w = image_size
-    probs = torch.sigmoid(torch.as_tensor(np.asarray(logits, np.float32)))[None, None]
+    probs = torch.as_tensor(np.asarray(logits, np.float32))
+    probs = (probs if probabilities else torch.sigmoid(probs))[None, None]
     padded, scale = expand_masks(probs, padding=1)
     b = expand_boxes(torch.as_tensor(np.asarray(box, np.float32).reshape(1, 4)), scale).to(torch.int64)[0].tolist()
     w, h = max(int(b[2] - b[0] + 1), 1), max(int(b[3] - b[1] + 1), 1)

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from segviewer.ui.widgets.controls import FocusComboBox, FocusDoubleSpinBox, FocusSlider, FocusSpinBox
 
-__all__ = ["NmsStepping", "text_label", "SmallHeatmap", "RoITab", "RPNTab", "MaskTab", "VotesTab", "FCNTab", "InternalsPanel"]
+__all__ = ["NmsStepping", "text_label", "SmallHeatmap", "RoITab", "RPNTab", "MaskTab", "KeypointsTab", "VotesTab", "FCNTab", "InternalsPanel"]
 
 
 def text_label(text: str = "") -> QLabel:
@@ -201,36 +201,113 @@ class RPNTab(NmsStepping, QWidget):
 
 
 class MaskTab(QWidget):
-    """The selected instance's raw mask logits and the mask pasted into its box."""
+    """The selected instance's raw mask logits, the mask pasted into its box, and every class's
+    channel read two ways: per-class sigmoid (Mask R-CNN) beside softmax across classes."""
 
     changed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.logits = SmallHeatmap("mask logits")
-        self.logits.setMinimumSize(200, 200)
+        self.logits.setMinimumSize(160, 160)
+        self.logits.setMaximumHeight(200)
         self.threshold = FocusSlider(Qt.Orientation.Horizontal)
         self.threshold.setRange(1, 99)
         self.threshold.setValue(50)
         self.thr_label = QLabel("0.50")
+        self.rule = FocusComboBox()
+        self.rule.addItem("per-class sigmoid (Mask R-CNN)", "sigmoid")
+        self.rule.addItem("softmax across classes", "softmax")
+        self.rule.setToolTip("Which reading of the predicted class's channel is pasted on the image. The model "
+                             "was trained with the sigmoid; the softmax shows what competition between the "
+                             "classes' channels would do to these same logits.")
+        self.sigmoid_gallery = SmallHeatmap("sigmoid")
+        self.softmax_gallery = SmallHeatmap("softmax")
+        for g in (self.sigmoid_gallery, self.softmax_gallery):  # one above the other: the dock is narrow
+            g.setMinimumSize(150, 70)
+            g.setMaximumHeight(180)
         self.info = text_label("Click a detection on the image.")
+        self.choices = text_label("")
         row = QHBoxLayout()
         row.addWidget(QLabel("Threshold"))
         row.addWidget(self.threshold, 1)
         row.addWidget(self.thr_label)
+        form = QFormLayout()
+        form.addRow("Pasted", self.rule)
+        galleries = QVBoxLayout()
+        for title, g in (("per-class sigmoid (each channel alone: Mask R-CNN)", self.sigmoid_gallery),
+                         ("softmax across classes (channels compete per cell)", self.softmax_gallery)):
+            galleries.addWidget(text_label(title))
+            galleries.addWidget(g)
         lay = QVBoxLayout(self)
         lay.addWidget(text_label("Raw logits of the predicted class (blue < 0 < red)"))
         lay.addWidget(self.logits, 1)
         lay.addLayout(row)
+        lay.addLayout(form)
         lay.addWidget(self.info)
+        lay.addWidget(text_label("<b>Every class's channel</b> (probability 0..1, the box head's class framed)"))
+        lay.addLayout(galleries)
+        lay.addWidget(self.choices)
+        lay.addStretch(1)
         self.threshold.valueChanged.connect(self._on_thr)
+        self.rule.currentIndexChanged.connect(lambda *_: self.changed.emit())
 
     def value(self) -> float:
         return self.threshold.value() / 100.0
 
+    def rule_name(self) -> str:
+        """"sigmoid" or "softmax": the reading pasted on the image."""
+        return str(self.rule.currentData() or "sigmoid")
+
     def _on_thr(self, v: int) -> None:
         self.thr_label.setText(f"{v / 100:.2f}")
         self.changed.emit()
+
+
+class KeypointsTab(QWidget):
+    """Keypoint R-CNN: the clicked person's keypoint maps (one per keypoint type) and one picked."""
+
+    changed = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.keypoint = FocusComboBox()
+        self.keypoint.setToolTip("The keypoint type whose map is pasted into the box on the image.")
+        self.show_as = FocusComboBox()
+        self.show_as.addItem("softmax over the map's cells", "softmax")
+        self.show_as.addItem("raw logits", "logits")
+        self.gallery = SmallHeatmap("keypoint maps")
+        self.gallery.setMinimumSize(220, 300)
+        self.gallery.setMaximumHeight(420)
+        self.info = text_label("Click a person on the image.")
+        form = QFormLayout()
+        form.addRow("Keypoint", self.keypoint)
+        form.addRow("Maps as", self.show_as)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(text_label("One 56 x 56 map per keypoint type (each its own scale; the cross marks the "
+                                 "map's argmax cell, the picked type framed)"))
+        lay.addWidget(self.gallery)
+        lay.addWidget(self.info)
+        lay.addStretch(1)
+        for sig in (self.keypoint.currentIndexChanged, self.show_as.currentIndexChanged):
+            sig.connect(lambda *_: self.changed.emit())
+
+    def set_names(self, names: tuple[str, ...]) -> None:
+        """The keypoint types of the captured model (keeps the pick when it still exists)."""
+        keep = self.keypoint.currentIndex()
+        self.keypoint.blockSignals(True)
+        self.keypoint.clear()
+        for i, n in enumerate(names):
+            self.keypoint.addItem(n, i)
+        self.keypoint.setCurrentIndex(keep if 0 <= keep < len(names) else 0)
+        self.keypoint.blockSignals(False)
+
+    def picked(self) -> int:
+        return max(self.keypoint.currentIndex(), 0)
+
+    def as_probs(self) -> bool:
+        return self.show_as.currentData() != "logits"
 
 
 class VotesTab(QWidget):
