@@ -22,7 +22,7 @@ from segviewer.adapters.base import PredictParams
 from segviewer.adapters.internals import ModelFrame
 from segviewer.adapters.shapes import _resize_short, _ShapesAdapter, _short_side
 from segviewer.analysis import yolo as Y
-from segviewer.analysis.nms import NMSTrace
+from segviewer.analysis.nms import NMSTrace, nms_trace
 from segviewer.core.errors import ModelError, SegviewerError
 from segviewer.core.results import Detections
 from segviewer.core.timing import Timings
@@ -92,11 +92,15 @@ class YoloInternals(ModelFrame):
                            g.class_prob[row, col].copy(), g.class_scores()[row, col].copy())
 
     def grid_lines(self) -> tuple[np.ndarray, np.ndarray]:
-        """x positions of the vertical lines and y positions of the horizontal ones (input pixels)."""
+        """x positions of the vertical lines and y positions of the horizontal ones (input pixels); the
+        last cells, partly over the padding, end at the image's edge."""
         sh, sw = self.grid.shape
         s = self.grid.stride
         sx, sy = self.scale
-        return np.arange(sw + 1) * s * sx, np.arange(sh + 1) * s * sy
+        rh, rw = self.model_size
+        xs = np.unique(np.minimum(np.arange(sw + 1) * s, rw)) * sx
+        ys = np.unique(np.minimum(np.arange(sh + 1) * s, rh)) * sy
+        return xs.astype(np.float32), ys.astype(np.float32)
 
     def responsible(self, boxes: np.ndarray) -> Y.Assignment:
         """Which cell and prior answer for each ground-truth box (input-image xyxy)."""
@@ -107,6 +111,17 @@ class YoloInternals(ModelFrame):
     def max_conf_map(self) -> np.ndarray:
         """``(S_h, S_w)`` the best class-specific score of each cell (the heatmap under the grid)."""
         return self.grid.class_scores().max(axis=(2, 3))
+
+    def nms(self, class_id: int, iou_threshold: float | None = None) -> NMSTrace:
+        """The class-wise NMS of one class (0-based, the grid's classes) replayed step by step; at the
+        model's threshold its kept set is exactly that class's share of :attr:`trace`."""
+        c = self.candidates
+        idx = np.flatnonzero(c.class_ids == class_id)
+        if not len(idx):
+            raise SegviewerError(f"No NMS candidates of class {self.class_names[class_id]}.")
+        thr = self.nms_thresh if iou_threshold is None else float(iou_threshold)
+        batch = (len(c.boxes), float(c.boxes.max()))  # the full call's class offsets: identical decisions
+        return nms_trace(c.boxes[idx], c.scores[idx], thr, c.class_ids[idx], ids=idx, batch=batch)
 
     def nbytes(self) -> int:
         g = self.grid

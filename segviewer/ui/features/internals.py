@@ -50,6 +50,7 @@ from segviewer.ui.features._internals_views import (
     nms_trace_for,
     table_legend_rgba,
 )
+from segviewer.ui.features._internals_yolo import YoloGridView
 from segviewer.ui.jobs import run_background
 from segviewer.ui.widgets.internals_tabs import InternalsPanel
 from segviewer.ui.worker import Prediction, PredictRequest
@@ -101,6 +102,7 @@ class InternalsFeature(QObject):
         self.views: list[Any] = [self.dense]
         self.queries = QueriesView(self)  # set prediction (DETR, RT-DETR, Mask2Former, OneFormer)
         self.views.append(self.queries)
+        self.views.append(YoloGridView(self))  # the YOLO grid: cells, their B boxes, class distribution, NMS
         self.view: Any = None  # the view that shows the current bundle (None: the two-stage tabs)
         self.keypoints = KeypointsView(self)  # Keypoint R-CNN's maps: a tab beside the two-stage ones
         menu = window.menuBar().addMenu("&Internals")
