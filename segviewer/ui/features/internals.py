@@ -37,6 +37,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 
 from segviewer.core.errors import SegviewerError
+from segviewer.ui.features._internals_centernet import CenterNetView
 from segviewer.ui.features._internals_dense import DenseHeadsView
 from segviewer.ui.features._internals_keypoints import KeypointsView
 from segviewer.ui.features._internals_queries import QUERY_FAMILIES, QueriesView
@@ -102,6 +103,7 @@ class InternalsFeature(QObject):
         self.views: list[Any] = [self.dense]
         self.queries = QueriesView(self)  # set prediction (DETR, RT-DETR, Mask2Former, OneFormer)
         self.views.append(self.queries)
+        self.views.append(CenterNetView(self))  # CenterNet: heatmaps, 3x3 max-pool peaks, heads at a peak
         self.views.append(YoloGridView(self))  # the YOLO grid: cells, their B boxes, class distribution, NMS
         self.view: Any = None  # the view that shows the current bundle (None: the two-stage tabs)
         self.keypoints = KeypointsView(self)  # Keypoint R-CNN's maps: a tab beside the two-stage ones
