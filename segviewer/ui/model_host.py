@@ -28,6 +28,8 @@ from segviewer.core.timing import Timings
 
 AdapterFactory = Callable[[str], ModelAdapter]
 StateCallback = Callable[[str], None]  # "loading" | "loaded" | "failed"
+FrameCallback = Callable[[int, Any], Any]  # (frame index, Detections) of a track; False stops it
+PromptSpec = tuple[tuple[tuple[float, float, bool], ...], tuple[float, float, float, float] | None, bool]
 
 CHILD_NICE = 5  # the window keeps priority over inference
 
@@ -104,6 +106,35 @@ class ModelHost:
         adapter = self._adapter(model_id, device, weights, on_state)
         return predict_with_internals(adapter, image, params, timings)
 
+    def prompt(self, model_id: str, device: str, weights: Path | None, image: Any, prompt: PromptSpec,
+               timings: Timings, on_state: StateCallback) -> Any:
+        """A promptable model's masks (SAM 2's ``PromptMasks``) for ``prompt`` on ``image``."""
+        adapter = self._adapter(model_id, device, weights, on_state)
+        run = getattr(adapter, "prompt", None)
+        if run is None:
+            raise ModelError(f"{model_id} does not take click or box prompts (a SAM 2 model does)")
+        points, box, multimask = prompt
+        return run(image, points=points, box=box, multimask=multimask, timings=timings)
+
+    def track(self, model_id: str, device: str, weights: Path | None, video: Path, prompts: Any,
+              timings: Timings, on_state: StateCallback, on_frame: FrameCallback) -> int:
+        """Propagate ``prompts`` through the frames of ``video`` (SAM 2's ``track``); each frame's
+        Detections goes to ``on_frame(index, detections)`` as it comes (False from it stops).
+        Returns how many frames were tracked."""
+        from segviewer.video.source import open_video
+
+        adapter = self._adapter(model_id, device, weights, on_state)
+        run = getattr(adapter, "track", None)
+        if run is None:
+            raise ModelError(f"{model_id} cannot track objects through a video (a SAM 2 model can)")
+        with open_video(Path(video)) as source:
+            n = 0
+            for idx, det in run(iter(source), prompts, timings=timings):
+                n += 1
+                if on_frame(idx, det) is False:
+                    break
+            return n
+
     def close(self, timeout_s: float = 0.0) -> None:
         with self._lock:
             self._adapters.clear()
@@ -129,9 +160,12 @@ def _child_main(conn: Any, factory: AdapterFactory, nice: int) -> None:
         if msg[0] == "forget":
             host.forget(msg[1])
             continue
+        if msg[0] == "stop":  # a track's stop that came after it had ended
+            continue
         kind, model_id, device, weights, image, params = msg
         timings = Timings()
-        run = host.predict_capture if kind == "capture" else host.predict
+        run = {"capture": host.predict_capture, "prompt": host.prompt,
+               "track": functools.partial(_track_in_child, host, conn)}.get(kind, host.predict)
         try:
             out = run(model_id, device, weights, image, params, timings, lambda s: conn.send(("state", s)))
         except BaseException as err:  # noqa: BLE001 - every failure goes back as one line
@@ -142,6 +176,20 @@ def _child_main(conn: Any, factory: AdapterFactory, nice: int) -> None:
             conn.send(("result", result, timings, internals))
         except Exception as err:  # noqa: BLE001 - e.g. a result that cannot be pickled
             conn.send(("error", describe_error(err, model_id)))
+
+
+def _track_in_child(host: ModelHost, conn: Any, *args: Any) -> int:
+    """:meth:`ModelHost.track` in the child: each frame goes back as it comes; a ``stop`` from the
+    parent (its receiver said False) ends the track after the frame in hand."""
+
+    def on_frame(idx: int, det: Any) -> bool:
+        conn.send(("frame", idx, det))
+        while conn.poll(0):
+            if conn.recv()[0] == "stop":
+                return False
+        return True
+
+    return host.track(*args, on_frame)
 
 
 def reap_child(proc: Any, timeout_s: float = 5.0) -> int | None:
@@ -209,8 +257,19 @@ class ProcessHost:
         """:meth:`ModelHost.predict_capture` in the child: one hooked pass, both answers back."""
         return self._call("capture", model_id, device, weights, image, params, timings, on_state)
 
-    def _call(self, kind: str, model_id: str, device: str, weights: Path | None, image: Any, params: PredictParams,
-              timings: Timings, on_state: StateCallback) -> tuple[Any, Any]:
+    def prompt(self, model_id: str, device: str, weights: Path | None, image: Any, prompt: PromptSpec,
+               timings: Timings, on_state: StateCallback) -> Any:
+        """:meth:`ModelHost.prompt` in the child (the image embedding stays cached there)."""
+        return self._call("prompt", model_id, device, weights, image, prompt, timings, on_state)[0]
+
+    def track(self, model_id: str, device: str, weights: Path | None, video: Path, prompts: Any,
+              timings: Timings, on_state: StateCallback, on_frame: FrameCallback) -> int:
+        """:meth:`ModelHost.track` in the child: the child reads the video itself; frames' results
+        come back one message each, and ``on_frame`` returning False stops the child's track."""
+        return self._call("track", model_id, device, weights, video, prompts, timings, on_state, on_frame)[0]
+
+    def _call(self, kind: str, model_id: str, device: str, weights: Path | None, image: Any, params: Any,
+              timings: Timings, on_state: StateCallback, on_frame: FrameCallback | None = None) -> tuple[Any, Any]:
         if self._closed:
             raise ModelError("The model process has been shut down.")
         self._ensure()
@@ -220,10 +279,15 @@ class ProcessHost:
                 self._conn.send(("forget", mid))
             self._forget.clear()
             self._conn.send((kind, model_id, device, weights, image, params))
+            stopped = False
             while True:
                 msg = self._conn.recv()
                 if msg[0] == "state":
                     on_state(msg[1])
+                elif msg[0] == "frame":
+                    if not stopped and on_frame is not None and on_frame(msg[1], msg[2]) is False:
+                        self._conn.send(("stop",))
+                        stopped = True
                 elif msg[0] == "error":
                     raise _RemoteError(msg[1])
                 else:

@@ -24,6 +24,14 @@ wants (a model the layers do not show): its failure goes to ``captureFailed`` al
 never delays the UI thread (see ``bench/ui_stall.py``). ``process=False`` runs them in this
 worker thread, for tests with in-memory fakes.
 
+Prompts (SAM 2): a :class:`PromptRequest` (click points and / or a box on the image on screen)
+runs in the same worker and host as predictions (slot ``prompt``, a newer prompt replaces a
+pending one: it holds every point of the older one) and answers ``promptReady(PromptAnswer)`` or
+``promptFailed``. A :class:`TrackRequest` propagates prompts through a video in the host (the
+child reads the frames itself); each frame's Detections is cached under
+:meth:`TrackRequest.frame_key` and reported by ``trackFrame`` as it comes; :meth:`cancel_track`
+stops it after the frame in hand. While a track runs, other requests wait for it.
+
 ``synchronous=True`` runs every request inline in the caller's thread, for tests that do not
 exercise the threading itself (napari's slicer has the same switch).
 """
@@ -51,6 +59,9 @@ __all__ = [
     "LoadedImage",
     "Prediction",
     "PredictRequest",
+    "PromptRequest",
+    "PromptAnswer",
+    "TrackRequest",
     "InferenceWorker",
     "image_key",
     "describe_error",
@@ -120,6 +131,54 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class PromptRequest:
+    """Click points ``(x, y, positive)`` and / or a ``box`` (xyxy), in the image's pixels, for a
+    promptable model (SAM 2) on the image on screen. ``seq`` numbers a feature's prompts, so an
+    answer to an older prompt is recognised and dropped."""
+
+    gen: int
+    seq: int
+    image_key: tuple
+    image: np.ndarray
+    model_id: str
+    device: str
+    weights: Path | None = None
+    points: tuple[tuple[float, float, bool], ...] = ()
+    box: tuple[float, float, float, float] | None = None
+    multimask: bool = True
+
+
+@dataclass(frozen=True)
+class PromptAnswer:
+    """The model's answer to a :class:`PromptRequest`: ``masks`` is SAM 2's ``PromptMasks``
+    (candidates and their predicted IoUs)."""
+
+    request: PromptRequest
+    masks: Any
+    timings: Timings
+
+
+@dataclass(frozen=True)
+class TrackRequest:
+    """Propagate ``prompts`` (SAM 2 ``ObjectPrompt`` s) through the video at ``video``, whose
+    cache identity is ``video_key`` (path + mtime, see :func:`image_key`)."""
+
+    gen: int
+    seq: int
+    video: Path
+    video_key: tuple
+    model_id: str
+    device: str
+    weights: Path | None
+    prompts: tuple
+
+    def frame_key(self, index: int) -> tuple:
+        """The cache key of frame ``index``'s tracked masks: the same prompts on the same video
+        with the same weights find them again."""
+        return ("track", self.video_key, self.model_id, str(self.weights or ""), self.prompts, int(index))
+
+
+@dataclass(frozen=True)
 class _Entry:
     """A cache entry: one pass's result and, if it was hooked, its internals."""
 
@@ -159,6 +218,11 @@ class InferenceWorker(QObject):
     modelStateChanged = Signal(str, str)  # model id, "loading" | "loaded" | "failed"
     staleDropped = Signal(int, str)  # gen, slot: a request or result skipped as out of date
     busyChanged = Signal(bool)
+    promptReady = Signal(object)  # PromptAnswer
+    promptFailed = Signal(int, str, str)  # seq, model id, message
+    trackFrame = Signal(int, int, object)  # seq, frame index, Detections (also cached)
+    trackFinished = Signal(int, int, bool)  # seq, frames tracked, cancelled
+    trackFailed = Signal(int, str, str)  # seq, model id, message
 
     def __init__(self, adapter_factory: AdapterFactory | None = None, *,
                  cache_bytes: int = DEFAULT_CACHE_BYTES, synchronous: bool = False, process: bool = False,
@@ -171,7 +235,8 @@ class InferenceWorker(QObject):
         self.image_cache = ByteLRU(IMAGE_CACHE_BYTES)
         self.synchronous = synchronous
         self._cond = threading.Condition()
-        self._pending: OrderedDict[str, ImageRequest | PredictRequest] = OrderedDict()
+        self._pending: OrderedDict[str, Any] = OrderedDict()
+        self._track_cancel: int | None = None  # seq of a track to stop (-1: any)
         self._latest_gen = 0
         self._stop = False
         self._busy = False
@@ -202,6 +267,22 @@ class InferenceWorker(QObject):
         entry = self.cache.get(req.cache_key())
         return None if entry is None else entry.internals
 
+    def request_prompt(self, req: PromptRequest) -> None:
+        """Run a click / box prompt (replacing a pending one, which the newer prompt extends)."""
+        self._submit("prompt", req)
+
+    def request_track(self, req: TrackRequest) -> None:
+        """Propagate prompts through a video (replacing a pending track)."""
+        with self._cond:
+            self._track_cancel = None
+        self._submit("track", req)
+
+    def cancel_track(self) -> None:
+        """Stop a pending or running track (the running one after the frame in hand)."""
+        with self._cond:
+            self._pending.pop("track", None)
+            self._track_cancel = -1
+
     def forget_model(self, model_id: str) -> None:
         """Drop a pending request and the loaded network of a model (e.g. new weights chosen)."""
         with self._cond:
@@ -230,7 +311,7 @@ class InferenceWorker(QObject):
         return True
 
     # ---- internals -------------------------------------------------------------------------
-    def _submit(self, slot: str, req: ImageRequest | PredictRequest) -> None:
+    def _submit(self, slot: str, req: Any) -> None:
         with self._cond:
             self._latest_gen = max(self._latest_gen, req.gen)
             old = self._pending.pop(slot, None)
@@ -242,7 +323,7 @@ class InferenceWorker(QObject):
         if self.synchronous:
             self._drain()
 
-    def _take(self, block: bool) -> tuple[str, ImageRequest | PredictRequest] | None:
+    def _take(self, block: bool) -> tuple[str, Any] | None:
         """The next request to run: the image decode first, then models in request order."""
         with self._cond:
             while True:
@@ -285,12 +366,67 @@ class InferenceWorker(QObject):
         with self._cond:
             return gen < self._latest_gen
 
-    def _run(self, slot: str, req: ImageRequest | PredictRequest) -> None:
+    def _run(self, slot: str, req: Any) -> None:
         self.jobStarted.emit(req.gen, slot)
         if isinstance(req, ImageRequest):
             self._run_image(req)
+        elif isinstance(req, PromptRequest):
+            self._run_prompt(req)
+        elif isinstance(req, TrackRequest):
+            self._run_track(req)
         else:
             self._run_prediction(req)
+
+    def _forget_pending(self) -> None:
+        with self._cond:
+            forget, self._forget = self._forget, set()
+        for mid in forget:
+            self.host.forget(mid)
+
+    def _run_prompt(self, req: PromptRequest) -> None:
+        timings = Timings()
+        self._forget_pending()
+        on_state = lambda state: self.modelStateChanged.emit(req.model_id, state)  # noqa: E731
+        try:
+            masks = self.host.prompt(req.model_id, req.device, req.weights, req.image,
+                                     (tuple(req.points), req.box, req.multimask), timings, on_state)
+        except Exception as err:  # noqa: BLE001 - a failing prompt leaves the app usable
+            if not self._stopping():
+                self.promptFailed.emit(req.seq, req.model_id, describe_error(err, req.model_id))
+            return
+        if self._is_stale(req.gen):
+            self.staleDropped.emit(req.gen, "prompt")
+            return
+        self.promptReady.emit(PromptAnswer(req, masks, timings))
+
+    def _run_track(self, req: TrackRequest) -> None:
+        timings = Timings()
+        self._forget_pending()
+        on_state = lambda state: self.modelStateChanged.emit(req.model_id, state)  # noqa: E731
+        cancelled = False
+
+        def on_frame(index: int, det: Any) -> bool:
+            nonlocal cancelled
+            self.cache.put(req.frame_key(index), _Entry(det), _nbytes(det))
+            self.trackFrame.emit(req.seq, index, det)
+            with self._cond:
+                stop = self._stop or self._track_cancel in (-1, req.seq) or req.gen < self._latest_gen
+            cancelled = cancelled or stop
+            return not stop
+
+        try:
+            n = self.host.track(req.model_id, req.device, req.weights, req.video, req.prompts, timings, on_state,
+                                on_frame)
+        except Exception as err:  # noqa: BLE001 - a failing track leaves the app usable
+            if not self._stopping():
+                self.trackFailed.emit(req.seq, req.model_id, describe_error(err, req.model_id))
+            return
+        self.trackFinished.emit(req.seq, int(n), cancelled)
+
+    def cached_track_frame(self, req: TrackRequest, index: int) -> Any | None:
+        """Frame ``index``'s tracked masks for ``req``'s prompts, if cached (safe from the UI thread)."""
+        entry = self.cache.get(req.frame_key(index))
+        return None if entry is None else entry.result
 
     def _run_image(self, req: ImageRequest) -> None:
         from segviewer.core.imageio import read_image
@@ -325,10 +461,7 @@ class InferenceWorker(QObject):
         # not cached, or cached from a plain pass while the dock wants internals: ONE hooked pass
         # then replaces the plain entry
         timings = Timings()
-        with self._cond:
-            forget, self._forget = self._forget, set()
-        for mid in forget:
-            self.host.forget(mid)
+        self._forget_pending()
         internals = None
         on_state = lambda state: self.modelStateChanged.emit(req.model_id, state)  # noqa: E731
         try:
