@@ -132,3 +132,12 @@ def test_numpy_gradient_equals_autograd_and_stays_in_the_theoretical_field(unit:
     assert ys.min() >= by0 and ys.max() <= by1 and xs.min() >= bx0 and xs.max() <= bx1
     taps_y = set(rf.taps_1d(chain.layers_upto(unit), row).tolist())
     assert set(ys.tolist()) <= taps_y
+
+
+def test_mass_side() -> None:
+    e = np.zeros((9, 9))
+    e[4, 4] = 1.0
+    assert rf.mass_side(e, (0, 0), (4, 4)) == 1
+    e[4, 8] = 1.0  # half the mass 4 pixels right of the centre
+    assert rf.mass_side(e, (10, 20), (14, 24), 0.9) == 9 and rf.mass_side(e, (10, 20), (14, 24), 0.5) == 1
+    assert rf.mass_side(np.zeros((3, 3)), (0, 0), (1, 1)) == 0

@@ -41,6 +41,7 @@ from segviewer.ui.features._internals_centernet import CenterNetView
 from segviewer.ui.features._internals_dense import DenseHeadsView
 from segviewer.ui.features._internals_keypoints import KeypointsView
 from segviewer.ui.features._internals_queries import QUERY_FAMILIES, QueriesView
+from segviewer.ui.features._internals_upsampling import install_views as install_fcn_views
 from segviewer.ui.features._internals_views import (
     FCN_LAYER,
     PCV_SOURCE,
@@ -107,6 +108,7 @@ class InternalsFeature(QObject):
         self.views.append(YoloGridView(self))  # the YOLO grid: cells, their B boxes, class distribution, NMS
         self.view: Any = None  # the view that shows the current bundle (None: the two-stage tabs)
         self.keypoints = KeypointsView(self)  # Keypoint R-CNN's maps: a tab beside the two-stage ones
+        self.own_views = install_fcn_views(self)  # tabs that pick their own model: upsampling, receptive field
         menu = window.menuBar().addMenu("&Internals")
         menu.addAction(dock.toggleViewAction())
 
@@ -267,6 +269,8 @@ class InternalsFeature(QObject):
                 self._on_votes(self._votes_token, ("error", error))
             elif self.panel.votes.source_key() == PCV_SOURCE:
                 self._recompute_votes()
+        for v in self.own_views.values():  # the FCN's and PCV's passes feed these too
+            v.on_bundle(role, bundle, error)
 
     def refresh(self, force: bool = False) -> None:
         """Ask for the current detector's internals unless they are here (dock visible only)."""
@@ -399,6 +403,8 @@ class InternalsFeature(QObject):
                 self.votes.pick(x, y)
             elif self.view is not None and tab == self.view.key:
                 self.view.click(x, y)
+            elif tab in self.own_views:
+                self.own_views[tab].click(x, y)
             elif self.internals is None:
                 raise SegviewerError(self.message or "The internals are still being captured.")
             elif tab == "rpn":
@@ -466,6 +472,10 @@ class InternalsFeature(QObject):
             if tab == "fcn":
                 self.request_stages()
                 self._show_stage()
+                return
+            if tab in self.own_views:
+                self.own_views[tab].draw(self.overlays)
+                self.viewUpdated.emit(tab)
                 return
             if self.internals is None:
                 return
