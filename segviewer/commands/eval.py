@@ -15,7 +15,9 @@
   folder ``segviewer predict`` wrote, holding ``results.json``). When ``categories.json`` beside
   the results names their category ids (``predict`` writes it) and the names disagree with the
   ground truth's ids, categories are matched by name; results of classes the ground truth lacks
-  are left out, and when no predicted category is a ground-truth category, eval refuses.
+  are left out, and when no predicted category is a ground-truth category, eval refuses. When the
+  ground truth annotates keypoints and the results carry them (a Keypoint R-CNN's), keypoint AP
+  (OKS, COCO's sigmas) is added through COCOeval's ``keypoints`` IoU type.
 
 ``--engine ray``: each image's partial statistics (the semantic confusion matrix, the PQ per-class
 TP/FP/FN/IoU sums, the ``--per-image`` rows and ``--errors``' per-image TIDE classifications) are
@@ -139,6 +141,13 @@ def _run(args: argparse.Namespace, mapper: Mapper | None) -> int:
             _note("ray: box and mask AP are computed here, on the driver (COCOeval needs every image at once)"
                   + ("; TIDE's dAP too, from the workers' per-image classifications" if args.errors else ""))
         res = coco_evaluate(gt, results)
+        from segviewer.analysis.keypoint_eval import has_keypoint_annotations, keypoint_evaluate
+
+        if has_keypoint_annotations(gt) and any(r.get("keypoints") for r in results):
+            try:  # OKS through COCOeval(iouType="keypoints"); box/mask AP stand without it
+                res["keypoints"] = keypoint_evaluate(gt, results)
+            except SegviewerError as err:
+                _note(f"no keypoint AP: {err}")
         _print_instance(res)
         if args.per_image is not None or args.errors:
             from segviewer.commands import _eval_dataset
@@ -400,4 +409,8 @@ def _print_instance(res: dict[str, dict[str, float]]) -> None:
 
     print(f"{'':6s}" + "".join(f"{k:>7s}" for k in STAT_NAMES))
     for t, stats in res.items():
+        if t == "keypoints":  # COCO's ten keypoint numbers (no small objects), under their own header
+            print(f"\n{'':10s}" + "".join(f"{k:>7s}" for k in stats))
+            print(f"{t:10s}" + "".join(f"{'-' if v < 0 else f'{100 * v:.1f}':>7s}" for v in stats.values()))
+            continue
         print(f"{t:6s}" + "".join(f"{'-' if stats[k] < 0 else f'{100 * stats[k]:.1f}':>7s}" for k in STAT_NAMES))
