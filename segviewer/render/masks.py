@@ -87,10 +87,12 @@ def paint_mask_labels(masks: MaskSet, rank: np.ndarray, vp: Viewport, border: in
     wx0, wy0, wx1, wy1 = vp.window
     rows = None if vp.identity else vp.sample_rows()
     cols = None if vp.identity else vp.sample_cols()
-    for i, (crop, off) in enumerate(zip(masks.crops, masks.offsets)):
+    if small:  # one reused buffer for every crop's patch
+        flat = scratch("patch", (max((c.size for c in masks.crops), default=0),), np.uint8)
+    for i, (crop, off) in enumerate(zip(masks.crops, masks.offsets.tolist())):
         if not crop.size:
             continue
-        ox, oy = int(off[0]), int(off[1])
+        ox, oy = off
         ch, cw = crop.shape
         # Image rows/cols of the crop inside the window.
         ya, yb = max(oy, wy0), min(oy + ch, wy1)
@@ -111,13 +113,18 @@ def paint_mask_labels(masks: MaskSet, rank: np.ndarray, vp: Viewport, border: in
         sx0, sx1 = max(xa - m, ox), min(xb + m, ox + cw)
         sub = crop[sy0 - oy:sy1 - oy, sx0 - ox:sx1 - ox].view(np.uint8)
         fill_label = 2 * int(rank[i]) + 1
+        if small:  # numpy's uint8 multiply is SIMD integer code, ~5x OpenCV's (float) one
+            patch = np.multiply(sub, np.uint8(fill_label + (1 if border else 0)),
+                                out=flat[:sub.size].reshape(sub.shape))
         if border:
             eroded = cv2.erode(sub, _KERNEL, iterations=border, borderType=cv2.BORDER_CONSTANT, borderValue=0)
             # (label + 1) * mask - erosion: interior -> label, border -> label + 1, outside -> 0
-            patch = cv2.addWeighted(sub, fill_label + 1, eroded, -1.0, 0.0) if small else \
-                sub.astype(out.dtype) * (fill_label + 1) - eroded
-        else:
-            patch = cv2.multiply(sub, fill_label) if small else sub.astype(out.dtype) * fill_label
+            if small:
+                np.subtract(patch, eroded, out=patch)
+            else:
+                patch = sub.astype(out.dtype) * (fill_label + 1) - eroded
+        elif not small:
+            patch = sub.astype(out.dtype) * fill_label
         if rimg is None and cimg is None:
             patch = patch[ya - sy0:yb - sy0, xa - sx0:xb - sx0]
         else:
