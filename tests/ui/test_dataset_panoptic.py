@@ -95,10 +95,10 @@ def test_panoptic_pair_rows_sort_filter_open_and_the_metrics_dock(qtbot, window,
     (inst, sem), _ = feat.store.get_prediction(feat.store.image_hash(feat.index.paths[worst]), *PAIR)
     single = image_report(inst, sem, feat.index.ground_truth(worst), MergeParams(), "x")  # the dock's function
     assert m.value(worst, "pq") == pytest.approx(single.metrics["panoptic"]["all"]["pq"])
-    qtbot.waitUntil(lambda: (gt_feat.panel.image_value("PQ all") or "").startswith(
+    qtbot.waitUntil(lambda: (gt_feat.panel.dataset_value("PQ all") or "").startswith(
         f"{100 * m.value(worst, 'pq'):.1f}"), timeout=TIMEOUT)
-    assert "Dataset run" in gt_feat.panel.source.text()
-    assert gt_feat.panel.folder_item.text(0) == "Dataset"
+    assert gt_feat.panel.dataset_item.text(1).startswith(PAIR[0])
+    assert gt_feat.panel.folder_item.text(0) == "Dataset totals"
     assert gt_feat.panel.section_value("mean PQ") == f"{100 * np.nanmean(pq):.1f}"
     assert gt_feat.panel.section_value("TP") == str(int(np.nansum(m.columns["tp"])))
     # the same pair from the two stored runs, the other way round, predicts nothing and agrees
@@ -113,3 +113,26 @@ def test_panoptic_pair_rows_sort_filter_open_and_the_metrics_dock(qtbot, window,
     assert merged.args == [True] and feat.run_key == ("shapes_fcn+shapes_maskrcnn", "bundled+bundled")
     assert len(calls) == 8
     assert np.allclose([m.value(i, "pq") for i in range(4)], [before[i] for i in range(4)])
+
+
+def test_inference_ms_leaves_out_loading_the_model(tmp_path: Path) -> None:
+    import time
+
+    from segviewer.adapters.base import PredictParams
+    from segviewer.core.dataset_index import open_dataset
+    from segviewer.ui.features._dataset_jobs import model_predictor
+
+    write_dataset(tmp_path / "ds", 1, seed=1, size=(32, 32))
+    index = open_dataset(tmp_path / "ds")
+    gt = index.ground_truth(0).instances
+
+    class SlowLoadHost:
+        def predict(self, mid, device, weights, image, params, timings, on_state):
+            on_state("loading")
+            time.sleep(0.4)  # loading the weights
+            on_state("loaded")
+            time.sleep(0.02)  # the forward pass
+            return gt
+
+    result, ms = model_predictor(index, SlowLoadHost(), "m", "cpu", None, PredictParams())(0)
+    assert result is gt and 15 <= ms < 300

@@ -98,8 +98,10 @@ def test_open_score_sort_filter_and_open_the_worst_image(qtbot, window, dataset,
 
     dock = w.findChild(GroundTruthFeature).panel
     want = m.value(worst, "mask_ap")
-    qtbot.waitUntil(lambda: dock.image_value("mask AP") == ("–" if np.isnan(want) or want < 0 else f"{100 * want:.1f}"),
+    qtbot.waitUntil(lambda: dock.dataset_value("mask AP") == ("–" if np.isnan(want) or want < 0 else f"{100 * want:.1f}"),
                     timeout=TIMEOUT)
+    assert w.findChild(GroundTruthFeature).eval is feat.eval  # no live model: the hover reads the run's layer
+    assert feat.panel.table.width() >= 0.3 * w.width()  # the dock widened for its table
     assert dock.section_value("mean Mask AP") == f"{100 * np.nanmean(m.columns['mask_ap']):.1f}"
     assert dock.section_value("FP") == str(int(np.nansum(m.columns["fp"])))
     ys, xs = np.nonzero(em.pred_ids)

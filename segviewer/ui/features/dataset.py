@@ -72,6 +72,11 @@ def _find(combo: QComboBox, key: tuple[str, str] | None) -> int:
     return -1
 
 
+def _run_text(key: tuple[str, str]) -> str:
+    """"model [weights]" with each weights hash cut to 8 characters (a pair: "a+b [wa+wb]")."""
+    return f"{key[0]} [{'+'.join(h[:8] for h in key[1].split('+'))}]"
+
+
 def _button(text: str) -> QToolButton:
     b = QToolButton()
     b.setText(text)
@@ -192,6 +197,7 @@ class DatasetFeature(QObject):
         self.current: int | None = None  # dataset image the window shows
         self.eval: Any = None
         self.rows: dict[int, dict[str, Any]] = {}  # the shown run's rows (the dock's totals)
+        self._widened = False  # the dock is widened for its table once
         self._gen = 0
         self._ab_timer = QTimer(self)  # A | B follows the Layers panel: one redraw per burst of edits
         self._ab_timer.setSingleShot(True)
@@ -293,6 +299,7 @@ class DatasetFeature(QObject):
         p.status.setText(f"{len(index)} images ({index.kind}); {int(index.gt_count.sum())} annotations.")
         self.dock.show()
         self.dock.raise_()
+        self._widen_dock()
         self._fit_columns()
         self.opened.emit()
         if p.runs.count():  # the run shown before (reopening), else the first stored one
@@ -301,6 +308,16 @@ class DatasetFeature(QObject):
             self.choose_run(p.runs.itemData(max(k, 0)))
         else:
             self.run_key = None
+
+    def _widen_dock(self) -> None:
+        """The table is the point of the dock: give it ~40% of the window (name, GT and a few
+        metric columns at 1366 px) once, when a dataset opens; the user's width is kept after."""
+        if self._widened or not hasattr(self.window, "resizeDocks"):
+            return
+        self._widened = True
+        want = min(560, int(0.4 * self.window.width()))
+        if self.dock.width() < want:
+            self.window.resizeDocks([self.dock], [want], Qt.Orientation.Horizontal)
 
     def _fit_columns(self) -> None:
         """Headers readable, the name column wide enough for typical file names."""
@@ -315,8 +332,8 @@ class DatasetFeature(QObject):
         p.vs.clear()
         p.vs.addItem("no comparison", None)
         for mid, wh, n in self.store.runs() if self.store is not None else []:
-            p.runs.addItem(f"{mid} [{wh[:8]}] ({n})", (mid, wh))
-            p.vs.addItem(f"{mid} [{wh[:8]}] ({n})", (mid, wh))
+            p.runs.addItem(f"{_run_text((mid, wh))} ({n})", (mid, wh))
+            p.vs.addItem(f"{_run_text((mid, wh))} ({n})", (mid, wh))
         if self.run_key is not None:
             k = _find(p.runs, self.run_key)
             if k >= 0:
@@ -350,7 +367,7 @@ class DatasetFeature(QObject):
             self._push_totals()
             self.model.set_metrics(rows, list(ROW_KEYS) + delta_keys)
             self._fit_columns()
-            vs = f"; Δ = {other[0]} [{other[1][:8]}] − this" if other is not None else ""
+            vs = f"; Δ = {_run_text(other)} − this" if other is not None else ""
             self.panel.status.setText(f"{mid}: {len(rows)} of {len(index)} images scored{vs}.")
             self.rowsLoaded.emit()
 
@@ -540,7 +557,7 @@ class DatasetFeature(QObject):
 
     def _run_label(self, key: tuple[str, str] | None = None) -> str:
         key = self.run_key if key is None else key
-        return "no run" if key is None else f"{key[0]} [{key[1][:8]}]"
+        return "no run" if key is None else _run_text(key)
 
     def _push_totals(self) -> None:
         """The shown run's dataset totals into the Metrics dock (sums and per-image means)."""

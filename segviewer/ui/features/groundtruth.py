@@ -10,9 +10,10 @@ Flow, all heavy work off the UI thread:
   the image -> derived "panoptic" and "errors" layers and the dock's numbers;
 * "Evaluate folder" -> :class:`~segviewer.ui.features._metrics_jobs.FolderEvaluation`;
 * a dataset image opened from the Dataset dock -> :meth:`GroundTruthFeature.show_dataset` hands
-  over the stored run's report for it (scored against the dataset's own ground truth): while no
-  model has results for the image, "This image" shows those numbers; the dataset's totals
-  (:meth:`show_dataset_totals`) replace the folder's.
+  over the stored run's report for it (scored against the dataset's own ground truth): the dock
+  lists it as "Dataset run" under "This image" (the live models' numbers), and its error layer
+  answers the hover while no model has results; the run's totals over the dataset
+  (:meth:`show_dataset_totals`) take the folder's place.
 
 Every job carries a token (image generation, model results, merge knobs); what comes back for
 an older token is dropped. ``set_derived`` emits ``resultsChanged`` too: the model results'
@@ -111,6 +112,7 @@ class GroundTruthFeature(QObject):
         self.gt, self.eval, self._sig, self._token = None, None, None, None
         self.panel.set_hover("")
         self.panel.set_notes([])
+        self._show_dataset_item()  # the Dataset dock's numbers stay only for their own image
         if s.path is None or s.image is None:
             self.panel.show_image(None, "no image")
             self.panel.set_source("No image open: ground truth and metrics describe a still image.")
@@ -197,9 +199,13 @@ class GroundTruthFeature(QObject):
                       failures: dict[str, str] | None = None) -> None:
         if token != self._token:
             return
-        if inst is None and sem is None and self._show_dataset_eval():
+        if inst is None and sem is None and self._dataset_here() is not None:
             for name in (PANOPTIC_LAYER, ERROR_LAYER, SEMANTIC_ERROR_LAYER):  # the Dataset dock's layers show
                 self.session.set_derived(name, None)
+            self.eval = self._dataset_here()  # the hover reads the dataset run's error layer
+            self.panel.show_image(None, "no model results: the dataset run below")
+            self.panel.set_notes([n for n in ev.notes if not n.startswith("No model results")])
+            self.imageEvaluated.emit()
             return
         self.eval = ev
         if ev.merged is not None:
@@ -236,33 +242,35 @@ class GroundTruthFeature(QObject):
 
     # ---- a dataset run's numbers (the Dataset dock) ------------------------------------------------
     def show_dataset(self, path: Path, ev: ImageEval | None, run: str) -> None:
-        """The Dataset dock's stored run scored on dataset image ``path`` (its own ground truth):
-        shown as "This image" while no model has results for the image."""
+        """The Dataset dock's stored run scored on dataset image ``path`` (its own ground truth),
+        listed as "Dataset run" while that image is shown."""
         self.dataset_eval = None if ev is None else (Path(path).absolute(), ev, run)
-        inst, sem = pick_results(self._model_results(), self.session.models)
-        if inst is None and sem is None:
-            self._show_dataset_eval()
+        self._show_dataset_item()
+        if self.eval is None:  # no live report (yet): the hover reads this one
+            self.eval = self._dataset_here()
+        self.imageEvaluated.emit()
 
-    def _show_dataset_eval(self) -> bool:
-        """Show the dataset run's report if it is for the image on screen; False when not."""
+    def _dataset_here(self) -> ImageEval | None:
+        """The dataset run's report if it is for the image on screen."""
         got, s = self.dataset_eval, self.session
         if got is None or s.path is None or Path(s.path).absolute() != got[0]:
-            return False
-        path, ev, run = got
-        self.eval = ev
+            return None
+        return got[1]
+
+    def _show_dataset_item(self) -> None:
+        ev = self._dataset_here()
+        if ev is None or self.dataset_eval is None:
+            self.panel.show_dataset_image(None)
+            return
+        run = self.dataset_eval[2]
         if ev.errors is not None:
             c = ev.errors.counts
-            summary = f"TP {c['TP']} FP {c['FP']} FN {c['FN']} ({ev.error_kind}) · {run}"
+            summary = f"{run} · TP {c['TP']} FP {c['FP']} FN {c['FN']} ({ev.error_kind})"
         elif ev.semantic_errors is not None:
-            summary = f"{_pixel_summary(ev.semantic_errors.counts)} · {run}"
+            summary = f"{run} · {_pixel_summary(ev.semantic_errors.counts)}"
         else:
             summary = run
-        self.panel.show_image(ev.metrics, summary)
-        self.panel.set_source(f"Dataset run {run}, scored against the dataset's ground truth of {path.name} "
-                              "(layers \"dataset prediction\" and \"dataset errors\").")
-        self.panel.set_notes([n for n in ev.notes if not n.startswith("No model results")])
-        self.imageEvaluated.emit()
-        return True
+        self.panel.show_dataset_image(ev.metrics, summary)
 
     def show_dataset_totals(self, run: str, totals: dict[str, float] | None) -> None:
         """The whole dataset's totals of a stored run (see ``dataset_eval.summarize_rows``) in the
@@ -271,7 +279,7 @@ class GroundTruthFeature(QObject):
             self.panel.show_totals("Folder", None, "not evaluated")
             return
         n = int(totals.get("images", 0))
-        self.panel.show_totals("Dataset", totals, f"{run}: {n} image{'' if n == 1 else 's'}")
+        self.panel.show_totals("Dataset totals", totals, f"{run}: {n} image{'' if n == 1 else 's'}")
 
     def _on_eval_failed(self, token: tuple, message: str) -> None:
         if token != self._token:

@@ -117,6 +117,7 @@ class MetricsPanel(QWidget):
         self.tree.setUniformRowHeights(True)
         self.tree.setAlternatingRowColors(True)
         self.image_item = QTreeWidgetItem(["This image", ""])
+        self.dataset_item = QTreeWidgetItem(["Dataset run", ""])  # listed while a dataset image is shown
         self.folder_item = QTreeWidgetItem(["Folder", "not evaluated"])
         self.tree.addTopLevelItems([self.image_item, self.folder_item])
         self.tree.setColumnWidth(0, 120)
@@ -265,6 +266,25 @@ class MetricsPanel(QWidget):
     def show_folder(self, report: Mapping[str, Any] | None, summary: str) -> None:
         self.folder_item.setText(0, "Folder")
         self._fill(self.folder_item, report, summary)
+
+    def show_dataset_image(self, report: Mapping[str, Any] | None, summary: str = "") -> None:
+        """A stored dataset run's numbers for this image, under "This image" (the live models');
+        None removes the section."""
+        listed = self.tree.indexOfTopLevelItem(self.dataset_item) >= 0
+        if report is None:
+            if listed:
+                self.tree.takeTopLevelItem(self.tree.indexOfTopLevelItem(self.dataset_item))
+            return
+        if not listed:
+            self.tree.insertTopLevelItem(1, self.dataset_item)
+        self._fill(self.dataset_item, report, summary)
+
+    def dataset_value(self, title: str) -> str | None:
+        """The value shown for a row of "Dataset run" (tests, screenshots)."""
+        for i in range(self.dataset_item.childCount()):
+            if self.dataset_item.child(i).text(0) == title:
+                return self.dataset_item.child(i).text(1)
+        return None
 
     def show_totals(self, title: str, totals: Mapping[str, float] | None, summary: str) -> None:
         """The second section as a dataset run's totals (``title`` "Dataset"), or back to the
