@@ -19,6 +19,7 @@ when none is possible the dock says so in one sentence, with what to do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from PySide6.QtWidgets import QFileDialog, QGraphicsRectItem
 from segviewer.ui.widgets.prompt_panel import PromptPanel, mask_thumbnail
 from segviewer.ui.worker import PromptAnswer, PromptRequest
 
-__all__ = ["PromptFeature", "install", "LAYER", "is_sam2"]
+__all__ = ["PromptFeature", "CanvasPrompter", "install", "LAYER", "is_sam2", "write_prompt_coco"]
 
 LAYER = "sam2 prompt"  # the derived result's name: its layers are "sam2 prompt / instances", ...
 DRAG_PX = 6  # a press that moves further than this (screen pixels) draws a box instead of a point
@@ -44,6 +45,109 @@ def is_sam2(card: Any) -> bool:
     """Whether ``card`` is a SAM 2 model (its adapter takes point and box prompts)."""
     extra = getattr(card, "extra", None) or {}
     return extra.get("hf_family") == "sam2" or str(extra.get("adapter", "")).endswith(":HFSam2")
+
+
+class CanvasPrompter(QObject):
+    """Turns mouse input on the canvas into prompt points and boxes, and draws them.
+
+    While :attr:`active`, a left click calls ``on_point(x, y, True)``, a right click or
+    Shift+click ``on_point(x, y, False)`` and a left drag ``on_box((x0, y0, x1, y1))`` (normalised),
+    in the pixels of the picture whose size ``size()`` gives (None: nothing on screen). The events
+    are consumed, so the view does not pan and other click handlers (the Internals dock) do not see
+    them; the middle button and the wheel still pan and zoom. Shared by the image's prompt mode and
+    the video's (``features/video_prompting.py``)."""
+
+    def __init__(self, canvas: Any, size: Callable[[], tuple[int, int] | None],
+                 on_point: Callable[[float, float, bool], None], on_box: Callable[[Box], None]) -> None:
+        super().__init__(canvas)
+        self.canvas, self.size, self.on_point, self.on_box = canvas, size, on_point, on_box
+        self.active = False
+        self._press: tuple[QPointF, Qt.MouseButton, bool] | None = None
+        self._dragging = False
+        self._box: Box | None = None
+        self.markers = pg.ScatterPlotItem(pxMode=True, size=13, hoverable=False)
+        self.markers.setZValue(1e6)
+        self.box_item = QGraphicsRectItem()
+        pen = QPen(Qt.GlobalColor.yellow)
+        pen.setCosmetic(True)
+        pen.setWidth(2)
+        pen.setStyle(Qt.PenStyle.DashLine)
+        self.box_item.setPen(pen)
+        self.box_item.setZValue(1e6)
+        self.box_item.setVisible(False)
+        canvas.vb.addItem(self.markers, ignoreBounds=True)
+        canvas.vb.addItem(self.box_item, ignoreBounds=True)
+        canvas.viewport().installEventFilter(self)
+
+    def set_active(self, on: bool) -> None:
+        self.active = bool(on)
+        self._press, self._dragging = None, False
+        if on:
+            self.canvas.viewport().setCursor(Qt.CursorShape.CrossCursor)
+        else:
+            self.canvas.viewport().unsetCursor()
+
+    def draw(self, points: tuple[Point, ...], box: Box | None) -> None:
+        """Markers for ``points`` (green + positive, red x negative) and the dashed ``box``."""
+        spots = [{"pos": (x, y), "symbol": "+" if pos else "x",
+                  "brush": pg.mkBrush(60, 220, 90) if pos else pg.mkBrush(235, 70, 70),
+                  "pen": pg.mkPen(20, 20, 20, width=1)} for x, y, pos in points]
+        self.markers.setData(spots)
+        self.draw_box(box)
+
+    def draw_box(self, box: Box | None) -> None:
+        self._box = box
+        self.box_item.setVisible(box is not None)
+        if box is not None:
+            self.box_item.setRect(QRectF(box[0], box[1], box[2] - box[0], box[3] - box[1]))
+
+    def _image_point(self, pos: QPointF) -> tuple[float, float] | None:
+        size = self.size()
+        if size is None:
+            return None
+        p = self.canvas.vb.mapSceneToView(self.canvas.mapToScene(pos.toPoint()))
+        h, w = size
+        return float(min(max(p.x(), 0.0), w - 1.0)), float(min(max(p.y(), 0.0), h - 1.0))
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if not self.active or self.size() is None:
+            return False
+        et = event.type()
+        if et not in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.MouseButtonRelease,
+                      QEvent.Type.MouseButtonDblClick):
+            return False
+        assert isinstance(event, QMouseEvent)
+        if et in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonDblClick):
+            if event.button() not in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
+                return False  # the middle button still pans
+            shift = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+            self._press, self._dragging = (event.position(), event.button(), shift), False
+            return True
+        if self._press is None:
+            return False
+        start, button, shift = self._press
+        if et == QEvent.Type.MouseMove:
+            far = (event.position() - start).manhattanLength() > DRAG_PX
+            if far and button == Qt.MouseButton.LeftButton and not shift:
+                self._dragging = True
+                a, b = self._image_point(start), self._image_point(event.position())
+                if a is not None and b is not None:
+                    self.box_item.setVisible(True)
+                    self.box_item.setRect(QRectF(QPointF(*a), QPointF(*b)).normalized())
+            return True
+        self._press = None  # release
+        if self._dragging:
+            self._dragging = False
+            a, b = self._image_point(start), self._image_point(event.position())
+            if a is not None and b is not None and abs(a[0] - b[0]) >= 1 and abs(a[1] - b[1]) >= 1:
+                self.on_box((min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1])))
+            else:  # too small to be a box: show the prompt's own box again
+                self.draw_box(self._box)
+            return True
+        p = self._image_point(start)
+        if p is not None:
+            self.on_point(p[0], p[1], button == Qt.MouseButton.LeftButton and not shift)
+        return True
 
 
 class PromptFeature(QObject):
@@ -64,8 +168,6 @@ class PromptFeature(QObject):
         self.answer: PromptAnswer | None = None
         self.picked = -1
         self.running = False
-        self._press: tuple[QPointF, Qt.MouseButton, bool] | None = None
-        self._dragging = False
 
         self.panel = PromptPanel()
         # the left column (Models, Dataset, …) is tall enough for the candidate gallery
@@ -92,18 +194,8 @@ class PromptFeature(QObject):
         window.addAction(self.leave)
         window.addAction(self.undo_action)
 
-        self.markers = pg.ScatterPlotItem(pxMode=True, size=13, hoverable=False)
-        self.markers.setZValue(1e6)
-        self.box_item = QGraphicsRectItem()
-        pen = QPen(Qt.GlobalColor.yellow)
-        pen.setCosmetic(True)
-        pen.setWidth(2)
-        pen.setStyle(Qt.PenStyle.DashLine)
-        self.box_item.setPen(pen)
-        self.box_item.setZValue(1e6)
-        self.canvas.vb.addItem(self.markers, ignoreBounds=True)
-        self.canvas.vb.addItem(self.box_item, ignoreBounds=True)
-        self.box_item.setVisible(False)
+        self.prompter = CanvasPrompter(self.canvas, self._size, self.add_point, self.set_box)
+        self.markers, self.box_item = self.prompter.markers, self.prompter.box_item
 
         p = self.panel
         p.modeToggled.connect(self.set_active)
@@ -124,7 +216,6 @@ class PromptFeature(QObject):
         if picker is not None:  # the highlighted model is the one File > Load Weights… acts on
             picker.currentChanged.connect(lambda *_: self.refresh_models())
         self.dock.visibilityChanged.connect(lambda vis: self._update_weights_text() if vis else None)
-        self.canvas.viewport().installEventFilter(self)
         self.refresh_models()
 
     # ---- models and weights ---------------------------------------------------------------------
@@ -180,14 +271,11 @@ class PromptFeature(QObject):
         self.panel.set_mode(on)
         self.leave.setEnabled(on)
         self.undo_action.setEnabled(on)
-        self._press, self._dragging = None, False
+        self.prompter.set_active(on)
         if on:
             self.dock.show()
             self.dock.raise_()
-            self.canvas.viewport().setCursor(Qt.CursorShape.CrossCursor)
             self.window.statusBar().showMessage("Prompt mode: " + self.panel.help.text(), 8000)
-        else:
-            self.canvas.viewport().unsetCursor()
 
     @property
     def points(self) -> tuple[Point, ...]:
@@ -318,65 +406,12 @@ class PromptFeature(QObject):
         self.set_active(False)
 
     # ---- drawing the prompt ----------------------------------------------------------------------
-    def _draw_prompt(self) -> None:
-        spots = [{"pos": (x, y), "symbol": "+" if pos else "x",
-                  "brush": pg.mkBrush(60, 220, 90) if pos else pg.mkBrush(235, 70, 70),
-                  "pen": pg.mkPen(20, 20, 20, width=1)} for x, y, pos in self.points]
-        self.markers.setData(spots)
-        box = self.box
-        self.box_item.setVisible(box is not None)
-        if box is not None:
-            self.box_item.setRect(QRectF(box[0], box[1], box[2] - box[0], box[3] - box[1]))
-
-    def _image_point(self, pos: QPointF) -> tuple[float, float] | None:
+    def _size(self) -> tuple[int, int] | None:
         image = self.session.image
-        if image is None:
-            return None
-        p = self.canvas.vb.mapSceneToView(self.canvas.mapToScene(pos.toPoint()))
-        h, w = image.shape[:2]
-        return float(min(max(p.x(), 0.0), w - 1.0)), float(min(max(p.y(), 0.0), h - 1.0))
+        return None if image is None else (int(image.shape[0]), int(image.shape[1]))
 
-    # ---- mouse -------------------------------------------------------------------------------------
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if not self.active or self.session.image is None:
-            return False
-        et = event.type()
-        if et not in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseMove, QEvent.Type.MouseButtonRelease,
-                      QEvent.Type.MouseButtonDblClick):
-            return False
-        assert isinstance(event, QMouseEvent)
-        if et in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonDblClick):
-            if event.button() not in (Qt.MouseButton.LeftButton, Qt.MouseButton.RightButton):
-                return False  # the middle button still pans
-            shift = bool(event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
-            self._press, self._dragging = (event.position(), event.button(), shift), False
-            return True
-        if self._press is None:
-            return False
-        start, button, shift = self._press
-        if et == QEvent.Type.MouseMove:
-            far = (event.position() - start).manhattanLength() > DRAG_PX
-            if far and button == Qt.MouseButton.LeftButton and not shift:
-                self._dragging = True
-                a, b = self._image_point(start), self._image_point(event.position())
-                if a is not None and b is not None:
-                    self.box_item.setVisible(True)
-                    self.box_item.setRect(QRectF(QPointF(*a), QPointF(*b)).normalized())
-            return True
-        # release
-        self._press = None
-        if self._dragging:
-            self._dragging = False
-            a, b = self._image_point(start), self._image_point(event.position())
-            if a is not None and b is not None and abs(a[0] - b[0]) >= 1 and abs(a[1] - b[1]) >= 1:
-                self.set_box((a[0], a[1], b[0], b[1]))
-            else:
-                self._draw_prompt()
-            return True
-        p = self._image_point(start)
-        if p is not None:
-            self.add_point(p[0], p[1], positive=button == Qt.MouseButton.LeftButton and not shift)
-        return True
+    def _draw_prompt(self) -> None:
+        self.prompter.draw(self.points, self.box)
 
     # ---- export --------------------------------------------------------------------------------------
     def export_dialog(self) -> None:
