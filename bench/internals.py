@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# (not a view) full box-head NMS trace over all {it.counts['det_candidates']} class boxes: "
           f"{(time.perf_counter() - t0) * 1000:.0f} ms; a view steps one class at a time")
     views.update(_dense_views(args.threads, img))
+    views.update(_upsampling_views(img))
     rows = []
     for name, fn in views.items():
         ms = float(np.median(time_ms(fn, repeats=args.repeats, warmup=1)))
@@ -299,6 +300,101 @@ def _dense_views(threads: int, img: np.ndarray) -> dict:
         "dense: assignment map level 0 -> RGBA 1280x720": assignment,
         f"dense: focal shares, a gamma move ({fi.ce.size} terms)": lambda: fi.shares(float(next(gammas)), 0.25),
     }
+
+
+def _upsampling_views(img: np.ndarray) -> dict:
+    """The Upsampling and Receptive-field tabs (issue #11) on the bundled FCN (short side 256, as the
+    app runs it) and the bundled PCV net: one hooked pass each, then what a class change or a click
+    redraws -- the five 2x upsamplings and their six panels, the comparison numbers, one method over
+    the image, a clicked cell; a unit's theoretical box and effective field (numpy backward through
+    the pass's ReLU masks and pool switches) as RGBA, for a shallow, a middle and the deepest layer;
+    the PCV head's dilated taps."""
+    from segviewer.adapters.base import PredictParams
+    from segviewer.adapters.one_pass import predict_with_internals
+    from segviewer.adapters.registry import create_adapter
+    from segviewer.analysis import receptive as rf
+    from segviewer.analysis.upsampling import METHODS
+    from segviewer.core.colors import palette_for
+    from segviewer.core.timing import Timings
+    from segviewer.render.heatmap import heatmap_rgba
+    from segviewer.render.roi_grid import box_segments, cross_segments
+    from segviewer.ui.features._internals_upsampling import map_rgba
+
+    fcn = create_adapter("shapes_fcn")
+    fcn.load("cpu")
+    h, w = img.shape[:2]
+    fcn.predict_stages(img)  # warm-up
+    t0 = time.perf_counter()
+    fcn.predict_stages(img, PredictParams(), Timings())
+    plain = (time.perf_counter() - t0) * 1000
+    t0 = time.perf_counter()
+    _, bundle = predict_with_internals(fcn, img, PredictParams())
+    hooked = (time.perf_counter() - t0) * 1000
+    u, chain = bundle.upsampling, bundle.receptive
+    (rh, rw) = u.valid
+    sx, sy = w / rw, h / rh
+    print(f"# shapes_fcn on {w}x{h} (frame {rw}x{rh}): plain predict_stages {plain:.0f} ms, with the upsampling and "
+          f"receptive captures {hooked:.0f} ms (one pass); captures {(u.nbytes() + chain.nbytes()) / 1e6:.1f} MB")
+    palette = palette_for(u.categories)
+
+    def panels(cls: int | None = None) -> None:  # a new bundle or class: the five methods, six panels
+        maps = {"coarse": u.scores, **u.all()}
+        vmax = 1.0 if cls is None else max(float(np.abs(m[cls]).max()) for m in maps.values())
+        for name, m in maps.items():
+            s = 32 if name == "coarse" else 16
+            map_rgba(m[:, :-(-rh // s), :-(-rw // s)], cls, palette, vmax)
+
+    def compare() -> None:
+        u.kernel_vs_bilinear()
+        u.learned_vs_bilinear()
+
+    def overlay() -> None:  # one method over the image (the model frame's resolution)
+        cells = map_rgba(u.upsample("bilinear"), None, palette, 1.0, empty=(0, 0, 0, 0))
+        np.repeat(np.repeat(cells, 16, 0), 16, 1)[:rh, :rw].copy()
+
+    def click_cell() -> None:
+        r, c = int(h / 2 / sy // 16), int(w / 3 / sx // 16)
+        maps = u.all()
+        [float(maps[m][0, r, c]) for m in METHODS]
+        box_segments(np.array([[c * 16 * sx, r * 16 * sy, (c + 1) * 16 * sx, (r + 1) * 16 * sy]] * 3))
+
+    points = iter([(float(x), float(y)) for x, y in np.random.default_rng(1).uniform((0, 0), (rw - 1, rh - 1), (10_000, 2))])
+
+    def unit_click(layer: str):  # noqa: ANN202
+        def run() -> None:  # a click at a new place: no cached field
+            x, y = next(points)
+            c, row, col = chain.pick(layer, x, y)
+            y0, y1, x0, x1 = rf.field_box(chain.layers_upto(layer), row, col)
+            box_segments(np.array([[x0 * sx, y0 * sy, (x1 + 1) * sx, (y1 + 1) * sy]]))
+            erf, (oy, ox) = chain.effective_field(layer, c, row, col)
+            rf.mass_side(erf, (oy, ox), ((y0 + y1) / 2, (x0 + x1) / 2))
+            e = erf[:max(0, rh - oy), :max(0, rw - ox)]
+            if e.any():
+                heatmap_rgba(e, 0.0, float(np.percentile(e[e > 0], 99)), "inferno", alpha=230, alpha_by_value=True)
+        return run
+
+    pcv = create_adapter("shapes_pcv")
+    pcv.load("cpu")
+    _, vp = predict_with_internals(pcv, img, PredictParams())
+
+    def taps() -> None:
+        row, col = (s // 2 for s in vp.votes.shape[1:])
+        ty, tx = rf.taps_1d(vp.head_layers, row), rf.taps_1d(vp.head_layers, col)
+        pts = np.stack(np.meshgrid((tx + 0.5) * vp.scale_x, (ty + 0.5) * vp.scale_y), -1).reshape(-1, 2)
+        cross_segments(pts, 2.5)
+
+    views = {
+        f"upsampling: 5 methods x2 of {u.scores.shape[0]}x{u.scores.shape[1]}x{u.scores.shape[2]} + 6 panels (labels)": panels,
+        "upsampling: 6 panels, one class's scores": lambda: panels(1),
+        "upsampling: learned vs bilinear (kernel, outputs)": compare,
+        f"upsampling: a method over the image -> RGBA {rw}x{rh}": overlay,
+        "upsampling: click -> each method's value + cells": click_cell,
+        "receptive: PCV head's dilated taps at a click": taps,
+    }
+    for layer in ("conv2_1", "conv4_2", "pool5", "score_fr"):
+        size = rf.field_size(chain.layers_upto(layer))
+        views[f"receptive: click, {layer} unit (field {size} px): box + effective field RGBA"] = unit_click(layer)
+    return views
 
 
 if __name__ == "__main__":
