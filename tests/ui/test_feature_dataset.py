@@ -218,6 +218,7 @@ def test_compare_two_runs_deltas_and_disagreement_layer(qtbot, window, dataset, 
         w.state.set_visible((DATASET_PREDICTION, kind), True)
     qtbot.waitUntil(lambda: np.array_equal(cv.shown(0), a_img), timeout=TIMEOUT)
     cv.swipe.setChecked(True)
+    assert "left" in cv.titles[0].text() and "results_b.json" in cv.titles[0].text()
     cv.slider.setValue(250)
     x = cv.swipe_split()
     shown = cv.shown(0)

@@ -28,6 +28,7 @@ class CompareView(QWidget):
         super().__init__(parent, Qt.WindowType.Window)
         self.setWindowTitle("Compare A | B")
         self.a = self.b = None
+        self._names = ("", "")
         self.glw = pg.GraphicsLayoutWidget()
         self.titles = (QLabel("A"), QLabel("B"))
         self.views: list[pg.ViewBox] = []
@@ -74,8 +75,8 @@ class CompareView(QWidget):
             raise ValueError(f"A is {a_rgb.shape} but B is {b_rgb.shape}")
         same = self.a is not None and self.a.shape == a_rgb.shape
         self.a, self.b = np.ascontiguousarray(a_rgb), np.ascontiguousarray(b_rgb)
-        self.titles[0].setText(f"A: {a_title}")
-        self.titles[1].setText(f"B: {b_title}")
+        self._names = (a_title, b_title)
+        self._set_titles()
         self._draw()
         if not same:
             h, w = a_rgb.shape[:2]
@@ -94,9 +95,16 @@ class CompareView(QWidget):
         self.slider.setEnabled(swipe)
         self.views[1].setVisible(not swipe)
         self.titles[1].setVisible(not swipe)
-        if swipe:
-            self.titles[0].setText(self.titles[0].text().split("  ·  ")[0] + "  ·  B right of the handle")
+        self._set_titles()
         self._draw()
+
+    def _set_titles(self) -> None:
+        a, b = self._names
+        if self.swipe.isChecked():  # one view: say which side of the handle is which
+            self.titles[0].setText(f"A (left of the handle): {a}   |   B (right): {b}")
+        else:
+            self.titles[0].setText(f"A: {a}")
+        self.titles[1].setText(f"B: {b}")
 
     def _draw(self) -> None:
         if self.a is None or self.b is None:
