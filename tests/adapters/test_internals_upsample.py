@@ -142,3 +142,23 @@ def test_pcv_pass_names_its_dilated_head() -> None:
     assert [ly.dilation for ly in vp.head_layers] == [2, 4, 1]
     assert rf.taps_1d(vp.head_layers, 10).tolist() == list(range(4, 17, 2))  # {-2,0,2} + {-4,0,4}
     assert isinstance(pickle.loads(pickle.dumps(vp)), PCVVotes)
+
+
+def test_hooks_leave_no_trace_and_another_layout_says_why(fcn) -> None:
+    m = fcn.module
+    mods = [m.score_fr, m.upscore2, m.blocks[0][0][0], m.blocks[4][-1]]
+    assert all(not mod._forward_hooks and not mod._forward_pre_hooks for mod in mods)
+
+    class Other:  # an adapter whose network is not laid out as the bundled FCN
+        card = fcn.card
+        module = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1))
+
+        def predict_stages(self, image, params, tm):  # noqa: ANN001, ANN202
+            return {"32s": 1, "16s": 2, "8s": 3}
+
+    from segviewer.adapters.internals_upsample import fcn_stages_pass
+    from segviewer.core.timing import Timings
+
+    got = fcn_stages_pass(Other(), np.zeros((64, 64, 3), np.uint8), SMALL, Timings())
+    assert dict(got) == {"32s": 1, "16s": 2, "8s": 3} and got.upsampling is None and got.receptive is None
+    assert "not the bundled FCN's layout" in got.why
