@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{(time.perf_counter() - t0) * 1000:.0f} ms; a view steps one class at a time")
     views.update(_dense_views(args.threads, img))
     views.update(_upsampling_views(img))
+    views.update(_yolo_views(img))
     rows = []
     for name, fn in views.items():
         ms = float(np.median(time_ms(fn, repeats=args.repeats, warmup=1)))
@@ -396,6 +397,52 @@ def _upsampling_views(img: np.ndarray) -> dict:
         views[f"receptive: click, {layer} unit (field {size} px): box + effective field RGBA"] = unit_click(layer)
     return views
 
+
+def _yolo_views(img: np.ndarray) -> dict:
+    """The YOLO grid tab's views on the bundled shapes_yolo (skipped when its card is missing): one
+    pass with the grid, then what a click and a redraw compute -- the map under the grid as RGBA at
+    the image's size (cold: the view caches it per map), the grid lines, the clicked cell's boxes,
+    priors and readout, the cells responsible for ground-truth boxes, one class's NMS trace."""
+    from segviewer.adapters.base import PredictParams
+    from segviewer.adapters.one_pass import predict_with_internals
+    from segviewer.adapters.registry import create_adapter, list_cards
+    from segviewer.render.heatmap import heatmap_rgba
+    from segviewer.render.roi_grid import box_segments, cross_segments
+    from segviewer.ui.features._internals_yolo import grid_segments
+
+    if "shapes_yolo" not in {c.id for c in list_cards()}:
+        print("# YOLO grid tab: skipped (no models/shapes_yolo.toml)")
+        return {}
+    ad = create_adapter("shapes_yolo")
+    ad.load("cpu")
+    det, it = predict_with_internals(ad, img, PredictParams())
+    h, w = it.image_size
+    gt = np.array([[100, 80, 300, 260], [600, 300, 800, 520], [1000, 100, 1200, 400]], np.float32)
+    cls = int(it.candidates.class_ids[it.keep[0]]) if len(it.keep) else 0
+    s = it.grid.stride
+
+    def score_map() -> None:
+        heatmap_rgba(it.max_conf_map(), 0.0, 1.0, "magma", alpha=170, out_size=(h, w),
+                     extent=(0.0, 0.0, it.model_size[1] / s, it.model_size[0] / s), alpha_by_value=True)
+
+    def click() -> None:
+        r, c = it.cell_at(w / 2, h / 2)
+        cr = it.cell(r, c)
+        box_segments(cr.boxes)
+        box_segments(cr.rect[None])
+        cross_segments((cr.boxes[:, :2] + cr.boxes[:, 2:]) / 2, 3.0)
+        grid_segments(*it.grid_lines())
+
+    def responsible() -> None:
+        a = it.responsible(gt)
+        box_segments(np.stack([it.cell_rect(int(r), int(c)) for r, c in zip(a.row, a.col)]))
+
+    return {
+        f"yolo: score map {it.grid.shape[1]}x{it.grid.shape[0]} cells -> RGBA {w}x{h}": score_map,
+        "yolo: click a cell (B boxes, priors, readout) + grid lines": click,
+        "yolo: responsible cells of 3 ground-truth boxes": responsible,
+        f"yolo: class NMS stepper ({int((it.candidates.class_ids == cls).sum())} boxes)": lambda: it.nms(cls).step(0),
+    }
 
 if __name__ == "__main__":
     raise SystemExit(main())

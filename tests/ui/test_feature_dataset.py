@@ -223,6 +223,21 @@ def test_compare_two_runs_deltas_and_disagreement_layer(qtbot, window, dataset, 
     x = cv.swipe_split()
     shown = cv.shown(0)
     assert np.array_equal(shown[:, : x - 1], a_img[:, : x - 1]) and np.array_equal(shown[:, x + 1:], b_img[:, x + 1:])
+    # a run against the ground truth: B is the image's ground truth, no Δ columns
+    from segviewer.ui.features.dataset import GROUND_TRUTH_RUN
+
+    cv.side.setChecked(True)
+    with qtbot.waitSignal(feat.compared, timeout=TIMEOUT):
+        feat.compare_with(GROUND_TRUTH_RUN)
+    assert not any(k.startswith("d_") for k in m.keys)
+    gt = feat.index.ground_truth(feat.current).instances
+    b_gt = w.session.results[COMPARED_PREDICTION]
+    assert len(b_gt) == len(gt) and np.array_equal(b_gt.boxes, gt.boxes) and DISAGREEMENT not in w.session.results
+    assert "ground truth" in cv.titles[1].text() and np.array_equal(cv.shown(0), a_img)
+    assert not np.array_equal(cv.shown(1), b_img)
+    with qtbot.waitSignal(feat.runFinished, timeout=1000, raising=False):
+        feat.merge_runs()  # refused: the ground truth is no run to merge
+    assert feat.run_key == tuple(a)
 
 
 def _stored(feat, run, i: int) -> dict:

@@ -1,8 +1,9 @@
 """The comparison half of the dataset view: a second stored run beside the shown one.
 
-Both functions run on a worker thread (no Qt here): :func:`compare_rows` gives the table its
-``d_<key>`` columns (B - A per image, so "where B is worse" is one sort), :func:`compare_image`
-the disagreement layer of one image (B scored against A, each side's class on hover).
+These run on a worker thread (no Qt here): :func:`compare_rows` gives the table its ``d_<key>``
+columns (B - A per image, so "where B is worse" is one sort), :func:`compare_image` the
+disagreement layer of one image (B scored against A, each side's class on hover), and
+:func:`truth_like` the ground truth as B (a run against the ground truth).
 """
 
 from __future__ import annotations
@@ -50,3 +51,18 @@ def compare_image(store: Any, index: Any, i: int, run_a: tuple[str, str], run_b:
         pa = next(x for x in pa if isinstance(x, want)) if isinstance(pa, tuple) else pa
         pb = next(x for x in pb if isinstance(x, want)) if isinstance(pb, tuple) else pb
     return shown_result(b[0]), disagreement(pa, pb)
+
+
+def truth_like(shown: Any, gt: Any) -> Any:
+    """The ground truth of the kind a run's drawn result is (B when comparing with the ground
+    truth): panoptic for a merged pair, instances for Detections, semantic for a label map; None
+    when the dataset has none of that kind."""
+    from segviewer.core.results import Detections, PanopticMap, SemanticMap
+
+    if isinstance(shown, PanopticMap):
+        return gt.panoptic
+    if isinstance(shown, Detections):
+        return gt.instances
+    if isinstance(shown, SemanticMap):
+        return gt.semantic
+    return None

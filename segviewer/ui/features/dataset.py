@@ -53,6 +53,7 @@ DATASET_ERRORS = "dataset errors"
 DATASET_PREDICTION = "dataset prediction"
 COMPARED_PREDICTION = "compared prediction"  # run B of a comparison
 DISAGREEMENT = "disagreement"  # B against A: instances only one has, pixels whose classes differ
+GROUND_TRUTH_RUN = ("ground truth", "")  # "vs" item: B is the dataset's ground truth (no Δ columns)
 ERROR_CHOICES = (("any error type", ""), ("classification", "cls"), ("localisation", "loc"), ("both", "both"),
                  ("duplicate", "dupe"), ("background", "bkg"), ("missed", "miss"))
 
@@ -102,7 +103,8 @@ class DatasetPanel(QWidget):
         self.stop_btn = _button("Stop")
         self.stop_btn.setEnabled(False)
         self.vs = QComboBox()
-        self.vs.setToolTip("Compare with another stored run: Δ columns (B - A) and a disagreement layer")
+        self.vs.setToolTip("Compare with another stored run (Δ columns B - A and a disagreement layer), "
+                           "or with the ground truth (A | B of the run against it)")
         self.vs.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.vs.setMinimumContentsLength(6)
         top = QHBoxLayout()  # narrow rows: the dock shares the left column with Models
@@ -331,6 +333,7 @@ class DatasetFeature(QObject):
         p.runs.clear()
         p.vs.clear()
         p.vs.addItem("no comparison", None)
+        p.vs.addItem("ground truth", GROUND_TRUTH_RUN)
         for mid, wh, n in self.store.runs() if self.store is not None else []:
             p.runs.addItem(f"{_run_text((mid, wh))} ({n})", (mid, wh))
             p.vs.addItem(f"{_run_text((mid, wh))} ({n})", (mid, wh))
@@ -352,7 +355,7 @@ class DatasetFeature(QObject):
         index, store = self.index, self.store
         mid, wh = self.run_key
 
-        other = self.compare_key if self.compare_key != self.run_key else None
+        other = self.compare_key if self.compare_key not in (self.run_key, GROUND_TRUTH_RUN) else None
 
         def load() -> tuple[dict[int, Any], list[str]]:
             from segviewer.ui.features._dataset_compare import compare_rows, stored_rows
@@ -374,7 +377,8 @@ class DatasetFeature(QObject):
         run_background(load, done, self._on_failed, "Reading stored results", owner=self)
 
     def compare_with(self, key: tuple[str, str] | None) -> None:
-        """Compare the shown run (A) with another stored run (B): Δ columns, disagreement layer."""
+        """Compare the shown run (A) with another stored run (B): Δ columns, disagreement layer;
+        or with the ground truth (:data:`GROUND_TRUTH_RUN`): B's layers are the ground truth."""
         self.compare_key = None if key is None else tuple(key)  # type: ignore[assignment]
         self.panel.vs.setCurrentIndex(max(_find(self.panel.vs, self.compare_key), 0))
         if self.run_key is not None:
@@ -443,7 +447,7 @@ class DatasetFeature(QObject):
         from segviewer.ui.features._dataset_jobs import pair_key, stored_pair_predictor
 
         a, b = self.run_key, self.compare_key
-        if self.index is None or a is None or b is None or a == b:
+        if self.index is None or a is None or b is None or a == b or GROUND_TRUTH_RUN in (a, b):
             self.window.show_error("Show an instance run and pick a semantic run under vs (or the other way) first.")
             return
         index, store = self.index, self.store
@@ -519,9 +523,10 @@ class DatasetFeature(QObject):
             return
         i, index, store, key = self.current, self.index, self.store, self.run_key
         other = self.compare_key if self.compare_key != key else None
+        truth = other == GROUND_TRUTH_RUN
 
         def work() -> Any:
-            from segviewer.ui.features._dataset_compare import compare_image
+            from segviewer.ui.features._dataset_compare import compare_image, truth_like
 
             gt = index.ground_truth(i)
             pred = None
@@ -529,8 +534,11 @@ class DatasetFeature(QObject):
                 got = store.get_prediction(store.image_hash(index.paths[i]), *key)
                 pred = got[0] if got is not None else None
             ev = evaluate_image(pred, gt, name=index.paths[i].name)[0] if pred is not None else None
-            cmp = compare_image(store, index, i, key, other) if key is not None and other is not None else None
             shown = ev.merged if isinstance(pred, tuple) and ev is not None else pred  # a pair: its merged map
+            if truth:  # B is the ground truth: the error layer is the disagreement already
+                cmp = None if shown is None else (truth_like(shown, gt), None)
+            else:
+                cmp = compare_image(store, index, i, key, other) if key is not None and other is not None else None
             return shown, ev, cmp
 
         run_background(work, lambda res: self._on_evaluated(i, res), self._on_failed, "Scoring the image",
@@ -541,16 +549,17 @@ class DatasetFeature(QObject):
             return
         pred, ev, cmp = res
         self.eval = ev
-        self.compare = None if cmp is None else cmp[1]
+        self.compare = None if cmp is None else cmp[1]  # None too when B is the ground truth
         gt_feature = self.window.findChild(QObject, "groundtruth_feature")
         if gt_feature is not None and hasattr(gt_feature, "show_dataset"):
             gt_feature.show_dataset(self.index.paths[i], ev, self._run_label())
         self.session.set_derived(DATASET_PREDICTION, pred)
         self.session.set_derived(DATASET_ERRORS, None if ev is None else ev.errors)
-        dis = None if cmp is None else cmp[1].errors if cmp[1].errors is not None else cmp[1].semantic_errors
+        dis = None if cmp is None or cmp[1] is None else (
+            cmp[1].errors if cmp[1].errors is not None else cmp[1].semantic_errors)
         self.session.set_derived(COMPARED_PREDICTION, None if cmp is None else cmp[0])
         self.session.set_derived(DISAGREEMENT, dis)
-        self._pair = None if cmp is None or pred is None else (pred, cmp[0])
+        self._pair = None if cmp is None or pred is None or cmp[0] is None else (pred, cmp[0])
         if self.compare_view is not None and self.compare_view.isVisible():
             self.show_side_by_side()
         self.imageEvaluated.emit()
