@@ -97,6 +97,11 @@ class _FCNPassView:
                 self.feature.request_stages()
         return self.bundle
 
+    def _waiting(self, what: str) -> str:
+        if self.feature.session.image is None:
+            return "Open an image to look inside the FCN."
+        return f"Running the FCN once ({what})…"
+
     def _frame(self) -> tuple[tuple[int, int], tuple[int, int], tuple[float, float]]:
         """``(valid (rh, rw), image (H, W), (sx, sy))``: model frame pixel -> image pixel."""
         u = self.bundle.upsampling
@@ -160,8 +165,8 @@ class UpsamplingView(_FCNPassView):
     def draw(self, overlays: Any) -> None:
         t = self.tab
         if self.current() is None or self.bundle.upsampling is None:
-            t.info.setText(self._why() if self.bundle is not None or self.error else
-                           "Running the FCN once (its scores, pool switches and upsampler)…")
+            t.info.setText(self._why() if self.bundle is not None or self.error else self._waiting(
+                "its scores, pool switches and upsampler"))
             for p in t.panels.values():
                 p.set_rgba(None)
             return
@@ -275,8 +280,7 @@ class ReceptiveView(_FCNPassView):
     def draw(self, overlays: Any) -> None:
         t = self.tab
         if self.current() is None or self.bundle.receptive is None:
-            t.info.setText(getattr(self.bundle, "why", "") or self.error or
-                           "Running the FCN once (its masks and switches)…")
+            t.info.setText(getattr(self.bundle, "why", "") or self.error or self._waiting("its masks and switches"))
             self._draw_taps(overlays)
             return
         chain = self.bundle.receptive
@@ -333,6 +337,8 @@ class ReceptiveView(_FCNPassView):
         if vp is None:
             if model is None:
                 t.taps_info.setText("No PCV model: its voting head is where the dilated convolutions are.")
+            elif "pcv" in f._applied and (f._wanted.get("pcv") or (None,) * 3)[2] == model:
+                t.taps_info.setText(f"{model} gave no votes for this image: {f.message or 'see the Votes tab'}")
             elif f.session.image is not None:
                 t.taps_info.setText(f"Running {model} once (its voting head)…")
                 f._capture("pcv", model)
