@@ -437,12 +437,15 @@ def _yolo_views(img: np.ndarray) -> dict:
         a = it.responsible(gt)
         box_segments(np.stack([it.cell_rect(int(r), int(c)) for r, c in zip(a.row, a.col)]))
 
-    return {
+    views = {
         f"yolo: score map {it.grid.shape[1]}x{it.grid.shape[0]} cells -> RGBA {w}x{h}": score_map,
         "yolo: click a cell (B boxes, priors, readout) + grid lines": click,
         "yolo: responsible cells of 3 ground-truth boxes": responsible,
-        f"yolo: class NMS stepper ({int((it.candidates.class_ids == cls).sum())} boxes)": lambda: it.nms(cls).step(0),
     }
+    if len(it.keep):
+        n = int((it.candidates.class_ids == cls).sum())
+        views[f"yolo: class NMS stepper ({n} boxes)"] = lambda: it.nms(cls).step(0)
+    return views
 
 if __name__ == "__main__":
     raise SystemExit(main())
