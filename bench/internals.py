@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     views.update(_dense_views(args.threads, img))
     views.update(_upsampling_views(img))
     views.update(_yolo_views(img))
+    views.update(_query_views(args.threads, img))
     rows = []
     for name, fn in views.items():
         ms = float(np.median(time_ms(fn, repeats=args.repeats, warmup=1)))
@@ -446,6 +447,72 @@ def _yolo_views(img: np.ndarray) -> dict:
         n = int((it.candidates.class_ids == cls).sum())
         views[f"yolo: class NMS stepper ({n} boxes)"] = lambda: it.nms(cls).step(0)
     return views
+
+def _query_views(threads: int, img: np.ndarray) -> dict:
+    """The Queries tab's views on random-init DETR R50, RT-DETR r50vd and Mask2Former Swin-T at
+    their default sizes (the transformers extra; skipped without it): one pass each with the
+    internals, then what a click redraws -- the query under the click, its attention (RT-DETR: also
+    the sampling points) as the RGBA the canvas stretches over the image, its class bars, every
+    query's box or mask outline before the selection (outlines traced once per pass, timed cold).
+    Mask2Former's merge beside the heuristic and UPSNet merges is a background job once per pass:
+    timed and printed, not a view."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        print("# Queries tab: skipped (the transformers extra is not installed)")
+        return {}
+    from segviewer.adapters.base import PredictParams
+    from segviewer.adapters.one_pass import predict_with_internals
+    from segviewer.analysis.queries import compare_merges, mask_outline_segments, query_at, query_fates
+    from segviewer.render.heatmap import heatmap_rgba
+    from segviewer.render.panoptic import panoptic_colors, segment_index
+    from segviewer.render.roi_grid import box_segments
+    from segviewer.ui.features._internals_queries import ATTENTION_CMAP, display_size, sampling_crosses
+    from segviewer.ui.model_host import random_init_factory
+
+    h, w = img.shape[:2]
+    views: dict = {}
+    for mid, short in (("detr_resnet50", "DETR"), ("rtdetr_r50vd", "RT-DETR"),
+                       ("mask2former_swin_tiny_coco_panoptic", "Mask2Former")):
+        adapter = random_init_factory(threads)(mid)
+        adapter.load("cpu")
+        t0 = time.perf_counter()
+        result, it = predict_with_internals(adapter, img, PredictParams(min_score=0.0))
+        ms = (time.perf_counter() - t0) * 1000
+        print(f"# {short} (random init) one pass with the query internals {ms:.0f} ms; {it.num_queries} queries, "
+              f"{len(it.class_names())} classes, bundle {it.nbytes() / 1e6:.1f} MB")
+        q0 = int(np.argmax(it.scores()[1]))
+        fates = query_fates(it)
+
+        def click(it=it, q0=q0) -> None:  # the query under the click, its attention as RGBA, its bars
+            q = query_at(it, w / 2, h / 2)
+            q = q0 if q is None else q
+            m = it.attention_map(q, None, display_size(it.image_size))
+            heatmap_rgba(m, 0.0, float(m.max()), ATTENTION_CMAP, alpha=210, alpha_by_value=True)
+            if it.sampling is not None:
+                xy = it.sampling.locations[q].reshape(-1, 2) * np.array([w, h], np.float32)
+                sampling_crosses(xy, it.sampling.weights[q].reshape(-1), 14.0)
+            p = it.distribution(q)
+            np.argsort(-p, kind="stable")[:8]
+
+        views[f"queries: {short} click -> query, attention RGBA, class bars"] = click
+        if it.boxes is not None:
+            views[f"queries: {short} all {it.num_queries} boxes by fate"] = (
+                lambda it=it, fates=fates: [box_segments(it.boxes[fates == f]) for f in range(4)])
+        else:
+            views[f"queries: {short} all {it.num_queries} mask outlines (cold, once per pass)"] = (
+                lambda it=it: mask_outline_segments(it.mask_logits, it.image_size))
+            isthing = tuple(result.isthing) or tuple(adapter.card.isthing)
+            t0 = time.perf_counter()
+            mc = compare_merges(it, isthing, result, threshold=it.merge.threshold)
+            for pm in mc.maps.values():
+                panoptic_colors(pm)[segment_index(pm, pm.segment_ids)]
+            print(f"# (background job, once per pass) {short} merges: model {len(mc.maps['model'].segments)}, "
+                  f"heuristic {len(mc.maps['heuristic'].segments)}, UPSNet "
+                  f"{len(mc.maps['upsnet'].segments) if 'upsnet' in mc.maps else '-'} segments + thumbnails: "
+                  f"{(time.perf_counter() - t0) * 1000:.0f} ms")
+    return views
+
 
 if __name__ == "__main__":
     raise SystemExit(main())
