@@ -122,3 +122,16 @@ def test_merges_with_no_confident_query() -> None:
     mc = compare_merges(weak, (True, False), pm, threshold=0.5)
     assert not any(s.isthing for s in mc.maps["heuristic"].segments)
     assert not any(s.isthing for s in mc.maps["upsnet"].segments)
+
+
+def test_attention_on_a_display_grid_keeps_its_peak_and_mass() -> None:
+    att = np.zeros((1, 2, 4, 8), np.float16)
+    att[0, :, 1, 6] = 1.0  # both heads look at cell (row 1, col 6) of a 4 x 8 map
+    it = QueryInternals(family="detr", image_size=(400, 800), input_size=(64, 128), categories=("a",),
+                        class_logits=np.zeros((1, 2), np.float32), no_object=True, selected=np.zeros(0, np.int64),
+                        attention=att)
+    full, small = it.attention_map(0), it.attention_map(0, None, (100, 200))
+    assert small.shape == (100, 200) and small.sum() == pytest.approx(1.0, abs=1e-5)
+    for m, (h, w) in ((full, (400, 800)), (small, (100, 200))):
+        y, x = np.unravel_index(np.argmax(m), m.shape)
+        assert abs((x + 0.5) / w - 6.5 / 8) < 0.02 and abs((y + 0.5) / h - 1.5 / 4) < 0.02

@@ -19,6 +19,7 @@ from segviewer.adapters.registry import create_adapter, get_card, list_cards  # 
 from segviewer.analysis.queries import KEPT, NO_OBJECT, compare_merges, query_fates  # noqa: E402
 from segviewer.core.results import Detections, PanopticMap  # noqa: E402
 from segviewer.render.heatmap import heatmap_rgba  # noqa: E402
+from segviewer.ui.features._internals_queries import ATTENTION_CMAP, display_size  # noqa: E402
 from segviewer.ui.features.internals import InternalsFeature  # noqa: E402
 from tests.adapters import hf_tiny  # noqa: E402
 
@@ -99,8 +100,9 @@ def test_detr_queries_tab(qtbot, show_window, tmp_path, monkeypatch, tiny) -> No
     assert b[0] <= x <= b[2] and b[1] <= y <= b[3] and query_fates(it)[q] == KEPT
     # the white box is that query's; the heatmap is its heads-averaged attention
     np.testing.assert_allclose(feat.overlays.segments["current"].reshape(-1, 2).min(0), b[:2], atol=1e-3)
-    amap = it.attention_map(q)
-    np.testing.assert_array_equal(feat.overlays._heat_src, heatmap_rgba(amap, 0.0, float(amap.max()), "magma",
+    grid = display_size(it.image_size)
+    amap = it.attention_map(q, None, grid)
+    np.testing.assert_array_equal(feat.overlays._heat_src, heatmap_rgba(amap, 0.0, float(amap.max()), ATTENTION_CMAP,
                                                                           alpha=210, alpha_by_value=True))
     # the bar list: the query's most likely classes and "no object", from its softmax
     rows = view.tab.bars.rows
@@ -109,9 +111,15 @@ def test_detr_queries_tab(qtbot, show_window, tmp_path, monkeypatch, tiny) -> No
     assert rows[0][1] == pytest.approx(float(probs[:-1].max()))
     # one head picked: that head's map
     view.tab.head.setCurrentIndex(2)
-    amap1 = it.attention_map(q, 1)
+    amap1 = it.attention_map(q, 1, grid)
     assert feat.overlays._heat_src is view.attention_rgba(q, 1)
-    assert view.attention_rgba(q, 1).shape[:2] == amap1.shape
+    np.testing.assert_array_equal(view.attention_rgba(q, 1), heatmap_rgba(amap1, 0.0, float(amap1.max()),
+                                                                            ATTENTION_CMAP, alpha=210,
+                                                                            alpha_by_value=True))
+    # the map is stretched over the whole image
+    assert feat.overlays.heat.boundingRect().width() == grid[1]
+    r = feat.overlays.heat.mapRectToParent(feat.overlays.heat.boundingRect())
+    assert (r.width(), r.height()) == pytest.approx((it.image_size[1], it.image_size[0]))
     # all queries before the selection, coloured by fate
     view.tab.show_all.setChecked(True)
     fates = query_fates(it)
@@ -139,19 +147,23 @@ def test_mask2former_queries_and_merges(qtbot, show_window, tmp_path, monkeypatc
     for fate, style in ((KEPT, "kept"), (NO_OBJECT, "pending")):
         want = sum(len(outlines[i]) for i in np.flatnonzero(fates == fate))
         assert feat.overlays.count(style) == want
-    # the merge as a step: the counts and the three maps
+    # the merge as a step: the counts and the three maps (the comparison runs in the background)
+    qtbot.waitUntil(lambda: not isinstance(view.merges(), str), timeout=30_000)
     text = view.tab.counts.text()
     assert f"{int((fates == NO_OBJECT).sum())} no object" in text and "kept as" in text
     mc = compare_merges(it, ISTHING, pm, threshold=it.merge.threshold)
     for key in ("model", "heuristic", "upsnet"):
         assert f"{len(mc.maps[key].segments)} segments" in view.tab.merge_labels[key].text()
     assert view.tab.merge_maps["upsnet"].item.image is not None
-    # a click on a kept segment picks the query behind it
-    if len(pm.segments):
-        seg = pm.segments[0]
-        ys, xs = np.nonzero(pm.segment_ids == seg.id)
-        with qtbot.waitSignal(feat.viewUpdated, timeout=5000):
-            feat.click(float(xs[len(xs) // 2]) + 0.5, float(ys[len(ys) // 2]) + 0.5)
-        assert fates[view.query] == KEPT
-        assert "kept" in view.tab.merge_info.text()
+    # a click deep inside a segment of the model's merge picks the query that became it
+    import cv2
+
+    assert len(pm.segments) >= 1
+    seg = pm.segments[0]
+    inside = cv2.distanceTransform((pm.segment_ids == seg.id).astype(np.uint8), cv2.DIST_L2, 3)
+    y, x = np.unravel_index(int(np.argmax(inside)), inside.shape)
+    with qtbot.waitSignal(feat.viewUpdated, timeout=5000):
+        feat.click(float(x) + 0.5, float(y) + 0.5)
+    assert fates[view.query] == KEPT and it.merge.segment_id[view.query] == seg.id
+    assert f"kept (segment {seg.id})" in view.tab.merge_info.text()
     assert [m for m in w.passes if m == M2F] == [M2F]  # one pass (other features may run their own models)

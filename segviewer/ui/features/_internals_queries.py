@@ -40,14 +40,26 @@ from segviewer.core.results import PanopticMap
 from segviewer.render.heatmap import heatmap_rgba
 from segviewer.render.panoptic import panoptic_colors, segment_index
 from segviewer.render.roi_grid import box_segments
+from segviewer.ui.jobs import run_background
 from segviewer.ui.widgets.internals_queries_tab import MERGE_TITLES, QueriesTab
 
-__all__ = ["KINDS", "QueriesView", "FATE_STYLES", "TOP_CLASSES", "QUERY_FAMILIES"]
+__all__ = ["KINDS", "QueriesView", "FATE_STYLES", "TOP_CLASSES", "QUERY_FAMILIES", "ATTENTION_CMAP"]
 
 KINDS = (QUERY_CLASSES, QUERY_ATTENTION)
 #: fate -> the Overlays line style its boxes or outlines get in the all-queries view
 FATE_STYLES = {KEPT: "kept", BELOW_THRESHOLD: "suppressed", DROPPED_OVERLAP: "victims", NO_OBJECT: "pending"}
 TOP_CLASSES = 8  # bars shown besides "no object"
+ATTENTION_CMAP = "turbo"  # stands out on photos (magma's pinks and yellows read as a sunset sky)
+VOID_RGBA = (60, 60, 60, 255)  # void in the merge thumbnails
+DISPLAY_SIDE = 384  # the attention map is drawn on a grid this long (stretched over the image by the canvas)
+
+
+def display_size(image_size: tuple[int, int], max_side: int = DISPLAY_SIDE) -> tuple[int, int]:
+    """The grid an attention map is drawn on: the image's aspect, at most ``max_side`` pixels long
+    (the map comes from a feature map of tens of cells, so a full-size one shows nothing more)."""
+    h, w = image_size
+    s = min(1.0, max_side / max(h, w, 1))
+    return max(1, round(h * s)), max(1, round(w * s))
 FAMILY_NAMES = {"detr": "DETR", "rt_detr": "RT-DETR", "mask2former": "Mask2Former", "oneformer": "OneFormer"}
 QUERY_FAMILIES = tuple(FAMILY_NAMES)  # card.extra["hf_family"] of the models this view opens
 
@@ -163,7 +175,8 @@ class QueriesView:
             return
         head = t.head_index()
         if t.show_attention.isChecked():
-            overlays.image(self.attention_rgba(q, head))
+            h, w = it.image_size
+            overlays.image(self.attention_rgba(q, head), (0.0, 0.0, float(w), float(h)))
         if it.sampling is not None and t.show_attention.isChecked():
             overlays.set("points", self.sampling_segments(q, head))
         if it.boxes is not None:
@@ -180,8 +193,8 @@ class QueriesView:
         if key not in self._heat:
             if len(self._heat) > 32:
                 self._heat.clear()
-            m = self.it.attention_map(q, head)
-            self._heat[key] = heatmap_rgba(m, 0.0, max(float(m.max()), 1e-12), "magma", alpha=210,
+            m = self.it.attention_map(q, head, display_size(self.it.image_size))
+            self._heat[key] = heatmap_rgba(m, 0.0, max(float(m.max()), 1e-12), ATTENTION_CMAP, alpha=210,
                                            alpha_by_value=True)
         return self._heat[key]
 
@@ -247,29 +260,44 @@ class QueriesView:
 
     # ---- the panoptic merge beside ours -----------------------------------------------------------
     def merges(self) -> Any:
-        """The model's merge, the heuristic and UPSNet of this bundle's queries (computed once per bundle)."""
+        """The model's merge, the heuristic and UPSNet of this bundle's queries, or a message. The
+        first call per pass starts a background job (a few hundred ms at COCO size) and says so;
+        its end redraws the view, and later clicks reuse it."""
         it = self.it
         f = self.feature
         result = f.session.results.get(f.model_id)
         token = (id(it), id(result))
         if self._merges is None or self._merges[0] != token:
-            cards = f._cards()
-            card = cards.get(f.model_id)
+            card = f._cards().get(f.model_id)
             isthing = tuple(getattr(card, "isthing", ()) or ())
             pm = result if isinstance(result, PanopticMap) else None
             if pm is not None and pm.isthing:
                 isthing = pm.isthing
-            try:
-                self._merges = (token, compare_merges(it, isthing, pm, threshold=it.merge.threshold))
-            except (SegviewerError, ValueError) as err:
-                self._merges = (token, str(err))
+            thr = it.merge.threshold
+
+            def job() -> Any:
+                try:
+                    return compare_merges(it, isthing, pm, threshold=thr)
+                except (SegviewerError, ValueError) as err:
+                    return str(err)
+
+            self._merges = (token, "Merging the queries the heuristic and the UPSNet way…")
+            run_background(job, lambda out: self._on_merges(token, out), lambda msg: self._on_merges(token, msg),
+                           "Panoptic merges", owner=self.tab)
         return self._merges[1]
+
+    def _on_merges(self, token: tuple, out: Any) -> None:
+        if self._merges is None or self._merges[0] != token:
+            return  # another pass by now
+        self._merges = (token, out)
+        self.feature.update_view()
+        self.tab.mergesReady.emit()
 
     def _draw_merges(self) -> None:
         t, it, q = self.tab, self.it, self.query
         mc = self.merges()
         if isinstance(mc, str):
-            t.merge_info.setText(f"Merges not compared: {mc}")
+            t.merge_info.setText(mc if mc.endswith("…") else f"Merges not compared: {mc}")
             return
         for key, title in MERGE_TITLES:
             pm = mc.maps.get(key)
@@ -278,7 +306,9 @@ class QueriesView:
                 heat.set_rgba(None)
                 t.merge_labels[key].setText(f"{title}: {mc.notes.get(key, '')}")
                 continue
-            heat.set_rgba(panoptic_colors(pm)[segment_index(pm, pm.segment_ids)])
+            lut = panoptic_colors(pm)
+            lut[0] = VOID_RGBA
+            heat.set_rgba(lut[segment_index(pm, pm.segment_ids)])
             agree = mc.agreement.get(key)
             tail = "" if agree is None or key == "model" else f", {100 * agree:.0f}% same class"
             t.merge_labels[key].setText(f"{title}: {len(pm.segments)} segments{tail}")

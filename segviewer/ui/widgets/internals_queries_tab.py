@@ -9,7 +9,7 @@ our heuristic and UPSNet merges. The view module (``ui/features/_internals_queri
 from __future__ import annotations
 
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QPainter
+from PySide6.QtGui import QColor, QPainter, QPalette
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -54,17 +54,19 @@ class BarList(QWidget):
         name_w, num_w = int(w * 0.42), 44
         bar_w = max(w - name_w - num_w - 8, 10)
         fm = p.fontMetrics()
+        text = self.palette().color(QPalette.ColorRole.WindowText)
         for i, (name, v, hi) in enumerate(self.rows):
             y = 2 + i * self.ROW
-            p.setPen(QColor(230, 230, 230) if not hi else QColor(255, 220, 0))
+            p.setPen(text if not hi else QColor(200, 120, 0))
             p.drawText(QRectF(0, y, name_w - 4, self.ROW), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignRight,
                        fm.elidedText(name, Qt.TextElideMode.ElideRight, name_w - 4))
             colour = QColor(150, 150, 150) if name == "no object" else QColor(70, 150, 230)
             if hi:
                 colour = QColor(255, 200, 0)
             p.fillRect(QRectF(name_w, y + 3, bar_w * min(max(v, 0.0), 1.0), self.ROW - 6), colour)
-            p.setPen(QColor(200, 200, 200))
+            p.setPen(QColor(160, 160, 160))
             p.drawRect(QRectF(name_w, y + 3, bar_w, self.ROW - 6))
+            p.setPen(text)
             p.drawText(QRectF(name_w + bar_w + 4, y, num_w, self.ROW), Qt.AlignmentFlag.AlignVCenter, f"{v:.3f}")
         p.end()
 
@@ -74,14 +76,15 @@ class QueriesTab(QWidget):
 
     changed = Signal()  # head or a toggle: a redraw
     queryPicked = Signal(int)  # the picker chose a query
+    mergesReady = Signal()  # the background comparison of the panoptic merges arrived
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.query = FocusComboBox()
         self.head = FocusComboBox()
-        self.show_attention = QCheckBox("attention over the image (last decoder layer)")
+        self.show_attention = QCheckBox("attention map (last decoder layer)")
         self.show_attention.setChecked(True)
-        self.show_all = QCheckBox("all queries before the selection")
+        self.show_all = QCheckBox("all queries (before the selection)")
         self.show_all.setToolTip("Every query's box or mask, coloured by its fate: kept (green), below the score "
                                  "threshold (red, dashed), lost to overlapping queries (orange), "
                                  "no object (grey, dashed).")
@@ -108,7 +111,8 @@ class QueriesTab(QWidget):
             col = QVBoxLayout()
             lab = text_label(title)
             heat = SmallHeatmap(title)
-            heat.setMinimumSize(90, 70)
+            heat.setMinimumSize(70, 60)
+            heat.setFixedHeight(96)  # a thumbnail, not a tall column in the scrolling dock
             col.addWidget(lab)
             col.addWidget(heat)
             maps.addLayout(col)
