@@ -19,6 +19,7 @@ when none is possible the dock says so in one sentence, with what to do.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from PySide6.QtWidgets import QFileDialog, QGraphicsRectItem
 from segviewer.ui.widgets.prompt_panel import PromptPanel, mask_thumbnail
 from segviewer.ui.worker import PromptAnswer, PromptRequest
 
-__all__ = ["PromptFeature", "CanvasPrompter", "install", "LAYER", "is_sam2", "write_prompt_coco"]
+__all__ = ["PromptFeature", "CanvasPrompter", "install", "LAYER", "is_sam2", "write_prompt_coco", "next_seq"]
 
 LAYER = "sam2 prompt"  # the derived result's name: its layers are "sam2 prompt / instances", ...
 DRAG_PX = 6  # a press that moves further than this (screen pixels) draws a box instead of a point
@@ -39,6 +40,15 @@ IMAGE_VIEW = "image"
 
 Point = tuple[float, float, bool]
 Box = tuple[float, float, float, float]
+
+
+_SEQ = itertools.count(1)
+
+
+def next_seq() -> int:
+    """A prompt or track number unique in this process: the image's and the video's prompts share
+    the worker's signals, so each recognises its own answers by it."""
+    return next(_SEQ)
 
 
 def is_sam2(card: Any) -> bool:
@@ -308,7 +318,7 @@ class PromptFeature(QObject):
         if self.points or self.box is not None:
             self._submit()
         else:
-            self.seq += 1  # an answer still in flight is for a prompt that is gone
+            self.seq = next_seq()  # an answer still in flight is for a prompt that is gone
             self.running = False
             self._set_answer(None)
             self.panel.set_status("")
@@ -318,7 +328,7 @@ class PromptFeature(QObject):
         s = self.session
         if self.model_id is None or s.image is None or s.key is None or not (self.points or self.box):
             return
-        self.seq += 1
+        self.seq = next_seq()
         self.running = True
         self._update_weights_text()
         self.worker.request_prompt(PromptRequest(
@@ -393,7 +403,7 @@ class PromptFeature(QObject):
     def _on_new_image(self) -> None:
         """Another image: the prompt described the previous one (the session cleared its layer)."""
         self.history.clear()
-        self.seq += 1
+        self.seq = next_seq()
         self.running = False
         self.answer, self.picked = None, -1
         self.panel.set_candidates([], [], -1)
