@@ -14,8 +14,9 @@ import torch
 
 from segviewer.adapters.registry import get_card
 from segviewer.analysis import receptive as rf
-from segviewer.analysis.upsampling import METHODS
+from segviewer.analysis.upsampling import METHODS, bilinear_kernel
 from segviewer.core.colors import palette_for
+from segviewer.render.heatmap import heatmap_rgba
 from segviewer.synth.dataset import write_dataset
 from segviewer.ui.features._internals_upsampling import map_rgba
 from segviewer.ui.features.internals import InternalsFeature
@@ -79,6 +80,11 @@ def test_upsampling_and_receptive_views_from_one_fcn_pass(qtbot, fcn_window) -> 
     np.testing.assert_array_equal(shown, expect)
     assert (up.tab.panels[COARSE].item.image.shape[:2]) == (-(-rh // 32), -(-rw // 32))
     assert "max |Δw|" in up.tab.compare.text()
+    # the kernel panels: the model's own upscore2 weight (class 0 -> 0 in labels mode) beside the tent
+    learned, tent = u.weight[0, 0], bilinear_kernel(u.weight.shape[0], 4)[0, 0]
+    vmax = float(max(np.abs(learned).max(), np.abs(tent).max()))
+    np.testing.assert_array_equal(up.tab.kernels["learned"].item.image,
+                                  heatmap_rgba(learned, -vmax, vmax, "diverging", alpha=255))
     # one method over the image; a click shows the cells it read and where the switch sent the score
     up.tab.overlay.setCurrentIndex(up.tab.overlay.findData("bilinear"))
     assert feat.overlays.heat.isVisible() and feat.overlays.heat.image.shape[:2] == (rh, rw)

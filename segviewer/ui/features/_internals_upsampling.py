@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from segviewer.analysis import receptive as rf
-from segviewer.analysis.upsampling import METHODS
+from segviewer.analysis.upsampling import METHODS, bilinear_kernel
 from segviewer.core.colors import palette_for
 from segviewer.core.errors import SegviewerError
 from segviewer.render.heatmap import heatmap_rgba
@@ -187,6 +187,7 @@ class UpsamplingView(_FCNPassView):
                        f"(the switch of the channel strongest there). "
                        + ("Colours: argmax class; grey: no value written." if cls is None else
                           f"Blue-white-red: score of {t.what.currentText()[13:]} in ±{vmax:.1f}."))
+        self._draw_kernels(u, cls)
         name = t.overlay_name()
         if name is not None:
             s = 32 if name == COARSE else 32 // u.factor
@@ -197,6 +198,19 @@ class UpsamplingView(_FCNPassView):
             overlays.image(frame, (0.0, 0.0, float(w), float(h)))
         if self.point is not None:
             self._draw_point(overlays, u, cls, (rh, rw), (sx, sy))
+
+    def _draw_kernels(self, u: Any, cls: int | None) -> None:
+        """The learned kernel from the shown class to itself beside the bilinear tent it started as."""
+        k = 0 if cls is None else cls
+        learned = u.weight[k, k]
+        tent = bilinear_kernel(u.weight.shape[0], u.weight.shape[2])[k, k]
+        vmax = float(max(np.abs(learned).max(), np.abs(tent).max())) or 1.0
+        name = u.categories[k] if k < len(u.categories) else str(k)
+        self.tab.kernel_caption.setText(
+            f"{u.layer}'s {learned.shape[0]}x{learned.shape[1]} kernel {name} → {name} (blue-white-red in ±{vmax:.2f}); "
+            f"largest weight from another class into {name}: {float(np.abs(np.delete(u.weight[:, k], k, axis=0)).max()):.3f}.")
+        self.tab.kernels["learned"].set_rgba(heatmap_rgba(learned, -vmax, vmax, "diverging", alpha=255))
+        self.tab.kernels["bilinear"].set_rgba(heatmap_rgba(tent, -vmax, vmax, "diverging", alpha=255))
 
     def _draw_point(self, overlays: Any, u: Any, cls: int | None, valid: tuple[int, int],
                     scale: tuple[float, float]) -> None:
