@@ -22,7 +22,7 @@ from segviewer.analysis.evaluation import ImageEval, MergeParams, image_report
 from segviewer.core.results import Detections, SemanticMap
 
 __all__ = ["ROW_KEYS", "ERROR_KEYS", "evaluate_image", "image_row", "run_dataset", "row_value", "summarize_rows",
-           "shown_result"]
+           "shown_result", "dataset_tide"]
 
 DEFAULT_PARAMS = MergeParams()
 _SHORT = ("cls", "loc", "both", "dupe", "bkg", "miss")
@@ -126,6 +126,38 @@ def summarize_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
         if k in sums:
             out[k] = sums[k] if k in _SUMMED else sums[k] / ns[k]
     return out
+
+
+def dataset_tide(items: Iterable[tuple[Any, Any]], should_stop: Callable[[], bool] | None = None
+                 ) -> dict[str, dict[str, Any]] | None:
+    """TIDE over a dataset run (the dock's totals): each type's count, dAP and AP50 for boxes
+    and, when the predictions have masks, masks (``TideReport.as_dict``). ``items`` yields
+    ``(stored prediction, GroundTruth)`` per image, read one at a time (a pair's instance half is
+    scored; predictions are matched to the ground truth's classes by name, as the rows are).
+    None when the run has no instance predictions or the dataset no instance ground truth, or
+    when ``should_stop()`` says so between images."""
+    from segviewer.analysis.evaluation import remap_detections
+    from segviewer.analysis.tide import classify_image, tide_from_images
+
+    evs: dict[str, list[Any]] = {"bbox": [], "segm": []}
+    cats: tuple[str, ...] = ()
+    masks = True
+    for pred, gt in items:
+        if should_stop is not None and should_stop():
+            return None
+        inst = pred[0] if isinstance(pred, tuple) else pred
+        if not isinstance(inst, Detections) or gt is None or gt.instances is None:
+            continue
+        cats = gt.instances.categories
+        p = remap_detections(inst, cats)
+        evs["bbox"].append(classify_image(p, gt.instances, "bbox"))
+        masks = masks and p.masks is not None and gt.instances.masks is not None
+        if masks:
+            evs["segm"].append(classify_image(p, gt.instances, "segm"))
+    if not evs["bbox"]:
+        return None
+    modes = ("bbox", "segm") if masks else ("bbox",)
+    return {m: tide_from_images(evs[m], cats, m).as_dict() for m in modes}
 
 
 PredictFn = Callable[[int], tuple[Detections | SemanticMap | tuple[Detections, SemanticMap], float]]

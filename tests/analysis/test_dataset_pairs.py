@@ -68,3 +68,16 @@ def test_totals_sum_counts_and_average_the_rest() -> None:
     assert t["images"] == 3 and t["pq"] == pytest.approx(0.375)
     assert (t["tp"], t["fp"], t["mask_loc"]) == (4, 3, 2) and t["infer_ms"] == pytest.approx(20.0)
     assert "mask_ap" not in t and summarize_rows([]) == {"images": 0.0}
+
+
+def test_dataset_tide_scores_the_instance_half_and_skips_label_maps(scene) -> None:
+    from segviewer.analysis.dataset_eval import dataset_tide
+    from segviewer.analysis.tide import tide_evaluate
+
+    _index, gt, inst, sem = scene
+    got = dataset_tide([((inst, sem), gt), (sem, gt)])
+    want = tide_evaluate([(inst, gt.instances)], "segm")
+    assert got["segm"]["counts"] == want.counts and got["segm"]["dAP"] == pytest.approx(want.dap)
+    assert set(got) == {"bbox", "segm"}
+    assert dataset_tide([(sem, gt)]) is None
+    assert dataset_tide([(inst, gt)], should_stop=lambda: True) is None

@@ -67,6 +67,17 @@ def test_open_score_sort_filter_and_open_the_worst_image(qtbot, window, dataset,
         feat.load_results(results)
     assert done.args == [True]
     assert "mask_ap" in m.keys and "mask_loc" in m.keys
+    # the Metrics dock's dataset totals get TIDE's dAP over the run, computed in the background
+    qtbot.waitUntil(lambda: feat.tide is not None, timeout=TIMEOUT)
+    from segviewer.analysis.tide import tide_evaluate
+
+    index = feat.index
+    pairs = [(feat.store.get_prediction(feat.store.image_hash(index.paths[i]), *feat.run_key)[0],
+              index.ground_truth(i).instances) for i in range(len(index))]
+    for mode in ("bbox", "segm"):
+        want = tide_evaluate(pairs, mode)
+        assert feat.tide[mode]["ap50"] == pytest.approx(want.ap) and feat.tide[mode]["counts"] == want.counts
+        assert feat.tide[mode]["dAP"] == pytest.approx(want.dap)
     table: QTableView = feat.panel.table
     col = 1 + m.keys.index("mask_ap")
     table.sortByColumn(col, Qt.SortOrder.AscendingOrder)  # worst first, like a click on the header
@@ -104,6 +115,7 @@ def test_open_score_sort_filter_and_open_the_worst_image(qtbot, window, dataset,
     assert feat.panel.table.width() >= 0.3 * w.width()  # the dock widened for its table
     assert dock.section_value("mean Mask AP") == f"{100 * np.nanmean(m.columns['mask_ap']):.1f}"
     assert dock.section_value("FP") == str(int(np.nansum(m.columns["fp"])))
+    assert dock.section_value("TIDE mask dAP").startswith(f"AP50 {feat.tide['segm']['ap50']:.1f}  Cls ")
     ys, xs = np.nonzero(em.pred_ids)
     if len(ys):
         from segviewer.analysis.evaluation import hover_text

@@ -182,6 +182,7 @@ class DatasetFeature(QObject):
     runFinished = Signal(bool)
     imageEvaluated = Signal()
     compared = Signal()  # the A | B window shows the current image
+    tideReady = Signal()  # the Metrics dock shows the shown run's TIDE dAP over the dataset
 
     def __init__(self, window: Any, thumb_dir: Path | None = None) -> None:
         super().__init__(window)
@@ -200,6 +201,8 @@ class DatasetFeature(QObject):
         self.eval: Any = None
         self.rows: dict[int, dict[str, Any]] = {}  # the shown run's rows (the dock's totals)
         self._widened = False  # the dock is widened for its table once
+        self._tide_gen = 0  # the dock's dataset TIDE job: a newer one drops an older one's answer
+        self.tide: dict[str, Any] | None = None  # the last dataset TIDE (TideReport.as_dict per IoU type)
         self._gen = 0
         self._ab_timer = QTimer(self)  # A | B follows the Layers panel: one redraw per burst of edits
         self._ab_timer.setSingleShot(True)
@@ -569,14 +572,44 @@ class DatasetFeature(QObject):
         return "no run" if key is None else _run_text(key)
 
     def _push_totals(self) -> None:
-        """The shown run's dataset totals into the Metrics dock (sums and per-image means)."""
+        """The shown run's dataset totals into the Metrics dock (sums and per-image means) at once,
+        then, for an instance run, TIDE's dAP over the dataset from a background job (every
+        stored prediction read once; a newer run or dataset drops it)."""
         from segviewer.analysis.dataset_eval import summarize_rows
 
         gt_feature = self.window.findChild(QObject, "groundtruth_feature")
         if gt_feature is None or not hasattr(gt_feature, "show_dataset_totals"):
             return
+        self._tide_gen += 1
         rows = {i: r for i, r in self.rows.items() if isinstance(r, dict)}
-        gt_feature.show_dataset_totals(self._run_label(), summarize_rows(rows.values()) if rows else None)
+        if not rows:
+            gt_feature.show_dataset_totals(self._run_label(), None)
+            return
+        totals, label = summarize_rows(rows.values()), self._run_label()
+        want_tide = "box_ap" in totals and self.index is not None and self.index._instances is not None  # noqa: SLF001
+        gt_feature.show_dataset_totals(label, totals, None, " · TIDE dAP computing…" if want_tide else "")
+        if not want_tide or self.run_key is None:
+            return
+        gen, index, store, key, images = self._tide_gen, self.index, self.store, self.run_key, sorted(rows)
+
+        def items() -> Any:
+            for i in images:
+                got = store.get_prediction(store.image_hash(index.paths[i]), *key)
+                if got is not None:
+                    yield got[0], index.ground_truth(i)
+
+        def work() -> Any:
+            from segviewer.analysis.dataset_eval import dataset_tide
+
+            return dataset_tide(items(), should_stop=lambda: gen != self._tide_gen)
+
+        def done(tide: Any) -> None:
+            if gen == self._tide_gen and tide is not None:
+                self.tide = tide
+                gt_feature.show_dataset_totals(label, totals, tide)
+                self.tideReady.emit()
+
+        run_background(work, done, self._on_failed, "TIDE over the dataset", owner=self)
 
     def _side_layers(self) -> tuple[list[tuple[Any, float]], list[tuple[Any, float]], list[str], list[str]]:
         """What A and B show: each run's layers as the Layers panel has them (visible ones, their

@@ -272,14 +272,17 @@ class GroundTruthFeature(QObject):
             summary = run
         self.panel.show_dataset_image(ev.metrics, summary)
 
-    def show_dataset_totals(self, run: str, totals: dict[str, float] | None) -> None:
-        """The whole dataset's totals of a stored run (see ``dataset_eval.summarize_rows``) in the
-        dock's second section (the folder evaluation's place); None clears it."""
+    def show_dataset_totals(self, run: str, totals: dict[str, float] | None,
+                            tide: dict[str, Any] | None = None, tide_note: str = "") -> None:
+        """The whole dataset's totals of a stored run (see ``dataset_eval.summarize_rows``) and
+        its TIDE dAP (``dataset_eval.dataset_tide``, when computed) in the dock's second section
+        (the folder evaluation's place); None clears it."""
         if totals is None:
             self.panel.show_totals("Folder", None, "not evaluated")
             return
         n = int(totals.get("images", 0))
-        self.panel.show_totals("Dataset totals", totals, f"{run}: {n} image{'' if n == 1 else 's'}")
+        self.panel.show_totals("Dataset totals", totals, f"{run}: {n} image{'' if n == 1 else 's'}{tide_note}",
+                               tide)
 
     def _on_eval_failed(self, token: tuple, message: str) -> None:
         if token != self._token:

@@ -73,9 +73,12 @@ def metric_rows(report: Mapping[str, Any]) -> list[tuple[str, str, list[tuple[st
     return rows
 
 
-def total_rows(totals: Mapping[str, float]) -> list[tuple[str, str]]:
+def total_rows(totals: Mapping[str, float], tide: Mapping[str, Mapping[str, Any]] | None = None
+               ) -> list[tuple[str, str]]:
     """(title, value) rows of a dataset run's totals (``dataset_eval.summarize_rows``): averaged
-    metrics as "mean <title>" in %, summed counts as integers; pure, for tests."""
+    metrics as "mean <title>" in %, summed counts as integers; then, when given, TIDE over the
+    dataset (``dataset_eval.dataset_tide``): AP50 and each error type's dAP (AP points) for boxes
+    and masks; pure, for tests."""
     from segviewer.ui.widgets.dataset_table import COLUMN_TITLES
 
     fractions = ("pq", "sq", "rq", "miou", "pixel_acc", "box_ap", "box_ap50", "mask_ap", "mask_ap50")
@@ -87,6 +90,13 @@ def total_rows(totals: Mapping[str, float]) -> list[tuple[str, str]]:
         rows.append(("TIDE types", "  ".join(f"{t} {v}" for t, v in types)))
     if "infer_ms" in totals:
         rows.append(("mean ms", f"{totals['infer_ms']:.0f}"))
+    from segviewer.analysis.tide import ERROR_TYPES, SHORT_NAMES
+
+    for mode, label in (("bbox", "box"), ("segm", "mask")):
+        r = (tide or {}).get(mode)
+        if r:
+            rows.append((f"TIDE {label} dAP", f"AP50 {r['ap50']:.1f}  " + "  ".join(
+                f"{SHORT_NAMES[t]} {r['dAP'][t]:.2f}" for t in ERROR_TYPES)))
     return rows
 
 
@@ -286,14 +296,15 @@ class MetricsPanel(QWidget):
                 return self.dataset_item.child(i).text(1)
         return None
 
-    def show_totals(self, title: str, totals: Mapping[str, float] | None, summary: str) -> None:
-        """The second section as a dataset run's totals (``title`` "Dataset"), or back to the
-        folder's place (``totals`` None)."""
+    def show_totals(self, title: str, totals: Mapping[str, float] | None, summary: str,
+                    tide: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """The second section as a dataset run's totals (``title`` "Dataset totals"), or back to
+        the folder's place (``totals`` None)."""
         top = self.folder_item
         top.takeChildren()
         top.setText(0, title)
         top.setText(1, summary)
-        for name, v in total_rows(totals or {}):
+        for name, v in total_rows(totals or {}, tide):
             top.addChild(QTreeWidgetItem([name, v]))
         top.setExpanded(True)
 
