@@ -10,7 +10,8 @@ rescaled polygons, wrong classes, misses, spurious detections). One run measures
   (an empty disk cache), in an offscreen window of 1366x768 (target: under 3 s);
 * sort / filter: a full sort of every row by a metric, by name, a class filter (medians);
 * memory while scrolling through all thumbnails: peak RSS over the grid scrolled top to bottom,
-  every thumbnail made (the in-memory cache is bounded; the rest is on disk);
+  every thumbnail made (the in-memory cache is bounded; the rest is on disk), and the disk
+  cache's size and the time of the prune scan a dataset open runs (the cache is capped);
 * dataset AP (bbox and segm) with ``faster-coco-eval`` vs ``pycocotools``, timed interleaved in
   the same run, and the largest difference between their twelve numbers.
 
@@ -207,6 +208,15 @@ def ui_bench(ann_path: Path, cache: Path, scroll: bool) -> list[list[object]]:
         rows.append(["scroll through all thumbnails", f"{time.perf_counter() - t1:.1f} s",
                      f"RSS {base:.0f} -> peak {peak:.0f} MB; {thumbs.made} made; memory cache <= {thumbs.max_items}"])
     thumbs.wait()
+    from segviewer.ui.widgets.thumbnails import prune_cache
+
+    disk = sum(p.stat().st_size for p in cache.glob("*.png")) / 2**20
+    n_files = len(list(cache.glob("*.png")))
+    t2 = time.perf_counter()
+    removed, left = prune_cache(cache, thumbs.max_bytes)  # the scan a dataset open does (under the cap: none go)
+    rows.append(["thumbnail disk cache, prune scan", f"{1000 * (time.perf_counter() - t2):.0f} ms",
+                 f"{n_files} files, {disk:.0f} MB; cap {thumbs.max_bytes / 2**20:.0f} MB (LRU by mtime); "
+                 f"{removed} removed"])
     win.close()
     del app
     return rows
