@@ -167,3 +167,13 @@ def test_mask2former_queries_and_merges(qtbot, show_window, tmp_path, monkeypatc
     assert fates[view.query] == KEPT and it.merge.segment_id[view.query] == seg.id
     assert f"kept (segment {seg.id})" in view.tab.merge_info.text()
     assert [m for m in w.passes if m == M2F] == [M2F]  # one pass (other features may run their own models)
+
+
+def test_sampling_crosses_grow_with_the_weight() -> None:
+    from segviewer.ui.features._internals_queries import sampling_crosses
+
+    segs = sampling_crosses(np.array([[10.0, 20.0], [50.0, 60.0]]), np.array([0.04, 1.0]), 9.0)
+    assert segs.shape == (4, 2, 2)
+    half = np.abs(segs[:, 1] - segs[:, 0]).max(axis=1) / 2  # horizontal bars first, then vertical
+    np.testing.assert_allclose(half, [1.5 + 7.5 * 0.2, 9.0, 1.5 + 7.5 * 0.2, 9.0], rtol=1e-5)
+    np.testing.assert_allclose(segs[:2].mean(axis=1), [[10, 20], [50, 60]])
