@@ -19,10 +19,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from segviewer.analysis.evaluation import ImageEval, MergeParams, image_report
-from segviewer.core.results import Detections, SemanticMap
+from segviewer.core.results import Detections, PanopticMap, SemanticMap
 
 __all__ = ["ROW_KEYS", "ERROR_KEYS", "evaluate_image", "image_row", "run_dataset", "row_value", "summarize_rows",
-           "shown_result", "dataset_tide"]
+           "shown_result", "dataset_tide", "panoptic_report"]
 
 DEFAULT_PARAMS = MergeParams()
 _SHORT = ("cls", "loc", "both", "dupe", "bkg", "miss")
@@ -72,19 +72,45 @@ def image_row(ev: ImageEval) -> dict[str, Any]:
     return row
 
 
-def evaluate_image(result: Detections | SemanticMap | tuple[Detections, SemanticMap] | None, gt: Any,
+def evaluate_image(result: Detections | SemanticMap | PanopticMap | tuple[Detections, SemanticMap] | None, gt: Any,
                    params: MergeParams = DEFAULT_PARAMS, name: str = "this image",
                    semantic: SemanticMap | None = None) -> tuple[ImageEval, dict[str, Any]]:
     """The dock's report for one image and its table row. ``result`` is the instance model's
-    Detections, the semantic model's map, or both as a panoptic pair (then the merge is scored
-    too, as in the window and ``predict --panoptic``); ``semantic`` adds a map beside Detections."""
+    Detections, the semantic model's map, both as a panoptic pair (then the merge is scored
+    too, as in the window and ``predict --panoptic``), or a panoptic model's map
+    (:func:`panoptic_report`); ``semantic`` adds a map beside Detections."""
     if isinstance(result, tuple):
         result, semantic = result
+    if isinstance(result, PanopticMap):
+        ev = panoptic_report(result, gt)
+        return ev, image_row(ev)
     inst = result if isinstance(result, Detections) else None
     sem = result if isinstance(result, SemanticMap) else semantic
     has_masks = inst is None or inst.masks is not None
     ev = image_report(inst, sem, gt, params, name, want_ap=True, want_errors=has_masks)
     return ev, image_row(ev)
+
+
+def panoptic_report(pred: PanopticMap, gt: Any) -> ImageEval:
+    """A panoptic model's own map scored as the window scores a merged one (classes matched by
+    name to the ground truth's, then PQ and the segment error map); only PQ when the ground
+    truth has panoptic annotations, a note otherwise."""
+    from segviewer.analysis.error_map import panoptic_errors
+    from segviewer.analysis.evaluation import _isthing, remap_panoptic  # noqa: PLC2701 - the dock's own helper
+    from segviewer.analysis.pq import image_pq
+
+    ev = ImageEval(merged=pred)
+    g = None if gt is None else gt.panoptic
+    if g is None:
+        ev.notes.append("A panoptic model is scored against panoptic ground truth (PQ); this image has none.")
+        return ev
+    p = remap_panoptic(pred, g.categories, _isthing(g))  # as image_report remaps a merged map
+    ev.metrics["panoptic"] = image_pq(p, g)
+    ev.pairs["panoptic"] = (p, g)
+    ev.errors, ev.error_kind = panoptic_errors(p, g), "panoptic"
+    ev.pred_names = {s.id: p.categories[s.category_id] for s in p.segments}
+    ev.gt_names = {s.id: g.categories[s.category_id] for s in g.segments}
+    return ev
 
 
 def row_value(row: dict[str, Any], key: str) -> float:
@@ -160,7 +186,7 @@ def dataset_tide(items: Iterable[tuple[Any, Any]], should_stop: Callable[[], boo
     return {m: tide_from_images(evs[m], cats, m).as_dict() for m in modes}
 
 
-PredictFn = Callable[[int], tuple[Detections | SemanticMap | tuple[Detections, SemanticMap], float]]
+PredictFn = Callable[[int], tuple[Detections | SemanticMap | PanopticMap | tuple[Detections, SemanticMap], float]]
 
 
 def run_dataset(index: Any, predict: PredictFn, store: Any, model_id: str, weights_hash: str,

@@ -13,7 +13,8 @@ and metrics additionally by a ground-truth key (the annotation file's hash), so 
 ground truth re-scores without re-predicting. Predictions are kept compact: instance masks as
 their bit-packed crops, semantic labels as they are, all in one ``np.savez_compressed`` blob
 (only the fields the metrics and the error layer need: no logits, no probabilities); a panoptic
-pair (an instance and a semantic model run together) is one blob holding both.
+model's map as its segment ids and segment table; a panoptic pair (an instance and a semantic
+model run together) is one blob holding both.
 No Qt, no torch.
 """
 
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from segviewer.core.errors import SegviewerError
-from segviewer.core.results import Detections, MaskSet, SemanticMap
+from segviewer.core.results import Detections, MaskSet, PanopticMap, PanopticSegment, SemanticMap
 
 __all__ = ["ResultStore", "file_hash", "pack_result", "unpack_result", "default_store_path", "Pair"]
 
@@ -68,7 +69,7 @@ def default_store_path(dataset_root: str | os.PathLike[str]) -> Path:
 Pair = tuple[Detections, SemanticMap]
 
 
-def _arrays(result: Detections | SemanticMap) -> tuple[str, dict[str, np.ndarray]]:
+def _arrays(result: Detections | SemanticMap | PanopticMap) -> tuple[str, dict[str, np.ndarray]]:
     arrays: dict[str, np.ndarray] = {}
     if isinstance(result, Detections):
         kind = "instances"
@@ -83,13 +84,19 @@ def _arrays(result: Detections | SemanticMap) -> tuple[str, dict[str, np.ndarray
         kind = "semantic"
         arrays["labels"] = result.labels
         arrays["ignore"] = np.array([-1 if result.ignore_index is None else result.ignore_index], np.int64)
+    elif isinstance(result, PanopticMap):  # a panoptic model's own output
+        kind = "panoptic"
+        arrays["segment_ids"] = result.segment_ids
+        arrays["segments"] = np.array([(s.id, s.category_id, s.isthing, s.area, s.score, s.iscrowd)
+                                       for s in result.segments], np.float64).reshape(-1, 6)
+        arrays["isthing"] = np.array(result.isthing, bool)
     else:
         raise SegviewerError(f"cannot store a {type(result).__name__} result")
     arrays["categories"] = np.array(json.dumps(list(result.categories)))
     return kind, arrays
 
 
-def pack_result(result: Detections | SemanticMap | Pair) -> tuple[str, bytes]:
+def pack_result(result: Detections | SemanticMap | PanopticMap | Pair) -> tuple[str, bytes]:
     """``(kind, blob)``: the compact form of a prediction (see the module docstring); a
     :data:`Pair` is kind "pair", its two halves' arrays prefixed ``i_`` and ``s_``."""
     if isinstance(result, tuple):
@@ -105,8 +112,12 @@ def pack_result(result: Detections | SemanticMap | Pair) -> tuple[str, bytes]:
     return kind, buf.getvalue()
 
 
-def _build(kind: str, z: Any) -> Detections | SemanticMap:
+def _build(kind: str, z: Any) -> Detections | SemanticMap | PanopticMap:
     cats = tuple(json.loads(str(z["categories"])))
+    if kind == "panoptic":
+        segs = tuple(PanopticSegment(int(r[0]), int(r[1]), bool(r[2]), int(r[3]), float(r[4]), bool(r[5]))
+                     for r in z["segments"])
+        return PanopticMap(z["segment_ids"], segs, cats, tuple(bool(v) for v in z["isthing"]))
     if kind == "semantic":
         ig = int(z["ignore"][0])
         return SemanticMap(z["labels"], cats, ignore_index=None if ig < 0 else ig)
@@ -124,7 +135,7 @@ def _build(kind: str, z: Any) -> Detections | SemanticMap:
     return Detections((h, w), z["boxes"], z["scores"], z["class_ids"], cats, masks=masks)
 
 
-def unpack_result(kind: str, blob: bytes) -> Detections | SemanticMap | Pair:
+def unpack_result(kind: str, blob: bytes) -> Detections | SemanticMap | PanopticMap | Pair:
     """The inverse of :func:`pack_result`."""
     with np.load(io.BytesIO(blob), allow_pickle=False) as z:
         if kind == "pair":
@@ -176,14 +187,14 @@ class ResultStore:
 
     # -- predictions
     def put_prediction(self, image_hash: str, model_id: str, weights_hash: str,
-                       result: Detections | SemanticMap | Pair, infer_ms: float | None = None) -> None:
+                       result: Detections | SemanticMap | PanopticMap | Pair, infer_ms: float | None = None) -> None:
         kind, blob = pack_result(result)
         with self._lock, self._db:
             self._db.execute("INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
                              (image_hash, model_id, weights_hash, kind, blob, infer_ms))
 
     def get_prediction(self, image_hash: str, model_id: str, weights_hash: str
-                       ) -> tuple[Detections | SemanticMap | Pair, float | None] | None:
+                       ) -> tuple[Detections | SemanticMap | PanopticMap | Pair, float | None] | None:
         with self._lock:
             row = self._db.execute(
                 "SELECT kind, blob, infer_ms FROM predictions WHERE image_hash=? AND model_id=? AND weights_hash=?",
@@ -200,7 +211,7 @@ class ResultStore:
                              (image_hash, model_id, weights_hash, gt_key, json.dumps(row)))
 
     def put_both(self, image_hash: str, model_id: str, weights_hash: str, gt_key: str,
-                 result: Detections | SemanticMap | Pair, infer_ms: float | None, row: dict[str, Any]) -> None:
+                 result: Detections | SemanticMap | PanopticMap | Pair, infer_ms: float | None, row: dict[str, Any]) -> None:
         """Prediction and metrics of one image in ONE transaction (a kill leaves both or neither)."""
         kind, blob = pack_result(result)
         with self._lock, self._db:

@@ -81,3 +81,26 @@ def test_dataset_tide_scores_the_instance_half_and_skips_label_maps(scene) -> No
     assert set(got) == {"bbox", "segm"}
     assert dataset_tide([(sem, gt)]) is None
     assert dataset_tide([(inst, gt)], should_stop=lambda: True) is None
+
+
+def test_a_panoptic_models_map_is_stored_and_scored(scene, tmp_path: Path) -> None:
+    from segviewer.analysis.dataset_eval import run_dataset
+    from segviewer.analysis.error_map import panoptic_errors
+    from segviewer.analysis.pq import image_pq
+
+    index, gt, inst, sem = scene
+    pm = shown_result((inst, sem))  # a panoptic map as a panoptic model would give it
+    kind, blob = pack_result(pm)
+    back = unpack_result(kind, blob)
+    assert kind == "panoptic" and np.array_equal(back.segment_ids, pm.segment_ids)
+    assert back.segments == pm.segments and back.categories == pm.categories and back.isthing == pm.isthing
+    ev, row = evaluate_image(pm, gt)
+    want = image_pq(pm, gt.panoptic)["all"]  # the merge already names the ground truth's classes
+    assert (row["pq"], row["sq"], row["rq"]) == pytest.approx((want["pq"], want["sq"], want["rq"]))
+    assert row["fp"] == panoptic_errors(pm, gt.panoptic).counts["FP"] and ev.error_kind == "panoptic"
+    assert evaluate_image(gt.panoptic, gt)[1]["pq"] == pytest.approx(1.0)
+    with ResultStore(tmp_path / "s.sqlite") as store:
+        rows = run_dataset(index, lambda i: (pm if i == 0 else index.ground_truth(i).panoptic, 5.0), store, "pan", "w",
+                           images=[0, 1])
+        assert rows[0]["pq"] == pytest.approx(row["pq"]) and rows[1]["pq"] == pytest.approx(1.0)
+        assert isinstance(store.get_prediction(store.image_hash(index.paths[0]), "pan", "w")[0], PanopticMap)

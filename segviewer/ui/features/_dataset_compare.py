@@ -35,16 +35,19 @@ def compare_image(store: Any, index: Any, i: int, run_a: tuple[str, str], run_b:
                   ) -> tuple[Any, Any] | None:
     """``(B's prediction as drawn, disagreement ImageEval)`` of image i, None when a side is not
     stored. A panoptic pair is drawn as its merged map; two pairs disagree where their instance
-    halves do (a pair against a single run: that run's kind of half)."""
+    halves do (a pair against a single run: that run's kind of half); a panoptic model's map has
+    no disagreement layer (None), only its side in A | B."""
     from segviewer.analysis.compare import disagreement
     from segviewer.analysis.dataset_eval import shown_result
-    from segviewer.core.results import Detections
+    from segviewer.core.results import Detections, PanopticMap
 
     h = store.image_hash(index.paths[i])
     a, b = store.get_prediction(h, *run_a), store.get_prediction(h, *run_b)
     if a is None or b is None:
         return None
     pa, pb = a[0], b[0]
+    if isinstance(pa, PanopticMap) or isinstance(pb, PanopticMap):  # no disagreement map of segments: A | B only
+        return shown_result(pb), None
     if isinstance(pa, tuple) or isinstance(pb, tuple):
         want = Detections if isinstance(pa, tuple) and isinstance(pb, tuple) else type(
             pb if isinstance(pa, tuple) else pa)
