@@ -30,6 +30,23 @@ def gallery_columns(n: int) -> int:
     return 4 if n <= 16 else int(np.ceil(np.sqrt(2 * n)))
 
 
+def _colored(m: np.ndarray, vmin: float | None, vmax: float | None, cmap: str) -> np.ndarray:
+    """``(K, h, w, 4)``: each map as ``heatmap_rgba(m[i], vmin, vmax, cmap, alpha=255)`` gives it,
+    pixel for pixel, in one call (a per-tile loop cost ~1 ms a tile; 90 COCO channels twice)."""
+    k, h, w = m.shape
+    if vmin is not None and vmax is not None:  # one scale: the stacked maps normalise alike
+        return heatmap_rgba(m.reshape(k * h, w), vmin, vmax, cmap, alpha=255).reshape(k, h, w, 4)
+    # each tile its own range, with normalize's arithmetic (float32 maps, float64 range; NaN-free)
+    flat = m.reshape(k, -1)
+    lo = flat.min(1) if vmin is None else np.full(k, vmin, np.float32)
+    hi = flat.max(1) if vmax is None else np.full(k, vmax, np.float32)
+    lo64, hi64 = lo.astype(np.float64), hi.astype(np.float64)
+    hi64 = np.where(hi64 <= lo64, lo64 + 1.0, hi64)  # a constant map shows the lowest color
+    span = (hi64 - lo64).astype(np.float32)
+    t = np.clip((m - lo.astype(np.float32)[:, None, None]) / span[:, None, None], 0, 1)
+    return heatmap_rgba(t.reshape(k * h, w), 0.0, 1.0, cmap, alpha=255).reshape(k, h, w, 4)
+
+
 def gallery_rgba(maps: np.ndarray, names: Sequence[str], highlight: int | None = None,
                  vmin: float | None = 0.0, vmax: float | None = 1.0, cmap: str = "viridis",
                  zoom: int = 3, columns: int | None = None, marks: np.ndarray | None = None,
@@ -56,12 +73,12 @@ def gallery_rgba(maps: np.ndarray, names: Sequence[str], highlight: int | None =
     out[..., 3] = 255
     out[..., :3] = 32
     rects = np.zeros((k, 4), np.int64)
+    tiles = _colored(m, vmin, vmax, cmap)
+    tiles = np.repeat(np.repeat(tiles, z, 1), z, 2)
     for i in range(k):
         r, c = divmod(i, cols)
         x, y = _GAP + c * cell_w, _GAP + r * cell_h + _LABEL_H
-        tile = heatmap_rgba(m[i], vmin, vmax, cmap, alpha=255)
-        tile = np.repeat(np.repeat(tile, z, 0), z, 1)
-        out[y: y + th, x: x + tw] = tile
+        out[y: y + th, x: x + tw] = tiles[i]
         rects[i] = (x, y, tw, th)
         label = str(names[i])
         max_chars = max(3, tw // 6)
