@@ -24,7 +24,13 @@ from segviewer.adapters._convert import check_image
 from segviewer.adapters.base import PredictParams
 from segviewer.adapters.hf_base import HFAdapter
 from segviewer.adapters.hf_loading import eager_attention
-from segviewer.analysis.queries import DeformableSampling, QueryInternals
+from segviewer.analysis.queries import (
+    QUERY_ATTENTION,
+    QUERY_BOXES,
+    QUERY_CLASSES,
+    DeformableSampling,
+    QueryInternals,
+)
 from segviewer.core.errors import SegviewerError
 from segviewer.core.results import Detections
 from segviewer.core.timing import Timings
@@ -38,6 +44,9 @@ def _np(t: Any, dtype: Any = np.float32) -> np.ndarray:
 
 class HFDetector(HFAdapter):
     """DETR (``detr``) or RT-DETR (``rt_detr``): ``card.extra["hf_family"]`` says which."""
+
+    #: what :meth:`predict_queries` captures (the Internals dock's capture kinds)
+    query_kinds = (QUERY_CLASSES, QUERY_ATTENTION, QUERY_BOXES)
 
     def __init__(self, card: Any) -> None:
         super().__init__(card)

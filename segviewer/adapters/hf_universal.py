@@ -43,6 +43,10 @@ from segviewer.analysis.queries import (
     DROPPED_OVERLAP,
     KEPT,
     NO_OBJECT,
+    QUERY_ATTENTION,
+    QUERY_CLASSES,
+    QUERY_MASKS,
+    QUERY_MERGE,
     MergeTrace,
     QueryInternals,
     match_segments,
@@ -77,6 +81,9 @@ def _masks_from(seg: np.ndarray, ids: list[int]) -> MaskSet:
 
 class HFUniversalSegmenter(HFAdapter):
     """Mask2Former (``mask2former``) or OneFormer (``oneformer``): ``card.extra["hf_family"]``."""
+
+    #: what :meth:`predict_queries` captures (the merge only for panoptic results)
+    query_kinds = (QUERY_CLASSES, QUERY_ATTENTION, QUERY_MASKS, QUERY_MERGE)
 
     def __init__(self, card: ModelCard) -> None:
         super().__init__(card)

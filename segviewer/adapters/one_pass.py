@@ -87,8 +87,12 @@ def internals_kind(adapter: Any) -> str:
 
 
 def capture_kinds(adapter: Any) -> tuple[str, ...]:
-    """The capture kinds a hooked pass of ``adapter`` yields (see :data:`CAPTURE_KINDS`)."""
-    return CAPTURE_KINDS[internals_kind(adapter)]
+    """The capture kinds a hooked pass of ``adapter`` yields (see :data:`CAPTURE_KINDS`; a
+    set-prediction adapter declares its own subset in ``query_kinds``)."""
+    kind = internals_kind(adapter)
+    if kind == "queries":
+        return tuple(getattr(adapter, "query_kinds", QUERY_KINDS))
+    return CAPTURE_KINDS[kind]
 
 
 def predict_with_internals(adapter: Any, image: np.ndarray, params: Any = None,

@@ -45,7 +45,7 @@ def _same(a: object, b: object) -> None:
 def test_one_forward_gives_the_result_and_the_queries(fam: str, folders: dict[str, Path], image: np.ndarray) -> None:
     ad = create_adapter(IDS[fam])
     ad.load("cpu", folders[fam])
-    assert internals_kind(ad) == "queries" and capture_kinds(ad) == QUERY_KINDS
+    assert internals_kind(ad) == "queries" and set(capture_kinds(ad)) == KINDS[fam] <= set(QUERY_KINDS)
     passes: list[int] = []
     ad.module.register_forward_pre_hook(lambda *_: passes.append(1))
     params = PredictParams(min_score=0.0)
