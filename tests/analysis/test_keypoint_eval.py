@@ -113,3 +113,24 @@ def test_eval_command_adds_keypoint_ap(tmp_path: Path, capsys: pytest.CaptureFix
     assert "bbox" in res
     text = capsys.readouterr().out
     assert "keypoints" in text and "AR50" in text
+
+
+def test_detections_records_as_predict_writes_them_are_scored() -> None:
+    """Keypoint R-CNN's Detections (x, y, score per keypoint) through ``detections_to_coco``, the
+    converter ``segviewer predict`` writes results.json with, score like the hand-made records."""
+    from segviewer.core.coco_results import detections_to_coco
+    from segviewer.core.results import Detections
+
+    gt, results = _dataset()
+    records = []
+    for img in (1, 2):
+        mine = [r for r in results if r["image_id"] == img]
+        boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (r["bbox"] for r in mine)], np.float32)
+        dets = Detections((240, 320), boxes, np.array([r["score"] for r in mine], np.float32),
+                          np.ones(len(mine), np.int32), ("__background__", "person"),
+                          keypoints=np.array([r["keypoints"] for r in mine], np.float32).reshape(-1, K, 3))
+        records += detections_to_coco(dets, img, [None, 1])
+    assert all(len(r["keypoints"]) == 3 * K for r in records)
+    want = _direct(gt, [dict(r, keypoints=np.float32(r["keypoints"]).tolist()) for r in results])
+    got = keypoint_evaluate(gt, records)
+    np.testing.assert_allclose([got[k] for k in KEYPOINT_STAT_NAMES], want, atol=1e-12)
