@@ -22,7 +22,7 @@ from segviewer.analysis.evaluation import ImageEval, MergeParams, image_report
 from segviewer.core.results import Detections, PanopticMap, SemanticMap
 
 __all__ = ["ROW_KEYS", "ERROR_KEYS", "evaluate_image", "image_row", "run_dataset", "row_value", "summarize_rows",
-           "shown_result", "dataset_tide", "panoptic_report"]
+           "shown_result", "dataset_tide", "panoptic_report", "dataset_instance_totals"]
 
 DEFAULT_PARAMS = MergeParams()
 _SHORT = ("cls", "loc", "both", "dupe", "bkg", "miss")
@@ -184,6 +184,44 @@ def dataset_tide(items: Iterable[tuple[Any, Any]], should_stop: Callable[[], boo
         return None
     modes = ("bbox", "segm") if masks else ("bbox",)
     return {m: tide_from_images(evs[m], cats, m).as_dict() for m in modes}
+
+
+def dataset_instance_totals(items: Iterable[tuple[int, Any, Any]], coco: Any, backend: str = "auto",
+                            should_stop: Callable[[], bool] | None = None) -> dict[str, Any] | None:
+    """An instance run's dataset numbers from ONE pass over its stored predictions: TIDE
+    (:func:`dataset_tide`) and the dataset-level box/mask AP pooled over the images as COCOeval
+    pools them (``instance_eval.coco_evaluate``: faster-coco-eval where installed, whose numbers
+    equal pycocotools'), NOT the mean of per-image APs. ``items`` yields ``(COCO image id,
+    stored prediction, GroundTruth)``; ``coco`` is the dataset's ``CocoInstances``. Only the
+    images given are evaluated (a stopped run's missing images are left out, not counted as
+    misses). ``{"tide": ..., "ap": {"bbox": {...}, "segm": {...}} or None, "backend": name}``;
+    None as :func:`dataset_tide`."""
+    from segviewer.analysis.evaluation import remap_detections
+    from segviewer.analysis.instance_eval import coco_evaluate, faster_available
+    from segviewer.core.coco_results import detections_to_coco
+
+    records: list[dict[str, Any]] = []
+    ids: list[int] = []
+    cat_ids = list(coco.category_ids)
+
+    def tee() -> Any:
+        for iid, pred, gt in items:
+            ids.append(int(iid))
+            inst = pred[0] if isinstance(pred, tuple) else pred
+            if isinstance(inst, Detections):
+                records.extend(detections_to_coco(remap_detections(inst, coco.categories), int(iid), cat_ids))
+            yield pred, gt
+
+    tide = dataset_tide(tee(), should_stop)
+    if tide is None:
+        return None
+    ap = None
+    if records:
+        sub = {"images": [coco.images[i] for i in ids], "annotations": [a for i in ids for a in coco.annotations(i)],
+               "categories": [{"id": c, "name": n} for c, n in zip(cat_ids, coco.categories)]}
+        ap = coco_evaluate(sub, records, backend=backend)
+    used = "faster-coco-eval" if backend == "faster" or (backend == "auto" and faster_available()) else "pycocotools"
+    return {"tide": tide, "ap": ap, "backend": used}
 
 
 PredictFn = Callable[[int], tuple[Detections | SemanticMap | PanopticMap | tuple[Detections, SemanticMap], float]]

@@ -78,6 +78,12 @@ def test_open_score_sort_filter_and_open_the_worst_image(qtbot, window, dataset,
         want = tide_evaluate(pairs, mode)
         assert feat.tide[mode]["ap50"] == pytest.approx(want.ap) and feat.tide[mode]["counts"] == want.counts
         assert feat.tide[mode]["dAP"] == pytest.approx(want.dap)
+    # and the dataset AP pooled by COCOeval (faster-coco-eval) equals pycocotools on the results file
+    from segviewer.analysis.instance_eval import coco_evaluate
+
+    ref = coco_evaluate(root / "annotations" / "instances.json", results, backend="pycocotools")
+    for t in ("bbox", "segm"):
+        assert feat.dataset_ap[t] == pytest.approx(ref[t], abs=1e-6), t
     table: QTableView = feat.panel.table
     col = 1 + m.keys.index("mask_ap")
     table.sortByColumn(col, Qt.SortOrder.AscendingOrder)  # worst first, like a click on the header
@@ -115,6 +121,7 @@ def test_open_score_sort_filter_and_open_the_worst_image(qtbot, window, dataset,
     assert feat.panel.table.width() >= 0.3 * w.width()  # the dock widened for its table
     assert dock.section_value("mean Mask AP") == f"{100 * np.nanmean(m.columns['mask_ap']):.1f}"
     assert dock.section_value("FP") == str(int(np.nansum(m.columns["fp"])))
+    assert dock.section_value("dataset mask AP") == f"{100 * feat.dataset_ap['segm']['AP']:.1f}"
     assert dock.section_value("TIDE mask dAP").startswith(f"AP50 {feat.tide['segm']['ap50']:.1f}  Cls ")
     ys, xs = np.nonzero(em.pred_ids)
     if len(ys):

@@ -203,6 +203,7 @@ class DatasetFeature(QObject):
         self._widened = False  # the dock is widened for its table once
         self._tide_gen = 0  # the dock's dataset TIDE job: a newer one drops an older one's answer
         self.tide: dict[str, Any] | None = None  # the last dataset TIDE (TideReport.as_dict per IoU type)
+        self.dataset_ap: dict[str, Any] | None = None  # the last pooled dataset AP (coco_evaluate's)
         self._gen = 0
         self._ab_timer = QTimer(self)  # A | B follows the Layers panel: one redraw per burst of edits
         self._ab_timer.setSingleShot(True)
@@ -573,8 +574,8 @@ class DatasetFeature(QObject):
 
     def _push_totals(self) -> None:
         """The shown run's dataset totals into the Metrics dock (sums and per-image means) at once,
-        then, for an instance run, TIDE's dAP over the dataset from a background job (every
-        stored prediction read once; a newer run or dataset drops it)."""
+        then, for an instance run, the pooled dataset AP and TIDE's dAP from a background job
+        (every stored prediction read once; a newer run or dataset drops it)."""
         from segviewer.analysis.dataset_eval import summarize_rows
 
         gt_feature = self.window.findChild(QObject, "groundtruth_feature")
@@ -587,7 +588,7 @@ class DatasetFeature(QObject):
             return
         totals, label = summarize_rows(rows.values()), self._run_label()
         want_tide = "box_ap" in totals and self.index is not None and self.index._instances is not None  # noqa: SLF001
-        gt_feature.show_dataset_totals(label, totals, None, " · TIDE dAP computing…" if want_tide else "")
+        gt_feature.show_dataset_totals(label, totals, None, " · dataset AP and TIDE computing…" if want_tide else "")
         if not want_tide or self.run_key is None:
             return
         gen, index, store, key, images = self._tide_gen, self.index, self.store, self.run_key, sorted(rows)
@@ -596,17 +597,18 @@ class DatasetFeature(QObject):
             for i in images:
                 got = store.get_prediction(store.image_hash(index.paths[i]), *key)
                 if got is not None:
-                    yield got[0], index.ground_truth(i)
+                    yield int(index.image_ids[i]), got[0], index.ground_truth(i)
 
         def work() -> Any:
-            from segviewer.analysis.dataset_eval import dataset_tide
+            from segviewer.analysis.dataset_eval import dataset_instance_totals
 
-            return dataset_tide(items(), should_stop=lambda: gen != self._tide_gen)
+            return dataset_instance_totals(items(), index._instances,  # noqa: SLF001
+                                           should_stop=lambda: gen != self._tide_gen)
 
-        def done(tide: Any) -> None:
-            if gen == self._tide_gen and tide is not None:
-                self.tide = tide
-                gt_feature.show_dataset_totals(label, totals, tide)
+        def done(got: Any) -> None:
+            if gen == self._tide_gen and got is not None:
+                self.tide, self.dataset_ap = got["tide"], got["ap"]
+                gt_feature.show_dataset_totals(label, totals, got["tide"], ap=got["ap"], ap_backend=got["backend"])
                 self.tideReady.emit()
 
         run_background(work, done, self._on_failed, "TIDE over the dataset", owner=self)

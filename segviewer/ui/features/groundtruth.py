@@ -246,8 +246,14 @@ class GroundTruthFeature(QObject):
         listed as "Dataset run" while that image is shown."""
         self.dataset_eval = None if ev is None else (Path(path).absolute(), ev, run)
         self._show_dataset_item()
-        if self.eval is None:  # no live report (yet): the hover reads this one
-            self.eval = self._dataset_here()
+        inst, sem = pick_results(self._model_results(), self.session.models)
+        here = self._dataset_here()
+        if inst is None and sem is None and here is not None:  # no live results: the hover reads this one
+            self.eval = here
+            if self._token is not None:  # the dock has scored (nothing) already: say where the numbers are
+                self.panel.show_image(None, "no model results: the dataset run below")
+                notes = [n for n in self.panel.notes.text().split("\n") if n and not n.startswith("No model results")]
+                self.panel.set_notes(notes)
         self.imageEvaluated.emit()
 
     def _dataset_here(self) -> ImageEval | None:
@@ -273,16 +279,17 @@ class GroundTruthFeature(QObject):
         self.panel.show_dataset_image(ev.metrics, summary)
 
     def show_dataset_totals(self, run: str, totals: dict[str, float] | None,
-                            tide: dict[str, Any] | None = None, tide_note: str = "") -> None:
-        """The whole dataset's totals of a stored run (see ``dataset_eval.summarize_rows``) and
-        its TIDE dAP (``dataset_eval.dataset_tide``, when computed) in the dock's second section
-        (the folder evaluation's place); None clears it."""
+                            tide: dict[str, Any] | None = None, tide_note: str = "",
+                            ap: dict[str, Any] | None = None, ap_backend: str = "") -> None:
+        """The whole dataset's totals of a stored run (see ``dataset_eval.summarize_rows``) and,
+        once computed, its pooled AP and TIDE dAP (``dataset_eval.dataset_instance_totals``) in
+        the dock's second section (the folder evaluation's place); None clears it."""
         if totals is None:
             self.panel.show_totals("Folder", None, "not evaluated")
             return
         n = int(totals.get("images", 0))
         self.panel.show_totals("Dataset totals", totals, f"{run}: {n} image{'' if n == 1 else 's'}{tide_note}",
-                               tide)
+                               tide, ap, ap_backend)
 
     def _on_eval_failed(self, token: tuple, message: str) -> None:
         if token != self._token:

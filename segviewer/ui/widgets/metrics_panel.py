@@ -297,15 +297,30 @@ class MetricsPanel(QWidget):
         return None
 
     def show_totals(self, title: str, totals: Mapping[str, float] | None, summary: str,
-                    tide: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        """The second section as a dataset run's totals (``title`` "Dataset totals"), or back to
-        the folder's place (``totals`` None)."""
+                    tide: Mapping[str, Mapping[str, Any]] | None = None,
+                    ap: Mapping[str, Any] | None = None, ap_backend: str = "") -> None:
+        """The second section as a dataset run's totals (``title`` "Dataset totals"): the pooled
+        dataset AP first (as the folder's numbers, children AP50 ...), then the per-image sums
+        and means, TIDE's dAP with its counts per class below; or back to the folder's place
+        (``totals`` None)."""
+        from segviewer.analysis.tide import SHORT_NAMES
+
         top = self.folder_item
         top.takeChildren()
         top.setText(0, title)
         top.setText(1, summary)
+        for t, value, kids in metric_rows({"instances": ap} if ap else {}):
+            it = QTreeWidgetItem([f"dataset {t}", value])
+            it.setToolTip(0, f"pooled over the run's images by COCOeval ({ap_backend or 'COCOeval'})")
+            for name, v in kids:
+                it.addChild(QTreeWidgetItem([name, v]))
+            top.addChild(it)
         for name, v in total_rows(totals or {}, tide):
-            top.addChild(QTreeWidgetItem([name, v]))
+            it = QTreeWidgetItem([name, v])
+            mode = {"TIDE box dAP": "bbox", "TIDE mask dAP": "segm"}.get(name)
+            for cls, counts in ((tide or {}).get(mode, {}).get("per_class", {}).items() if mode else ()):
+                it.addChild(QTreeWidgetItem([cls, "  ".join(f"{SHORT_NAMES[t]} {n}" for t, n in counts.items())]))
+            top.addChild(it)
         top.setExpanded(True)
 
     def section_value(self, title: str) -> str | None:
