@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from segviewer.adapters.registry import get_card
+from segviewer.adapters.registry import get_card, models_dir
 from segviewer.synth.dataset import write_dataset
 from segviewer.ui.features.internals import InternalsFeature
 from segviewer.ui.main_window import MainWindow
@@ -21,6 +21,8 @@ from segviewer.ui.worker import InferenceWorker
 
 MODEL = "shapes_centernet"
 TIMEOUT = 240_000
+pytestmark = pytest.mark.skipif(not (models_dir() / f"{MODEL}.toml").is_file(),
+                                reason=f"{MODEL} is not shipped in models/")
 
 
 class CountingFactory:
