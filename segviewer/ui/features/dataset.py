@@ -204,6 +204,7 @@ class DatasetFeature(QObject):
         self._tide_gen = 0  # the dock's dataset TIDE job: a newer one drops an older one's answer
         self.tide: dict[str, Any] | None = None  # the last dataset TIDE (TideReport.as_dict per IoU type)
         self.dataset_ap: dict[str, Any] | None = None  # the last pooled dataset AP (coco_evaluate's)
+        self._totals_cache: dict[tuple, dict[str, Any]] = {}  # (run, ground truth, images) -> those two
         self._gen = 0
         self._ab_timer = QTimer(self)  # A | B follows the Layers panel: one redraw per burst of edits
         self._ab_timer.setSingleShot(True)
@@ -592,6 +593,13 @@ class DatasetFeature(QObject):
         if not want_tide or self.run_key is None:
             return
         gen, index, store, key, images = self._tide_gen, self.index, self.store, self.run_key, sorted(rows)
+        cache_key = (key, index.gt_key, tuple(images))
+        if cache_key in self._totals_cache:  # the same run and images (a comparison picked, a reopen)
+            got = self._totals_cache[cache_key]
+            self.tide, self.dataset_ap = got["tide"], got["ap"]
+            gt_feature.show_dataset_totals(label, totals, got["tide"], ap=got["ap"], ap_backend=got["backend"])
+            self.tideReady.emit()
+            return
 
         def items() -> Any:
             for i in images:
@@ -607,6 +615,7 @@ class DatasetFeature(QObject):
 
         def done(got: Any) -> None:
             if gen == self._tide_gen and got is not None:
+                self._totals_cache = {cache_key: got}  # the last run's only: a dataset's worth of numbers is small
                 self.tide, self.dataset_ap = got["tide"], got["ap"]
                 gt_feature.show_dataset_totals(label, totals, got["tide"], ap=got["ap"], ap_backend=got["backend"])
                 self.tideReady.emit()
