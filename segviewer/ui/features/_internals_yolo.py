@@ -171,6 +171,7 @@ class YoloGridView:
         if self.cell is None:
             for name in ("region", "anchors", "anchors_other", "box", "points"):
                 overlays.set(name, None)
+            t.set_cell_bars([], [])
             return
         r, c = self.cell
         cr = it.cell(r, c)
@@ -196,6 +197,9 @@ class YoloGridView:
                          f"σ(t_y) {1 / (1 + np.exp(-ty)):.2f}, e^t_w {np.exp(tw):.2f}, e^t_h {np.exp(th):.2f} → "
                          f"({bb[0]:.0f}, {bb[1]:.0f}, {bb[2]:.0f}, {bb[3]:.0f}); confidence σ(t_o) {cr.conf[b]:.3f}")
         order = np.argsort(-cr.class_prob)
+        t.set_cell_bars([(f"box {b} ({g.priors[b, 0]:.0f}x{g.priors[b, 1]:.0f})", float(cr.conf[b]), b == best)
+                         for b in range(len(cr.conf))],
+                        [(names[k], float(cr.class_prob[k]), k == order[0]) for k in range(len(names))])
         lines.append("Pr(class | object) of the cell: " + ", ".join(f"{names[k]} {cr.class_prob[k]:.3f}" for k in order))
         k = int(order[0])
         lines.append(f"Best class-specific score: {names[k]} x box {best} = {cr.class_prob[k]:.3f} x {cr.conf[best]:.3f} "

@@ -9,9 +9,10 @@ stepper shared with the other detector tabs.
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from segviewer.ui.widgets.controls import FocusComboBox
+from segviewer.ui.widgets.internals_queries_tab import BarList
 from segviewer.ui.widgets.internals_tabs import NmsStepping, text_label
 
 __all__ = ["YoloTab"]
@@ -39,11 +40,19 @@ class YoloTab(NmsStepping, QWidget):
         self.cell = text_label("Click a cell: its B boxes (decoded from the priors), their confidences and "
                                "the cell's class distribution.")
         self.resp = text_label("")
+        self.conf_title = QLabel("")
+        self.conf_bars = BarList()  # the clicked cell's B confidences
+        self.class_title = QLabel("")
+        self.class_bars = BarList()  # its Pr(class | object)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
         lay.addWidget(self.show_grid)
         lay.addWidget(self.show_resp)
         lay.addWidget(self.counts)
+        lay.addWidget(self.conf_title)
+        lay.addWidget(self.conf_bars)
+        lay.addWidget(self.class_title)
+        lay.addWidget(self.class_bars)
         lay.addWidget(self.cell)
         lay.addWidget(self.resp)
         self._add_nms_stepper(lay, "Class-wise NMS", "Class")
@@ -53,6 +62,7 @@ class YoloTab(NmsStepping, QWidget):
         self.show_what.currentIndexChanged.connect(lambda *_: self.changed.emit())
         for box in (self.show_grid, self.show_resp):
             box.toggled.connect(lambda *_: self.changed.emit())
+        self.set_cell_bars([], [])
 
     def set_classes(self, names: tuple[str, ...]) -> None:
         """The map choices for a bundle's classes (keeps the current choice when it still exists)."""
@@ -66,6 +76,15 @@ class YoloTab(NmsStepping, QWidget):
         i = self.show_what.findData(old) if old is not None else -1
         self.show_what.setCurrentIndex(max(i, 0))
         self.show_what.blockSignals(False)
+
+    def set_cell_bars(self, confs: list[tuple[str, float, bool]], classes: list[tuple[str, float, bool]]) -> None:
+        """The clicked cell's box confidences and class distribution as bars (empty: none shown)."""
+        self.conf_title.setText("<b>Confidence of each box</b> σ(t_o)" if confs else "")
+        self.class_title.setText("<b>Pr(class | object)</b> of the cell" if classes else "")
+        self.conf_bars.set_rows(confs)
+        self.class_bars.set_rows(classes)
+        self.conf_bars.setVisible(bool(confs))
+        self.class_bars.setVisible(bool(classes))
 
     def map_kind(self) -> str:
         return str(self.show_what.currentData() or "score")
