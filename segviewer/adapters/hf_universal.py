@@ -79,6 +79,30 @@ def _masks_from(seg: np.ndarray, ids: list[int]) -> MaskSet:
     return MaskSet((h, w), tuple(crops), np.array(offs, np.int32).reshape(-1, 2))
 
 
+def _instance_queries(logits: np.ndarray, mask_logits: np.ndarray, det: Detections) -> np.ndarray:
+    """The query behind each instance (transformers' instance post-processing does not say: it
+    takes the top query x class scores, so one query may give several instances). Each instance
+    goes to the query with the highest mean ``p(class) x mask probability`` over the instance's
+    pixels (at the logits' resolution), among queries whose probability of the instance's class
+    reaches its score (the score is that probability x a mask mean, so never more). Mask2Former's
+    instance masks are a query's mask thresholded; OneFormer's are the pixels that query wins."""
+    import cv2
+
+    from segviewer.analysis.queries import class_distribution
+
+    p = class_distribution(logits, no_object=True)[:, :-1]
+    mh, mw = mask_logits.shape[-2:]
+    prob = 1.0 / (1.0 + np.exp(-np.asarray(mask_logits, np.float32).reshape(len(mask_logits), -1)))
+    out = np.zeros(len(det), np.int64)
+    for i in range(len(det)):
+        m = cv2.resize(det.masks.full(i).astype(np.uint8), (mw, mh), interpolation=cv2.INTER_NEAREST).ravel() > 0
+        c = int(det.class_ids[i])
+        inside = prob[:, m].mean(axis=1) if m.any() else np.zeros(len(p), np.float32)
+        fit = np.where(p[:, c] >= float(det.scores[i]) - 1e-4, p[:, c] * inside, -1.0)
+        out[i] = int(np.argmax(fit))
+    return out
+
+
 class HFUniversalSegmenter(HFAdapter):
     """Mask2Former (``mask2former``) or OneFormer (``oneformer``): ``card.extra["hf_family"]``."""
 
@@ -363,6 +387,8 @@ class HFUniversalSegmenter(HFAdapter):
         if trace is not None and isinstance(result, PanopticMap):
             merge = self._merge_trace(logits, trace)
             selected = np.array([int(np.flatnonzero(merge.segment_id == s.id)[0]) for s in result.segments], np.int64)
+        elif isinstance(result, Detections) and result.masks is not None:
+            selected = _instance_queries(logits, masks, result)
         return QueryInternals(
             family=self.family, image_size=size, input_size=input_size, categories=self.card.categories,
             class_logits=logits, no_object=True, selected=selected, mask_logits=masks,

@@ -87,6 +87,18 @@ def test_instance_and_semantic_tasks_from_the_same_checkpoint(fam: str, folders:
     assert ad.predict(image, PredictParams(extra=(("task", "semantic"),), extras=False)).probs is None
     with pytest.raises(SegviewerError, match=r"got task 'depth'"):
         ad.predict(image, _params("depth"))
+    # the query behind each instance: its class probability reaches the instance's score and its
+    # mask is the instance's (Mask2Former's instance masks are the query masks, thresholded)
+    det2, it = ad.predict_queries(image, _params("instance"))
+    np.testing.assert_array_equal(det2.scores, det.scores)
+    assert len(it.selected) == len(det)
+    probs = np.array([it.distribution(int(q)) for q in it.selected])
+    assert np.all(probs[np.arange(len(det)), det.class_ids] >= det.scores - 1e-4)
+    for i, q in enumerate(it.selected):
+        full = det.masks.full(i)
+        if full.any() and fam == "mask2former":
+            mine = it.mask_probs(int(q)) > 0.5
+            assert (mine & full).sum() / (mine | full).sum() > 0.8
 
 
 @pytest.mark.parametrize("fam", list(IDS))
