@@ -14,7 +14,9 @@
 
 Opening reads the annotation files once (a 20 MB COCO file in well under a second) and builds
 per-image count arrays for the table (``gt_count``, ``class_counts``); an image's ground truth is
-decoded only when asked for (:meth:`DatasetIndex.ground_truth`). No Qt, no torch.
+decoded only when asked for (:meth:`DatasetIndex.ground_truth`). Semantic datasets have no such
+counts in a file: :func:`semantic_presence` decodes every label PNG once (a background job of the
+dataset view) to say which classes each image shows. No Qt, no torch.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np
 from segviewer.core.errors import BadDatasetError, SegviewerError
 from segviewer.core.groundtruth import GroundTruth
 
-__all__ = ["DatasetIndex", "open_dataset", "IMAGE_SUFFIXES"]
+__all__ = ["DatasetIndex", "open_dataset", "IMAGE_SUFFIXES", "semantic_presence"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -229,3 +231,35 @@ def open_dataset(path: str | os.PathLike[str]) -> DatasetIndex:
     files = sorted(set(idx.sources.values()))
     idx.gt_key = _hash_files(files) if files else "none"
     return idx
+
+
+def semantic_presence(index: DatasetIndex, should_stop: Any = None
+                      ) -> tuple[tuple[str, ...], np.ndarray] | None:
+    """``(categories, (N, C) int32)``: 1 where image i's semantic ground truth shows class c (its
+    ignore label left out), for datasets whose files give no per-image counts (``metadata.csv``,
+    a Cityscapes tree); every label PNG is decoded once. None when no image has semantic ground
+    truth, when the images disagree on the class list, or when ``should_stop()`` says so."""
+    cats: tuple[str, ...] | None = None
+    rows: list[np.ndarray | None] = []
+    for i in range(len(index)):
+        if should_stop is not None and should_stop():
+            return None
+        sem = index.ground_truth(i).semantic
+        if sem is None:
+            rows.append(None)
+            continue
+        if cats is None:
+            cats = tuple(sem.categories)
+        elif tuple(sem.categories) != cats:
+            return None
+        lab = sem.labels.ravel()
+        if sem.ignore_index is not None:
+            lab = lab[lab != sem.ignore_index]
+        rows.append(np.bincount(lab.astype(np.int64), minlength=len(cats))[: len(cats)] > 0)
+    if cats is None:
+        return None
+    out = np.zeros((len(index), len(cats)), np.int32)
+    for i, r in enumerate(rows):
+        if r is not None:
+            out[i] = r
+    return cats, out

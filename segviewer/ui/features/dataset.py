@@ -182,6 +182,7 @@ class DatasetFeature(QObject):
     runFinished = Signal(bool)
     imageEvaluated = Signal()
     compared = Signal()  # the A | B window shows the current image
+    classesIndexed = Signal()  # a semantic dataset's per-image classes are known (class filter on)
     tideReady = Signal()  # the Metrics dock shows the shown run's TIDE dAP over the dataset
 
     def __init__(self, window: Any, thumb_dir: Path | None = None) -> None:
@@ -290,12 +291,9 @@ class DatasetFeature(QObject):
         self.model.set_dataset(index.names, index.gt_count, index.class_counts, index.categories)
         self.thumbs.set_paths(index.paths)
         p = self.panel
-        p.classes.blockSignals(True)
-        p.classes.clear()
-        p.classes.addItem("any class")
-        for c in index.categories:
-            p.classes.addItem(c)
-        p.classes.blockSignals(False)
+        self._fill_classes(index.categories, counted=bool(index.class_counts.any()) or not len(index))
+        if not index.class_counts.any() and index.kind in ("semantic", "folder"):
+            self._index_semantic_classes(gen, index)
         try:
             self.store = ResultStore(default_store_path(index.root))
         except Exception:  # noqa: BLE001 - a read-only dataset: the store goes to the user's cache
@@ -315,6 +313,38 @@ class DatasetFeature(QObject):
             self.choose_run(p.runs.itemData(max(k, 0)))
         else:
             self.run_key = None
+
+    def _fill_classes(self, categories: tuple[str, ...], counted: bool) -> None:
+        """The class filter's items; disabled (saying why) until the classes of each image are known."""
+        p = self.panel
+        p.classes.blockSignals(True)
+        p.classes.clear()
+        p.classes.addItem("any class" if counted else "classes: indexing…")
+        for c in categories if counted else ():
+            p.classes.addItem(c)
+        p.classes.setEnabled(counted)
+        p.classes.blockSignals(False)
+
+    def _index_semantic_classes(self, gen: int, index: Any) -> None:
+        """A semantic dataset's files say nothing of each image's classes: decode every label PNG
+        once in the background (``dataset_index.semantic_presence``), then the GT column counts
+        the classes an image shows and the class filter works."""
+        from segviewer.core.dataset_index import semantic_presence
+
+        def done(got: Any) -> None:
+            if gen != self._gen or self.index is not index:
+                return
+            if got is None:
+                self.panel.classes.setItemText(0, "classes: none found")
+                return
+            cats, counts = got
+            index.class_counts, index.categories = counts, cats
+            self.model.set_class_counts(counts, cats)
+            self._fill_classes(cats, counted=True)
+            self.classesIndexed.emit()
+
+        run_background(lambda: semantic_presence(index, should_stop=lambda: gen != self._gen), done,
+                       self._on_failed, "Indexing classes", owner=self)
 
     def _widen_dock(self) -> None:
         """The table is the point of the dock: give it ~40% of the window (name, GT and a few

@@ -70,6 +70,16 @@ class DatasetTableModel(QAbstractTableModel):
         self.sort_key, self._search, self._class, self._error = None, "", -1, ""
         self.endResetModel()
 
+    def set_class_counts(self, class_counts: np.ndarray, categories: Sequence[str]) -> None:
+        """Per-image class counts found after opening (a semantic dataset's label PNGs decoded in
+        the background): the GT column and the class filter follow them."""
+        self.class_counts = np.asarray(class_counts)
+        self.categories = tuple(categories)
+        self.columns["gt"] = self.class_counts.sum(axis=1).astype(np.float64)
+        if self.view.size:
+            self.dataChanged.emit(self.index(0, 1), self.index(len(self.view) - 1, 1))
+        self._apply()
+
     def set_metrics(self, rows: Mapping[int, Mapping[str, Any]], keys: Sequence[str]) -> None:
         """Fill metric columns from ``{row: {key: value}}`` (rows absent stay NaN)."""
         n = len(self.names)
