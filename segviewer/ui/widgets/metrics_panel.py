@@ -26,6 +26,9 @@ from PySide6.QtWidgets import (
 from segviewer.ui.widgets.controls import ElidedLabel, FocusComboBox, FocusDoubleSpinBox, FocusSpinBox
 
 METHODS = ("heuristic", "upsnet")  # combo index -> MergeParams.method
+TIDE_AP_TIP = ("TIDE's AP50 and dAP (Bolya et al. 2020, as the tidecv package computes them): the mean is over "
+               "every class with a prediction or a ground truth, so a class that is only predicted counts as 0; "
+               "COCOeval's AP (the 'dataset AP' rows) leaves classes without ground truth out.")
 HEURISTIC_TIP = ("Heuristic (panoptic paper): instances by descending score, an instance dropped when less "
                  "than the overlap fraction of its mask is still free; stuff fills the rest, small stuff "
                  "regions become void.")
@@ -318,6 +321,8 @@ class MetricsPanel(QWidget):
         for name, v in total_rows(totals or {}, tide):
             it = QTreeWidgetItem([name, v])
             mode = {"TIDE box dAP": "bbox", "TIDE mask dAP": "segm"}.get(name)
+            if mode:
+                it.setToolTip(1, TIDE_AP_TIP)
             for cls, counts in ((tide or {}).get(mode, {}).get("per_class", {}).items() if mode else ()):
                 it.addChild(QTreeWidgetItem([cls, "  ".join(f"{SHORT_NAMES[t]} {n}" for t, n in counts.items())]))
             top.addChild(it)
