@@ -240,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     views.update(_upsampling_views(img))
     views.update(_yolo_views(img))
     views.update(_query_views(args.threads, img))
+    views.update(_centernet_views(img))
     rows = []
     for name, fn in views.items():
         ms = float(np.median(time_ms(fn, repeats=args.repeats, warmup=1)))
@@ -447,6 +448,47 @@ def _yolo_views(img: np.ndarray) -> dict:
         n = int((it.candidates.class_ids == cls).sum())
         views[f"yolo: class NMS stepper ({n} boxes)"] = lambda: it.nms(cls).step(0)
     return views
+
+def _centernet_views(img: np.ndarray) -> dict:
+    """The CenterNet tab's views on the bundled shapes_centernet (skipped when its card is missing):
+    one pass with the heads, then what a redraw and a click compute -- the class heatmap as RGBA
+    (max over classes, cold: the view caches it per class), every local maximum, the kept peaks and
+    their boxes as segments, and a click (the peak's heads, the decoded box, the offset link)."""
+    from segviewer.adapters.base import PredictParams
+    from segviewer.adapters.one_pass import predict_with_internals
+    from segviewer.adapters.registry import create_adapter, list_cards
+    from segviewer.render.heatmap import heatmap_rgba
+    from segviewer.render.roi_grid import box_segments, cross_segments, scale_segments
+
+    if "shapes_centernet" not in {c.id for c in list_cards()}:
+        print("# CenterNet tab: skipped (no models/shapes_centernet.toml)")
+        return {}
+    ad = create_adapter("shapes_centernet")
+    ad.load("cpu")
+    t0 = time.perf_counter()
+    det, it = predict_with_internals(ad, img, PredictParams())
+    print(f"# shapes_centernet one pass with its heads: {(time.perf_counter() - t0) * 1000:.0f} ms; heatmaps "
+          f"{'x'.join(map(str, it.heat.shape))}, {len(it.peaks.all_cyx)} local maxima, {len(det.boxes)} detections")
+    (sx, sy), s = it.scale, it.stride
+
+    def heatmap() -> None:
+        m = it.class_map(None)
+        heatmap_rgba(m, 0.0, max(float(m.max()), 0.05), "magma", alpha=210, alpha_by_value=True)
+
+    def peaks() -> None:
+        a, kept = it.peaks_of(None), it.kept(0.3)
+        cross_segments(np.stack([(a[:, 2] + 0.5) * s * sx, (a[:, 1] + 0.5) * s * sy], 1), 3.0)
+        cross_segments(np.stack([(it.peaks.xs[kept] + 0.5) * s * sx, (it.peaks.ys[kept] + 0.5) * s * sy], 1), 6.0)
+        scale_segments(box_segments(it.boxes[kept]), (sx, sy))
+
+    def click() -> None:
+        p = it.at(img.shape[1] / 2, img.shape[0] / 2, None, 0.3)
+        scale_segments(box_segments(p.box[None]), (sx, sy))
+
+    return {f"centernet: class heatmap {it.heat.shape[2]}x{it.heat.shape[1]} -> RGBA (max over classes)": heatmap,
+            f"centernet: all {len(it.peaks.all_cyx)} local maxima + kept peaks + boxes": peaks,
+            "centernet: click a peak (heads, decoded box)": click}
+
 
 def _query_views(threads: int, img: np.ndarray) -> dict:
     """The Queries tab's views on random-init DETR R50, RT-DETR r50vd and Mask2Former Swin-T at

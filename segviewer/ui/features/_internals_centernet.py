@@ -77,8 +77,8 @@ class CenterNetView:
     def _heat_rgba(self, cls: int | None) -> np.ndarray:
         key = -1 if cls is None else int(cls)
         if key not in self._maps:
-            m = self.it.class_map(cls)
-            self._maps[key] = heatmap_rgba(m, 0.0, 1.0, "magma", alpha=210, alpha_by_value=True)
+            m = self.it.class_map(cls)  # colours span 0 .. the map's max (at least 0.05): weak maps stay visible
+            self._maps[key] = heatmap_rgba(m, 0.0, max(float(m.max()), 0.05), "magma", alpha=210, alpha_by_value=True)
         return self._maps[key]
 
     def draw(self, overlays: Any) -> None:
@@ -103,7 +103,7 @@ class CenterNetView:
                      if t.show_boxes.isChecked() and len(kept) else None)
         name = "max over classes" if cls is None else t.cls.currentText()
         t.counts.setText(
-            f"Heatmap {name}: {len(maxima)} local maxima (points equal to their 3x3 max-pool; no NMS) → "
+            f"Heatmap {name} (colours 0 .. {max(float(it.class_map(cls).max()), 0.05):.2f}): {len(maxima)} local maxima (points equal to their 3x3 max-pool; no NMS) → "
             f"top {len(pk.scores)} of all classes' {len(pk.all_cyx)} → {len(kept)} with score ≥ {thr:.2f} "
             f"(the layers show those ≥ {it.score_thresh:g}: {len(it.detections)}).")
         self._draw_click(overlays, cls, thr)
