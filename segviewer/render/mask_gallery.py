@@ -20,6 +20,7 @@ __all__ = ["gallery_rgba", "gallery_columns"]
 _LABEL_H = 14  # pixels of the name strip above each tile
 _GAP = 4
 _FRAME = (255, 210, 0, 255)
+_PICKED = (255, 255, 255, 255)
 
 
 def gallery_columns(n: int) -> int:
@@ -50,9 +51,10 @@ def _colored(m: np.ndarray, vmin: float | None, vmax: float | None, cmap: str) -
 def gallery_rgba(maps: np.ndarray, names: Sequence[str], highlight: int | None = None,
                  vmin: float | None = 0.0, vmax: float | None = 1.0, cmap: str = "viridis",
                  zoom: int = 3, columns: int | None = None, marks: np.ndarray | None = None,
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 picked: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(K, h, w)`` maps as tiles of ``zoom`` px per cell under their names (all on one color
-    scale ``vmin..vmax``; None: each tile its own range), tile ``highlight`` framed in yellow.
+    scale ``vmin..vmax``; None: each tile its own range), tile ``highlight`` framed in yellow,
+    tile ``picked`` (another choice, e.g. the channel pasted on the image) in white.
     ``marks`` (``(K, 2)`` row, col in cells, NaN for none) puts a white cross on a cell of each
     tile (a keypoint's argmax). Returns the RGBA picture and ``(K, 4)`` int tile rectangles
     ``(x, y, w, h)`` in its pixels."""
@@ -95,11 +97,12 @@ def gallery_rgba(maps: np.ndarray, names: Sequence[str], highlight: int | None =
                     out[y + cy + d, x + cx] = (255, 255, 255, 255)
                 if 0 <= cx + d < tw and 0 <= cy < th:
                     out[y + cy, x + cx + d] = (255, 255, 255, 255)
-    if highlight is not None and 0 <= highlight < k:
-        x, y, tw_, th_ = (int(v) for v in rects[highlight])
-        x0, y0, x1, y1 = x - 2, y - 2, x + tw_ + 1, y + th_ + 1
-        out[y0: y0 + 2, x0: x1 + 1] = _FRAME
-        out[y1 - 1: y1 + 1, x0: x1 + 1] = _FRAME
-        out[y0: y1 + 1, x0: x0 + 2] = _FRAME
-        out[y0: y1 + 1, x1 - 1: x1 + 1] = _FRAME
+    for tile, color in ((picked, _PICKED), (highlight, _FRAME)):
+        if tile is not None and 0 <= tile < k:
+            x, y, tw_, th_ = (int(v) for v in rects[tile])
+            x0, y0, x1, y1 = x - 2, y - 2, x + tw_ + 1, y + th_ + 1
+            out[y0: y0 + 2, x0: x1 + 1] = color
+            out[y1 - 1: y1 + 1, x0: x1 + 1] = color
+            out[y0: y1 + 1, x0: x0 + 2] = color
+            out[y0: y1 + 1, x1 - 1: x1 + 1] = color
     return out, rects

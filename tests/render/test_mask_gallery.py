@@ -48,3 +48,14 @@ def test_bad_input_is_refused() -> None:
         gallery_rgba(np.zeros((8, 8)), ["a"])
     with pytest.raises(SegviewerError, match="names"):
         gallery_rgba(np.zeros((2, 8, 8)), ["a"])
+
+
+def test_picked_tile_framed_white_under_the_highlight() -> None:
+    maps = np.zeros((4, 8, 8), np.float32)
+    pic, rects = gallery_rgba(maps, list("abcd"), highlight=1, picked=3, zoom=2)
+    color = {i: tuple(pic[y - 1, x + w // 2]) for i, (x, y, w, h) in enumerate(rects)}
+    assert color[1] == (255, 210, 0, 255) and color[3] == (255, 255, 255, 255)
+    assert color[0] != color[1] and color[0] != color[3]
+    both, _ = gallery_rgba(maps, list("abcd"), highlight=2, picked=2, zoom=2)
+    x, y, w, _h = rects[2]
+    assert tuple(both[y - 1, x + w // 2]) == (255, 210, 0, 255)  # the box head's class wins

@@ -98,6 +98,19 @@ def test_mask_tab_galleries_equal_torch_sigmoid_and_softmax(qtbot, scene) -> Non
         assert ov.heat.image.shape[:2] == probs.shape
         assert int((ov.heat.image[..., 3] == 150).sum()) == int((probs > 0.5).sum())
         assert "softmax across classes" in tab.info.text()
+        # another class's channel: its logits above, its sigmoid pasted, its tile framed white
+        tab.rule.setCurrentIndex(0)
+        other = 1 if cls != 1 else 2
+        tab.channel.setCurrentIndex(tab.channel.findData(other))
+        assert tab.channel_class() == other
+        lg = it.mask_logits_all[i, other]
+        want_logits = np.repeat(np.repeat(heatmap_rgba(lg, cmap="diverging", alpha=255, symmetric=True), 6, 0), 6, 1)
+        np.testing.assert_array_equal(tab.logits.item.image, want_logits)
+        probs, _ = it.paste_probs(i, torch.sigmoid(torch.from_numpy(lg)).numpy())
+        assert int((ov.heat.image[..., 3] == 150).sum()) == int((probs > 0.5).sum())
+        x, y, tw, _th = (int(v) for v in ov.mask_galleries["rects"][other - 1])
+        assert tuple(ov.mask_galleries["sigmoid"][y - 1, x + tw // 2]) == (255, 255, 255, 255)
+        assert it.categories[other] in tab.logits_title.text()
         assert w.passes["shapes_maskrcnn"] == 1  # everything drawn came from one pass
     finally:
         w.shutdown()

@@ -69,6 +69,7 @@ class Overlays:
         self.segments: dict[str, np.ndarray] = {}
         self.mask_choices: Any = None  # the mask head's two readings last drawn (MaskHeadChoices)
         self.mask_galleries: dict[str, np.ndarray] | None = None  # their gallery pictures and tile rects
+        self._mask_channels: tuple[str, int] | None = None  # (model, classes) the channel picker lists
         self._heat_src: np.ndarray | None = None  # what the heat item holds (re-showing it is free)
         self._objectness: dict[tuple[int, int], np.ndarray] = {}  # (id(internals), level) -> RGBA
 
@@ -265,19 +266,32 @@ class Overlays:
         if index is None:
             tab.info.setText("Click a detection on the image.")
             return None
-        logits = it.mask_logits[index]
-        tab.logits.set_rgba(_block(heatmap_rgba(logits, cmap="diverging", alpha=255, symmetric=True), 6))
         thr = tab.value()
         cls = int(it.detections.groups[index])
         everything = getattr(it, "mask_logits_all", None)
         choices = None if everything is None else mask_head_choices(everything[index], cls, thr)
+        ch = cls
+        if choices is not None:
+            c = choices.logits.shape[0]
+            if self._mask_channels != (it.model_name, c):  # the channel picker lists this model's classes
+                self._mask_channels = (it.model_name, c)
+                tab.set_channels([(_class_name(it, k), k) for k in range(choices.foreground, c)])
+            picked = tab.channel_class()
+            ch = picked if picked is not None and choices.foreground <= picked < c else cls
+        logits = it.mask_logits[index] if ch == cls else choices.logits[ch]
+        tab.logits.set_rgba(_block(heatmap_rgba(logits, cmap="diverging", alpha=255, symmetric=True), 6))
+        tab.logits_title.setText("Raw logits of the predicted class (blue < 0 < red)" if ch == cls else
+                                 f"Raw logits of the {_class_name(it, ch)} channel; the box head says "
+                                 f"{_class_name(it, cls)} (blue < 0 < red)")
         rule = tab.rule_name() if choices is not None else "sigmoid"
         if rule == "softmax":
-            probs, (x0, y0) = it.paste_probs(index, choices.softmax[cls])
+            probs, (x0, y0) = it.paste_probs(index, choices.softmax[ch])
+        elif ch == cls:
+            probs, (x0, y0) = it.mask_probs(index)  # the model's own mask
         else:
-            probs, (x0, y0) = it.mask_probs(index)
+            probs, (x0, y0) = it.paste_probs(index, choices.sigmoid[ch])
         self.set("box", box_segments(it.to_image(it.detections.boxes[[index]])))
-        self._mask_galleries(it, choices, tab, gallery_rgba)
+        self._mask_galleries(it, choices, tab, gallery_rgba, ch)
         if probs.size == 0:
             tab.info.setText("The mask's box lies outside the image.")
             return choices
@@ -288,23 +302,26 @@ class Overlays:
         self.image(rgba, (x0, y0, probs.shape[1], probs.shape[0]))
         m = logits.shape[0]
         how = "per-class sigmoid" if rule == "sigmoid" else "softmax across classes"
+        if ch != cls:
+            how += f" of the {_class_name(it, ch)} channel"
         tab.info.setText(f"{m} x {m} logits {logits.min():.2f} .. {logits.max():.2f}; pasted ({how}) into the box "
                          f"(padded by one cell, bilinear) as {probs.shape[1]} x {probs.shape[0]} px; "
                          f"{int(inside.sum())} px above {thr:.2f}.")
         return choices
 
-    def _mask_galleries(self, it: Any, choices: Any, tab: Any, gallery_rgba: Any) -> None:
+    def _mask_galleries(self, it: Any, choices: Any, tab: Any, gallery_rgba: Any, channel: int) -> None:
         if choices is None:
             tab.sigmoid_gallery.set_rgba(None)
             tab.softmax_gallery.set_rgba(None)
             tab.choices.setText("This capture kept only the predicted class's channel.")
             return
         fg, c = choices.foreground, choices.logits.shape[0]
-        names = [it.categories[k] if k < len(it.categories) else f"class {k}" for k in range(fg, c)]
+        names = [_class_name(it, k) for k in range(fg, c)]
         zoom = 3 if c - fg <= 9 else 2
         hi = choices.predicted - fg
-        sig, rects = gallery_rgba(choices.sigmoid[fg:], names, hi, zoom=zoom)
-        soft, _ = gallery_rgba(choices.softmax[fg:], names, hi, zoom=zoom)
+        other = channel - fg if channel != choices.predicted else None  # the picked channel, framed white
+        sig, rects = gallery_rgba(choices.sigmoid[fg:], names, hi, zoom=zoom, picked=other)
+        soft, _ = gallery_rgba(choices.softmax[fg:], names, hi, zoom=zoom, picked=other)
         tab.sigmoid_gallery.set_rgba(sig)
         tab.softmax_gallery.set_rgba(soft)
         self.mask_choices, self.mask_galleries = choices, {"sigmoid": sig, "softmax": soft, "rects": rects}
@@ -320,6 +337,10 @@ class Overlays:
             f"per-pixel sigmoid, so classes never compete for a pixel; the paper's ablation (a softmax trained as "
             f"such) drops COCO mask AP from 30.3 to 24.8. Here the softmax reads the same sigmoid-trained "
             f"logits{f16}; channel 0 (background, never a mask target) is left out.")
+
+def _class_name(it: Any, k: int) -> str:
+    return str(it.categories[k]) if 0 <= k < len(it.categories) else f"class {k}"
+
 
 def _block(rgba: np.ndarray, k: int) -> np.ndarray:
     """Nearest-neighbour enlargement so a 7 x 7 map is crisp in a small view."""

@@ -221,6 +221,9 @@ class MaskTab(QWidget):
         self.rule.setToolTip("Which reading of the predicted class's channel is pasted on the image. The model "
                              "was trained with the sigmoid; the softmax shows what competition between the "
                              "classes' channels would do to these same logits.")
+        self.channel = FocusComboBox()
+        self.channel.setToolTip("The class channel shown above and pasted on the image: the box head's class "
+                                "(what Mask R-CNN reads) or any other, to see what the other classes' masks say.")
         self.sigmoid_gallery = SmallHeatmap("sigmoid")
         self.softmax_gallery = SmallHeatmap("softmax")
         for g in (self.sigmoid_gallery, self.softmax_gallery):  # one above the other: the dock is narrow
@@ -233,6 +236,7 @@ class MaskTab(QWidget):
         row.addWidget(self.threshold, 1)
         row.addWidget(self.thr_label)
         form = QFormLayout()
+        form.addRow("Channel", self.channel)
         form.addRow("Pasted", self.rule)
         galleries = QVBoxLayout()
         for title, g in (("per-class sigmoid (each channel alone: Mask R-CNN)", self.sigmoid_gallery),
@@ -240,7 +244,8 @@ class MaskTab(QWidget):
             galleries.addWidget(text_label(title))
             galleries.addWidget(g)
         lay = QVBoxLayout(self)
-        lay.addWidget(text_label("Raw logits of the predicted class (blue < 0 < red)"))
+        self.logits_title = text_label("Raw logits of the predicted class (blue < 0 < red)")
+        lay.addWidget(self.logits_title)
         lay.addWidget(self.logits, 1)
         lay.addLayout(row)
         lay.addLayout(form)
@@ -251,9 +256,28 @@ class MaskTab(QWidget):
         lay.addStretch(1)
         self.threshold.valueChanged.connect(self._on_thr)
         self.rule.currentIndexChanged.connect(lambda *_: self.changed.emit())
+        self.channel.currentIndexChanged.connect(lambda *_: self.changed.emit())
 
     def value(self) -> float:
         return self.threshold.value() / 100.0
+
+    def set_channels(self, names: list[tuple[str, int]]) -> None:
+        """The class channels on offer, ``(label, class id)``, after "the box head's class" (-1);
+        keeps the picked class when it is still offered."""
+        keep = self.channel.currentData()
+        self.channel.blockSignals(True)
+        self.channel.clear()
+        self.channel.addItem("the box head's class", -1)
+        for label, k in names:
+            self.channel.addItem(label, int(k))
+        i = self.channel.findData(keep) if keep is not None else -1
+        self.channel.setCurrentIndex(max(i, 0))
+        self.channel.blockSignals(False)
+
+    def channel_class(self) -> int | None:
+        """The picked class channel, or None for the box head's class."""
+        k = self.channel.currentData()
+        return None if k is None or int(k) < 0 else int(k)
 
     def rule_name(self) -> str:
         """"sigmoid" or "softmax": the reading pasted on the image."""
