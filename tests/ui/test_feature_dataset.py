@@ -107,6 +107,7 @@ def test_open_score_sort_filter_and_open_the_worst_image(qtbot, window, dataset,
     with qtbot.waitSignal(feat.imageEvaluated, timeout=TIMEOUT):
         table.selectRow(0)
     assert w.session.path.name == m.names[worst]
+    assert feat.panel.grid.currentIndex().row() == 0  # the grid selects the same image
     em = w.session.results[DATASET_ERRORS]
     assert em.image_size == (96, 128) and feat.eval.metrics["instances"]["segm"]["AP"] == pytest.approx(
         m.value(worst, "mask_ap"))

@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -202,6 +202,7 @@ class DatasetFeature(QObject):
         self.eval: Any = None
         self.rows: dict[int, dict[str, Any]] = {}  # the shown run's rows (the dock's totals)
         self._widened = False  # the dock is widened for its table once
+        self._syncing = False  # the table and the grid select the same image; not a second open
         self._tide_gen = 0  # the dock's dataset TIDE job: a newer one drops an older one's answer
         self.tide: dict[str, Any] | None = None  # the last dataset TIDE (TideReport.as_dict per IoU type)
         self.dataset_ap: dict[str, Any] | None = None  # the last pooled dataset AP (coco_evaluate's)
@@ -534,9 +535,20 @@ class DatasetFeature(QObject):
         if not cur.isValid() or self.index is None:
             return
         i = model.data(cur.siblingAtColumn(0), Qt.ItemDataRole.UserRole)
-        if i is None:
+        if i is None or self._syncing:
             return
         self.open_image(int(i))
+        p = self.panel  # the other view (table or grid) selects the same image
+        other = p.table if model is self.grid_model else p.grid
+        row = self.model.row_of(int(i))
+        sel = other.selectionModel()
+        if row >= 0 and sel.currentIndex().row() != row:
+            self._syncing = True
+            try:
+                sel.setCurrentIndex(other.model().index(row, 0), QItemSelectionModel.SelectionFlag.ClearAndSelect
+                                    | QItemSelectionModel.SelectionFlag.Rows)
+            finally:
+                self._syncing = False
 
     def open_image(self, i: int) -> None:
         """Show dataset image ``i`` in the window (next/previous then walk the dataset)."""
