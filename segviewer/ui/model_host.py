@@ -265,8 +265,18 @@ class ProcessHost:
     def track(self, model_id: str, device: str, weights: Path | None, video: Path, prompts: Any,
               timings: Timings, on_state: StateCallback, on_frame: FrameCallback) -> int:
         """:meth:`ModelHost.track` in the child: the child reads the video itself; frames' results
-        come back one message each, and ``on_frame`` returning False stops the child's track."""
-        return self._call("track", model_id, device, weights, video, prompts, timings, on_state, on_frame)[0]
+        come back one message each, and ``on_frame`` returning False stops the child's track (frames
+        it made meanwhile are dropped). Returns how many frames went to ``on_frame``."""
+        delivered = 0
+
+        def counted(index: int, det: Any) -> Any:
+            nonlocal delivered
+            delivered += 1
+            return on_frame(index, det)
+
+        # the child may have made a frame more before it reads the stop: count what was delivered
+        self._call("track", model_id, device, weights, video, prompts, timings, on_state, counted)
+        return delivered
 
     def _call(self, kind: str, model_id: str, device: str, weights: Path | None, image: Any, params: Any,
               timings: Timings, on_state: StateCallback, on_frame: FrameCallback | None = None) -> tuple[Any, Any]:

@@ -7,6 +7,7 @@ object keeps its colour on every frame, Cancel stops a track; and the host paths
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import cv2
@@ -16,6 +17,7 @@ from PySide6.QtCore import Qt
 
 from segviewer.adapters.hf_sam2 import ObjectPrompt
 from segviewer.adapters.registry import create_adapter, get_card
+from segviewer.core.coco_results import decode_segmentation
 from segviewer.core.colors import instance_colors
 from segviewer.synth.video import generate_video
 from segviewer.ui.features.video import VideoFeature
@@ -71,7 +73,8 @@ def opened(qtbot, show_window, sam_video: Path, frames_dir: Path):
     video.close_video()
 
 
-def test_prompt_on_a_frame_then_propagate_with_stable_colours(qtbot, opened, direct, frames_dir: Path) -> None:
+def test_prompt_on_a_frame_then_propagate_with_stable_colours(qtbot, opened, direct, frames_dir: Path,
+                                                             tmp_path: Path) -> None:
     w, video, feat = opened
     with qtbot.waitSignal(video.frameShown, timeout=TIMEOUT):
         video.seek(1)
@@ -111,6 +114,18 @@ def test_prompt_on_a_frame_then_propagate_with_stable_colours(qtbot, opened, dir
             colours.setdefault(oid, set()).add(tuple(instance_colors(got.class_ids, got.instance_ids)[k]))
     assert set(colours) == {1, 2} and all(len(c) == 1 for c in colours.values())  # one colour per object
     assert colours[1] != colours[2]
+    # exported as COCO RLE: one record per object and frame
+    out = tmp_path / "track.json"
+    assert feat.panel.export.isEnabled()
+    with qtbot.waitSignal(w.exported, timeout=TIMEOUT):
+        feat.export(out)
+    recs = json.loads(out.read_text())
+    assert sorted((r["image_id"], r["track_id"]) for r in recs) == sorted(
+        (i, int(o)) for i, d in want.items() for o in d.instance_ids)
+    for r in recs:
+        det = want[r["image_id"]]
+        k = det.instance_ids.tolist().index(r["track_id"])
+        np.testing.assert_array_equal(decode_segmentation(r["segmentation"], (96, 128)), det.masks.full(k))
     # the drawn layer is that frame's tracked masks
     with qtbot.waitSignal(video.frameShown, timeout=TIMEOUT):
         video.seek(3)

@@ -182,7 +182,7 @@ class PromptFeature(QObject):
         self.panel = PromptPanel()
         # the left column (Models, Dataset, …) is tall enough for the candidate gallery
         self.dock = window.add_dock("Prompt", self.panel, Qt.DockWidgetArea.LeftDockWidgetArea,
-                                    tab_with="Models", front=False)
+                                    tab_with="Models", front=False, view=IMAGE_VIEW)
         self.toggle = QAction("&Prompt with SAM 2", window)
         self.toggle.setCheckable(True)
         self.toggle.setShortcut("P")

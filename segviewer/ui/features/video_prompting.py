@@ -19,19 +19,21 @@ from File > Load Weights…).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, QRectF, Qt, Signal
 from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QFileDialog
 
 from segviewer.core.results import Detections, MaskSet
 from segviewer.ui.features.prompting import Box, CanvasPrompter, Point, PromptFeature, next_seq
 from segviewer.ui.widgets.track_panel import TrackPanel
 from segviewer.ui.worker import PromptAnswer, PromptRequest, TrackRequest, image_key
 
-__all__ = ["VideoPromptFeature", "install", "combine"]
+__all__ = ["VideoPromptFeature", "install", "combine", "write_track_coco"]
 
 VIEW = "video"
 LAYER_NAME = "SAM 2 (tracked)"
@@ -105,6 +107,7 @@ class VideoPromptFeature(QObject):
         p.clearRequested.connect(self.clear)
         p.propagateRequested.connect(self.propagate)
         p.cancelRequested.connect(self.cancel)
+        p.exportRequested.connect(self.export_dialog)
         video.frameShown.connect(self._on_frame)
         video.videoOpened.connect(lambda _n: self.reset())
         window.viewChanged.connect(lambda view: None if view == VIEW else self._left_video())
@@ -263,6 +266,7 @@ class VideoPromptFeature(QObject):
         self.panel.set_running(True, src.frame_count - first)
         self.panel.set_status(f"Tracking {len({p.obj_id for p in prompts})} object(s) from frame {first}…")
         self.set_active(False)
+        self._refresh_texts()
         self.worker.request_track(self.request)
         return True
 
@@ -291,7 +295,40 @@ class VideoPromptFeature(QObject):
         self.panel.set_running(False)
         self.panel.set_status(f"Tracked {frames} frame{'s' if frames != 1 else ''}"
                               + (" (cancelled)" if cancelled else "") + "; the masks are cached.")
+        self._refresh_texts()
         self._draw(self._frame())
+
+    def tracked_frames(self) -> dict[int, Detections]:
+        """The last track's masks by frame, from the worker's cache (frames evicted since are left out)."""
+        if self.request is None:
+            return {}
+        out = {i: self.worker.cached_track_frame(self.request, i) for i in sorted(self.tracked)}
+        return {i: d for i, d in out.items() if d is not None}
+
+    def export_dialog(self) -> None:
+        src = self.video.source
+        if src is None or not self.tracked:
+            self.window.show_error("Nothing tracked to export: prompt an object and press Propagate first.")
+            return
+        path, _ = QFileDialog.getSaveFileName(self.window, "Export tracked masks",
+                                              str(src.path.with_name(src.path.stem + ".sam2_track.json")),
+                                              "JSON (*.json)")
+        if path:
+            self.export(Path(path))
+
+    def export(self, path: Path) -> None:
+        """Write the tracked masks as COCO results in a background job: one record per object and
+        frame, ``image_id`` the frame index, ``track_id`` the object id, RLE segmentation."""
+        from segviewer.ui.jobs import run_background
+
+        frames = self.tracked_frames()
+        run_background(lambda: write_track_coco(path, frames), self._on_exported, self.window.show_error, "Export")
+
+    def _on_exported(self, path: str) -> None:
+        self.panel.set_status(f"Saved {path}")
+        exported = getattr(self.window, "exported", None)
+        if exported is not None:
+            exported.emit(path)
 
     def _on_track_failed(self, seq: int, model_id: str, message: str) -> None:
         if not self._mine(seq):
@@ -300,6 +337,7 @@ class VideoPromptFeature(QObject):
         self.panel.set_running(False)
         self.panel.set_status(message, error=True)
         self.window.statusBar().showMessage(message, 10000)
+        self._refresh_texts()
 
     # ---- drawing ----------------------------------------------------------------------------------
     def frame_result(self, index: int) -> Detections | None:
@@ -353,6 +391,21 @@ class VideoPromptFeature(QObject):
             self.panel.prompts.setText("\n".join(lines))
         self.panel.undo.setEnabled(bool(self.history))
         self.panel.clear.setEnabled(bool(self.prompts) or self.request is not None)
+        self.panel.export.setEnabled(bool(self.tracked) and not self.running)
+
+
+def write_track_coco(path: Path, frames: dict[int, Detections]) -> str:
+    """COCO results records of tracked masks (see :meth:`VideoPromptFeature.export`)."""
+    from segviewer.core.coco_results import detections_to_coco
+    from segviewer.core.fileio import write_json_atomic
+
+    records = []
+    for index, det in sorted(frames.items()):
+        for rec, oid in zip(detections_to_coco(det, image_id=index), det.instance_ids.tolist(), strict=True):
+            rec["track_id"] = int(oid)
+            records.append(rec)
+    write_json_atomic(path, records)
+    return str(path)
 
 
 def install(window: Any) -> None:

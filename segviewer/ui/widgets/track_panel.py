@@ -32,6 +32,7 @@ class TrackPanel(QWidget):
     clearRequested = Signal()
     propagateRequested = Signal()
     cancelRequested = Signal()
+    exportRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -83,8 +84,13 @@ class TrackPanel(QWidget):
         self.cancel = QPushButton("Cancel")
         self.cancel.clicked.connect(self.cancelRequested)
         self.cancel.setEnabled(False)
+        self.export = QPushButton("Export…")
+        self.export.setToolTip("Save the tracked masks as COCO results (RLE; image_id = frame, track_id = object)")
+        self.export.clicked.connect(self.exportRequested)
+        self.export.setEnabled(False)
         row.addWidget(self.propagate)
         row.addWidget(self.cancel)
+        row.addWidget(self.export)
         lay.addLayout(row)
         self.follow = QCheckBox("Follow the tracked frame")
         self.follow.setChecked(True)
