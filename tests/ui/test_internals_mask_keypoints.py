@@ -10,6 +10,7 @@ import torch
 
 from segviewer.adapters.base import PredictParams
 from segviewer.adapters.registry import create_adapter, get_card
+from segviewer.analysis.mask_head import heatmaps_to_keypoints
 from segviewer.render.heatmap import heatmap_rgba
 from segviewer.ui.features.internals import InternalsFeature
 from segviewer.ui.main_window import MainWindow
@@ -137,6 +138,9 @@ def test_keypoints_tab_draws_the_heads_maps_and_the_models_keypoints(qtbot, scen
         result = w.session.results[KP]  # the layers' result: the same pass
         np.testing.assert_allclose(drawn["xy"], result.keypoints[i, :, :2], rtol=1e-5, atol=1e-2)
         np.testing.assert_allclose(drawn["scores"], result.keypoints[i, :, 2], atol=1e-4)
+        xy, score = heatmaps_to_keypoints(it.keypoint_logits[i], it.detections.boxes[i])  # the rule, on the maps
+        np.testing.assert_allclose(it.to_image(np.concatenate([xy, xy], 1))[:, :2], drawn["xy"], atol=1e-3)
+        np.testing.assert_allclose(score, drawn["scores"], atol=1e-4)
         logits = torch.from_numpy(it.keypoint_logits[i])
         probs = torch.softmax(logits.flatten(1), 1).reshape(logits.shape).numpy()
         np.testing.assert_allclose(drawn["maps"], probs, rtol=1e-5, atol=1e-9)

@@ -6,9 +6,9 @@ hooked pass produced (:class:`~segviewer.adapters.internals.DetectorInternals`, 
 ``keypoint_logits`` are the head's ``(N, K, 56, 56)`` output). Mask R-CNN's slides treat a
 keypoint as a one-hot ``56 x 56`` mask, one per keypoint type, trained with a cross-entropy over
 the map's cells: the gallery shows each type's map (softmax over the cells, or the raw logits),
-the picked type's map is laid over the person's box on the image, and every keypoint is placed
-the way torchvision places it (:func:`segviewer.analysis.mask_head.heatmaps_to_keypoints`: the map
-resized bicubically to the box, argmax), which equals the model's own keypoints.
+the picked type's map is laid over the person's box on the image, with the model's keypoints of
+the same pass: torchvision places each at the argmax of its map resized bicubically to the box
+(:func:`segviewer.analysis.mask_head.heatmaps_to_keypoints` repeats it; the tests check both agree).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ class KeypointsView:
             self.tab.set_names(tuple(it.keypoint_names))
 
     def draw(self, overlays: Any, it: Any, index: int | None) -> None:
-        from segviewer.analysis.mask_head import heatmaps_to_keypoints, spatial_softmax
+        from segviewer.analysis.mask_head import spatial_softmax
         from segviewer.render.mask_gallery import gallery_rgba
 
         self.drawn = None
@@ -70,7 +70,9 @@ class KeypointsView:
                                   columns=4 if k <= 24 else None)  # 56 px tiles at 1:1 in the narrow dock
         t.gallery.set_rgba(pic)
         box_model = it.detections.boxes[index]
-        xy, scores = heatmaps_to_keypoints(logits, box_model)
+        # the model's own keypoints from this pass (torchvision's rule on these maps, which
+        # heatmaps_to_keypoints repeats: equal in the tests; float16-kept maps could tie differently)
+        xy, scores = it.keypoints[index, :, :2], it.keypoints[index, :, 2]
         xy_img = it.to_image(np.concatenate([xy, xy], 1))[:, :2]
         box = it.to_image(box_model[None])[0]
         overlays.set("box", box_segments(box[None]))
