@@ -272,7 +272,9 @@ class PromptFeature(QObject):
         """Enter or leave prompt mode (the prompt and its mask stay until cleared)."""
         on = bool(on) and self.model_id is not None
         if on and (self.session.image is None or getattr(self.window, "view", IMAGE_VIEW) != IMAGE_VIEW):
-            self.window.statusBar().showMessage("Open an image to prompt SAM 2 on it.", 5000)
+            video = getattr(self.window, "view", IMAGE_VIEW) != IMAGE_VIEW
+            self.window.statusBar().showMessage("In the video view, prompt SAM 2 from the Track dock." if video
+                                                else "Open an image to prompt SAM 2 on it.", 5000)
             on = False
         self.active = on
         self.toggle.blockSignals(True)
