@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 T0_ENV = "SEGVIEWER_BENCH_T0"
 
@@ -123,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     import statistics
     import subprocess
     import tempfile
-    from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
@@ -133,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="fresh interpreters per candidate (default 3)")
     ap.add_argument("--models", nargs="*", default=["shapes_fcn", "shapes_maskrcnn"])
     ap.add_argument("--no-app", action="store_true", help="leave the window out")
+    ap.add_argument("--compare-tree", type=Path, default=None, metavar="DIR",
+                    help="also time the segviewer in DIR (e.g. an older commit: git archive REV | tar -x -C DIR)")
     args = ap.parse_args(argv)
     root = Path(__file__).resolve().parents[1]
     me = str(Path(__file__).resolve())
@@ -160,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_app:
             cands["window (first paint)"] = ([sys.executable, me, "--child", "app"], "STAMPS", {
                 **env, "QT_QPA_PLATFORM": "offscreen", "SEGVIEWER_SETTINGS_FILE": str(tmp / "settings.ini")})
+        if args.compare_tree is not None:  # the same probes over another checkout's package
+            other = {**env, "PYTHONPATH": str(args.compare_tree.resolve())}
+            for k in [k for k in cands if k.startswith(("predict", "window"))]:
+                cmd, until, e = cands[k]
+                cands[f"{k} @ {args.compare_tree}"] = (
+                    [c.replace(str(tmp / "out_"), str(tmp / "other_out_")) for c in cmd], until,
+                    {**e, "PYTHONPATH": other["PYTHONPATH"]})
 
         walls: dict[str, list[float]] = {k: [] for k in cands}
         cpus: dict[str, list[float]] = {k: [] for k in cands}
@@ -232,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     for k in cands:
-        if k.startswith(("predict", "window")):
+        if k.startswith(("predict", "window")) and " @ " not in k:
             ok = tm[k][0] < 2.0
             print(f"{k}: first image after {tm[k][0]:.2f} s wall ({tm[k][1]:.2f} s CPU) -> "
                   f"{'under' if ok else 'NOT under'} 2 s; import torch alone: {tm['import torch'][0]:.2f} s wall, "
