@@ -147,6 +147,14 @@ def test_cancel_stops_a_track(qtbot, opened) -> None:
     assert feat.prompts == {} and feat.frame_result(0) is not None  # the cached tracked frame stays
     feat.clear()
     assert feat.request is None and feat.frame_result(0) is None
+    # Esc leaves frame prompt mode; opening an image leaves the video view and the mode
+    feat.set_active(True)
+    qtbot.keyClick(w, Qt.Key.Key_Escape)
+    assert not feat.active and not feat.prompter.active
+    feat.set_active(True)
+    with qtbot.waitSignal(w.session.imageShown, timeout=TIMEOUT):
+        w.session.open_paths([Path(__file__).resolve().parents[2] / "assets" / "scenes" / "scene_000.png"])
+    assert not feat.active and not feat.mask_item.isVisible()
 
 
 def test_an_image_only_checkpoint_is_refused_in_one_sentence(qtbot, show_window, frames_dir: Path,
