@@ -144,6 +144,8 @@ def predict_with_internals(adapter: Any, image: np.ndarray, params: Any = None,
         return adapter.predict(image, params, tm), InternalsUnavailable(
             f"{name} is a {task} model: it has no region proposal network, so there are no proposals, "
             "RoIs or mask logits to show.")
+    if callable(getattr(adapter, "predict_mask_scoring", None)):  # + the MaskIoU head on the same RoI features
+        return adapter.predict_mask_scoring(image, params, tm)
     return _predict_hooked(adapter, image, params, tm, str(name), DetectorHooks, build_internals)
 
 
