@@ -161,3 +161,35 @@ def test_heavily_overlapping_masks_blend_once_with_the_top_instance(monkeypatch)
             assert np.abs(direct.astype(int) - ref).max() <= 1, (border, o)
             assert np.abs(direct.astype(int) - lut).max() <= 1, (border, o)
     assert "source" in asked, "these masks overlap enough for the snapshot variant"
+
+
+def test_painted_labels_are_the_top_instance_in_every_window_and_label_width() -> None:
+    """The label image (``2 * rank + 1`` interior, ``+ 1`` border) equals a per-pixel maximum
+    computed from full masks, for the full frame, a window cut through masks, and both label
+    widths (uint8 with up to 127 masks, wider above): full-resolution painting without outlines
+    sets labels in rank order, the others take maxima; both must give the top instance."""
+    from segviewer.render.layers import Viewport
+    from segviewer.render.masks import paint_mask_labels, ranks
+
+    rng = np.random.default_rng(11)
+    h, w = 70, 90
+    yy, xx = np.mgrid[0:h, 0:w]
+    for n in (9, 140):
+        full = np.zeros((n, h, w), bool)
+        for i in range(n):
+            cy, cx, ry, rx = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(4, 30), rng.uniform(4, 40)
+            full[i] = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+        ms = MaskSet.from_full(full)
+        rank = ranks(rng.random(n).astype(np.float32))
+        for border in (0, 1):
+            ref = np.zeros((h, w), np.int64)
+            for i in range(n):
+                lab = np.where(full[i], 2 * rank[i] + 1, 0)
+                if border:
+                    lab = np.where(_border_reference(full[i], border) & full[i], 2 * rank[i] + 2, lab)
+                ref = np.maximum(ref, lab)
+            for window in (None, (13, 7, 61, 52)):
+                vp = Viewport.make((h, w), window)
+                got = paint_mask_labels(ms, rank, vp, border)
+                x0, y0, x1, y1 = window or (0, 0, w, h)
+                assert np.array_equal(got.astype(np.int64), ref[y0:y1, x0:x1]), (n, border, window)
