@@ -40,6 +40,7 @@ from segviewer.core.errors import SegviewerError
 from segviewer.ui.features._internals_centernet import CenterNetView
 from segviewer.ui.features._internals_dense import DenseHeadsView
 from segviewer.ui.features._internals_keypoints import KeypointsView
+from segviewer.ui.features._internals_maskscoring import MaskScoringView
 from segviewer.ui.features._internals_queries import QUERY_FAMILIES, QueriesView
 from segviewer.ui.features._internals_upsampling import install_views as install_fcn_views
 from segviewer.ui.features._internals_views import (
@@ -109,6 +110,7 @@ class InternalsFeature(QObject):
         self.view: Any = None  # the view that shows the current bundle (None: the two-stage tabs)
         self.keypoints = KeypointsView(self)  # Keypoint R-CNN's maps: a tab beside the two-stage ones
         self.own_views = install_fcn_views(self)  # tabs that pick their own model: upsampling, receptive field
+        self.own_views[MaskScoringView.key] = MaskScoringView(self)  # Mask Scoring R-CNN: score vs real mask IoU
         menu = window.menuBar().addMenu("&Internals")
         menu.addAction(dock.toggleViewAction())
 

@@ -1,0 +1,49 @@
+"""A mask's real quality against its score (Mask Scoring R-CNN's argument), numpy only.
+
+Mask R-CNN scores a mask by its box's classification confidence; Mask Scoring R-CNN multiplies
+that by a predicted mask IoU. Whether a rule ranks masks by their quality is measured here: each
+detection's *real* mask IoU (with the best ground-truth mask of its own class; 0 when there is
+none, as a wrong-class detection counts as a false positive in mask AP), and the Pearson
+correlation between a rule's scores and those IoUs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["mask_iou_matrix", "real_ious", "pearson"]
+
+
+def mask_iou_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``(N, M)`` IoU between ``pred`` ``(N, H, W)`` and ``gt`` ``(M, H, W)`` boolean masks."""
+    n, m = len(pred), len(gt)
+    if n == 0 or m == 0:
+        return np.zeros((n, m), np.float64)
+    p = np.asarray(pred, bool).reshape(n, -1).astype(np.float32)
+    g = np.asarray(gt, bool).reshape(m, -1).astype(np.float32)
+    inter = p @ g.T
+    union = p.sum(1)[:, None] + g.sum(1)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0.0).astype(np.float64)
+
+
+def real_ious(pred_labels: np.ndarray, pred_masks: np.ndarray, gt_labels: np.ndarray,
+              gt_masks: np.ndarray) -> np.ndarray:
+    """(N,) each predicted mask's IoU with the best ground-truth mask of the same class (0 if none)."""
+    pl, gl = np.asarray(pred_labels).reshape(-1), np.asarray(gt_labels).reshape(-1)
+    iou = mask_iou_matrix(pred_masks, gt_masks)
+    if iou.size == 0:
+        return np.zeros(len(pl), np.float32)
+    same = pl[:, None] == gl[None, :]
+    return np.where(same, iou, 0.0).max(1).astype(np.float32)
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's correlation of two equal-length samples; nan when either is constant or too short."""
+    x, y = np.asarray(x, np.float64).ravel(), np.asarray(y, np.float64).ravel()
+    if len(x) != len(y):
+        raise ValueError(f"pearson needs equal lengths, got {len(x)} and {len(y)}")
+    if len(x) < 2:
+        return float("nan")
+    dx, dy = x - x.mean(), y - y.mean()
+    den = np.sqrt((dx * dx).sum() * (dy * dy).sum())
+    return float((dx * dy).sum() / den) if den > 0 else float("nan")
