@@ -204,8 +204,11 @@ def _leaves(m: Any) -> list[Any]:
 
 def fcn_stages_pass(adapter: Any, image: np.ndarray, params: Any, tm: Timings) -> FCNPass:
     """``adapter.predict_stages`` with :class:`FCNHooks` on: one pass, stages plus captures."""
+    module = getattr(adapter, "module", None)  # a plumbing fake (or a foreign FCN) may hold none
     try:
-        hooks: FCNHooks | None = FCNHooks(adapter.module)
+        if module is None:
+            raise ValueError("no torch module to hook, so no upsampling or receptive-field captures")
+        hooks: FCNHooks | None = FCNHooks(module)
     except ValueError as err:
         hooks, why = None, f"{getattr(adapter.card, 'id', 'the FCN')}: {err}"
     if hooks is None:
