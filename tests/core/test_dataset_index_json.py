@@ -1,0 +1,44 @@
+"""The dataset index reads annotation JSON with orjson when it is installed: the same index as
+the stdlib reader, and what orjson refuses (NaN) still opens through the stdlib."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segviewer.core.dataset_index import open_dataset
+from segviewer.core.errors import BadDatasetError
+
+SCENES = Path(__file__).resolve().parents[2] / "assets" / "scenes"
+
+
+def _same(a, b) -> None:
+    assert a.paths == b.paths and a.categories == b.categories and a.gt_key == b.gt_key
+    assert np.array_equal(a.class_counts, b.class_counts) and np.array_equal(a.sizes, b.sizes)
+
+
+def test_orjson_and_stdlib_give_the_same_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("orjson")
+    fast = open_dataset(SCENES / "annotations" / "instances.json")
+    monkeypatch.setitem(sys.modules, "orjson", None)  # import orjson -> ImportError
+    _same(fast, open_dataset(SCENES / "annotations" / "instances.json"))
+
+
+def test_what_orjson_refuses_goes_to_the_stdlib(tmp_path: Path) -> None:
+    data = json.loads((SCENES / "annotations" / "instances.json").read_text())
+    data["info"] = {"score": float("nan")}  # json.dumps writes NaN, which orjson refuses
+    ann = tmp_path / "annotations" / "instances.json"
+    ann.parent.mkdir()
+    ann.write_text(json.dumps(data))
+    for im in data["images"]:
+        (tmp_path / "images").mkdir(exist_ok=True)
+        (tmp_path / "images" / im["file_name"]).write_bytes((SCENES / im["file_name"]).read_bytes())
+    idx = open_dataset(ann)
+    assert len(idx) == 6 and int(idx.gt_count.sum()) == sum(1 for a in data["annotations"] if not a.get("iscrowd"))
+    ann.write_text("{not json")
+    with pytest.raises(BadDatasetError, match="not a readable JSON"):
+        open_dataset(ann)
