@@ -123,7 +123,7 @@ def train(cache: Path, out: Path, minutes: float, seed: int = 0, batch: int = 64
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         step += 1
         if step % 200 == 0:
             print(f"step {step} loss {np.mean(losses[-200:]):.4f} {el:.0f} s", flush=True)
