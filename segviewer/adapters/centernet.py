@@ -62,6 +62,7 @@ class CenterNetInternals(ModelFrame):
     score_thresh: float
     detections: np.ndarray  # indices into the top-k that passed the threshold (what the layers show)
     timings: dict[str, float] = field(default_factory=dict)
+    log_size: bool = False  # the size head predicts log w, log h (``size`` holds exp of it)
     kinds: tuple[str, ...] = CENTERNET_KINDS
 
     def nbytes(self) -> int:
@@ -94,17 +95,25 @@ class CenterNetInternals(ModelFrame):
                         (float(self.size[0, row, col]), float(self.size[1, row, col])), box, is_peak,
                         int(top[0]) if len(top) else None)
 
-    def at(self, x: float, y: float, cls: int | None = None) -> PeakInfo:
-        """What a click at input-image ``(x, y)`` reads: the nearest top-k peak within 2 cells (of
-        ``cls`` if given), else the clicked cell itself (its strongest class, or ``cls``)."""
+    def kept(self, thresh: float, cls: int | None = None) -> np.ndarray:
+        """Indices into the top-k of the peaks scoring at least ``thresh`` (of channel ``cls``)."""
+        sel = self.peaks.scores >= thresh
+        if cls is not None:
+            sel &= self.peaks.cls == int(cls)
+        return np.flatnonzero(sel)
+
+    def at(self, x: float, y: float, cls: int | None = None, thresh: float | None = None) -> PeakInfo:
+        """What a click at input-image ``(x, y)`` reads: the nearest top-k peak scoring at least
+        ``thresh`` (default: the pass's threshold) within 2 cells (of ``cls`` if given), else the
+        clicked cell itself (its strongest class, or ``cls``)."""
         mx, my = self.to_model(x, y)
         h, w = self.heat.shape[1:]
         col, row = int(np.floor(mx / self.stride)), int(np.floor(my / self.stride))
         if not (0 <= row < h and 0 <= col < w):
             raise SegviewerError("The click is outside the image.")
         pk = self.peaks
-        sel = np.ones(len(pk.cls), bool) if cls is None else pk.cls == int(cls)
-        sel &= pk.scores >= self.score_thresh
+        sel = np.zeros(len(pk.cls), bool)
+        sel[self.kept(self.score_thresh if thresh is None else thresh, cls)] = True
         if sel.any():
             d = np.maximum(np.abs(pk.ys - row), np.abs(pk.xs - col)).astype(np.float64)
             d[~sel] = np.inf
@@ -164,5 +173,5 @@ class ShapesCenterNet(_ShapesAdapter):
             image_size=(h, w), model_size=(rh, rw), model_name=str(self.card.id),
             categories=tuple(self.card.categories), heat=heat, offset=heads["offset"], size=heads["size"],
             stride=stride, peaks=pk, boxes=mboxes, score_thresh=float(params.min_score), detections=keep,
-            timings=dict(tm))
+            timings=dict(tm), log_size=bool(self.config.get("log_size", False)))
         return det, it

@@ -69,3 +69,22 @@ def test_a_few_steps_lower_the_loss_and_the_table_builds_the_same_net() -> None:
     model.eval()
     m = task.evaluate(model, batch[:1], "cpu")
     assert set(m) >= {"box_ap", "box_ap50"} and 0.0 <= m["box_ap"] <= 1.0
+
+
+def test_log_size_head_returns_exp_of_its_raw_output() -> None:
+    from segviewer.adapters.nets.centernet import build_centernet
+
+    torch.manual_seed(0)
+    net = build_centernet({"num_classes": 5}).eval()
+    raw = []
+    net.size.register_forward_hook(lambda m, i, o: raw.append(o))
+    with torch.no_grad():
+        out = net(torch.zeros(1, 3, 32, 32))
+    assert out["heatmap"].shape == (1, 5, 8, 8) and out["offset"].shape == out["size"].shape == (1, 2, 8, 8)
+    torch.testing.assert_close(out["size"], torch.exp(raw[0]))
+    assert abs(float(torch.log(out["size"]).mean()) - 2.0) < 0.5  # starts near a typical size (~7 cells)
+    paper = build_centernet({"num_classes": 5, "log_size": False}).eval()
+    raw.clear()
+    paper.size.register_forward_hook(lambda m, i, o: raw.append(o))
+    with torch.no_grad():
+        assert torch.equal(paper(torch.zeros(1, 3, 32, 32))["size"], raw[0])

@@ -116,7 +116,7 @@ FAMILIES: dict[str, Family] = {
     "fcn": Family(_fcn, _fcn_base),
     "unet": Family(_unet, _unet_base),
     "pcv": Family(_pcv, _unet_base, {"vote_stride": 4, "cell_size": 4.0}),
-    "centernet": Family(_centernet, _centernet_base, {"size_weight": 0.1, "offset_weight": 1.0, "min_overlap": 0.7}),
+    "centernet": Family(_centernet, _centernet_base, {"size_weight": 1.0, "offset_weight": 1.0, "min_overlap": 0.7}),
     "yolo": Family(_yolo, _yolo_base),
 }
 

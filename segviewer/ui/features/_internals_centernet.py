@@ -133,6 +133,7 @@ class CenterNetView:
         t.peak.setText(
             f"Cell (x {p.col}, y {p.row}), {cname}: score {p.score:.3f}, {kind}.\n"
             f"Offset head (dx, dy) = ({p.offset[0]:.3f}, {p.offset[1]:.3f}) cells (cyan, from the cell's corner); "
-            f"size head (w, h) = ({p.size[0]:.2f}, {p.size[1]:.2f}) cells.\n"
+            f"size head (w, h) = ({p.size[0]:.2f}, {p.size[1]:.2f}) cells"
+            + (f" (exp of its log w, log h = {np.log(p.size[0]):.3f}, {np.log(p.size[1]):.3f}).\n" if it.log_size else ".\n") +
             f"Box = {s} x (x + dx ∓ w/2, y + dy ∓ h/2) = ({b[0]:.1f}, {b[1]:.1f}, {b[2]:.1f}, {b[3]:.1f}) in the "
             f"model frame (white).")
