@@ -233,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     ap.add_argument("--warmup", type=int, default=DEFAULTS["warmup"])
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="architecture or loss option, e.g. log_size=false size_weight=0.1 (the paper's size term)")
     ap.add_argument("--init", type=Path, help="start from this checkpoint's weights (fresh optimizer and "
                     "schedule); a size head trained without log_size is reset")
     a = ap.parse_args(argv)
@@ -246,8 +248,10 @@ def main(argv: list[str] | None = None) -> int:
 
     val = [D.shapes_instance(s) for s in D.val_seeds(a.val)]
     from segviewer.adapters.nets.centernet import DEFAULT_CONFIG
+    from segviewer.commands.train import _parse_sets
 
-    task = CenterNetTask(list(DETECTION_CATEGORIES), {**DEFAULT_CONFIG, **LOSS_DEFAULTS}, "instance", "centernet")
+    task = CenterNetTask(list(DETECTION_CATEGORIES), {**DEFAULT_CONFIG, **LOSS_DEFAULTS, **_parse_sets(a.set)},
+                         "instance", "centernet")
     cfg = LoopConfig(steps=a.steps, batch_size=bs, lr=a.lr, weight_decay=DEFAULTS["weight_decay"],
                      warmup=a.warmup, seed=a.seed, ckpt_every=a.ckpt_every, max_minutes=a.minutes,
                      extra={"data": "shapes", "command": "python -m segviewer.training.centernet_task "
