@@ -83,6 +83,7 @@ class InternalsFeature(QObject):
         self.selected: int | None = None  # detection index (model's order)
         self.anchor_point: tuple[float, float] | None = None
         self.message = ""
+        self._detector_message = ""  # why the detector tabs have nothing (kept across tab changes)
         self.trace: Any = None
         self.grid: Any = None  # the RoIAlign grid on screen (for hover)
         self.votes: VotesState | None = None
@@ -115,7 +116,7 @@ class InternalsFeature(QObject):
         menu.addAction(dock.toggleViewAction())
 
         p = self.panel
-        p.tabs.currentChanged.connect(lambda *_: self.update_view())
+        p.tabs.currentChanged.connect(self._on_tab_changed)
         p.roi.changed.connect(self.update_view)
         p.rpn.levelChanged.connect(self.update_view)
         p.rpn.nmsChanged.connect(self._new_trace)
@@ -151,6 +152,16 @@ class InternalsFeature(QObject):
         else:
             self.overlays.detach()
             self._hide_stage()
+
+    def _on_tab_changed(self, *_: object) -> None:
+        """Another tab: the last click's complaint belonged to the old one (a vote peak missed is no
+        news on the FCN tab); the detector's own message (none selected, capture failed) stays on
+        the tabs that draw its bundle."""
+        self.show_message(self._detector_message if self.panel.tab_name() in self._detector_tabs() else "")
+        self.update_view()
+
+    def _detector_tabs(self) -> set[str]:
+        return {"roi", "rpn", "mask", self.keypoints.key, *(v.key for v in self.views)}
 
     def _on_selection(self) -> None:
         """The Models picker changed: unticking the FCN takes its stage layer with it."""
@@ -288,6 +299,8 @@ class InternalsFeature(QObject):
             self._wanted.pop("detector", None)
             self._applied.pop("detector", None)
             self.overlays.clear()
+            self.panel.status.setText("")  # not "Running <the last detector> once…" for ever
+            self._detector_message = why
             self.show_message(why)
             self.captured.emit()
             return
@@ -307,6 +320,7 @@ class InternalsFeature(QObject):
         dense = view is not None
         self.panel.set_offered(it.kinds if dense else getattr(it, "kinds", RCNN_KINDS))
         self.keypoints.set_bundle(None if dense else it)
+        self._detector_message = error if it is None else ""
         if it is None:
             self.internals = None
             self.panel.status.setText("")
@@ -349,8 +363,10 @@ class InternalsFeature(QObject):
             f"after NMS (IoU {it.rpn_nms_thresh:g}) → top {c['proposals']} proposals. Box head: "
             f"{c['det_candidates']} class boxes above {it.score_thresh:g} → {c['det_kept']} after NMS → "
             f"{c['detections']} detections.")
-        if len(it.detections):
-            self.selected = int(np.argmax(it.detections.scores))
+        # the best detection the layers show (none: a click says to lower the threshold), not a
+        # hidden one the canvas has no box for
+        shown = np.flatnonzero(it.detections.scores >= self._score_threshold())
+        self.selected = int(shown[np.argmax(it.detections.scores[shown])]) if shown.size else None
         self._fill_nms_groups()
 
     def _fill_nms_groups(self) -> None:
@@ -401,12 +417,16 @@ class InternalsFeature(QObject):
         try:
             if tab == "votes":
                 if self.votes is None:
-                    raise SegviewerError("No vote accumulator yet; show an instance model's result first.")
+                    pending = self.panel.votes.info.text()  # "Running shapes_pcv once…", "Accumulating votes…"
+                    raise SegviewerError(f"The votes are not ready yet: {pending}" if pending.endswith("…") else
+                                         "No vote accumulator yet; show an instance model's result first.")
                 self.votes.pick(x, y)
             elif self.view is not None and tab == self.view.key:
                 self.view.click(x, y)
             elif tab in self.own_views:
                 self.own_views[tab].click(x, y)
+            elif tab not in self._detector_tabs():
+                return  # the FCN stages tab: a click there means nothing (not "still capturing")
             elif self.internals is None:
                 raise SegviewerError(self.message or "The internals are still being captured.")
             elif tab == "rpn":
@@ -427,11 +447,15 @@ class InternalsFeature(QObject):
         from segviewer.analysis.roi_align import NothingHereError, box_at
 
         it = self.internals
-        thr = float(getattr(getattr(self.window, "state", None), "score_threshold", 0.0))
+        thr = self._score_threshold()
         shown = np.flatnonzero(it.detections.scores >= thr)
         if shown.size == 0:
             raise NothingHereError(f"No detection scores {thr:.2f} or more; lower the score threshold.")
         return int(shown[box_at(it.to_image(it.detections.boxes[shown]), x, y)])
+
+    def _score_threshold(self) -> float:
+        """The window's score threshold: the detections below it have no box on the canvas."""
+        return float(getattr(getattr(self.window, "state", None), "score_threshold", 0.0))
 
     def _on_hover(self, pos: Any) -> None:
         if not self.active:

@@ -158,6 +158,14 @@ class RoITab(QWidget):
     def head_name(self) -> str:
         return str(self.head.currentData())
 
+    def offer_mask_head(self, on: bool) -> None:
+        """Grey out "mask head" for a model without one (Faster / Keypoint R-CNN), back to the box head."""
+        item = self.head.model().item(self.head.findData("mask"))
+        item.setEnabled(on)
+        item.setToolTip("" if on else "This model has no mask head.")
+        if not on and self.head_name() == "mask":
+            self.head.setCurrentIndex(self.head.findData("box"))
+
 
 class RPNTab(NmsStepping, QWidget):
     """Anchors at a click, objectness per level, proposal counts and the NMS stepper."""
@@ -527,6 +535,7 @@ class InternalsPanel(QWidget):
     def set_offered(self, kinds: tuple[str, ...] | set[str]) -> None:
         """List the tabs whose capture kinds are all in ``kinds``; stay on a listed tab."""
         offered = set(kinds)
+        self.roi.offer_mask_head("mask_logits" in offered)
         was = max(self.tabs.currentIndex(), 0)
         for i, key in enumerate(self.keys):
             need = self.view_kinds[key]
