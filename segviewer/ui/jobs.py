@@ -41,8 +41,9 @@ _alive: set[JobSignals] = set()
 
 def run_background(fn: Callable[[], Any], on_done: Callable[[Any], None],
                    on_failed: Callable[[str], None], name: str = "Job",
-                   owner: QObject | None = None) -> JobSignals:
-    """Run ``fn`` on the global thread pool; the callbacks run on the UI thread.
+                   owner: QObject | None = None, pool: QThreadPool | None = None) -> JobSignals:
+    """Run ``fn`` on the global thread pool (or ``pool``: a long job there leaves the global one's
+    few threads to the window's short jobs); the callbacks run on the UI thread.
 
     With an ``owner`` (the window or panel the callbacks update), the job's signals are its
     child: once the owner is destroyed a late result is dropped instead of reaching dead widgets.
@@ -58,5 +59,5 @@ def run_background(fn: Callable[[], Any], on_done: Callable[[Any], None],
 
     signals.done.connect(finish(on_done))
     signals.failed.connect(finish(on_failed))
-    QThreadPool.globalInstance().start(_Job(fn, signals, name))
+    (pool or QThreadPool.globalInstance()).start(_Job(fn, signals, name))
     return signals
