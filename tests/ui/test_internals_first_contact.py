@@ -5,6 +5,8 @@ pinned here with the bundled shapes models on a generated scene:
 * the RoI / Mask / Keypoints tabs pre-selected the best detection even when the score threshold
   hides it (its maps drawn for a box the canvas does not show, while a click said "no detection
   scores 0.50 or more");
+* the detector's status line ("Click a detection (RoI, Mask) or anywhere (RPN)") sat above the
+  FCN's and the PCV net's tabs, where a click means something else;
 * with only a semantic or voting model ticked, the status line kept "Running shapes_maskrcnn
   once with hooks…" (or the last detector's pass) for ever, and a click on the FCN stages tab
   answered "The internals are still being captured.";
@@ -33,12 +35,14 @@ def test_click_messages_belong_to_their_tab_and_hidden_detections_are_not_presel
     _go(feat, "roi")
     feat.click(-50.0, -50.0)  # outside every box
     assert "click inside a detection" in feat.message
+    assert not feat.panel.status.isHidden()  # the detector's pass, on its tab
     _go(feat, "fcn")
     assert feat.message == ""  # the RoI tab's complaint is gone
+    assert feat.panel.status.isHidden()  # "Click a detection (RoI, Mask)…" is not about this tab
     feat.click(10.0, 10.0)  # the stages tab takes no clicks: nothing to say
     assert feat.message == ""
     _go(feat, "roi")
-    assert feat.message == ""
+    assert feat.message == "" and not feat.panel.status.isHidden()
 
     # votes asked for before they exist: say they are coming, not "show an instance model"
     _go(feat, "votes")

@@ -157,7 +157,11 @@ class InternalsFeature(QObject):
         """Another tab: the last click's complaint belonged to the old one (a vote peak missed is no
         news on the FCN tab); the detector's own message (none selected, capture failed) stays on
         the tabs that draw its bundle."""
-        self.show_message(self._detector_message if self.panel.tab_name() in self._detector_tabs() else "")
+        on_detector = self.panel.tab_name() in self._detector_tabs()
+        self.show_message(self._detector_message if on_detector else "")
+        # the detector's status line ("Click a detection (RoI, Mask) or anywhere (RPN)") would
+        # misdirect on the tabs that draw another model's pass (FCN stages, upsampling, votes)
+        self.panel.status.setVisible(on_detector)
         self.update_view()
 
     def _detector_tabs(self) -> set[str]:
