@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QItemSelectionModel, QObject, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -203,6 +203,10 @@ class DatasetFeature(QObject):
         self.rows: dict[int, dict[str, Any]] = {}  # the shown run's rows (the dock's totals)
         self._widened = False  # the dock is widened for its table once
         self._syncing = False  # the table and the grid select the same image; not a second open
+        # dataset-wide jobs (reading every stored row, the pooled AP and TIDE, a semantic dataset's
+        # classes) take seconds to minutes: their own threads, the global pool stays the window's
+        self.slow_pool = QThreadPool(self)
+        self.slow_pool.setMaxThreadCount(2)
         self._tide_gen = 0  # the dock's dataset TIDE job: a newer one drops an older one's answer
         self.tide: dict[str, Any] | None = None  # the last dataset TIDE (TideReport.as_dict per IoU type)
         self.dataset_ap: dict[str, Any] | None = None  # the last pooled dataset AP (coco_evaluate's)
@@ -345,7 +349,7 @@ class DatasetFeature(QObject):
             self.classesIndexed.emit()
 
         run_background(lambda: semantic_presence(index, should_stop=lambda: gen != self._gen), done,
-                       self._on_failed, "Indexing classes", owner=self)
+                       self._on_failed, "Indexing classes", owner=self, pool=self.slow_pool)
 
     def _widen_dock(self) -> None:
         """The table is the point of the dock: give it ~40% of the window (name, GT and a few
@@ -410,7 +414,7 @@ class DatasetFeature(QObject):
             self.panel.status.setText(f"{mid}: {len(rows)} of {len(index)} images scored{vs}.")
             self.rowsLoaded.emit()
 
-        run_background(load, done, self._on_failed, "Reading stored results", owner=self)
+        run_background(load, done, self._on_failed, "Reading stored results", owner=self, pool=self.slow_pool)
 
     def compare_with(self, key: tuple[str, str] | None) -> None:
         """Compare the shown run (A) with another stored run (B): Δ columns, disagreement layer;
@@ -662,7 +666,7 @@ class DatasetFeature(QObject):
                 gt_feature.show_dataset_totals(label, totals, got["tide"], ap=got["ap"], ap_backend=got["backend"])
                 self.tideReady.emit()
 
-        run_background(work, done, self._on_failed, "TIDE over the dataset", owner=self)
+        run_background(work, done, self._on_failed, "TIDE over the dataset", owner=self, pool=self.slow_pool)
 
     def _side_layers(self) -> tuple[list[tuple[Any, float]], list[tuple[Any, float]], list[str], list[str]]:
         """What A and B show: each run's layers as the Layers panel has them (visible ones, their
@@ -747,10 +751,13 @@ class DatasetFeature(QObject):
 
     def shutdown(self, timeout_ms: int = 30000) -> bool:
         self.stop()
+        self._gen += 1  # dataset-wide jobs stop between images
+        self._tide_gen += 1
+        self.slow_pool.clear()
         if self.compare_view is not None:
             self.compare_view.close()
         self.thumbs.pool.clear()
-        ok = self.thumbs.wait(timeout_ms)
+        ok = self.thumbs.wait(timeout_ms) and self.slow_pool.waitForDone(timeout_ms)
         if self.store is not None:
             self.store.close()
             self.store = None
