@@ -13,10 +13,13 @@ rescaled polygons, wrong classes, misses, spurious detections). One run measures
   every thumbnail made (the in-memory cache is bounded; the rest is on disk), and the disk
   cache's size and the time of the prune scan a dataset open runs (the cache is capped);
 * dataset AP (bbox and segm) with ``faster-coco-eval`` vs ``pycocotools``, timed interleaved in
-  the same run, and the largest difference between their twelve numbers.
+  the same run, and the largest difference between their twelve numbers;
+* with ``--score [N]``: scoring the results into a result store image by image (the rows the
+  table shows) and the Metrics dock's dataset totals over that run (pooled AP + TIDE, one pass).
 
     nice -n 10 python bench/dataset.py                       # 5,000 images (generation ~1 min)
     nice -n 10 python bench/dataset.py --n 500 --keep /tmp/dsbench --no-scroll
+    nice -n 10 python bench/dataset.py --keep /tmp/dsbench --score 1000   # + scoring into a store, totals
 
 Needs ``pip install -e ".[fast]"`` for the faster-coco-eval column (skipped without it).
 """
@@ -224,6 +227,34 @@ def ui_bench(ann_path: Path, cache: Path, scroll: bool) -> list[list[object]]:
     return rows
 
 
+def score_bench(ann_path: Path, res_path: Path, store_path: Path, n: int | None) -> list[list[object]]:
+    """Score the results JSON image by image into a fresh result store (what Score… does), then
+    the dock's dataset totals over the stored run: pooled AP + TIDE in one pass."""
+    from segviewer.analysis.dataset_eval import dataset_instance_totals, run_dataset
+    from segviewer.core.dataset_index import open_dataset
+    from segviewer.core.result_store import ResultStore
+    from segviewer.ui.features._dataset_jobs import results_predictor
+
+    index = open_dataset(ann_path)
+    images = list(range(len(index) if n is None else min(n, len(index))))
+    rows: list[list[object]] = []
+    with ResultStore(store_path) as store:
+        predict = results_predictor(index, res_path)
+        t0 = time.perf_counter()
+        run_dataset(index, predict, store, "results", "bench", images=images)
+        dt = time.perf_counter() - t0
+        rows.append(["score a run (per-image rows, stored)", f"{dt:.1f} s",
+                     f"{len(images)} images, {1000 * dt / len(images):.0f} ms per image"])
+        t0 = time.perf_counter()
+        got = dataset_instance_totals(((int(index.image_ids[i]), store.get_prediction(
+            store.image_hash(index.paths[i]), "results", "bench")[0], index.ground_truth(i)) for i in images),
+            index._instances)  # noqa: SLF001
+        rows.append(["dataset totals: pooled AP + TIDE", f"{time.perf_counter() - t0:.1f} s",
+                     f"{got['backend']}; AP bbox {got['ap']['bbox']['AP']:.4f} segm {got['ap']['segm']['AP']:.4f}; "
+                     f"TIDE segm dAP miss {got['tide']['segm']['dAP']['missed']:.2f}"])
+    return rows
+
+
 def ap_bench(ann_path: Path, res_path: Path, repeats: int = 2) -> list[list[object]]:
     from segviewer.analysis.instance_eval import coco_evaluate, faster_available
 
@@ -258,6 +289,9 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, default=None, help="generate into (and reuse) this folder")
     ap.add_argument("--no-scroll", action="store_true", help="skip scrolling through every thumbnail")
     ap.add_argument("--no-ap", action="store_true")
+    ap.add_argument("--score", type=int, nargs="?", const=-1, default=None, metavar="N",
+                    help="also score the results into a store (first N images; all without N) and time the "
+                         "dock's dataset totals (pooled AP + TIDE)")
     ap.add_argument("--ap-repeats", type=int, default=1, help="AP runs per backend (pycocotools: ~1.5 min each at 5,000)")
     args = ap.parse_args()
     print(machine_line())
@@ -268,6 +302,8 @@ def main() -> int:
         print(f"dataset: {args.n} images, {ann_path.stat().st_size / 1e6:.1f} MB instances JSON, "
               f"{res_path.stat().st_size / 1e6:.1f} MB results ({time.perf_counter() - t0:.0f} s to make or find)")
         rows = ui_bench(ann_path, Path(tmp) / "thumbs", not args.no_scroll)
+        if args.score is not None:
+            rows += score_bench(ann_path, res_path, Path(tmp) / "store.sqlite", None if args.score < 0 else args.score)
         if not args.no_ap:
             rows += ap_bench(ann_path, res_path, args.ap_repeats)
     print(table(rows, ["what", "time", "notes"]))
