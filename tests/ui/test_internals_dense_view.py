@@ -70,6 +70,12 @@ def test_dense_tab_listed_click_and_nms(qtbot, dense_window) -> None:  # noqa: A
     assert tabs["dense"] and not tabs["roi"] and not tabs["rpn"] and not tabs["mask"]
     assert p.tab_name() == "dense"
     assert "anchors x" in feat.dense.tab.counts.text()
+    for i in range(len(it.grids)):  # the level's anchor spacing as torchvision uses it, across and down
+        sy, sx = it.stride(i)
+        text = feat.dense.tab.level.itemText(i)
+        assert text.endswith(f"stride {sx:.3g}" if sx == sy else f"stride x {sx:.3g}, y {sy:.3g}"), text
+    assert len({it.stride(i) for i in range(len(it.grids))}) == len(it.grids)
+    assert any(sx != sy for sy, sx in map(it.stride, range(len(it.grids))))  # this frame's top level
     with qtbot.waitSignal(feat.viewUpdated, timeout=5000):
         feat.click(100.0, 80.0)
     assert feat.message == ""

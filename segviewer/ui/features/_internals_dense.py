@@ -67,7 +67,10 @@ class DenseHeadsView:
         if it is not None:
             for i, (h, w) in enumerate(it.grids):
                 sy, sx = it.stride(i)
-                t.level.addItem(f"{i}: {w}x{h}, stride {sx:.3g}", i)
+                # torchvision spaces anchors by padded size // cells: on a top level that is not a
+                # power of two and not the same across and down (1216x800 frame, P7 10x7: 121 x, 114 y)
+                stride = f"{sx:.3g}" if abs(sx - sy) < 1e-6 else f"x {sx:.3g}, y {sy:.3g}"
+                t.level.addItem(f"{i}: {w}x{h}, stride {stride}", i)
             t.cls.addItem("max over classes", -1)
             for k in range(it.foreground, len(it.categories)):
                 t.cls.addItem(it.categories[k], k)
