@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PySide6.QtGui import QTextDocument
 from torchvision.ops import batched_nms
 
 from segviewer.adapters.base import PredictParams
@@ -70,6 +71,11 @@ def test_dense_tab_listed_click_and_nms(qtbot, dense_window) -> None:  # noqa: A
     assert tabs["dense"] and not tabs["roi"] and not tabs["rpn"] and not tabs["mask"]
     assert p.tab_name() == "dense"
     assert "anchors x" in feat.dense.tab.counts.text()
+    title = feat.dense.tab.focal_title  # rich text: the whole rule shows ("<" was read as a tag)
+    assert "RetinaNet assignment" in title.text() and "negative, between ignored" in title.text()
+    doc = QTextDocument()
+    doc.setHtml(title.text())
+    assert doc.toPlainText().endswith("< 0.4 negative, between ignored)"), doc.toPlainText()
     for i in range(len(it.grids)):  # the level's anchor spacing as torchvision uses it, across and down
         sy, sx = it.stride(i)
         text = feat.dense.tab.level.itemText(i)

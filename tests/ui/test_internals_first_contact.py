@@ -11,7 +11,9 @@ pinned here with the bundled shapes models on a generated scene:
   once with hooks…" (or the last detector's pass) for ever, and a click on the FCN stages tab
   answered "The internals are still being captured.";
 * the RoI tab offered the mask head's pooler for a model without one (Keypoint / Faster R-CNN);
-* a click on the Votes tab while the PCV net runs said to "show an instance model's result first".
+* a click on the Votes tab while the PCV net runs said to "show an instance model's result first";
+* the dense tab's focal-loss heading lost its end ("< 0.4 negative, between ignored" read as an HTML
+  tag) and named RetinaNet's IoU rule for FCOS too.
 """
 
 from __future__ import annotations
@@ -91,3 +93,19 @@ def test_roi_tab_offers_the_mask_pooler_only_with_a_mask_head(qtbot) -> None:  #
     assert not mask.isEnabled() and panel.roi.head_name() == "box"
     panel.set_offered(("roi", "rpn", "mask_logits"))
     assert mask.isEnabled()
+
+
+def test_focal_heading_names_each_models_assignment_in_full(qtbot) -> None:  # noqa: ANN001
+    from PySide6.QtGui import QTextDocument
+
+    from segviewer.ui.widgets.internals_dense_tab import DenseTab
+
+    tab = DenseTab()
+    qtbot.addWidget(tab)
+    doc = QTextDocument()
+    for kind, rule in (("retinanet", "IoU ≥ 0.5 positive, < 0.4 negative, between ignored"),
+                       ("fcos", "nothing ignored")):
+        tab.set_focal_rule(kind)
+        doc.setHtml(tab.focal_title.text())
+        assert doc.toPlainText().endswith(rule + ")"), doc.toPlainText()  # the whole rule, no tag eaten
+    assert "RetinaNet" not in doc.toPlainText()  # FCOS: centre sampling, not RetinaNet's IoU rule

@@ -65,6 +65,7 @@ class DenseHeadsView:
             combo.blockSignals(True)
             combo.clear()
         if it is not None:
+            t.set_focal_rule(it.kind)
             for i, (h, w) in enumerate(it.grids):
                 sy, sx = it.stride(i)
                 # torchvision spaces anchors by padded size // cells: on a top level that is not a

@@ -61,8 +61,9 @@ class DenseTab(NmsStepping, QWidget):
         lay.addWidget(self.counts)
         lay.addWidget(self.anchors)
         self._add_nms_stepper(lay, "Class-wise NMS", "Class")
-        lay.addWidget(text_label("<b>Focal loss</b> (RetinaNet assignment: IoU ≥ 0.5 positive, < 0.4 negative, "
-                             "between ignored)"))
+        self.focal_title = text_label("")
+        self.set_focal_rule("retinanet")
+        lay.addWidget(self.focal_title)
         f3 = QFormLayout()
         grow = QHBoxLayout()
         grow.addWidget(self.gamma, 1)
@@ -99,3 +100,13 @@ class DenseTab(NmsStepping, QWidget):
     def _on_gamma(self, v: int) -> None:
         self.gamma_label.setText(f"γ {v / 10:.1f}")
         self.changed.emit()
+
+    def set_focal_rule(self, kind: str) -> None:
+        """The focal-loss heading names the model's own assignment rule (rich text: ``<`` escaped)."""
+        rules = {
+            "retinanet": "RetinaNet assignment: IoU ≥ 0.5 positive, &lt; 0.4 negative, between ignored",
+            "fcos": ("FCOS assignment: a location inside a box, within 1.5 strides of its centre, on the level "
+                     "whose size range holds the box, is positive (the smallest box wins); the rest negative, "
+                     "nothing ignored"),
+        }
+        self.focal_title.setText(f"<b>Focal loss</b> ({rules.get(kind, 'RetinaNet and FCOS train with it')})")
