@@ -86,6 +86,18 @@ def _nearest_index(shape: tuple[int, ...], out_size: tuple[int, int],
     return np.clip(rows, 0, shape[0] - 1), np.clip(cols, 0, shape[1] - 1), okr, okc
 
 
+def _check_frame(out_size: tuple[int, int], extent: tuple[float, float, float, float] | None) -> tuple[int, int]:
+    """``(oh, ow)`` after checking the output size is positive and the extent is not empty."""
+    oh, ow = (int(s) for s in out_size)
+    if oh <= 0 or ow <= 0:
+        raise SegviewerError(f"The output size must be positive; got {oh}x{ow}.")
+    if extent is not None:
+        x0, y0, x1, y1 = (float(e) for e in extent)
+        if not (x1 > x0 and y1 > y0):
+            raise SegviewerError(f"The heatmap extent {extent} is empty.")
+    return oh, ow
+
+
 def resample_grid(values: np.ndarray, out_size: tuple[int, int],
                   extent: tuple[float, float, float, float] | None = None,
                   interpolation: str = "nearest") -> np.ndarray:
@@ -100,12 +112,8 @@ def resample_grid(values: np.ndarray, out_size: tuple[int, int],
     v = np.asarray(values, np.float32)
     if v.ndim != 2 or v.size == 0:
         raise SegviewerError(f"A heatmap needs a non-empty 2-D grid; got shape {v.shape}.")
-    oh, ow = (int(s) for s in out_size)
-    if oh <= 0 or ow <= 0:
-        raise SegviewerError(f"The output size must be positive; got {oh}x{ow}.")
+    oh, ow = _check_frame(out_size, extent)
     x0, y0, x1, y1 = (0.0, 0.0, float(v.shape[1]), float(v.shape[0])) if extent is None else (float(e) for e in extent)
-    if not (x1 > x0 and y1 > y0):
-        raise SegviewerError(f"The heatmap extent {extent} is empty.")
     sx, sy = (x1 - x0) / ow, (y1 - y0) / oh
     if interpolation == "nearest":
         rows, cols, okr, okc = _nearest_index(v.shape, (oh, ow), (x0, y0, x1, y1))
@@ -137,7 +145,7 @@ def heatmap_rgba(values: np.ndarray, vmin: float | None = None, vmax: float | No
         raise SegviewerError("An extent needs an out_size to resample to.")
     if out_size is not None and interpolation == "nearest":
         # color the (small) grid once, then gather whole RGBA pixels: the fast path for big outputs
-        resample_grid(v[:1, :1], out_size, extent)  # validates out_size and extent
+        _check_frame(out_size, extent)  # (resampling a 1x1 grid to validate cost ~0.4 s at 4000x3000)
         cells = heatmap_rgba(v, vmin, vmax, cmap, alpha, symmetric=symmetric, alpha_by_value=alpha_by_value)
         ext = (0.0, 0.0, float(v.shape[1]), float(v.shape[0])) if extent is None else tuple(float(e) for e in extent)
         rows, cols, okr, okc = _nearest_index(v.shape, tuple(int(o) for o in out_size), ext)
