@@ -249,9 +249,10 @@ def score_bench(ann_path: Path, res_path: Path, store_path: Path, n: int | None)
         got = dataset_instance_totals(((int(index.image_ids[i]), store.get_prediction(
             store.image_hash(index.paths[i]), "results", "bench")[0], index.ground_truth(i)) for i in images),
             index._instances)  # noqa: SLF001
+        aps = " ".join(f"{t} {r['AP']:.4f}" for t, r in (got["ap"] or {}).items())
+        tide = " ".join(f"{t} AP50 {r['ap50']:.1f}" for t, r in got["tide"].items())
         rows.append(["dataset totals: pooled AP + TIDE", f"{time.perf_counter() - t0:.1f} s",
-                     f"{got['backend']}; AP bbox {got['ap']['bbox']['AP']:.4f} segm {got['ap']['segm']['AP']:.4f}; "
-                     f"TIDE segm dAP miss {got['tide']['segm']['dAP']['missed']:.2f}"])
+                     f"{got['backend']}; AP {aps}; TIDE {tide}"])
     return rows
 
 

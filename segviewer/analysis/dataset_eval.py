@@ -18,11 +18,13 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import numpy as np
+
 from segviewer.analysis.evaluation import ImageEval, MergeParams, image_report
 from segviewer.core.results import Detections, PanopticMap, SemanticMap
 
 __all__ = ["ROW_KEYS", "ERROR_KEYS", "evaluate_image", "image_row", "run_dataset", "row_value", "summarize_rows",
-           "shown_result", "dataset_tide", "panoptic_report", "dataset_instance_totals"]
+           "shown_result", "dataset_tide", "panoptic_report", "dataset_instance_totals", "with_empty_masks"]
 
 DEFAULT_PARAMS = MergeParams()
 _SHORT = ("cls", "loc", "both", "dupe", "bkg", "miss")
@@ -154,6 +156,17 @@ def summarize_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     return out
 
 
+def with_empty_masks(d: Detections) -> Detections:
+    """No detections on an image: scored for masks too (an empty mask set), as ``eval`` does, so
+    one empty image does not turn a run's mask numbers off."""
+    if d.masks is not None or len(d):
+        return d
+    from segviewer.core.results import MaskSet
+
+    return Detections(d.image_size, d.boxes, d.scores, d.class_ids, d.categories,
+                      masks=MaskSet(d.image_size, (), np.zeros((0, 2), np.int32)))
+
+
 def dataset_tide(items: Iterable[tuple[Any, Any]], should_stop: Callable[[], bool] | None = None
                  ) -> dict[str, dict[str, Any]] | None:
     """TIDE over a dataset run (the dock's totals): each type's count, dAP and AP50 for boxes
@@ -175,7 +188,7 @@ def dataset_tide(items: Iterable[tuple[Any, Any]], should_stop: Callable[[], boo
         if not isinstance(inst, Detections) or gt is None or gt.instances is None:
             continue
         cats = gt.instances.categories
-        p = remap_detections(inst, cats)
+        p = with_empty_masks(remap_detections(inst, cats))
         evs["bbox"].append(classify_image(p, gt.instances, "bbox"))
         masks = masks and p.masks is not None and gt.instances.masks is not None
         if masks:

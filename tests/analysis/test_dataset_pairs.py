@@ -104,3 +104,16 @@ def test_a_panoptic_models_map_is_stored_and_scored(scene, tmp_path: Path) -> No
                            images=[0, 1])
         assert rows[0]["pq"] == pytest.approx(row["pq"]) and rows[1]["pq"] == pytest.approx(1.0)
         assert isinstance(store.get_prediction(store.image_hash(index.paths[0]), "pan", "w")[0], PanopticMap)
+
+
+def test_an_image_without_detections_keeps_the_mask_numbers_on(scene) -> None:
+    from segviewer.analysis.dataset_eval import dataset_tide, with_empty_masks
+
+    _index, gt, inst, _sem = scene
+    none = Detections(inst.image_size, np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
+                      np.zeros(0, np.int32), inst.categories)  # as coco_to_detections gives an empty image
+    got = dataset_tide([(inst, gt), (none, gt)])
+    assert set(got) == {"bbox", "segm"} and got["segm"]["counts"]["missed"] >= len(gt.instances)
+    assert with_empty_masks(none).masks is not None and with_empty_masks(inst) is inst
+    row = evaluate_image(with_empty_masks(none), gt)[1]
+    assert row["mask_ap"] == 0.0 and row["fn"] == len(gt.instances)

@@ -136,3 +136,23 @@ def test_inference_ms_leaves_out_loading_the_model(tmp_path: Path) -> None:
 
     result, ms = model_predictor(index, SlowLoadHost(), "m", "cpu", None, PredictParams())(0)
     assert result is gt and 15 <= ms < 300
+
+
+def test_an_image_without_results_is_still_scored_for_masks(tmp_path: Path) -> None:
+    import json
+
+    from segviewer.analysis.dataset_eval import evaluate_image
+    from segviewer.core.coco_results import detections_to_coco
+    from segviewer.core.dataset_index import open_dataset
+    from segviewer.ui.features._dataset_jobs import results_predictor
+
+    write_dataset(tmp_path / "ds", 2, seed=4, size=(48, 64))
+    index = open_dataset(tmp_path / "ds" / "annotations" / "instances.json")
+    gt0 = index.ground_truth(0).instances
+    res = tmp_path / "results.json"  # image 0 only: image 1 has no detections at all
+    res.write_text(json.dumps(detections_to_coco(gt0, int(index.image_ids[0]), list(index._instances.category_ids))))
+    predict = results_predictor(index, res)
+    empty, _ = predict(1)
+    assert len(empty) == 0 and empty.masks is not None
+    row = evaluate_image(empty, index.ground_truth(1))[1]
+    assert row["mask_ap"] == 0.0 and row["mask_miss"] == len(index.ground_truth(1).instances)

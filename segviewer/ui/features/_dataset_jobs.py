@@ -42,10 +42,15 @@ def results_predictor(index: Any, results_path: Path) -> Callable[[int], tuple[A
     if inst is None:
         raise BadDatasetError("results JSONs need a COCO instances dataset (its image and category ids)")
 
+    with_masks = any("segmentation" in r for r in data)
+
     def predict(i: int) -> tuple[Any, float]:
+        from segviewer.analysis.dataset_eval import with_empty_masks
+
         iid = int(index.image_ids[i])
         h, w = inst._size(iid)  # noqa: SLF001
-        return coco_to_detections(by_image.get(iid, []), (h, w), inst.categories, inst.category_ids), float("nan")
+        det = coco_to_detections(by_image.get(iid, []), (h, w), inst.categories, inst.category_ids)
+        return (with_empty_masks(det) if with_masks else det), float("nan")  # no detections: still scored for masks
 
     return predict
 
