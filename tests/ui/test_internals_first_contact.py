@@ -13,7 +13,9 @@ pinned here with the bundled shapes models on a generated scene:
 * the RoI tab offered the mask head's pooler for a model without one (Keypoint / Faster R-CNN);
 * a click on the Votes tab while the PCV net runs said to "show an instance model's result first";
 * the dense tab's focal-loss heading lost its end ("< 0.4 negative, between ignored" read as an HTML
-  tag) and named RetinaNet's IoU rule for FCOS too.
+  tag) and named RetinaNet's IoU rule for FCOS too;
+* marker crosses (keypoints, vote peaks, the clicked unit) were sized in image pixels: invisible
+  on a 4000 x 3000 photo, wider than an 8 x 8 one.
 """
 
 from __future__ import annotations
@@ -109,3 +111,25 @@ def test_focal_heading_names_each_models_assignment_in_full(qtbot) -> None:  # n
         doc.setHtml(tab.focal_title.text())
         assert doc.toPlainText().endswith(rule + ")"), doc.toPlainText()  # the whole rule, no tag eaten
     assert "RetinaNet" not in doc.toPlainText()  # FCOS: centre sampling, not RetinaNet's IoU rule
+
+
+def test_marker_size_is_screen_pixels_at_any_zoom(qtbot) -> None:  # noqa: ANN001
+    """A keypoint or vote-peak cross of 6 image pixels was 0.7 px on screen over a 4000 x 3000 photo
+    and wider than the whole of an 8 x 8 image; Overlays.screen_px sizes markers on screen."""
+    import pyqtgraph as pg
+
+    from segviewer.ui.features._internals_views import Overlays
+
+    view = pg.GraphicsLayoutWidget()
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    vb = view.addViewBox(lockAspect=True)
+    view.show()
+    qtbot.waitExposed(view)
+    ov = Overlays(vb)
+    for width in (4000.0, 8.0):
+        vb.setRange(xRange=(0.0, width), yRange=(0.0, width * 0.75), padding=0.0)
+        qtbot.wait(20)
+        per_px = max(vb.viewPixelSize())
+        assert np.isclose(ov.screen_px(6.0), 6.0 * per_px)
+        assert (ov.screen_px(6.0) > 6.0) == (width > 400.0)  # bigger than 6 image px only when zoomed out

@@ -122,6 +122,11 @@ def test_upsampling_and_receptive_views_from_one_fcn_pass(qtbot, fcn_window) -> 
     ys, xs = np.nonzero(erf)
     assert ys.size and y0 <= ys.min() + oy and ys.max() + oy <= y1 and x0 <= xs.min() + ox and xs.max() + ox <= x1
     assert "inside the box" in rv.tab.unit.text()
+    # the unit's cross is 8 screen pixels at this zoom (image pixels: invisible on a big photo)
+    cross = feat.overlays.segments["points"]
+    half = float(cross[0, 1, 0] - cross[0, 0, 0]) / 2
+    px = max(feat.overlays.vb.viewPixelSize())
+    assert np.isclose(half, 8.0 * px, rtol=1e-4) and not np.isclose(px, 1.0)
 
     # the PCV head's dilated taps: one pass of the PCV net, 7 x 7 taps (3x3 d2 then 3x3 d4)
     rv.tab.taps.setChecked(True)

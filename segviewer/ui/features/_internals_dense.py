@@ -165,7 +165,7 @@ class DenseHeadsView:
             ltrb = it.ltrb(i)
             arrows = ltrb_arrow_segments(c, ltrb)
             overlays.set("links", scale_segments(arrows, scale))
-            overlays.set("points", cross_segments(np.array([c]) * np.asarray(scale), 4.0))
+            overlays.set("points", cross_segments(np.array([c]) * np.asarray(scale), overlays.screen_px(6.0)))
             ctr = float(it.centerness_map(level)[at.row, at.col])
             lines.append(f"FCOS: l {ltrb[0]:.1f}, t {ltrb[1]:.1f}, r {ltrb[2]:.1f}, b {ltrb[3]:.1f} px (arrows), "
                          f"centerness {ctr:.3f}.")

@@ -80,8 +80,8 @@ class KeypointsView:
         heat = heatmap_rgba(maps[picked], cmap="inferno", alpha=200, alpha_by_value=True)
         overlays.image(heat, (x0, y0, max(x1 - x0, 1e-3), max(y1 - y0, 1e-3)))  # the map spans the box
         others = np.delete(xy_img, picked, 0)
-        overlays.set("peaks", cross_segments(others, 3.0) if len(others) else None)
-        overlays.set("hover_points", cross_segments(xy_img[[picked]], 6.0))
+        overlays.set("peaks", cross_segments(others, overlays.screen_px(4.0)) if len(others) else None)
+        overlays.set("hover_points", cross_segments(xy_img[[picked]], overlays.screen_px(8.0)))
         self.drawn = {"index": index, "maps": maps, "gallery": pic, "rects": rects, "peaks": peaks,
                       "xy": xy_img, "scores": scores, "picked": picked}
         det = it.detections

@@ -319,7 +319,8 @@ class ReceptiveView(_FCNPassView):
         centre = ((y0 + y1) / 2, (x0 + x1) / 2)
         if t.theoretical.isChecked():
             overlays.set("region", box_segments(np.array([[x0 * sx, y0 * sy, (x1 + 1) * sx, (y1 + 1) * sy]])))
-        overlays.set("points", cross_segments(np.array([[(centre[1] + 0.5) * sx, (centre[0] + 0.5) * sy]]), 6.0))
+        overlays.set("points", cross_segments(np.array([[(centre[1] + 0.5) * sx, (centre[0] + 0.5) * sy]]),
+                                              overlays.screen_px(8.0)))
         text = (f"Unit (channel {c}, the strongest there; row {row}, col {col}) of {name}: theoretical field rows "
                 f"{y0}..{y1}, cols {x0}..{x1} of the {rw}x{rh} model frame ({y1 - y0 + 1} px side; magenta; "
                 "outside the frame it reads padding).")
