@@ -203,6 +203,7 @@ class DatasetFeature(QObject):
         self.rows: dict[int, dict[str, Any]] = {}  # the shown run's rows (the dock's totals)
         self._widened = False  # the dock is widened for its table once
         self._syncing = False  # the table and the grid select the same image; not a second open
+        self._rows_gen = 0  # stored rows read in the background: only the newest choice's land
         # dataset-wide jobs (reading every stored row, the pooled AP and TIDE, a semantic dataset's
         # classes) take seconds to minutes: their own threads, the global pool stays the window's
         self.slow_pool = QThreadPool(self)
@@ -396,6 +397,8 @@ class DatasetFeature(QObject):
         mid, wh = self.run_key
 
         other = self.compare_key if self.compare_key not in (self.run_key, GROUND_TRUTH_RUN) else None
+        self._rows_gen += 1
+        gen = self._rows_gen
 
         def load() -> tuple[dict[int, Any], list[str]]:
             from segviewer.ui.features._dataset_compare import compare_rows, stored_rows
@@ -405,6 +408,8 @@ class DatasetFeature(QObject):
             return stored_rows(store, index, (mid, wh)), []
 
         def done(got: tuple[dict[int, Any], list[str]]) -> None:
+            if gen != self._rows_gen or self.index is not index:
+                return  # a newer choice (run, comparison, dataset) is on its way
             rows, delta_keys = got
             self.rows = rows
             self._push_totals()
@@ -500,6 +505,7 @@ class DatasetFeature(QObject):
 
         self.stop()
         self.run_key = (model_id, weights_hash)
+        self._rows_gen += 1  # a stored-rows read still in flight must not replace this run's rows
         self.rows = {}
         self.model.set_metrics({}, ROW_KEYS)
         job = DatasetRun(self.index, self.store, model_id, weights_hash, make, self)
