@@ -14,17 +14,25 @@ network and read its outputs::
     mean = [0.0, 0.0, 0.0]
     std = [1.0, 1.0, 1.0]
     channels = "rgb"          # or "bgr"
-    outputs = {}              # role -> output name (default: the model's outputs in order)
+    outputs = {}              # role -> output name (default: the output named as the role, else
+                              # the model's outputs in order)
     box_format = "xyxy"       # detection layout: xyxy | cxcywh | xywh
     normalized = false        # detection layout: boxes in [0, 1] of the input
     label_offset = 0          # added to the model's labels to index the card's categories
+    mask_threshold = 0.5      # detection layout with masks: a pixel is inside at this probability
     iou = 0.7                 # yolo layouts: NMS threshold (class-aware)
 
 Layouts and their output roles:
 
 * ``detection`` (NMS already in the graph, e.g. torchvision or an end-to-end export): ``boxes``
   ``(N, 4)``, ``scores`` ``(N,)``, ``labels`` ``(N,)``, or one ``detections`` output ``(N, 6)`` of
-  ``x0 y0 x1 y1 score label`` (a leading batch dimension of 1 is dropped everywhere);
+  ``x0 y0 x1 y1 score label`` (a leading batch dimension of 1 is dropped everywhere); optionally
+  ``masks`` ``(N, 1, h, w)`` or ``(N, h, w)``: each detection's mask probabilities over the input (as
+  torchvision's Mask R-CNN pastes them), bound when the card names it or an output is called
+  ``masks``. A torchvision detection export takes one ``(3, H, W)`` image (its input list) and
+  resizes and normalises inside the graph: give it ``resize = "none"`` and the default
+  ``scale`` / ``mean`` / ``std``, and its 1-based labels index categories that start with
+  ``__background__``;
 * ``yolo`` / ``yolo-seg`` (as Ultralytics exports them): ``predictions`` ``(1, 4 + C [+ M], A)``,
   each anchor a ``cx cy w h`` box in input pixels, C class scores (already sigmoids) and, for
   ``yolo-seg``, M mask coefficients; ``protos`` ``(1, M, mh, mw)``. Here: score filter, class-aware
@@ -87,6 +95,7 @@ class OnnxSpec:
     normalized: bool = False
     label_offset: int = 0
     iou: float = 0.7
+    mask_threshold: float = 0.5
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> OnnxSpec:
@@ -123,7 +132,7 @@ class OnnxSpec:
             raise bad("std must not be 0")
         try:
             for key, conv in (("pad_value", float), ("scale", float), ("label_offset", int), ("iou", float),
-                              ("normalized", bool), ("input", str)):
+                              ("normalized", bool), ("input", str), ("mask_threshold", float)):
                 if key in data:
                     kw[key] = conv(data[key])
         except (TypeError, ValueError) as err:
@@ -131,7 +140,7 @@ class OnnxSpec:
         outs = data.get("outputs", {})
         if not isinstance(outs, dict):
             raise bad("outputs must map roles to output names")
-        roles = set(_ROLES[layout]) | ({"detections"} if layout == "detection" else set())
+        roles = set(_ROLES[layout]) | ({"detections", "masks"} if layout == "detection" else set())
         extra_roles = sorted(set(outs) - roles)
         if extra_roles:
             raise bad(f"outputs names roles {', '.join(extra_roles)}; the {layout} layout has {', '.join(sorted(roles))}")
@@ -257,16 +266,19 @@ class OnnxAdapter:
         if name not in inputs:
             raise CheckpointMismatchError(f"{path.name} has no input {name!r} (it has {', '.join(inputs)})")
         inp = inputs[name]
-        if len(inp.shape) != 4:
-            raise CheckpointMismatchError(f"{path.name}: input {name} has shape {inp.shape}; an image input is (1, 3, H, W)")
+        if len(inp.shape) not in (3, 4):
+            raise CheckpointMismatchError(
+                f"{path.name}: input {name} has shape {inp.shape}; an image input is (1, 3, H, W) or (3, H, W)")
         self._input = inp
         outs = [o.name for o in session.get_outputs()]
         roles = _ROLES[spec.layout]
         if spec.layout == "detection" and ("detections" in spec.outputs or len(outs) == 1):
             roles = ("detections",)
+        if spec.layout == "detection" and ("masks" in spec.outputs or "masks" in outs):
+            roles = (*roles, "masks")
         names: dict[str, str] = {}
         for i, role in enumerate(roles):
-            want = spec.outputs.get(role) or (outs[i] if i < len(outs) else None)
+            want = spec.outputs.get(role) or (role if role in outs else (outs[i] if i < len(outs) else None))
             if want not in outs:
                 raise CheckpointMismatchError(
                     f"{path.name} has no output for {role} ({want!r}); its outputs are {', '.join(outs)}: "
@@ -294,9 +306,9 @@ class OnnxAdapter:
     def _input_size(self, h: int, w: int) -> tuple[int, int]:
         if self.spec.size is not None:
             return self.spec.size
-        shape = self._input.shape
-        if isinstance(shape[2], int) and isinstance(shape[3], int) and shape[2] > 0 and shape[3] > 0:
-            return int(shape[2]), int(shape[3])
+        hh, ww = self._input.shape[-2:]
+        if isinstance(hh, int) and isinstance(ww, int) and hh > 0 and ww > 0:
+            return hh, ww
         return h, w  # a dynamic input and no size in the card: the image as it is
 
     def _preprocess(self, img: np.ndarray) -> tuple[np.ndarray, _Geometry]:
@@ -330,6 +342,8 @@ class OnnxAdapter:
         tm = timings if timings is not None else Timings()
         with tm.stage("preprocess"):
             x, geo = self._preprocess(img)
+            if len(self._input.shape) == 3:  # one (3, H, W) image, as torchvision's detection exports take it
+                x = x[0]
         with tm.stage("model"):
             try:
                 values = self.session.run(list(self._names.values()), {self._input.name: x})
@@ -370,7 +384,32 @@ class OnnxAdapter:
         if len(keep) and (cls[keep].min() < 0):
             raise SegviewerError(f"{self.card.id}: the model gives label {int(cls[keep].min())}; set label_offset in [onnx]")
         cats = self._categories_for(int(cls[keep].max()) + 1 if len(keep) else 0)
-        return Detections(size, geo.to_image(boxes[keep], size), scores[keep], cls[keep].astype(np.int32), cats)
+        masks = None
+        if "masks" in out:
+            masks = self._prob_masks(np.asarray(out["masks"], np.float32), keep, geo, size)
+        return Detections(size, geo.to_image(boxes[keep], size), scores[keep], cls[keep].astype(np.int32), cats,
+                          masks=masks)
+
+    def _prob_masks(self, probs: np.ndarray, keep: np.ndarray, geo: _Geometry, size: tuple[int, int]) -> MaskSet:
+        """The kept detections' mask probabilities over the input, back on the image's pixels
+        (letterbox padding cut off, one bilinear warp per mask) and thresholded."""
+        if probs.ndim == 4 and probs.shape[1] == 1:
+            probs = probs[:, 0]
+        if probs.ndim != 3:
+            raise SegviewerError(f"{self.card.id}: masks output has shape {probs.shape}; the layout expects (N, 1, h, w) or (N, h, w)")
+        h, w = size
+        ih, iw = geo.input_hw
+        mh, mw = probs.shape[1:]
+        if (mh, mw) == (h, w) and (geo.sx, geo.sy, geo.px, geo.py) == (1.0, 1.0, 0.0, 0.0):
+            return MaskSet.from_full(probs[keep] >= self.spec.mask_threshold)
+        # image pixel centre (x + 0.5) sits at input x_in = (x + 0.5) * sx + px, mask cell j's at (j + 0.5) * iw / mw
+        kx, ky = mw / iw, mh / ih
+        warp = np.array([[geo.sx * kx, 0.0, (0.5 * geo.sx + geo.px) * kx - 0.5],
+                         [0.0, geo.sy * ky, (0.5 * geo.sy + geo.py) * ky - 0.5]], np.float64)
+        full = [cv2.warpAffine(probs[i], warp, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REPLICATE) >= self.spec.mask_threshold
+                for i in keep]
+        return MaskSet.from_full(np.stack(full) if full else np.zeros((0, h, w), bool))
 
     def _yolo(self, out: dict[str, np.ndarray], geo: _Geometry, size: tuple[int, int],
               params: PredictParams) -> Detections:

@@ -4,6 +4,7 @@ through the adapter and compared with what they must give (computed independentl
 from __future__ import annotations
 
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from segviewer.adapters.onnx_runtime import OnnxAdapter, onnx_card  # noqa: E402
 from segviewer.adapters.registry import create_adapter, get_card  # noqa: E402
 from segviewer.core.errors import CheckpointMismatchError, SegviewerError, WeightsUnavailableError  # noqa: E402
 from segviewer.core.results import Detections, SemanticMap  # noqa: E402
+from segviewer.synth.generate import generate_scene  # noqa: E402
 
 
 def _export(module: torch.nn.Module, path: Path, size: tuple[int, int], outputs: list[str],
@@ -167,6 +169,75 @@ def test_detection_layout_maps_stretched_boxes_back_and_sorts(tmp_path: Path) ->
     assert det.names == ("dog", "cat")  # best first; the 0.02 box is below the threshold
     np.testing.assert_allclose(det.boxes, [[0, 0, 128, 64], [32, 16, 96, 32]], atol=1e-4)
     assert len(ad.predict(np.zeros((64, 128, 3), np.uint8), PredictParams(min_score=0.1, max_detections=1))) == 1
+
+
+class FixedMaskDetections(torch.nn.Module):
+    """Two detections with mask probabilities over a 32 x 32 input, outputs in torchvision's order
+    (boxes, labels, scores, masks) and named as torchvision's export names them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        masks = torch.zeros(2, 1, 32, 32)
+        masks[0, 0, 8:16, 8:24] = 1.0  # inside detection 0's box
+        masks[0, 0, 24:28, 8:24] = 0.4  # below the 0.5 threshold
+        masks[1, 0, :, :16] = 0.6
+        self.register_buffer("boxes", torch.tensor([[8.0, 8.0, 24.0, 20.0], [0.0, 0.0, 16.0, 32.0]]))
+        self.register_buffer("labels", torch.tensor([1, 2]))
+        self.register_buffer("scores", torch.tensor([0.9, 0.8]))
+        self.register_buffer("masks", masks)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        z = x.mean() * 0
+        return self.boxes + z, self.labels + z.long(), self.scores + z, self.masks + z
+
+
+def test_detection_masks_by_output_name_map_back_through_the_resize(tmp_path: Path) -> None:
+    path = _export(FixedMaskDetections(), tmp_path / "mdet.onnx", (32, 32), ["boxes", "labels", "scores", "masks"])
+    ad = OnnxAdapter(onnx_card("mdet", path, "detection", ("__background__", "cat", "dog"), resize="stretch"))
+    ad.load("cpu")
+    det = ad.predict(np.zeros((64, 128, 3), np.uint8), PredictParams(min_score=0.1))
+    # roles bound by name, not by position (torchvision puts labels before scores)
+    assert det.names == ("cat", "dog") and det.masks is not None
+    np.testing.assert_allclose(det.scores, [0.9, 0.8], atol=1e-6)
+    # the reference: torch's bilinear resize of the probabilities to the image (the input was
+    # stretched x2 down and x4 across), thresholded at 0.5
+    import torch.nn.functional as F
+
+    probs = F.interpolate(FixedMaskDetections().masks, size=(64, 128), mode="bilinear", align_corners=False)[:, 0]
+    want = (probs >= 0.5).numpy()
+    assert want[0].sum() > 0.9 * 16 * 64 and not want[0, 48:56].any()  # the 0.4 rows stay out
+    np.testing.assert_array_equal(det.masks.full(0), want[0])
+    np.testing.assert_array_equal(det.masks.full(1), want[1])
+
+
+@pytest.mark.slow
+def test_exported_torchvision_mask_rcnn_gives_what_the_torch_module_gives(tmp_path: Path, image: np.ndarray) -> None:
+    """The bundled shapes Mask R-CNN (a torchvision MaskRCNN) exported as torchvision documents it:
+    a (3, H, W) image input, resizing and normalising inside the graph, pasted mask probabilities."""
+    ref = create_adapter("shapes_maskrcnn")
+    ref.load("cpu")
+    net = ref.module.eval()
+    scene = generate_scene(7, (96, 128)).image
+    path = tmp_path / "maskrcnn.onnx"
+    with warnings.catch_warnings():  # the tracer's warnings about torchvision's python-side shapes
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, ([torch.rand(3, 96, 128)],), str(path), dynamo=False, opset_version=11,
+                          input_names=["image"], output_names=["boxes", "labels", "scores", "masks"],
+                          dynamic_axes={"image": {1: "h", 2: "w"},
+                                        **{k: {0: "n"} for k in ("boxes", "labels", "scores", "masks")}})
+    ad = OnnxAdapter(onnx_card("mrcnn_onnx", path, "detection", ref.card.categories, resize="none"))
+    ad.load("cpu")
+    det = ad.predict(scene, PredictParams(min_score=0.3))
+    with torch.no_grad():
+        want = net([torch.from_numpy(scene).permute(2, 0, 1).float() / 255])[0]
+    keep = want["scores"].numpy() >= 0.3
+    assert keep.sum() >= 2 and len(det) == keep.sum()
+    np.testing.assert_allclose(det.scores, want["scores"].numpy()[keep], atol=1e-4)
+    np.testing.assert_allclose(det.boxes, want["boxes"].numpy()[keep], atol=1e-2)
+    assert det.names == tuple(ref.card.categories[i] for i in want["labels"].numpy()[keep])
+    full = want["masks"].numpy()[keep, 0] >= 0.5
+    for i in range(len(det)):
+        assert (det.masks.full(i) == full[i]).mean() > 0.999
 
 
 def test_cuda_device_falls_back_to_the_cpu_provider_when_onnxruntime_has_none(tmp_path: Path) -> None:
