@@ -95,7 +95,7 @@ class CenterNetView:
         pk = it.peaks
         def centres(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
             return np.stack([(cols + 0.5) * s * sx, (rows + 0.5) * s * sy], 1).astype(np.float32)
-        overlays.set("cells", cross_segments(centres(maxima[:, 1], maxima[:, 2]), 1.5 * s * sx / 2)
+        overlays.set("cells", cross_segments(centres(maxima[:, 1], maxima[:, 2]), 0.4 * s * sx)
                      if t.show_all.isChecked() and len(maxima) else None)
         overlays.set("peaks", cross_segments(centres(pk.ys[kept], pk.xs[kept]), 1.5 * s * sx)
                      if t.show_kept.isChecked() and len(kept) else None)
