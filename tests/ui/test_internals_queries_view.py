@@ -23,7 +23,7 @@ from segviewer.ui.features._internals_queries import ATTENTION_CMAP, display_siz
 from segviewer.ui.features.internals import InternalsFeature  # noqa: E402
 from tests.adapters import hf_tiny  # noqa: E402
 
-DETR, M2F = "detr_resnet50", "mask2former_swin_tiny_coco_panoptic"
+DETR, M2F, RTDETR = "detr_resnet50", "mask2former_swin_tiny_coco_panoptic", "rtdetr_r50vd"
 ISTHING = (True, True, False, False)  # hf_tiny.CATS: cat, dog things; sky, grass stuff
 TIMEOUT = 120_000
 
@@ -31,7 +31,8 @@ TIMEOUT = 120_000
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("hf_queries")
-    return {DETR: hf_tiny.detr(root / "detr"), M2F: hf_tiny.mask2former(root / "m2f")}
+    return {DETR: hf_tiny.detr(root / "detr"), M2F: hf_tiny.mask2former(root / "m2f"),
+            RTDETR: hf_tiny.rt_detr(root / "rt_detr")}
 
 
 def _open(qtbot, show_window, tmp_path, monkeypatch, model: str, folder) -> tuple:  # noqa: ANN001
@@ -130,6 +131,57 @@ def test_detr_queries_tab(qtbot, show_window, tmp_path, monkeypatch, tiny) -> No
         == 4 * it.num_queries
     # the layers' result and the internals came from ONE pass
     assert w.passes == [DETR]
+
+
+def test_rt_detr_queries_tab_draws_its_deformable_sampling(qtbot, show_window, tmp_path, monkeypatch,  # noqa: ANN001
+                                                           tiny) -> None:
+    w, feat = _open(qtbot, show_window, tmp_path, monkeypatch, RTDETR, tiny[RTDETR])
+    it = feat.internals
+    assert it is not None and it.family == "rt_detr" and it.sampling is not None, feat.message
+    assert it.attention is None and not it.no_object
+    assert feat.panel.tab_name() == "queries"
+    det = w.session.results[RTDETR]
+    assert isinstance(det, Detections) and len(det) == len(it.selected) > 0
+    view = feat.queries
+    x0, y0, x1, y1 = det.boxes[0]
+    x, y = float(x0 + x1) / 2, float(y0 + y1) / 2
+    with qtbot.waitSignal(feat.viewUpdated, timeout=5000):
+        feat.click(x, y)
+    q = view.query
+    b = it.boxes[q]
+    assert b[0] <= x <= b[2] and b[1] <= y <= b[3]
+    # a cross at every sampling point of the query (all heads, all levels), centred on the point
+    s = it.sampling
+    heads, levels, points = s.weights.shape[1:]
+    h, wd = it.image_size
+    want = s.locations[q].reshape(-1, 2) * np.array([wd, h], np.float32)
+    segs = feat.overlays.segments["points"]
+    n = heads * levels * points
+    assert segs.shape == (2 * n, 2, 2)
+    np.testing.assert_allclose(segs[:n].mean(axis=1), want, atol=1e-3)  # the horizontal strokes' centres
+    np.testing.assert_allclose(segs[n:].mean(axis=1), want, atol=1e-3)
+    # the heat is the splat of those points' weights (summing to 1 over the image)
+    amap = it.attention_map(q, None, display_size(it.image_size))
+    assert amap.sum() == pytest.approx(1.0, abs=1e-4) or amap.sum() == 0
+    np.testing.assert_array_equal(feat.overlays._heat_src, heatmap_rgba(amap, 0.0, max(float(amap.max()), 1e-12),
+                                                                          ATTENTION_CMAP, alpha=210,
+                                                                          alpha_by_value=True))
+    info = view.tab.info.text()
+    assert f"Deformable attention, the heads' mean: {levels} levels x {points} points" in info
+    # sigmoid classes: no "no object" row; the bars are the query's per-class probabilities
+    rows = view.tab.bars.rows
+    assert all(name != "no object" for name, *_ in rows)
+    probs = it.distribution(q)
+    assert rows[0][1] == pytest.approx(float(probs.max()))
+    # one head picked: only that head's points
+    view.tab.head.setCurrentIndex(2)
+    assert feat.overlays.segments["points"].shape == (2 * levels * points, 2, 2)
+    np.testing.assert_allclose(feat.overlays.segments["points"][: levels * points].mean(axis=1),
+                               s.locations[q, 1].reshape(-1, 2) * np.array([wd, h], np.float32), atol=1e-3)
+    assert "head 1" in view.tab.info.text()
+    # the result and the internals came from ONE pass of RT-DETR (the dock may run its PCV net
+    # for the votes tab on its own: that is another model's pass)
+    assert w.passes.count(RTDETR) == 1
 
 
 def test_mask2former_queries_and_merges(qtbot, show_window, tmp_path, monkeypatch, tiny) -> None:  # noqa: ANN001
