@@ -109,3 +109,17 @@ def test_image_only_checkpoint_refuses_tracking_in_one_sentence(folders: dict[st
     ad = _adapter(folders["image"])
     with pytest.raises(CheckpointMismatchError, match=r"image-only SAM 2 checkpoint .* needs a sam2_video checkpoint"):
         list(ad.track([np.zeros((8, 8, 3), np.uint8)], [ObjectPrompt(1, 0, points=((2.0, 2.0, True),))]))
+
+
+def test_saved_and_reloaded_folder_gives_the_same_masks(folders: dict[str, Path], image: np.ndarray,
+                                                        tmp_path: Path) -> None:
+    ad = _adapter(folders["image"])
+    pts = [(40.0, 30.0, True)]
+    a = ad.prompt(image, points=pts)
+    ad.module.save_pretrained(tmp_path / "again")
+    ad.processor.save_pretrained(tmp_path / "again")
+    b = _adapter(tmp_path / "again").prompt(image, points=pts)
+    np.testing.assert_array_equal(b.masks.to_full(), a.masks.to_full())
+    np.testing.assert_array_equal(b.ious, a.ious)
+    other = _adapter(hf_tiny.sam2(tmp_path / "other", seed=1)).prompt(image, points=pts)
+    assert not np.array_equal(other.ious, a.ious)  # the weights are what was read
