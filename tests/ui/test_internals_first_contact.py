@@ -133,3 +133,38 @@ def test_marker_size_is_screen_pixels_at_any_zoom(qtbot) -> None:  # noqa: ANN00
         per_px = max(vb.viewPixelSize())
         assert np.isclose(ov.screen_px(6.0), 6.0 * per_px)
         assert (ov.screen_px(6.0) > 6.0) == (width > 400.0)  # bigger than 6 image px only when zoomed out
+
+
+def test_a_new_image_leaves_nothing_of_the_last_one_in_the_tabs(qtbot, window, tmp_path) -> None:  # noqa: ANN001, F811
+    """While the next image's pass runs, the Mask head tab showed the last image's logits, galleries
+    and "28 x 28 logits …; 9568 px above 0.50", the RoI tab its bins, the RPN tab its counts and NMS
+    classes; the Upsampling tab the last image's comparison numbers."""
+    import cv2
+
+    w, feat = window()
+    p = feat.panel
+    _go(feat, "mask")
+    feat.click(*_center(feat, _shown(feat)))
+    assert p.mask.logits.item.image is not None and "logits" in p.mask.info.text()
+    _go(feat, "roi")
+    feat.click(*_center(feat, _shown(feat)))
+    assert p.roi.align_map.item.image is not None
+    assert p.rpn.counts.text() and p.rpn.nms_class.count()
+    other = tmp_path / "other.png"
+    cv2.imwrite(str(other), cv2.flip(cv2.imread(str(w.session.path)), 1))
+    seen: dict[str, object] = {}
+
+    def on_shown() -> None:  # runs after the dock's own slot, before the new pass can answer
+        seen.update(internals=feat.internals is None, logits=p.mask.logits.item.image is None,
+                    gallery=p.mask.sigmoid_gallery.item.image is None, info=p.mask.info.text(),
+                    bins=p.roi.align_map.item.image is None, counts=p.rpn.counts.text(),
+                    groups=p.rpn.nms_class.count())
+
+    w.session.imageShown.connect(on_shown)
+    w.session.open_paths([other])
+    qtbot.waitUntil(lambda: bool(seen), timeout=TIMEOUT)
+    assert seen == {"internals": True, "logits": True, "gallery": True, "info": "Click a detection on the image.",
+                    "bins": True, "counts": "", "groups": 0}
+    # and the new image's bundle fills them again
+    qtbot.waitUntil(lambda: feat.internals is not None, timeout=TIMEOUT)
+    assert p.rpn.counts.text() and p.rpn.nms_class.count()

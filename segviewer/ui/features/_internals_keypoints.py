@@ -55,8 +55,7 @@ class KeypointsView:
             raise SegviewerError("This model has no keypoint head; select Keypoint R-CNN "
                                  "(keypointrcnn_resnet50_fpn) to see its keypoint heatmaps.")
         if index is None:
-            t.gallery.set_rgba(None)
-            t.info.setText("Click a person on the image.")
+            t.clear()
             return
         logits = np.asarray(it.keypoint_logits[index], np.float32)
         k = logits.shape[0]

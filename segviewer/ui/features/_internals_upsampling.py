@@ -169,6 +169,8 @@ class UpsamplingView(_FCNPassView):
                 "its scores, pool switches and upsampler"))
             for p in t.panels.values():
                 p.set_rgba(None)
+            t.compare.setText("")  # the last image's numbers (the kernels are the model's, they stay)
+            t.point.setText("Click the image: the values of each method at that pixel.")
             return
         u = self.bundle.upsampling
         (rh, rw), (h, w), (sx, sy) = self._frame()
@@ -295,6 +297,7 @@ class ReceptiveView(_FCNPassView):
         t = self.tab
         if self.current() is None or self.bundle.receptive is None:
             t.info.setText(getattr(self.bundle, "why", "") or self.error or self._waiting("its masks and switches"))
+            t.unit.setText("Click the image: the unit of the chosen layer there.")  # not the last image's unit
             self._draw_taps(overlays)
             return
         chain = self.bundle.receptive

@@ -137,7 +137,7 @@ class Overlays:
     def draw_roi(self, it: Any, index: int | None, tab: Any) -> Any:
         """RoIAlign (and RoIPool) of detection ``index``; fills the tab; returns the grid."""
         if index is None:
-            tab.info.setText("Click a detection on the image.")
+            tab.clear()  # not the previous image's bins
             return None
         scale = it.scale
         head = tab.head_name()
@@ -274,7 +274,7 @@ class Overlays:
         if it.mask_logits is None:
             raise SegviewerError(f"{it.model_name} has no mask head (a Faster R-CNN); pick a Mask R-CNN.")
         if index is None:
-            tab.info.setText("Click a detection on the image.")
+            tab.clear()  # not the previous image's (or detection's) logits and galleries
             return None
         thr = tab.value()
         cls = int(it.detections.groups[index])

@@ -106,8 +106,8 @@ class InternalsFeature(QObject):
         self.views: list[Any] = [self.dense]
         self.queries = QueriesView(self)  # set prediction (DETR, RT-DETR, Mask2Former, OneFormer)
         self.views.append(self.queries)
-        self.views.append(CenterNetView(self))  # CenterNet: heatmaps, 3x3 max-pool peaks, heads at a peak
         self.views.append(YoloGridView(self))  # the YOLO grid: cells, their B boxes, class distribution, NMS
+        self.views.append(CenterNetView(self))  # CenterNet: heatmaps, 3x3 max-pool peaks, heads at a peak
         self.view: Any = None  # the view that shows the current bundle (None: the two-stage tabs)
         self.keypoints = KeypointsView(self)  # Keypoint R-CNN's maps: a tab beside the two-stage ones
         self.own_views = install_fcn_views(self)  # tabs that pick their own model: upsampling, receptive field
@@ -164,6 +164,14 @@ class InternalsFeature(QObject):
         self.panel.status.setVisible(on_detector)
         self.update_view()
 
+    def _clear_detector_panels(self) -> None:
+        """No bundle to show (a new image being captured, no detector, a failed pass): the two-stage
+        tabs drop the last image's logits, galleries, counts and NMS groups."""
+        p = self.panel
+        for tab in (p.roi, p.rpn, p.mask, self.keypoints.tab):
+            tab.clear()
+        self.keypoints.drawn = None
+
     def _detector_tabs(self) -> set[str]:
         return {"roi", "rpn", "mask", self.keypoints.key, *(v.key for v in self.views)}
 
@@ -187,6 +195,7 @@ class InternalsFeature(QObject):
         self._fcn_ticked = DEFAULT_FCN in self.session.models
         self._route(None)
         self.overlays.clear()
+        self._clear_detector_panels()
         self.panel.fcn.info.setText("")
         self.refresh()
         if self.active and self.panel.tab_name() in ("votes", "fcn"):
@@ -303,6 +312,7 @@ class InternalsFeature(QObject):
             self._wanted.pop("detector", None)
             self._applied.pop("detector", None)
             self.overlays.clear()
+            self._clear_detector_panels()
             self.panel.status.setText("")  # not "Running <the last detector> once…" for ever
             self._detector_message = why
             self.show_message(why)
@@ -327,6 +337,7 @@ class InternalsFeature(QObject):
         self._detector_message = error if it is None else ""
         if it is None:
             self.internals = None
+            self._clear_detector_panels()
             self.panel.status.setText("")
             self.show_message(error)
         else:

@@ -158,6 +158,13 @@ class RoITab(QWidget):
     def head_name(self) -> str:
         return str(self.head.currentData())
 
+    def clear(self) -> None:
+        """No detection drawn (a new image, none picked): nothing of the last one stays."""
+        self.info.setText("Click a detection on the image.")
+        self.hover.setText("")
+        self.align_map.set_rgba(None)
+        self.pool_map.set_rgba(None)
+
     def offer_mask_head(self, on: bool) -> None:
         """Grey out "mask head" for a model without one (Faster / Keypoint R-CNN), back to the box head."""
         item = self.head.model().item(self.head.findData("mask"))
@@ -199,6 +206,16 @@ class RPNTab(NmsStepping, QWidget):
         self.level.currentIndexChanged.connect(lambda *_: self.levelChanged.emit())
         self.objectness.toggled.connect(lambda *_: self.levelChanged.emit())
         self.nms_which.currentIndexChanged.connect(lambda *_: self.nmsStageChanged.emit())
+
+    def clear(self) -> None:
+        """No bundle (a new image being captured, no detector): no counts, anchors or NMS groups
+        of the last one."""
+        self.counts.setText("")
+        self.anchors.setText("Click the image to see the anchors centred there.")
+        self.nms_class.blockSignals(True)
+        self.nms_class.clear()
+        self.nms_class.blockSignals(False)
+        self.nms_info.setText("")
 
     def nms_stage(self) -> str:
         """"box" (the box head's per-class NMS) or "rpn" (the RPN's per-level NMS)."""
@@ -269,6 +286,14 @@ class MaskTab(QWidget):
     def value(self) -> float:
         return self.threshold.value() / 100.0
 
+    def clear(self) -> None:
+        """No detection drawn: the last one's logits, galleries and numbers go."""
+        self.logits.set_rgba(None)
+        self.sigmoid_gallery.set_rgba(None)
+        self.softmax_gallery.set_rgba(None)
+        self.info.setText("Click a detection on the image.")
+        self.choices.setText("")
+
     def set_channels(self, names: list[tuple[str, int]]) -> None:
         """The class channels on offer, ``(label, class id)``, after "the box head's class" (-1);
         keeps the picked class when it is still offered."""
@@ -337,6 +362,11 @@ class KeypointsTab(QWidget):
 
     def picked(self) -> int:
         return max(self.keypoint.currentIndex(), 0)
+
+    def clear(self) -> None:
+        """No person drawn: the last one's maps and numbers go."""
+        self.gallery.set_rgba(None)
+        self.info.setText("Click a person on the image.")
 
     def as_probs(self) -> bool:
         return self.show_as.currentData() != "logits"
