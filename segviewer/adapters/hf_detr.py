@@ -1,4 +1,5 @@
-"""DETR and RT-DETR (Hugging Face transformers) behind the adapter interface: boxes, scores, classes.
+"""DETR, RT-DETR and RT-DETRv2 (Hugging Face transformers) behind the adapter interface: boxes,
+scores, classes.
 
 The processor's own ``post_process_object_detection`` turns the network's outputs into boxes in
 the input image's pixels (the boxes are predicted relative to the unpadded image, so no padding has
@@ -9,7 +10,10 @@ to be undone); detections are then sorted by score and capped at ``params.max_de
 "no object"; RT-DETR's are per-class sigmoids) and box before the selection, the query behind each
 detection, and the last decoder layer's cross-attention: DETR's dense weights over the backbone's
 stride-32 map (eager attention for that pass only: SDPA returns no weights), RT-DETR's deformable
-sampling points and weights (a hook on the last layer's sampling, no second run).
+sampling points and weights (a hook on the last layer's sampling, no second run). RT-DETRv2 computes
+its sampling points inside its attention module (a scaled offset around each query's box): hooks on
+that layer's offset projection and on the module's inputs and output rebuild the same points and
+weights from the same pass.
 """
 
 from __future__ import annotations
@@ -42,8 +46,11 @@ def _np(t: Any, dtype: Any = np.float32) -> np.ndarray:
     return t.detach().float().cpu().numpy().astype(dtype)
 
 
+_FAMILIES = ("detr", "rt_detr", "rt_detr_v2")
+
+
 class HFDetector(HFAdapter):
-    """DETR (``detr``) or RT-DETR (``rt_detr``): ``card.extra["hf_family"]`` says which."""
+    """DETR (``detr``), RT-DETR (``rt_detr``) or RT-DETRv2 (``rt_detr_v2``): ``card.extra["hf_family"]`` says which."""
 
     #: what :meth:`predict_queries` captures (the Internals dock's capture kinds)
     query_kinds = (QUERY_CLASSES, QUERY_ATTENTION, QUERY_BOXES)
@@ -51,8 +58,8 @@ class HFDetector(HFAdapter):
     def __init__(self, card: Any) -> None:
         super().__init__(card)
         fam = str(card.extra.get("hf_family", "detr"))
-        if fam not in ("detr", "rt_detr"):
-            raise SegviewerError(f"{card.id}: {fam!r} is not a transformers detector segviewer knows (detr, rt_detr)")
+        if fam not in _FAMILIES:
+            raise SegviewerError(f"{card.id}: {fam!r} is not a transformers detector segviewer knows ({', '.join(_FAMILIES)})")
         self.family = fam
         self.model_types = (fam,)
 
@@ -61,6 +68,10 @@ class HFDetector(HFAdapter):
             from transformers import DetrForObjectDetection
 
             return DetrForObjectDetection
+        if self.family == "rt_detr_v2":
+            from transformers import RTDetrV2ForObjectDetection
+
+            return RTDetrV2ForObjectDetection
         from transformers import RTDetrForObjectDetection
 
         return RTDetrForObjectDetection
@@ -84,7 +95,7 @@ class HFDetector(HFAdapter):
         return self._processor_class()(**dict(self._base_card.extra.get("processor", {})))
 
     def _random_config(self) -> Any:
-        """The released architecture (ResNet-50 DETR / RT-DETR r50vd) with ``num_labels`` classes."""
+        """The released architecture (ResNet-50 DETR / RT-DETR(v2) r50vd) with ``num_labels`` classes."""
         n = int(self._base_card.extra.get("num_labels", 91))
         labels = {i: f"class {i}" for i in range(n)}
         if self.family == "detr":
@@ -92,6 +103,10 @@ class HFDetector(HFAdapter):
 
             # torchvision-layout ResNet-50 from transformers itself (the hub checkpoint names timm's)
             return DetrConfig(backbone_config=ResNetConfig(out_features=["stage4"]), id2label=labels)
+        if self.family == "rt_detr_v2":
+            from transformers import RTDetrV2Config
+
+            return RTDetrV2Config(id2label=labels)
         from transformers import RTDetrConfig
 
         return RTDetrConfig(id2label=labels)
@@ -159,7 +174,7 @@ class HFDetector(HFAdapter):
     def _query_index(self, logits: Any, threshold: float) -> np.ndarray:
         """The query behind each detection the processor returns, in its order (it does not say).
 
-        DETR: queries whose best real class beats the threshold, in query order. RT-DETR: the top
+        DETR: queries whose best real class beats the threshold, in query order. RT-DETR(v2): the top
         ``Q`` of all query x class sigmoid scores, so one query may give several detections.
         """
         import torch
@@ -178,6 +193,8 @@ class HFDetector(HFAdapter):
 
             return [model.model.input_projection.register_forward_hook(keep_shape)]
         layer = model.model.decoder.layers[-1]
+        if self.family == "rt_detr_v2":
+            return self._hooks_v2(layer.encoder_attn, got)
 
         def keep_sampling(_mod: Any, args: tuple) -> None:
             # MultiScaleDeformableAttention(value, shapes, shapes_list, level_start, locations, weights, step)
@@ -186,6 +203,37 @@ class HFDetector(HFAdapter):
             got["weights"] = args[5][0].detach().float().cpu().numpy()
 
         return [layer.encoder_attn.attn.register_forward_pre_hook(keep_sampling)]
+
+    @staticmethod
+    def _hooks_v2(attn: Any, got: dict[str, Any]) -> list[Any]:
+        """RT-DETRv2's last-layer deformable attention: its points rebuilt as the module builds them
+        (``reference + offset * (1 / points) * box size * offset_scale``), its softmaxed weights
+        from its own output."""
+        raw: dict[str, Any] = {}
+
+        def keep_inputs(_mod: Any, _args: tuple, kwargs: dict[str, Any]) -> None:
+            raw["reference"] = kwargs["reference_points"]
+            raw["shapes"] = tuple((int(a), int(b)) for a, b in kwargs["spatial_shapes_list"])
+
+        def keep_offsets(_mod: Any, _inp: Any, out: Any) -> None:
+            raw["offsets"] = out
+
+        def keep_weights(mod: Any, _args: tuple, _kwargs: dict[str, Any], out: Any) -> None:
+            ref, off = raw["reference"], raw["offsets"]
+            b, q = off.shape[:2]
+            levels, points = mod.n_levels, mod.n_points
+            off = off.view(b, q, mod.n_heads, levels * points, 2)
+            if ref.shape[-1] != 4:  # RT-DETRv2's decoder always passes boxes; anything else: no sampling shown
+                return
+            scale = mod.n_points_scale.to(dtype=off.dtype).unsqueeze(-1)
+            loc = ref[:, :, None, :, :2] + off * scale * ref[:, :, None, :, 2:] * mod.offset_scale
+            got["level_shapes"] = raw["shapes"]
+            got["locations"] = loc.reshape(b, q, mod.n_heads, levels, points, 2)[0].detach().float().cpu().numpy()
+            got["weights"] = out[1].reshape(b, q, mod.n_heads, levels, points)[0].detach().float().cpu().numpy()
+
+        return [attn.register_forward_pre_hook(keep_inputs, with_kwargs=True),
+                attn.sampling_offsets.register_forward_hook(keep_offsets),
+                attn.register_forward_hook(keep_weights, with_kwargs=True)]
 
     def _internals(self, out: Any, inputs: Any, got: dict[str, Any], selected: np.ndarray,
                    size: tuple[int, int]) -> QueryInternals:

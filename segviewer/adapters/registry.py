@@ -108,6 +108,10 @@ HF_ZOO: dict[str, dict[str, Any]] = {
         "task": "detection", "family": "RT-DETR, ResNet-50-vd (COCO, transformers)", "adapter": _HF_DET,
         "repo": "PekingU/rtdetr_r50vd", "hf_family": "rt_detr", "num_labels": 80,
         "processor": {"size": {"height": 640, "width": 640}}},
+    "rtdetr_v2_r50vd": {
+        "task": "detection", "family": "RT-DETRv2, ResNet-50-vd (COCO, transformers)", "adapter": _HF_DET,
+        "repo": "PekingU/rtdetr_v2_r50vd", "hf_family": "rt_detr_v2", "num_labels": 80,
+        "processor": {"size": {"height": 640, "width": 640}}},
     "segformer_b0_ade": {
         "task": "semantic", "family": "SegFormer-B0 (ADE20K 512, transformers)", "adapter": _HF_SEG,
         "repo": "nvidia/segformer-b0-finetuned-ade-512-512", "hf_family": "segformer", "num_labels": 150,

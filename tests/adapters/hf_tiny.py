@@ -61,6 +61,21 @@ def rt_detr(folder: Path, seed: int = 0) -> Path:
     return _save(transformers.RTDetrForObjectDetection(cfg).eval(), proc, folder)
 
 
+def rt_detr_v2(folder: Path, seed: int = 0) -> Path:
+    import torch
+
+    torch.manual_seed(seed)
+    bb = transformers.RTDetrResNetConfig(embedding_size=8, hidden_sizes=[16, 16, 32, 32], depths=[1, 1, 1, 1],
+                                         out_features=["stage2", "stage3", "stage4"])
+    cfg = transformers.RTDetrV2Config(
+        backbone_config=bb, d_model=32, encoder_hidden_dim=32, encoder_in_channels=[16, 32, 32],
+        encoder_ffn_dim=32, decoder_ffn_dim=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, num_queries=10, decoder_in_channels=[32, 32, 32], num_denoising=0,
+        **_labels(CATS))
+    proc = transformers.RTDetrImageProcessor(size={"height": 64, "width": 64})
+    return _save(transformers.RTDetrV2ForObjectDetection(cfg).eval(), proc, folder)
+
+
 def _confident(model: Any, names: tuple[str, ...], factor: float = 40.0) -> Any:
     """Scale the class and mask heads so that a random model's queries are sure of themselves
     (probabilities near 0 or 1), as trained ones are: the panoptic merge then keeps segments."""
@@ -146,7 +161,7 @@ def sam2(folder: Path, seed: int = 0) -> Path:
     return _save(transformers.Sam2Model(cfg).eval(), transformers.Sam2Processor(image_processor=image_proc), folder)
 
 
-BUILDERS = {"detr": detr, "rt_detr": rt_detr, "mask2former": mask2former, "oneformer": oneformer,
+BUILDERS = {"detr": detr, "rt_detr": rt_detr, "rt_detr_v2": rt_detr_v2, "mask2former": mask2former, "oneformer": oneformer,
             "segformer": segformer, "sam2": sam2}
 
 

@@ -1,4 +1,4 @@
-"""DETR and RT-DETR: tiny random checkpoints map to Detections with the config's classes, a reloaded
+"""DETR, RT-DETR and RT-DETRv2: tiny random checkpoints map to Detections with the config's classes, a reloaded
 folder gives the same result, and every query's prediction and attention come from the same pass."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from segviewer.analysis.queries import class_distribution
 from segviewer.core.results import Detections
 from tests.adapters import hf_tiny
 
-IDS = {"detr": "detr_resnet50", "rt_detr": "rtdetr_r50vd"}
-CATS = {"detr": hf_tiny.DETR_CATS, "rt_detr": hf_tiny.CATS}
+IDS = {"detr": "detr_resnet50", "rt_detr": "rtdetr_r50vd", "rt_detr_v2": "rtdetr_v2_r50vd"}
+CATS = {"detr": hf_tiny.DETR_CATS, "rt_detr": hf_tiny.CATS, "rt_detr_v2": hf_tiny.CATS}
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,44 @@ def test_rt_detr_queries_carry_deformable_sampling(folders: dict[str, Path], ima
     nq, heads, levels, points, _ = s.locations.shape
     assert nq == 10 and len(s.level_shapes) == levels == 3
     np.testing.assert_allclose(s.weights.reshape(nq, heads, -1).sum(-1), 1.0, atol=1e-5)
+    amap = it.attention_map(int(it.selected[0]))
+    assert amap.shape == image.shape[:2] and abs(float(amap.sum()) - 1.0) < 1e-4
+
+
+def test_rt_detr_v2_sampling_is_what_its_last_layer_read(folders: dict[str, Path], image: np.ndarray) -> None:
+    """The captured points and weights, fed to transformers' own RT-DETRv2 sampling with the layer's
+    values, give the layer's output of the same pass."""
+    import torch
+    from transformers.models.rt_detr_v2.modeling_rt_detr_v2 import multi_scale_deformable_attention_v2
+
+    ad = _adapter("rt_detr_v2", folders["rt_detr_v2"])
+    attn = ad.module.model.decoder.layers[-1].encoder_attn
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(_mod: object, _args: tuple, kwargs: dict, out: tuple) -> None:
+        seen["memory"], seen["out"] = kwargs["encoder_hidden_states"], out[0]
+
+    handle = attn.register_forward_hook(keep, with_kwargs=True)
+    try:
+        det, it = ad.predict_queries(image, PredictParams(min_score=0.0))
+    finally:
+        handle.remove()
+    assert it.family == "rt_detr_v2" and not it.no_object and it.attention is None
+    s = it.sampling
+    assert s is not None and len(s.level_shapes) == 3
+    nq, heads, levels, points, _ = s.locations.shape
+    assert (nq, heads, levels, points) == (10, 2, 3, 4)
+    np.testing.assert_allclose(s.weights.reshape(nq, heads, -1).sum(-1), 1.0, atol=1e-5)
+    probs = class_distribution(it.class_logits, no_object=False)
+    np.testing.assert_allclose(probs[it.selected, det.class_ids], det.scores, rtol=1e-5)
+    with torch.no_grad():
+        mem = seen["memory"]
+        value = attn.value_proj(mem).view(1, mem.shape[1], heads, -1)
+        loc = torch.from_numpy(s.locations).reshape(1, nq, heads, levels * points, 2)
+        wt = torch.from_numpy(s.weights).reshape(1, nq, heads, levels * points)
+        out = attn.output_proj(multi_scale_deformable_attention_v2(
+            value, list(s.level_shapes), loc, wt, attn.n_points_list, attn.method))
+    np.testing.assert_allclose(out.numpy(), seen["out"].numpy(), atol=1e-4)
     amap = it.attention_map(int(it.selected[0]))
     assert amap.shape == image.shape[:2] and abs(float(amap.sum()) - 1.0) < 1e-4
 

@@ -15,10 +15,11 @@ from segviewer.adapters.registry import create_adapter
 from segviewer.analysis.queries import QUERY_KINDS, QueryInternals
 from tests.adapters import hf_tiny
 
-IDS = {"detr": "detr_resnet50", "rt_detr": "rtdetr_r50vd", "mask2former": "mask2former_swin_tiny_coco_panoptic",
+IDS = {"detr": "detr_resnet50", "rt_detr": "rtdetr_r50vd", "rt_detr_v2": "rtdetr_v2_r50vd", "mask2former": "mask2former_swin_tiny_coco_panoptic",
        "oneformer": "oneformer_swin_tiny_ade20k"}
 KINDS = {"detr": {"query_classes", "query_attention", "query_boxes"},
          "rt_detr": {"query_classes", "query_attention", "query_boxes"},
+         "rt_detr_v2": {"query_classes", "query_attention", "query_boxes"},
          "mask2former": {"query_classes", "query_attention", "query_masks", "query_merge"},
          "oneformer": {"query_classes", "query_attention", "query_masks", "query_merge"}}
 

@@ -60,7 +60,8 @@ def display_size(image_size: tuple[int, int], max_side: int = DISPLAY_SIDE) -> t
     h, w = image_size
     s = min(1.0, max_side / max(h, w, 1))
     return max(1, round(h * s)), max(1, round(w * s))
-FAMILY_NAMES = {"detr": "DETR", "rt_detr": "RT-DETR", "mask2former": "Mask2Former", "oneformer": "OneFormer"}
+FAMILY_NAMES = {"detr": "DETR", "rt_detr": "RT-DETR", "rt_detr_v2": "RT-DETRv2", "mask2former": "Mask2Former",
+                "oneformer": "OneFormer"}
 QUERY_FAMILIES = tuple(FAMILY_NAMES)  # card.extra["hf_family"] of the models this view opens
 
 
