@@ -23,7 +23,7 @@ from segviewer.ui.features._internals_queries import ATTENTION_CMAP, display_siz
 from segviewer.ui.features.internals import InternalsFeature  # noqa: E402
 from tests.adapters import hf_tiny  # noqa: E402
 
-DETR, M2F, RTDETR = "detr_resnet50", "mask2former_swin_tiny_coco_panoptic", "rtdetr_r50vd"
+DETR, M2F, RTDETR, RTDETR2 = "detr_resnet50", "mask2former_swin_tiny_coco_panoptic", "rtdetr_r50vd", "rtdetr_v2_r50vd"
 ISTHING = (True, True, False, False)  # hf_tiny.CATS: cat, dog things; sky, grass stuff
 TIMEOUT = 120_000
 
@@ -32,7 +32,7 @@ TIMEOUT = 120_000
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     root = tmp_path_factory.mktemp("hf_queries")
     return {DETR: hf_tiny.detr(root / "detr"), M2F: hf_tiny.mask2former(root / "m2f"),
-            RTDETR: hf_tiny.rt_detr(root / "rt_detr")}
+            RTDETR: hf_tiny.rt_detr(root / "rt_detr"), RTDETR2: hf_tiny.rt_detr_v2(root / "rt_detr_v2")}
 
 
 def _open(qtbot, show_window, tmp_path, monkeypatch, model: str, folder) -> tuple:  # noqa: ANN001
@@ -133,14 +133,15 @@ def test_detr_queries_tab(qtbot, show_window, tmp_path, monkeypatch, tiny) -> No
     assert w.passes == [DETR]
 
 
+@pytest.mark.parametrize(("model", "family"), [(RTDETR, "rt_detr"), (RTDETR2, "rt_detr_v2")])
 def test_rt_detr_queries_tab_draws_its_deformable_sampling(qtbot, show_window, tmp_path, monkeypatch,  # noqa: ANN001
-                                                           tiny) -> None:
-    w, feat = _open(qtbot, show_window, tmp_path, monkeypatch, RTDETR, tiny[RTDETR])
+                                                           tiny, model: str, family: str) -> None:
+    w, feat = _open(qtbot, show_window, tmp_path, monkeypatch, model, tiny[model])
     it = feat.internals
-    assert it is not None and it.family == "rt_detr" and it.sampling is not None, feat.message
+    assert it is not None and it.family == family and it.sampling is not None, feat.message
     assert it.attention is None and not it.no_object
     assert feat.panel.tab_name() == "queries"
-    det = w.session.results[RTDETR]
+    det = w.session.results[model]
     assert isinstance(det, Detections) and len(det) == len(it.selected) > 0
     view = feat.queries
     x0, y0, x1, y1 = det.boxes[0]
@@ -181,7 +182,7 @@ def test_rt_detr_queries_tab_draws_its_deformable_sampling(qtbot, show_window, t
     assert "head 1" in view.tab.info.text()
     # the result and the internals came from ONE pass of RT-DETR (the dock may run its PCV net
     # for the votes tab on its own: that is another model's pass)
-    assert w.passes.count(RTDETR) == 1
+    assert w.passes.count(model) == 1
 
 
 def test_mask2former_queries_and_merges(qtbot, show_window, tmp_path, monkeypatch, tiny) -> None:  # noqa: ANN001
