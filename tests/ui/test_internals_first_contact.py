@@ -12,6 +12,7 @@ pinned here with the bundled shapes models on a generated scene:
   answered "The internals are still being captured.";
 * the RoI tab offered the mask head's pooler for a model without one (Keypoint / Faster R-CNN);
 * a click on the Votes tab while the PCV net runs said to "show an instance model's result first";
+* a click on a photo where the detector found nothing said "lower the score threshold";
 * the dense tab's focal-loss heading lost its end ("< 0.4 negative, between ignored" read as an HTML
   tag) and named RetinaNet's IoU rule for FCOS too;
 * marker crosses (keypoints, vote peaks, the clicked unit) were sized in image pixels: invisible
@@ -168,3 +169,21 @@ def test_a_new_image_leaves_nothing_of_the_last_one_in_the_tabs(qtbot, window, t
     # and the new image's bundle fills them again
     qtbot.waitUntil(lambda: feat.internals is not None, timeout=TIMEOUT)
     assert p.rpn.counts.text() and p.rpn.nms_class.count()
+
+
+def test_a_click_on_an_image_with_no_detection_says_so(qtbot, window, tmp_path) -> None:  # noqa: ANN001, F811
+    """A flat grey photo: Mask R-CNN finds nothing; a click said "lower the score threshold", which
+    cannot help when no box passed the model's own threshold."""
+    import cv2
+
+    w, feat = window()
+    flat = tmp_path / "flat.png"
+    cv2.imwrite(str(flat), np.full((120, 160, 3), 127, np.uint8))
+    with qtbot.waitSignal(feat.captured, timeout=TIMEOUT):
+        w.session.open_paths([flat])
+    qtbot.waitUntil(lambda: feat.internals is not None, timeout=TIMEOUT)
+    assert len(feat.internals.detections) == 0
+    _go(feat, "mask")
+    feat.click(80.0, 60.0)
+    assert "detected nothing in this image" in feat.message, feat.message
+    assert "lower the score threshold" not in feat.message

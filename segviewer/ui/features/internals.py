@@ -464,6 +464,9 @@ class InternalsFeature(QObject):
         it = self.internals
         thr = self._score_threshold()
         shown = np.flatnonzero(it.detections.scores >= thr)
+        if len(it.detections) == 0:  # lowering the threshold would not help: say what there is
+            raise NothingHereError(f"{it.model_name} detected nothing in this image (no box scored "
+                                   f"{it.score_thresh:g} or more); the RPN tab shows what it proposed.")
         if shown.size == 0:
             raise NothingHereError(f"No detection scores {thr:.2f} or more; lower the score threshold.")
         return int(shown[box_at(it.to_image(it.detections.boxes[shown]), x, y)])
