@@ -184,8 +184,14 @@ def check_checkpoint_dir(folder: Path, model_types: tuple[str, ...], model_id: s
             f"transformers ships ({', '.join(model_types)})")
     mtype = str(config.get("model_type", ""))
     if mtype not in model_types:
+        from segviewer.adapters.registry import HF_ZOO  # the card that does load it, if any
+
+        fits = [mid for mid, spec in HF_ZOO.items() if spec.get("hf_family") == mtype or
+                (mtype == "sam2_video" and spec.get("hf_family") == "sam2")]
+        hint = f" (--model {fits[0]} does)" if fits else ""
         raise CheckpointMismatchError(
-            f"{folder.name} is a {mtype or 'untyped'} checkpoint; {model_id} loads {' or '.join(model_types)} checkpoints")
+            f"{folder.name} is a {mtype or 'untyped'} checkpoint; {model_id} loads {' or '.join(model_types)} "
+            f"checkpoints{hint}")
     if not _has_weights(folder):
         raise CheckpointMismatchError(f"{folder} has no weights (model.safetensors or pytorch_model.bin)")
     return config

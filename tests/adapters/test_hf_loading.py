@@ -96,7 +96,8 @@ def test_missing_tensors_and_other_families_are_refused(segformer_dir: Path, tmp
     save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(CheckpointMismatchError, match=rf"tensor {gone} is missing from the checkpoint"):
         registry.create_adapter("segformer_b0_ade").load("cpu", folder)
-    with pytest.raises(CheckpointMismatchError, match=r"is a segformer checkpoint; detr_resnet50 loads detr checkpoints"):
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"is a segformer checkpoint; detr_resnet50 loads detr checkpoints \(--model segformer_b0_ade does\)"):
         registry.create_adapter("detr_resnet50").load("cpu", segformer_dir)
     with pytest.raises(WeightsUnavailableError, match=r"is a file; .* pass that folder to --weights"):
         registry.create_adapter("segformer_b0_ade").load("cpu", segformer_dir / "model.safetensors")
