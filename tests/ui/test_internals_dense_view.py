@@ -109,3 +109,18 @@ def test_dense_tab_listed_click_and_nms(qtbot, dense_window) -> None:  # noqa: A
     # the layers' result and the dense internals came from ONE pass of the model
     assert w.passes == [MODEL]
     assert MODEL in w.session.results
+
+
+def test_dense_tab_keeps_nothing_of_a_model_no_longer_selected(qtbot, dense_window) -> None:  # noqa: ANN001
+    """Unticking the one-stage detector (nothing left to look inside): the tab lost its bundle's
+    counts and a click no longer drew the old model's anchors on the image."""
+    w, feat = dense_window
+    view = feat.dense
+    feat.click(100.0, 80.0)
+    assert view.tab.counts.text() and feat.overlays.count("anchors") > 0
+    w.picker.set_checked(MODEL, False)
+    qtbot.waitUntil(lambda: feat.model_id is None, timeout=10_000)
+    assert feat.view is None and view.it is None
+    assert view.tab.counts.text() == "" and view.tab.level.count() == 0
+    feat.click(100.0, 80.0)
+    assert feat.overlays.count("anchors") == 0 and feat.overlays.count("anchors_other") == 0

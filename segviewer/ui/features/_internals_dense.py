@@ -27,7 +27,7 @@ from segviewer.render.dense import assignment_rgba, location_codes, ltrb_arrow_s
 from segviewer.render.heatmap import heatmap_rgba
 from segviewer.render.roi_grid import box_segments, cross_segments, scale_segments
 from segviewer.ui.jobs import run_background
-from segviewer.ui.widgets.internals_dense_tab import DenseTab
+from segviewer.ui.widgets.internals_dense_tab import ANCHORS_HINT, DenseTab
 
 __all__ = ["KINDS", "DenseHeadsView", "GT_RESULT"]
 
@@ -88,6 +88,10 @@ class DenseHeadsView:
             t.set_iou(it.nms_thresh)
             if len(it.detections):  # start on the class of the best detection
                 t.nms_class.setCurrentIndex(max(t.nms_class.findData(int(it.detections.groups[0])), 0))
+        else:  # a new image being captured, another model: nothing of the last bundle stays
+            t.counts.setText("")
+            t.anchors.setText(ANCHORS_HINT)
+            t.focal_info.setText("")
         for combo in (t.level, t.cls, t.nms_class):
             combo.blockSignals(False)
         self._new_trace(redraw=False)

@@ -23,6 +23,9 @@ from segviewer.ui.widgets.internals_tabs import NmsStepping, text_label
 __all__ = ["DenseTab"]
 
 
+ANCHORS_HINT = "Click the image: the anchors of that location on every level."
+
+
 class DenseTab(NmsStepping, QWidget):
     """Dense heads: score maps per level, anchors at a click, NMS stepper, focal loss."""
 
@@ -45,7 +48,7 @@ class DenseTab(NmsStepping, QWidget):
         form.addRow("Class", self.cls)
         form.addRow("Map", self.show_what)
         self.counts = text_label("")
-        self.anchors = text_label("Click the image: the anchors of that location on every level.")
+        self.anchors = text_label(ANCHORS_HINT)
         self.gamma = FocusSlider(Qt.Orientation.Horizontal)
         self.gamma.setRange(0, 50)
         self.gamma.setValue(20)
