@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 from segviewer.ui.widgets.internals_tabs import InternalsPanel
 from tests.ui.test_feature_internals import TIMEOUT, _center, _shown, scene, window  # noqa: F401
@@ -187,3 +188,18 @@ def test_a_click_on_an_image_with_no_detection_says_so(qtbot, window, tmp_path) 
     feat.click(80.0, 60.0)
     assert "detected nothing in this image" in feat.message, feat.message
     assert "lower the score threshold" not in feat.message
+
+
+def test_queries_tab_keeps_nothing_of_the_last_image(qtbot, show_window, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    """While the next image's pass runs (or with the model unticked) the Queries tab kept the last
+    image's counts, query text and class bars."""
+    pytest.importorskip("transformers")
+    from tests.adapters import hf_tiny
+    from tests.ui.test_internals_queries_view import DETR, _open
+
+    w, feat = _open(qtbot, show_window, tmp_path, monkeypatch, DETR, hf_tiny.detr(tmp_path / "detr"))
+    t = feat.queries.tab
+    assert t.counts.text() and t.bars.rows
+    feat._route(None)  # what a new image (or no detector) does before its bundle arrives
+    assert t.counts.text() == "" and t.bars.rows == [] and t.query.count() == 0
+    assert t.info.text().startswith("Click a detection or a segment")

@@ -121,6 +121,10 @@ class QueriesView:
                 self.query = int(np.argmax(scores))
             if self.query is not None:
                 t.set_query(self.query)
+        else:  # a new image being captured, another model: nothing of the last bundle stays
+            t.counts.setText("")
+            t.info.setText("Click a detection or a segment on the image, or pick a query.")
+            t.bars.set_rows([])
         for combo in (t.query, t.head):
             combo.blockSignals(False)
         t.set_merge_visible(it is not None and it.merge is not None)
