@@ -16,7 +16,9 @@ pinned here with the bundled shapes models on a generated scene:
 * the dense tab's focal-loss heading lost its end ("< 0.4 negative, between ignored" read as an HTML
   tag) and named RetinaNet's IoU rule for FCOS too;
 * marker crosses (keypoints, vote peaks, the clicked unit) were sized in image pixels: invisible
-  on a 4000 x 3000 photo, wider than an 8 x 8 one.
+  on a 4000 x 3000 photo, wider than an 8 x 8 one;
+* while the next image's pass ran, the Mask head / RoI / RPN tabs (and the Queries tab) kept the
+  last image's logits, galleries, bins, counts and NMS classes.
 """
 
 from __future__ import annotations
