@@ -15,6 +15,9 @@ no download), on the CPU (or ``--device``), with ``--threads`` torch and OpenCV 
   click on a new image (image encoder + mask decoder) and one more click on the same image
   (the cached embedding: the mask decoder only). ``--queries`` adds DETR / RT-DETR / Mask2Former /
   OneFormer's ``predict_queries`` (the same pass with every query's attention captured).
+  ``--onnx`` adds ``onnx: maskrcnn_resnet50_fpn``: the same random Mask R-CNN exported to ONNX
+  (torchvision's documented export: a ``(3, H, W)`` input, opset 11) and run through
+  ONNX Runtime by the generic adapter (``detection`` layout with masks), beside the torch one.
 * **memory**: each family alone in a fresh interpreter (a subprocess): peak resident memory
   (``VmHWM``) over loading and one prediction, and the same less the resident memory after
   the imports (what the model and its run add).
@@ -23,7 +26,7 @@ Random weights: the network's cost is the trained one's, but post-processing tha
 survives a threshold (DETR's and Mask R-CNN's few detections, SAM's masks above predicted IoU 0.8,
 panoptic segments) does less work than with trained weights; the table says how many results each
 gave. Default input sizes: the released processors' (DETR and Mask R-CNN: short side 800, at most
-1333; RT-DETR 640 x 640; SegFormer-B0 512 x 512; Mask2Former Swin-T short side 384; OneFormer
+1333; RT-DETR and RT-DETRv2 640 x 640; SegFormer-B0 512 x 512; Mask2Former Swin-T short side 384; OneFormer
 Swin-T 512; SAM 2 1024 x 1024).
 """
 
@@ -33,6 +36,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -41,9 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import machine_line, pin_threads, table, time_both  # noqa: E402
 
-FAMILIES = ["maskrcnn_resnet50_fpn", "detr_resnet50", "rtdetr_r50vd", "mask2former_swin_tiny_coco_panoptic",
-            "oneformer_swin_tiny_ade20k", "segformer_b0_ade", "sam2_hiera_tiny"]
-QUERY_FAMILIES = ("detr_resnet50", "rtdetr_r50vd", "mask2former_swin_tiny_coco_panoptic", "oneformer_swin_tiny_ade20k")
+FAMILIES = ["maskrcnn_resnet50_fpn", "detr_resnet50", "rtdetr_r50vd", "rtdetr_v2_r50vd",
+            "mask2former_swin_tiny_coco_panoptic", "oneformer_swin_tiny_ade20k", "segformer_b0_ade", "sam2_hiera_tiny"]
+QUERY_FAMILIES = ("detr_resnet50", "rtdetr_r50vd", "rtdetr_v2_r50vd", "mask2former_swin_tiny_coco_panoptic",
+                  "oneformer_swin_tiny_ade20k")
 
 
 def _image() -> Any:
@@ -57,6 +62,42 @@ def _adapter(model_id: str, device: str) -> Any:
 
     ad = create_adapter(model_id, random_init=True)
     ad.load(device)
+    return ad
+
+
+ONNX_REF = "maskrcnn_resnet50_fpn"
+ONNX_ROW = f"onnx: {ONNX_REF}"
+
+
+def _export_onnx(folder: Path) -> Path:
+    """torchvision's Mask R-CNN (random weights, as the torch row), exported to ``folder``."""
+    import warnings
+
+    import torch
+
+    ref = _adapter(ONNX_REF, "cpu")
+    path = folder / "maskrcnn.onnx"
+    names = ["boxes", "labels", "scores", "masks"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(ref.module.eval(), ([torch.rand(3, 480, 640)],), str(path), dynamo=False, opset_version=11,
+                          input_names=["image"], output_names=names,
+                          dynamic_axes={"image": {1: "h", 2: "w"}, **{k: {0: "n"} for k in names}})
+    return path
+
+
+def _onnx_adapter(path: Path, threads: int) -> Any:
+    """The exported file through the generic ONNX adapter, on ``threads`` CPU threads."""
+    import onnxruntime as ort
+
+    from segviewer.adapters.onnx_runtime import OnnxAdapter, onnx_card
+    from segviewer.adapters.registry import get_card
+
+    ad = OnnxAdapter(onnx_card(ONNX_ROW, path, "detection", get_card(ONNX_REF).categories, resize="none"))
+    ad.load("cpu")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    ad.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])  # same file, pinned threads
     return ad
 
 
@@ -79,7 +120,7 @@ def _status_mb(key: str) -> float:
     raise RuntimeError(f"/proc/self/status has no {key}")
 
 
-def child(model_id: str, device: str, threads: int) -> None:
+def child(model_id: str, device: str, threads: int, onnx_file: str | None = None) -> None:
     """Load one family, run it once, print its memory as JSON (run in a fresh interpreter)."""
     pin_threads(threads)
     import torch  # noqa: F401 - count the imports as the baseline
@@ -92,12 +133,12 @@ def child(model_id: str, device: str, threads: int) -> None:
     img = _image()
     base = _status_mb("VmRSS")
     t0 = time.perf_counter()
-    ad = _adapter(model_id, device)
+    ad = _onnx_adapter(Path(onnx_file), threads) if onnx_file else _adapter(model_id, device)
     load_s = time.perf_counter() - t0
     ad.predict(img, PredictParams(extras=False))  # the peak is reached in the first
     peak = _status_mb("VmHWM")
     out = {"peak_mb": peak, "added_mb": peak - base, "load_s": load_s,
-           "params_m": sum(p.numel() for p in ad.module.parameters()) / 1e6}
+           "params_m": sum(p.numel() for p in ad.module.parameters()) / 1e6 if hasattr(ad, "module") else 0.0}
     if device.startswith("cuda"):
         import torch
 
@@ -113,10 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--queries", action="store_true", help="also time predict_queries (attention captured)")
     ap.add_argument("--no-memory", action="store_true", help="skip the per-family subprocesses")
+    ap.add_argument("--onnx", action="store_true", help="also Mask R-CNN exported to ONNX, through ONNX Runtime")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--onnx-file", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        child(args.child, args.device, args.threads)
+        child(args.child, args.device, args.threads, args.onnx_file)
         return 0
     pin_threads(args.threads)
     from segviewer.adapters.base import PredictParams
@@ -124,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     img = _image()
     params = PredictParams(extras=False)
     adapters = {mid: _adapter(mid, args.device) for mid in args.families}
+    onnx_file: Path | None = None
+    if args.onnx:
+        tmp = tempfile.TemporaryDirectory(prefix="segviewer_bench_onnx_")
+        onnx_file = _export_onnx(Path(tmp.name))
+        adapters[ONNX_ROW] = _onnx_adapter(onnx_file, args.threads)
     fns: dict[str, Any] = {}
     counts: dict[str, str] = {}
     for mid, ad in adapters.items():
@@ -155,9 +203,10 @@ def main(argv: list[str] | None = None) -> int:
     timing = time_both(fns, repeats=args.rounds, warmup=1)
     mem: dict[str, dict[str, float]] = {}
     if not args.no_memory:
-        for mid in args.families:
+        for mid in [*args.families, *([ONNX_ROW] if onnx_file else [])]:
+            extra = ["--onnx-file", str(onnx_file)] if mid == ONNX_ROW else []
             out = subprocess.run([sys.executable, __file__, "--child", mid, "--device", args.device,
-                                  "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+                                  "--threads", str(args.threads), *extra], capture_output=True, text=True, check=True)
             mem[mid] = json.loads(out.stdout.strip().splitlines()[-1])
     ref = "maskrcnn_resnet50_fpn"
     rows = []
@@ -166,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         lo, hi = timing.spread(name)
         rows.append([name, f"{wall:.0f}", f"{lo:.0f}-{hi:.0f}", f"{cpu:.0f}",
                      f"{timing[ref][0] / wall:.2f}x" if ref in timing else "-",
-                     f"{m['params_m']:.1f}" if m else "", f"{m['peak_mb']:.0f}" if m else "",
+                     f"{m['params_m']:.1f}" if m.get('params_m') else "", f"{m['peak_mb']:.0f}" if m else "",
                      f"{m['added_mb']:.0f}" if m else "", counts[name]])
     print(f"{machine_line()} · {args.threads} thread(s) · device {args.device} · {args.rounds} rounds, "
           f"interleaved={timing.interleaved} · 640x480 image, random weights")
