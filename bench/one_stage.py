@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                      f"{1000 * eval_s / a.n:.0f}"])
     print(f"\nBundled detectors: one 640x480 scene (median of {a.rounds} interleaved rounds), box AP on {a.n} "
           "unseen 256x256 scenes")
-    print(table(rows, ["model", "family", "wall ms (range)", "CPU ms", "boxes", "box AP", "AP50",
-                       "ms/scene in AP run"]))
+    if rows:
+        print(table(rows, ["model", "family", "wall ms (range)", "CPU ms", "boxes", "box AP", "AP50",
+                           "ms/scene in AP run"]))
     if missing:
         print("not bundled (no card in models/): " + ", ".join(missing))
     print(load_line())
