@@ -147,10 +147,17 @@ def test_nothing_cached_and_offline_is_one_sentence_like_torchvisions(monkeypatc
 
 
 def test_missing_extra_is_named_by_the_registry_and_models_command(monkeypatch: pytest.MonkeyPatch,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+                                                                     capsys: pytest.CaptureFixture[str],
+                                                                     tmp_path: Path) -> None:
     import importlib.util
 
     from segviewer.cli import main
+
+    (tmp_path / "exported.toml").write_text(  # an ONNX card among the bundled ones
+        'id = "exported"\ntask = "detection"\nfamily = "an export"\ncategories = ["a"]\n'
+        'adapter = "segviewer.adapters.onnx_runtime:OnnxAdapter"\ncheckpoint = "exported.onnx"\n'
+        '[onnx]\nlayout = "detection"\n')
+    monkeypatch.setenv("SEGVIEWER_MODELS", str(tmp_path))
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -165,6 +172,9 @@ def test_missing_extra_is_named_by_the_registry_and_models_command(monkeypatch: 
     for mid in ("detr_resnet50", "rtdetr_r50vd"):
         assert "needs the transformers extra" in rows[mid]
     assert "needs the transformers extra" not in rows["fasterrcnn_resnet50_fpn"]
+    assert "needs the onnx extra" in rows["exported"]
+    with pytest.raises(SegviewerError, match=r"exported needs the onnx extra, which is not installed"):
+        registry.create_adapter("exported")
 
 
 def test_listing_imports_neither_torch_nor_transformers(tmp_path: Path) -> None:
