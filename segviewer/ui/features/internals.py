@@ -312,7 +312,8 @@ class InternalsFeature(QObject):
             self._wanted.pop("detector", None)
             self._applied.pop("detector", None)
             self.overlays.clear()
-            self._route(None)  # the family views drop the last model's bundle (a click drew its anchors)
+            if self.view is not None:  # the family views drop the last model's bundle (a click drew its
+                self._route(None)  # anchors); once: this runs inside resultsChanged, and a view's reset redraws
             self._clear_detector_panels()
             self.panel.status.setText("")  # not "Running <the last detector> once…" for ever
             self._detector_message = why
