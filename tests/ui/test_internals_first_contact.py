@@ -205,3 +205,26 @@ def test_queries_tab_keeps_nothing_of_the_last_image(qtbot, show_window, tmp_pat
     feat._route(None)  # what a new image (or no detector) does before its bundle arrives
     assert t.counts.text() == "" and t.bars.rows == [] and t.query.count() == 0
     assert t.info.text().startswith("Click a detection or a segment")
+
+
+def test_rpn_objectness_raster_is_bounded_on_a_big_photo(qtbot, window) -> None:  # noqa: ANN001, F811
+    """The objectness heatmap was rasterised at the photo's full size (48 MB a level at 4000 x 3000,
+    up to 17 levels cached across images): now at most OBJECTNESS_MAX_PX on the long side, stretched
+    over the image, the same cells; only the current bundle's levels are kept."""
+    from segviewer.render.heatmap import heatmap_rgba
+    from segviewer.ui.features._internals_views import OBJECTNESS_MAX_PX
+
+    w, feat = window()
+    small = feat.internals
+    _go(feat, "rpn")
+    big = dataclasses.replace(small, image_size=(3000, 4000))  # the same pass, as over a 4000 x 3000 photo
+    feat.internals = big
+    feat.update_view()
+    heat = feat.overlays.heat
+    assert heat.isVisible() and heat.image.shape[:2] == (1536, OBJECTNESS_MAX_PX)
+    r = heat.mapRectToParent(heat.boundingRect())
+    assert (r.width(), r.height()) == pytest.approx((4000, 3000))
+    m = big.objectness_map(0)
+    np.testing.assert_array_equal(heat.image, heatmap_rgba(m, 0.0, 1.0, "magma", alpha=200, out_size=(1536, 2048),
+                                                           extent=big.heatmap_extent(m.shape), alpha_by_value=True))
+    assert {k[0] for k in feat.overlays._objectness} == {id(big)}  # the 192 x 256 bundle's level is gone

@@ -51,6 +51,9 @@ _STYLES: dict[str, tuple[tuple[int, int, int], float, float, bool]] = {
 }
 
 
+OBJECTNESS_MAX_PX = 2048  # the RPN objectness raster's long side at most (a big photo's full size costs ~0.1 s, 48 MB)
+
+
 class Overlays:
     """The feature's canvas items: line sets by style name and one heatmap image."""
 
@@ -219,12 +222,16 @@ class Overlays:
         if tab.objectness.isChecked():
             key = (id(it), level)
             if key not in self._objectness:
-                if len(self._objectness) > 16:
-                    self._objectness.clear()
+                # this bundle's levels only: on a 4000 x 3000 photo each full-size RGBA was 48 MB
+                self._objectness = {k: v for k, v in self._objectness.items() if k[0] == id(it)}
                 m = it.objectness_map(level)
-                self._objectness[key] = heatmap_rgba(m, 0.0, 1.0, "magma", alpha=200, out_size=(h, w),
+                # at most OBJECTNESS_MAX_PX on the long side, stretched over the image: still several
+                # screen pixels a cell (a level has at most a quarter of the model frame's pixels)
+                f = min(1.0, OBJECTNESS_MAX_PX / max(h, w))
+                size = (max(1, round(h * f)), max(1, round(w * f)))
+                self._objectness[key] = heatmap_rgba(m, 0.0, 1.0, "magma", alpha=200, out_size=size,
                                                      extent=it.heatmap_extent(m.shape), alpha_by_value=True)
-            self.image(self._objectness[key])
+            self.image(self._objectness[key], (0.0, 0.0, float(w), float(h)))
         scale = it.scale
         if point is not None:
             at = it.anchors_at(point[0], point[1], level)
