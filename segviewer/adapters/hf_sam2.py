@@ -5,8 +5,10 @@ Three ways in, one model:
 * :meth:`HFSam2.prompt`: positive / negative click points and / or a box on an image give the three
   candidate masks of SAM's multimask output with their predicted IoUs (or one mask); the image
   embedding is cached, so the next click on the same image only runs the small mask decoder;
-* :meth:`HFSam2.predict` (the adapter interface, what ``segviewer predict`` runs): "segment
-  everything" -- a grid of single-point prompts, candidates kept by predicted IoU and stability,
+* :meth:`HFSam2.predict` (the adapter interface, what ``segviewer predict`` runs): with a
+  ``points`` and / or ``box`` prompt in ``params.extra`` (``segviewer predict --set points=320,240
+  --set box=10,20,200,180``), that prompt's best candidate (or all three with ``candidates=all``),
+  scored by predicted IoU; else "segment everything" -- a grid of single-point prompts, candidates kept by predicted IoU and stability,
   then non-maximum suppression, as SAM's automatic mask generator does (one crop layer, no
   post-hoc hole filling). Detections of class ``object`` scored by predicted IoU;
 * :meth:`HFSam2.track`: prompts on one or more frames, then each later frame in order through
@@ -38,7 +40,7 @@ from segviewer.core.errors import CheckpointMismatchError, SegviewerError
 from segviewer.core.results import Detections, MaskSet
 from segviewer.core.timing import Timings
 
-__all__ = ["HFSam2", "PromptMasks", "ObjectPrompt", "CATEGORIES"]
+__all__ = ["HFSam2", "PromptMasks", "ObjectPrompt", "CATEGORIES", "parse_points", "parse_box"]
 
 CATEGORIES = ("object",)
 # point prompts per decoder call in "segment everything": each prompt gets its own copy of the
@@ -75,6 +77,45 @@ class ObjectPrompt:
     frame: int
     points: tuple[tuple[float, float, bool], ...] = ()
     box: tuple[float, float, float, float] | None = None
+
+
+def parse_points(value: Any) -> tuple[tuple[float, float, bool], ...]:
+    """Click points from a ``--set points=...`` value: ``"x,y"`` (positive) or ``"x,y,-"`` (negative,
+    also ``0``) joined by ``;`` or spaces, or a JSON list of ``[x, y]`` / ``[x, y, label]``."""
+    items: list[Any]
+    if isinstance(value, str):
+        items = [p.split(",") for p in value.replace(";", " ").split()]
+    elif isinstance(value, (list, tuple)):  # one [x, y(, label)] or a list of them
+        items = [list(value)] if value and not isinstance(value[0], (list, tuple)) else [list(v) for v in value]
+    else:
+        items = []
+    out = []
+    for it in items:
+        if len(it) not in (2, 3):
+            raise SegviewerError(f"a SAM point is x,y or x,y,+/- ; got {value!r}")
+        try:
+            x, y = float(it[0]), float(it[1])
+        except (TypeError, ValueError):
+            raise SegviewerError(f"a SAM point is x,y or x,y,+/- ; got {value!r}") from None
+        label = str(it[2]).strip() if len(it) == 3 else "+"
+        if label not in ("+", "-", "1", "0", "True", "False"):
+            raise SegviewerError(f"a SAM point's label is + or - (1 or 0); got {label!r}")
+        out.append((x, y, label in ("+", "1", "True")))
+    if not out:
+        raise SegviewerError(f"no SAM point in {value!r}; give x,y or x,y,- (several joined by ;)")
+    return tuple(out)
+
+
+def parse_box(value: Any) -> tuple[float, float, float, float]:
+    """A box from a ``--set box=x0,y0,x1,y1`` value (or a JSON list)."""
+    parts = value.split(",") if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else []
+    try:
+        box = tuple(float(v) for v in parts)
+    except (TypeError, ValueError):
+        box = ()
+    if len(box) != 4:
+        raise SegviewerError(f"a SAM box is x0,y0,x1,y1 in pixels; got {value!r}")
+    return box  # type: ignore[return-value]
 
 
 def _prompt_lists(points: Sequence[tuple[float, float, bool]], box: Sequence[float] | None) -> dict[str, Any]:
@@ -187,6 +228,19 @@ class HFSam2(HFAdapter):
         params = params or PredictParams()
         tm = timings if timings is not None else Timings()
         extra = dict(params.extra)
+        if "points" in extra or "box" in extra:
+            pts = parse_points(extra["points"]) if "points" in extra else ()
+            box = parse_box(extra["box"]) if "box" in extra else None
+            which = str(extra.get("candidates", "best"))
+            if which not in ("best", "all"):
+                raise SegviewerError(f"candidates is best or all, got {which!r}")
+            pm = self.prompt(img, pts, box, multimask=True, timings=tm)
+            if which == "best":
+                return pm.detections()
+            order = np.argsort(-pm.ious, kind="stable")
+            masks = pm.masks.select(order)
+            return Detections(masks.image_size, masks.crop_boxes(), pm.ious[order].astype(np.float32),
+                              np.zeros(len(order), np.int32), CATEGORIES, masks=masks)
         n = int(extra.get("points_per_side", 16))
         if n < 1:
             raise SegviewerError(f"points_per_side must be at least 1, got {n}")

@@ -33,7 +33,7 @@ __all__ = ["SHARDS", "Predictor", "run", "resumable"]
 SHARDS = ".segviewer-ray"
 #: Options that change what is written: a resumed run must use the same.
 _KEY_OPTIONS = ("model", "weights", "score_thresh", "draw_thresh", "max_detections", "min_size",
-                "random_init", "gt", "no_gt", "panoptic", "merge", "overlap", "stuff_min_area", "merge_score")
+                "random_init", "gt", "no_gt", "panoptic", "merge", "overlap", "stuff_min_area", "merge_score", "set")
 _FILE_COLUMNS = {name: f"file{k}" for k, name in enumerate(FILES)}
 
 

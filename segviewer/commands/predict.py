@@ -111,6 +111,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-size", type=int, default=None,
                    help="resize the image's short side to this before the network (faster, coarser)")
     p.add_argument("--no-download", action="store_true", help="never download weights (as SEGVIEWER_OFFLINE=1)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model option, e.g. SAM 2's prompt points=320,240;100,80,- or box=10,20,200,180 "
+                        "(each image gets it), or points_per_side=32 for its 'segment everything'")
     p.add_argument("--random-init", action="store_true", help=argparse.SUPPRESS)  # plumbing tests, timings
     from segviewer.commands import _ray_engine
 
@@ -272,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
         for adapter in adapters:
             _load(adapter, args, device)
     ensure_dir(out)
-    extra = (("min_size", int(args.min_size)),) if args.min_size else ()
+    extra = ((("min_size", int(args.min_size)),) if args.min_size else ()) + _model_options(getattr(args, "set", []))
     # Only what is written: probabilities, logits and mask logits are for the window, and for
     # UPSNet's merge, which needs the logits.
     extras = bool(args.panoptic and getattr(args, "merge", "heuristic") == "upsnet")
@@ -287,6 +290,20 @@ def run(args: argparse.Namespace) -> int:
     else:
         _run_single(args, adapters[0], params, state)
     return state.exit_status(attempted)
+
+
+def _model_options(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
+    """``--set KEY=VALUE`` pairs for ``PredictParams.extra`` (a JSON value when it parses, else the text)."""
+    out = []
+    for it in items:
+        key, eq, value = it.partition("=")
+        if not eq or not key.strip():
+            raise SegviewerError(f"--set needs KEY=VALUE, got {it!r}")
+        try:
+            out.append((key.strip(), json.loads(value)))
+        except ValueError:
+            out.append((key.strip(), value))
+    return tuple(out)
 
 
 def _category_ids(state: _Run, names: Sequence[str], what: str) -> list[int | None] | None:

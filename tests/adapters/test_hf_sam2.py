@@ -123,3 +123,38 @@ def test_saved_and_reloaded_folder_gives_the_same_masks(folders: dict[str, Path]
     np.testing.assert_array_equal(b.ious, a.ious)
     other = _adapter(hf_tiny.sam2(tmp_path / "other", seed=1)).prompt(image, points=pts)
     assert not np.array_equal(other.ious, a.ious)  # the weights are what was read
+
+
+def test_predict_command_takes_a_prompt_and_writes_its_mask_as_coco_rle(folders: dict[str, Path], image: np.ndarray,
+                                                                        tmp_path: Path) -> None:
+    """``segviewer predict --set points=... --set box=...``: SAM 2's prompted mask in results.json
+    as COCO RLE (not only from the app), scored by its predicted IoU."""
+    import json
+
+    import cv2
+
+    from segviewer.cli import main
+
+    path = tmp_path / "one.png"
+    cv2.imwrite(str(path), image[..., ::-1])
+    out = tmp_path / "out"
+    assert main(["predict", "--model", "sam2_hiera_tiny", "--weights", str(folders["image"]), "--no-gt",
+                 "--out", str(out), "--score-thresh", "0", "--set", "points=40,30;100,70,-",
+                 "--set", "box=10,10,90,60", str(path)]) == 0
+    recs = json.loads((out / "results.json").read_text())
+    want = _adapter(folders["image"]).prompt(image, points=[(40.0, 30.0, True), (100.0, 70.0, False)],
+                                             box=(10, 10, 90, 60))
+    assert len(recs) == 1
+    np.testing.assert_array_equal(decode_segmentation(recs[0]["segmentation"], image.shape[:2]),
+                                  want.masks.full(want.best))
+    assert recs[0]["score"] == pytest.approx(float(want.ious.max()), abs=1e-5)
+    # all three candidates, best first
+    ad = _adapter(folders["image"])
+    three = ad.predict(image, PredictParams(min_score=0.0, extra=(("points", [[40, 30, 1]]), ("candidates", "all"))))
+    one = ad.prompt(image, points=[(40.0, 30.0, True)])
+    assert len(three) == 3 and np.all(np.diff(three.scores) <= 0)
+    np.testing.assert_array_equal(three.masks.full(0), one.masks.full(one.best))
+    with pytest.raises(SegviewerError, match=r"a SAM box is x0,y0,x1,y1"):
+        ad.predict(image, PredictParams(extra=(("box", "1,2,3"),)))
+    with pytest.raises(SegviewerError, match=r"label is \+ or -"):
+        ad.predict(image, PredictParams(extra=(("points", "4,5,maybe"),)))
