@@ -18,7 +18,8 @@ pinned here with the bundled shapes models on a generated scene:
 * marker crosses (keypoints, vote peaks, the clicked unit) were sized in image pixels: invisible
   on a 4000 x 3000 photo, wider than an 8 x 8 one;
 * while the next image's pass ran, the Mask head / RoI / RPN tabs (and the Queries tab) kept the
-  last image's logits, galleries, bins, counts and NMS classes.
+  last image's logits, galleries, bins, counts and NMS classes;
+* the RPN objectness raster was the photo's full size (48 MB a level at 4000 x 3000, 17 cached).
 """
 
 from __future__ import annotations
