@@ -46,10 +46,13 @@ def test_presence_is_what_each_label_png_shows() -> None:
     assert semantic_presence(index, should_stop=lambda: True) is None
 
 
-def test_class_filter_on_a_metadata_csv_dataset(qtbot, window) -> None:
+def test_class_filter_on_a_metadata_csv_dataset(qtbot, window, tmp_path: Path) -> None:
+    import shutil
+
     _w, feat = window
+    scenes = shutil.copytree(SCENES, tmp_path / "scenes")  # opening a dataset writes its result store there
     with qtbot.waitSignal(feat.classesIndexed, timeout=TIMEOUT):
-        feat.open_dataset(SCENES / "metadata.csv")
+        feat.open_dataset(scenes / "metadata.csv")
     m, combo = feat.model, feat.panel.classes
     assert combo.isEnabled() and combo.count() == 1 + len(m.categories)
     assert np.array_equal(m.columns["gt"], m.class_counts.sum(axis=1))
