@@ -229,3 +229,17 @@ def test_rpn_objectness_raster_is_bounded_on_a_big_photo(qtbot, window) -> None:
     np.testing.assert_array_equal(heat.image, heatmap_rgba(m, 0.0, 1.0, "magma", alpha=200, out_size=(1536, 2048),
                                                            extent=big.heatmap_extent(m.shape), alpha_by_value=True))
     assert {k[0] for k in feat.overlays._objectness} == {id(big)}  # the 192 x 256 bundle's level is gone
+
+
+def test_keypoint_tiles_name_their_keypoint_in_full() -> None:
+    """The keypoint gallery's 56 px tiles cut 9 of COCO's 17 names ("left_sho~", "right_el~")."""
+    from segviewer.adapters.registry import get_card
+    from segviewer.ui.features._internals_keypoints import tile_label
+
+    COCO_KEYPOINT_NAMES = get_card("keypointrcnn_resnet50_fpn").keypoint_names  # noqa: N806
+
+    fits = 56 // 6  # render.mask_gallery's characters per tile at zoom 1
+    labels = [tile_label(n) for n in COCO_KEYPOINT_NAMES]
+    assert len(set(labels)) == len(labels) == 17
+    assert [lab for lab in labels if len(lab) > fits] == ["L shoulder", "R shoulder"]
+    assert tile_label("left_elbow") == "L elbow" and tile_label("nose") == "nose"

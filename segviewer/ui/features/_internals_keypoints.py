@@ -22,9 +22,18 @@ from segviewer.render.heatmap import heatmap_rgba
 from segviewer.render.roi_grid import box_segments, cross_segments
 from segviewer.ui.widgets.internals_tabs import KeypointsTab
 
-__all__ = ["KINDS", "KeypointsView"]
+__all__ = ["KINDS", "KeypointsView", "tile_label"]
 
 KINDS = ("keypoint_heatmaps",)
+
+
+def tile_label(name: str) -> str:
+    """A keypoint's name over its 56 px tile: "left_elbow" -> "L elbow" (9 characters fit; cut, 9 of
+    COCO's 17 read "left_sho~", "right_el~"...). The picker and the text keep the full name."""
+    for side, short in (("left_", "L "), ("right_", "R ")):
+        if name.startswith(side):
+            return short + name[len(side):].replace("_", " ")
+    return name.replace("_", " ")
 
 
 class KeypointsView:
@@ -65,7 +74,7 @@ class KeypointsView:
         maps = probs if t.as_probs() else logits
         flat = logits.reshape(k, -1).argmax(1)
         peaks = np.stack([flat // logits.shape[2], flat % logits.shape[2]], 1).astype(np.float64)
-        pic, rects = gallery_rgba(maps, names, picked, vmin=None, vmax=None, zoom=1, marks=peaks,
+        pic, rects = gallery_rgba(maps, [tile_label(n) for n in names], picked, vmin=None, vmax=None, zoom=1, marks=peaks,
                                   columns=4 if k <= 24 else None)  # 56 px tiles at 1:1 in the narrow dock
         t.gallery.set_rgba(pic)
         box_model = it.detections.boxes[index]
