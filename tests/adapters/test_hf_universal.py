@@ -154,3 +154,26 @@ def test_oneformer_thing_classes_from_its_class_info_file(folders: dict[str, Pat
     ad = _adapter("oneformer", folder)
     assert ad.card.isthing == ()
     assert isinstance(ad.predict(np.zeros((40, 50, 3), np.uint8), _params("instance")), Detections)
+
+
+def test_predict_command_picks_the_task_with_set(folders: dict[str, Path], image: np.ndarray, tmp_path: Path) -> None:
+    """``segviewer predict --set task=semantic`` (or instance) runs that task of a panoptic
+    checkpoint from the command line and writes that task's files."""
+    import cv2
+
+    from segviewer.cli import main
+    from segviewer.core.coco_results import decode_segmentation
+
+    path = tmp_path / "one.png"
+    cv2.imwrite(str(path), image[..., ::-1])
+    base = ["predict", "--model", IDS["mask2former"], "--weights", str(folders["mask2former"]), "--no-gt",
+            "--score-thresh", "0", str(path)]
+    assert main([*base, "--out", str(tmp_path / "sem"), "--set", "task=semantic"]) == 0
+    labels = cv2.imread(str(tmp_path / "sem" / "one_labels.png"), cv2.IMREAD_UNCHANGED)
+    want = _adapter("mask2former", folders["mask2former"]).predict(image, _params("semantic"))
+    np.testing.assert_array_equal(labels, want.labels)
+    assert main([*base, "--out", str(tmp_path / "inst"), "--set", "task=instance"]) == 0
+    recs = json.loads((tmp_path / "inst" / "results.json").read_text())
+    det = _adapter("mask2former", folders["mask2former"]).predict(image, _params("instance"))
+    assert len(recs) == len(det) >= 1
+    np.testing.assert_array_equal(decode_segmentation(recs[0]["segmentation"], image.shape[:2]), det.masks.full(0))
