@@ -118,3 +118,36 @@ def test_pearson_equals_numpy() -> None:
     assert np.isnan(pearson(np.ones(5), y[:5]))
     with pytest.raises(ValueError):
         pearson(x, y[:3])
+
+
+def _card_or_skip():  # noqa: ANN202
+    if not (models_dir() / "shapes_msrcnn.toml").is_file():
+        pytest.skip("shapes_msrcnn is not shipped")
+    return get_card("shapes_msrcnn")
+
+
+def test_card_pairs_the_mask_rcnn_with_a_small_head() -> None:
+    import hashlib
+
+    import tomllib
+
+    card = _card_or_skip()
+    data = tomllib.loads((models_dir() / "shapes_msrcnn.toml").read_text(encoding="utf-8"))
+    head = models_dir() / data["maskiou_checkpoint"]
+    assert hashlib.sha256(head.read_bytes()).hexdigest() == data["maskiou_sha256"]
+    assert head.stat().st_size <= 15 * 2**20
+    assert card.sha256 == get_card("shapes_maskrcnn").sha256  # the same frozen Mask R-CNN
+    assert "maskiou_task" in card.extra["training"]["command"]
+    for k in ("mask_ap_box_score", "mask_ap_mask_score", "pearson_box_score_real_iou", "pearson_mask_score_real_iou"):
+        assert k in card.metrics
+
+
+@pytest.mark.slow
+def test_metrics_close_to_the_card(adapter: ShapesMaskScoring) -> None:
+    from segviewer.training.maskiou_task import evaluate_scoring
+
+    card = _card_or_skip()
+    got = evaluate_scoring(adapter, 20, offset=500_000)  # neither training nor the card's scenes
+    for k, margin in (("mask_ap_box_score", 0.08), ("mask_ap_mask_score", 0.08),
+                      ("pearson_mask_score_real_iou", 0.1), ("pearson_pred_iou_real_iou", 0.1)):
+        assert got[k] >= card.metrics[k] - margin, f"{k}: {got[k]:.3f} vs card {card.metrics[k]:.3f}"

@@ -1,0 +1,102 @@
+"""The Internals dock's "Mask scoring" tab with the bundled shapes_msrcnn on the sample scene (its
+ground truth beside it): one hooked pass gives the layers and the tab; the plotted points are
+the pass's two scores against the real mask IoUs, recomputed here from the ground truth and the
+bundle's masks, with their Pearson correlations; a click on a detection rings its points."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from segviewer.adapters.registry import get_card
+from segviewer.analysis.mask_scoring import pearson, real_ious
+from segviewer.ui.features.groundtruth import GroundTruthFeature
+from segviewer.ui.features.internals import InternalsFeature
+from segviewer.ui.main_window import ASSETS, MainWindow
+from segviewer.ui.model_host import ModelHost, registry_factory
+from segviewer.ui.worker import InferenceWorker
+
+MODEL = "shapes_msrcnn"
+TIMEOUT = 120_000
+
+
+@pytest.fixture
+def msr_window(qtbot):  # noqa: ANN001, ANN201
+    from segviewer.adapters.registry import create_adapter
+
+    torch.set_num_threads(1)
+    passes: list[str] = []
+
+    def factory(model_id: str):  # noqa: ANN202
+        adapter = create_adapter(model_id)
+        load = adapter.load
+
+        def counted_load(device: str, weights=None, progress=None) -> None:  # noqa: ANN001
+            load(device, weights=weights)
+            adapter.module.backbone.register_forward_pre_hook(lambda *_: passes.append(model_id))
+
+        adapter.load = counted_load
+        return adapter
+
+    w = MainWindow(InferenceWorker(factory, process=False), cards=[get_card(MODEL)])
+    w.passes = passes
+    gt_feat = w.findChild(GroundTruthFeature)
+    gt_feat.host_factory = lambda: ModelHost(functools.partial(registry_factory, torch_threads=1))
+    qtbot.addWidget(w)
+    w.resize(1300, 850)
+    w.show()
+    qtbot.waitExposed(w)
+    feat = w.findChild(InternalsFeature)
+    feat.dock.show()
+    feat.dock.raise_()
+    with qtbot.waitSignal(feat.captured, timeout=TIMEOUT):
+        w.start([ASSETS / "scenes" / "scene_000.png"], models=[MODEL])
+    qtbot.waitUntil(lambda: gt_feat.gt is not None, timeout=TIMEOUT)
+    yield w, feat, gt_feat
+    gt_feat.shutdown(30_000)
+    w.shutdown()
+
+
+def test_mask_scoring_tab_plots_both_rules_against_real_iou(qtbot, msr_window) -> None:  # noqa: ANN001
+    w, feat, gt_feat = msr_window
+    p = feat.panel
+    tabs = {k: p.tabs.isTabVisible(i) for i, k in enumerate(p.keys)}
+    assert tabs["mask_scoring"] and tabs["roi"] and tabs["mask"]  # beside the two-stage tabs
+    p.tabs.setCurrentIndex(p.keys.index("mask_scoring"))
+    view = feat.own_views["mask_scoring"]
+    qtbot.waitUntil(lambda: view.drawn is not None, timeout=TIMEOUT)
+    assert w.passes == [MODEL]  # one pass: the layers and the internals
+    it = view.it
+    ms = it.mask_scoring
+    layer = w.session.results[MODEL]
+    np.testing.assert_array_equal(layer.scores, ms.mask_scores)  # the layers show Mask Scoring's scores
+    np.testing.assert_array_equal(layer.masks.to_full(), it.masks(0.5).to_full())
+    d = view.drawn
+    gt = gt_feat.gt.instances
+    index = {n: i for i, n in enumerate(it.categories)}
+    gl = np.array([index[gt.categories[c]] for c in gt.class_ids])
+    want = real_ious(it.detections.groups, layer.masks.to_full(), gl, gt.masks.to_full())
+    np.testing.assert_allclose(d["real"], want)
+    assert want.max() > 0.8  # the model finds the scene's shapes
+    xs, ys = view.tab.points["mask"].getData()
+    np.testing.assert_allclose(xs, want)
+    np.testing.assert_allclose(ys, ms.box_scores * ms.mask_iou, rtol=1e-6)
+    xb, yb = view.tab.points["box"].getData()
+    np.testing.assert_allclose(yb, ms.box_scores)
+    assert d["pearson"]["mask"] == pytest.approx(pearson(ms.mask_scores, want))
+    assert d["pearson"]["box"] == pytest.approx(pearson(ms.box_scores, want))
+    assert f"{d['pearson']['mask']:.3f}" in view.tab.counts.text()
+    # a click on the centre of a ground-truth object picks the detection there
+    full = gt.masks.to_full()
+    k = int(np.argmax(full.reshape(len(full), -1).sum(1)))
+    ys_, xs_ = np.nonzero(full[k])
+    feat.click(float(xs_.mean()), float(ys_.mean()))
+    i = view.drawn["selected"]
+    assert i is not None and feat.overlays.count("box") == 4
+    px, py = view.tab.picked.getData()
+    np.testing.assert_allclose(px, [want[i], want[i]])
+    np.testing.assert_allclose(py, [ms.box_scores[i], ms.mask_scores[i]], rtol=1e-6)
+    assert f"{ms.mask_iou[i]:.3f}" in view.tab.info.text()
