@@ -53,6 +53,20 @@ def scatter_png(arr: dict[str, np.ndarray], out: Path) -> None:
     cv2.imwrite(str(out), pic)
 
 
+def head_cost(adapter, n: int = 20) -> tuple[float, float]:  # noqa: ANN001
+    """Median ms of the Mask R-CNN's stage and of the MaskIoU head's, from the pass's own timings."""
+    from segviewer.core.timing import Timings
+    from segviewer.training.data import VAL_SEED, shapes_instance
+
+    model, head = [], []
+    for i in range(n):
+        tm = Timings()
+        adapter.predict_scored(shapes_instance(VAL_SEED + i).image, timings=tm)
+        model.append(1000 * tm.get("model", 0.0))
+        head.append(1000 * tm.get("maskiou", 0.0))
+    return float(np.median(model)), float(np.median(head))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenes", type=int, default=200)
@@ -81,6 +95,10 @@ def main() -> None:
     print(table(rows, ["scoring rule", "mask AP", "AP50", "AP75", "Pearson r with real IoU"]))
     print(f"MaskIoU head: mean L2 to the real IoU {res['l2_pred_iou_real_iou']:.4f}; "
           f"mean real IoU {float(arr['real'].mean()):.3f}, mean predicted {float(arr['iou'].mean()):.3f}")
+    model_ms, head_ms = head_cost(adapter)
+    print(f"per image (median of 20 scenes): Mask R-CNN pass {model_ms:.1f} ms, MaskIoU head {head_ms:.1f} ms "
+          "on the same RoI features")
+    res["ms_model"], res["ms_maskiou"] = model_ms, head_ms
     if a.json:
         a.json.write_text(json.dumps(res, indent=1))
     if a.scatter:
