@@ -12,10 +12,12 @@ then the same timing for torchvision's zoo one-stage and two-stage detectors wit
   ``min_score`` on the ``--n`` unseen validation scenes (seeds 10000000 upward, 256 x 256), scored by
   one function for all (``training.centernet_task.evaluate_adapter_boxes``).
 * **zoo** (``--no-zoo`` leaves it out): torchvision's RetinaNet, FCOS, SSDlite and Faster R-CNN at
-  their released architecture with random weights through our adapters (their own transform: short
-  side 800 for the R-CNN / RetinaNet / FCOS family, 320 x 320 for SSDlite), and SSD300-VGG16 built
-  with torchvision directly (no adapter of ours; 300 x 300). Random weights give the network's cost,
-  not its accuracy: no AP for them.
+  their released architecture with random weights through our adapters, and SSD300-VGG16 built
+  with torchvision directly (no adapter of ours; 300 x 300). Input size: ``--zoo-size native`` (the
+  default) runs the 640x480 image as it is (``min_size`` 480, ``max_size`` 640), ``released`` at the
+  released transform (short side 800: 4 x ResNet-50-FPN's work, minutes per round on a loaded
+  2-core machine); SSDlite and SSD always resize to 320 / 300. ``--zoo-rounds`` timed calls after
+  one warm-up, round-robin. Random weights give the network's cost, not its accuracy: no AP.
 """
 
 from __future__ import annotations
@@ -62,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds per model (after one warm-up)")
     ap.add_argument("--n", type=int, default=200, help="unseen validation scenes for the box AP")
     ap.add_argument("--no-zoo", action="store_true", help="leave out torchvision's random-weight models")
+    ap.add_argument("--zoo-size", choices=("native", "released"), default="native",
+                    help="zoo input: the 640x480 image as is, or the released transform's short side 800")
+    ap.add_argument("--zoo-rounds", type=int, default=1, help="timed rounds of the zoo models (after one warm-up)")
     a = ap.parse_args(argv)
     pin_threads(a.threads)
 
@@ -104,18 +109,21 @@ def main(argv: list[str] | None = None) -> int:
 
     if not a.no_zoo:
         fns: dict[str, Any] = {}
+        zp = params if a.zoo_size == "released" else PredictParams(extras=False, extra=(("min_size", 480),
+                                                                                       ("max_size", 640)))
         for m in ZOO:
             ad = create_adapter(m, random_init=True)
             ad.load("cpu")
-            fns[m] = lambda ad=ad: ad.predict(img, params)
+            fns[m] = lambda ad=ad: ad.predict(img, zp)
         fns["ssd300_vgg16"] = _ssd300()
-        tz = time_both(fns, repeats=max(2, a.rounds // 2), warmup=1)
+        tz = time_both(fns, repeats=a.zoo_rounds, warmup=1)
         zrows = []
         for m in fns:
             lo, hi = tz.spread(m)
             zrows.append([m, ZOO_KIND[m], f"{tz[m][0]:.0f} ({lo:.0f}-{hi:.0f})", f"{tz[m][1]:.0f}"])
-        print(f"\ntorchvision zoo, random weights: one 640x480 scene (median of {max(2, a.rounds // 2)} interleaved "
-              "rounds; their own input sizes)")
+        size = "as is (480 x 640)" if a.zoo_size == "native" else "short side 800"
+        print(f"\ntorchvision zoo, random weights: one 640x480 scene {size}, SSDlite 320 / SSD 300 (median of "
+              f"{a.zoo_rounds} interleaved rounds after a warm-up)")
         print(table(zrows, ["model", "kind", "wall ms (range)", "CPU ms"]))
         print(load_line())
     return 0
