@@ -48,6 +48,7 @@ class HFAdapter(TorchAdapterState):
     build, e.g. its input size). After ``load`` the card's categories are the checkpoint's
     ``config.id2label``.
     """
+    params_keys: tuple[str, ...] = ()  # the PredictParams.extra keys it reads (--set checks them)
 
     model_types: ClassVar[tuple[str, ...]] = ()
 

@@ -135,6 +135,7 @@ def _prompt_lists(points: Sequence[tuple[float, float, bool]], box: Sequence[flo
 
 class HFSam2(HFAdapter):
     """SAM 2 behind the adapter interface (plus :meth:`prompt` and :meth:`track`)."""
+    params_keys: tuple[str, ...] = ("points", "box", "candidates", "points_per_side", "pred_iou_thresh", "stability_thresh", "nms_iou")  # the PredictParams.extra keys it reads (--set checks them)
 
     model_types = ("sam2", "sam2_video")
 

@@ -105,6 +105,7 @@ def _instance_queries(logits: np.ndarray, mask_logits: np.ndarray, det: Detectio
 
 class HFUniversalSegmenter(HFAdapter):
     """Mask2Former (``mask2former``) or OneFormer (``oneformer``): ``card.extra["hf_family"]``."""
+    params_keys: tuple[str, ...] = ("task", "threshold")  # the PredictParams.extra keys it reads (--set checks them)
 
     #: what :meth:`predict_queries` captures (the merge only for panoptic results)
     query_kinds = (QUERY_CLASSES, QUERY_ATTENTION, QUERY_MASKS, QUERY_MERGE)

@@ -129,6 +129,7 @@ def _rule(params: PredictParams) -> str:
 
 class ShapesMaskScoring(ShapesMaskRCNN):
     """The shapes Mask R-CNN with a MaskIoU head: ``predict`` scores by ``params.extra["scoring"]``."""
+    params_keys: tuple[str, ...] = ("min_size", "scoring")  # the PredictParams.extra keys it reads (--set checks them)
 
     def __init__(self, card: ModelCard) -> None:
         super().__init__(card)

@@ -204,6 +204,7 @@ class _Geometry:
 
 class OnnxAdapter:
     """An ONNX model behind the :class:`~segviewer.adapters.base.ModelAdapter` interface."""
+    params_keys: tuple[str, ...] = ()  # the PredictParams.extra keys it reads (--set checks them)
 
     def __init__(self, card: ModelCard) -> None:
         self.card = card

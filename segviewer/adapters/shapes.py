@@ -73,6 +73,7 @@ def _short_side(params: PredictParams) -> int:
 
 class _ShapesAdapter(TorchAdapterState):
     """Shared loading: rebuild the architecture a checkpoint names and copy its weights in."""
+    params_keys: tuple[str, ...] = ("min_size",)  # the PredictParams.extra keys it reads (--set checks them)
 
     model_kind = ""  # "maskrcnn", "fcn", "unet" or "pcv": what the checkpoint must say it is
 
@@ -176,6 +177,7 @@ class _ShapesSemantic(_ShapesAdapter):
 
 class ShapesFCN(_ShapesSemantic):
     """The FCN with 32s / 16s / 8s skip fusion; ``predict`` returns the 8s map by default."""
+    params_keys: tuple[str, ...] = ("min_size", "stage")  # the PredictParams.extra keys it reads (--set checks them)
 
     model_kind = "fcn"
     STAGES = ("32s", "16s", "8s")

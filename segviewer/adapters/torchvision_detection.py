@@ -90,6 +90,7 @@ def _count_from(state: dict[str, Any], key: str, per: int, dim: int, source: str
 
 class TorchvisionDetector(TorchAdapterState):
     """A torchvision detection / instance / keypoint model behind the :class:`ModelAdapter` interface."""
+    params_keys: tuple[str, ...] = ("min_size", "max_size")  # the PredictParams.extra keys it reads (--set checks them)
 
     def __init__(self, card: ModelCard) -> None:
         builder = str(card.extra.get("builder", card.id))

@@ -58,6 +58,7 @@ PROBS_MAX_SIDE = 512
 
 class TorchvisionSegmenter(TorchAdapterState):
     """A torchvision semantic segmentation model behind the :class:`ModelAdapter` interface."""
+    params_keys: tuple[str, ...] = ("min_size",)  # the PredictParams.extra keys it reads (--set checks them)
 
     def __init__(self, card: ModelCard) -> None:
         builder = str(card.extra.get("builder", card.id))

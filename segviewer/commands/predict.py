@@ -113,7 +113,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-download", action="store_true", help="never download weights (as SEGVIEWER_OFFLINE=1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a model option, e.g. SAM 2's prompt points=320,240;100,80,- or box=10,20,200,180 "
-                        "(each image gets it), or points_per_side=32 for its 'segment everything'")
+                        "(each image gets it), or points_per_side=32 for its 'segment everything'; a key the model does "
+                        "not read is refused, naming the keys it does")
     p.add_argument("--random-init", action="store_true", help=argparse.SUPPRESS)  # plumbing tests, timings
     from segviewer.commands import _ray_engine
 
@@ -257,6 +258,8 @@ def run(args: argparse.Namespace) -> int:
     adapters = [create_adapter(m, random_init=args.random_init) for m in models]
     if args.panoptic:
         _roles(adapters)
+    options = _model_options(getattr(args, "set", []))
+    check_model_options(adapters, [k for k, _ in options])  # a typo fails now, not silently
     task = adapters[0].card.task
     wants_ids = args.panoptic or task in ("detection", "instance", "keypoint")
     dataset, ids = plan.dataset_ids(images, args.gt if wants_ids else None,
@@ -275,7 +278,7 @@ def run(args: argparse.Namespace) -> int:
         for adapter in adapters:
             _load(adapter, args, device)
     ensure_dir(out)
-    extra = ((("min_size", int(args.min_size)),) if args.min_size else ()) + _model_options(getattr(args, "set", []))
+    extra = ((("min_size", int(args.min_size)),) if args.min_size else ()) + options
     # Only what is written: probabilities, logits and mask logits are for the window, and for
     # UPSNet's merge, which needs the logits.
     extras = bool(args.panoptic and getattr(args, "merge", "heuristic") == "upsnet")
@@ -304,6 +307,22 @@ def _model_options(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
         except ValueError:
             out.append((key.strip(), value))
     return tuple(out)
+
+
+def check_model_options(adapters: Sequence[Any], keys: Sequence[str]) -> None:
+    """Refuse ``--set`` keys that no model reads (a typo such as ``scroing=box`` would otherwise
+    change nothing, silently), naming the keys each model accepts. An adapter that declares no
+    ``params_keys`` (a plugin's) accepts any key: what it reads is unknown."""
+    declared = [getattr(a, "params_keys", None) for a in adapters]
+    if not keys or any(d is None for d in declared):
+        return
+    known = {k for d in declared for k in d}
+    unknown = [k for k in dict.fromkeys(keys) if k not in known]
+    if unknown:
+        accepts = "; ".join(f"{a.card.id} accepts {', '.join(d) if d else 'no --set keys'}"
+                            for a, d in zip(adapters, declared))
+        raise SegviewerError(f"--set {', '.join(unknown)}: unknown model option{'s' if len(unknown) > 1 else ''} "
+                             f"({accepts})")
 
 
 def _category_ids(state: _Run, names: Sequence[str], what: str) -> list[int | None] | None:
