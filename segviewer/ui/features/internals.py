@@ -334,7 +334,12 @@ class InternalsFeature(QObject):
         self.overlays.clear()
         view = self._route(it)
         dense = view is not None
-        self.panel.set_offered(it.kinds if dense else getattr(it, "kinds", RCNN_KINDS))
+        tabs, was = self.panel.tabs, self.panel.tabs.currentIndex()
+        tabs.blockSignals(True)  # hiding the current tab hops Qt to a neighbour (votes): no pass for a tab passed by
+        try:
+            self.panel.set_offered(it.kinds if dense else getattr(it, "kinds", RCNN_KINDS))
+        finally:
+            tabs.blockSignals(False)
         self.keypoints.set_bundle(None if dense else it)
         self._detector_message = error if it is None else ""
         if it is None:
@@ -355,7 +360,10 @@ class InternalsFeature(QObject):
             if not dense:
                 self._fill_after_capture()
         self.captured.emit()
-        self.update_view()
+        if tabs.currentIndex() != was:
+            self._on_tab_changed()  # the tab the dock landed on: its status line, message and drawing
+        else:
+            self.update_view()
 
     def _route(self, it: Any) -> Any:
         """Hand a bundle to the first view whose capture kinds it carries (the others get None)."""
