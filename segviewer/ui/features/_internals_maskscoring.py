@@ -8,11 +8,14 @@ against the mask's *real* IoU with the image's ground truth (the Metrics dock's,
 name; the best same-class ground-truth mask, 0 when none) with each rule's Pearson correlation;
 without ground truth, against the predicted IoU. A click on a detection rings its two points and
 reads out its numbers. The masks are the bundle's own (:meth:`DetectorInternals.masks`, equal
-to the layers' masks).
+to the layers' masks). The tab's "Layer scored by" picks the rule the layer's detections carry
+(``params.extra["scoring"]``, as ``segviewer predict --set scoring=box``): the session's
+parameters take it and the worker runs the model again (one hooked pass, or its cached pass).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -53,6 +56,8 @@ class MaskScoringView:
         self.feature = feature
         self.tab = MaskScoringTab()
         feature.panel.add_view(self.key, self.title, self.tab, self.kinds)
+        self.tab.rule.currentIndexChanged.connect(lambda *_: self.set_rule(self.tab.rule_key()))
+        self.tab.rule.setEnabled(False)  # until a Mask Scoring model's pass is here
         self.it: Any = None
         self.selected: int | None = None
         self.drawn: dict[str, Any] | None = None  # what the last draw showed (tests read it back)
@@ -78,6 +83,27 @@ class MaskScoringView:
         self.selected = None if self.it is None or not len(self.it.detections) else int(
             np.argmax(self.it.mask_scoring.mask_scores))
         self.drawn = None
+        self.tab.rule.setEnabled(self.it is not None)
+        if self.it is not None:
+            self.tab.show_rule(str(self.it.rule))  # the rule the shown pass used
+
+    def set_rule(self, rule: str) -> None:
+        """Score the layer by ``rule`` ("mask" or "box"): the session's parameters carry it (later
+        images keep it) and the worker runs the model with it -- ONE hooked pass gives the layer
+        and this tab's bundle, or the cached pass when this rule ran on this image before. The
+        UI never calls the model itself."""
+        f = self.feature
+        s = f.session
+        extra = {k: v for k, v in s.params.extra if k != "scoring"}
+        if rule != "mask":  # the default rule needs no key, so its cached passes stay valid
+            extra["scoring"] = rule
+        s.params = dataclasses.replace(s.params, extra=tuple(sorted(extra.items())))
+        model = f.model_id
+        if s.image is None or model is None or self.it is None:
+            return
+        f._capture("detector", model, force=True)  # hooks on, same request key as the layer's
+        if model in s.models:
+            s.run_models([model])  # merged with the capture (or a cache hit): no second pass
 
     def real_ious(self) -> np.ndarray | None:
         """The current bundle's real mask IoUs (cached per bundle and ground truth)."""

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QVBoxLayout, QWidget
 
 from segviewer.ui.widgets.internals_tabs import text_label
 
-__all__ = ["MaskScoringTab", "RULE_COLORS"]
+__all__ = ["MaskScoringTab", "RULE_COLORS", "RULE_CHOICES"]
 
 #: box score (Mask R-CNN) orange, box x predicted IoU (Mask Scoring R-CNN) cyan
 RULE_COLORS = {"box": (255, 150, 40), "mask": (60, 200, 255)}
+#: the rule that scores the model's layer (``params.extra["scoring"]``): (label, rule)
+RULE_CHOICES = (("box × mask IoU", "mask"), ("box score", "box"))
 
 
 class MaskScoringTab(QWidget):
@@ -47,11 +49,22 @@ class MaskScoringTab(QWidget):
         self.legend = text_label(
             "<span style='color:#ff9628'>●</span> box score s_cls (Mask R-CNN)<br>"
             "<span style='color:#3cc8ff'>●</span> s_cls × predicted mask IoU (Mask Scoring R-CNN)")
+        self.rule = QComboBox()  # which rule scores the layer (a new pass through the worker)
+        for label, rule in RULE_CHOICES:
+            self.rule.addItem(label, rule)
+        self.rule.setToolTip("The score the layer's detections carry (and the score threshold filters): "
+                             "Mask Scoring R-CNN's s_cls × predicted mask IoU, or Mask R-CNN's box score "
+                             "s_cls (as segviewer predict --set scoring=box). Switching runs the model again "
+                             "(or takes the cached pass).")
+        rule_row = QHBoxLayout()
+        rule_row.addWidget(text_label("Layer scored by"))
+        rule_row.addWidget(self.rule, 1)
         self.counts = text_label("")
         self.info = text_label("Click a detection on the image.")
         lay = QVBoxLayout(self)
         lay.addWidget(self.plot)
         lay.addWidget(self.legend)
+        lay.addLayout(rule_row)
         lay.addWidget(self.counts)
         lay.addWidget(self.info)
         lay.addStretch(1)
@@ -61,6 +74,18 @@ class MaskScoringTab(QWidget):
         self.plot.getPlotItem().setLabel("bottom", x_label)
         self.points["box"].setData(np.asarray(x, float), np.asarray(box, float))
         self.points["mask"].setData(np.asarray(x, float), np.asarray(mask, float))
+
+    def rule_key(self) -> str:
+        """The rule picked for the layer: "mask" (Mask Scoring R-CNN) or "box" (Mask R-CNN)."""
+        return str(self.rule.currentData())
+
+    def show_rule(self, rule: str) -> None:
+        """Show ``rule`` (the one the shown pass used) without announcing a change."""
+        i = self.rule.findData(rule)
+        if i >= 0 and i != self.rule.currentIndex():
+            self.rule.blockSignals(True)
+            self.rule.setCurrentIndex(i)
+            self.rule.blockSignals(False)
 
     def set_picked(self, x: float | None, ys: tuple[float, float] = (0.0, 0.0)) -> None:
         if x is None:

@@ -1,0 +1,89 @@
+"""The Mask scoring tab's "Layer scored by" control: switching the rule re-scores the shown layer
+through the worker (one new hooked pass with ``scoring=box`` in the session's parameters; the
+way back is the cached pass), and the layer's scores are the pass's own box scores or
+box x predicted IoU, read back here from the bundle the tab draws."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from segviewer.adapters.registry import create_adapter, get_card
+from segviewer.ui.features.groundtruth import GroundTruthFeature
+from segviewer.ui.features.internals import InternalsFeature
+from segviewer.ui.main_window import ASSETS, MainWindow
+from segviewer.ui.model_host import ModelHost, registry_factory
+from segviewer.ui.worker import InferenceWorker
+
+MODEL = "shapes_msrcnn"
+TIMEOUT = 120_000
+
+
+@pytest.fixture
+def window(qtbot):  # noqa: ANN001, ANN201
+    torch.set_num_threads(1)
+    passes: list[str] = []
+
+    def factory(model_id: str):  # noqa: ANN202
+        adapter = create_adapter(model_id)
+        load = adapter.load
+
+        def counted_load(device: str, weights=None, progress=None) -> None:  # noqa: ANN001
+            load(device, weights=weights)
+            adapter.module.backbone.register_forward_pre_hook(lambda *_: passes.append(model_id))
+
+        adapter.load = counted_load
+        return adapter
+
+    w = MainWindow(InferenceWorker(factory, process=False), cards=[get_card(MODEL)])
+    w.passes = passes
+    gt_feat = w.findChild(GroundTruthFeature)
+    gt_feat.host_factory = lambda: ModelHost(functools.partial(registry_factory, torch_threads=1))
+    qtbot.addWidget(w)
+    w.resize(1300, 850)
+    w.show()
+    qtbot.waitExposed(w)
+    feat = w.findChild(InternalsFeature)
+    feat.dock.show()
+    feat.dock.raise_()
+    with qtbot.waitSignal(feat.captured, timeout=TIMEOUT):
+        w.start([ASSETS / "scenes" / "scene_000.png"], models=[MODEL])
+    yield w, feat
+    gt_feat.shutdown(30_000)
+    w.shutdown()
+
+
+def test_rule_control_rescores_the_layer_through_the_worker(qtbot, window) -> None:  # noqa: ANN001
+    w, feat = window
+    p = feat.panel
+    p.tabs.setCurrentIndex(p.keys.index("mask_scoring"))
+    view = feat.own_views["mask_scoring"]
+    qtbot.waitUntil(lambda: view.drawn is not None, timeout=TIMEOUT)
+    combo = view.tab.rule
+    assert combo.isEnabled() and view.tab.rule_key() == "mask" == view.it.rule
+    first = view.it
+    np.testing.assert_array_equal(w.session.results[MODEL].scores, first.mask_scoring.mask_scores)
+    assert w.passes == [MODEL]
+
+    # Mask R-CNN's rule: a new pass through the worker, the layer carries the box scores
+    combo.setCurrentIndex(combo.findData("box"))
+    qtbot.waitUntil(lambda: view.it is not None and view.it is not first and view.it.rule == "box", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: w.session.results[MODEL] is not None and np.array_equal(
+        w.session.results[MODEL].scores, view.it.mask_scoring.box_scores.astype(np.float32)), timeout=TIMEOUT)
+    assert ("scoring", "box") in w.session.params.extra
+    assert w.passes == [MODEL, MODEL]  # one pass for the layer and the tab together
+    ms = view.it.mask_scoring  # the same network on the same image: the same per-rule scores
+    np.testing.assert_allclose(ms.box_scores, first.mask_scoring.box_scores, atol=1e-5)
+    assert not np.array_equal(ms.box_scores.astype(np.float32), first.mask_scoring.mask_scores)  # a real switch
+    assert view.tab.rule_key() == "box"
+
+    # back to Mask Scoring R-CNN's rule: the first pass, from the worker's cache (no model call)
+    combo.setCurrentIndex(combo.findData("mask"))
+    qtbot.waitUntil(lambda: view.it is not None and view.it.rule == "mask", timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: np.array_equal(w.session.results[MODEL].scores, view.it.mask_scoring.mask_scores),
+                    timeout=TIMEOUT)
+    assert "scoring" not in dict(w.session.params.extra)
+    assert w.passes == [MODEL, MODEL]
