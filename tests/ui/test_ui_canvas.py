@@ -41,8 +41,10 @@ def test_large_image_overview_detail_and_back(qtbot, canvas: ImageCanvas) -> Non
     qtbot.waitExposed(canvas)
     with qtbot.waitSignal(canvas.layersApplied, timeout=TIMEOUT):
         canvas.set_image(img)
-    overview = tiling.overview_size(H, W)
-    assert overview != (H, W) and canvas.base.image.shape[:2] == overview
+    overview = canvas.overview  # rendered at the view's resolution, not the image's
+    assert overview == tiling.view_overview_size(H, W, canvas.viewport().height(), canvas.viewport().width())
+    assert overview[1] <= canvas.viewport().width() + 1 and overview[0] < tiling.overview_size(H, W)[0]
+    assert canvas.base.image.shape[:2] == overview
 
     labels = ((np.arange(W)[None, :] // 100 + np.arange(H)[:, None] // 50) % 3).astype(np.uint8)
     sem = SemanticMap(labels, ("__background__", "a", "b"))
@@ -117,5 +119,57 @@ def test_labels_keep_their_screen_size_at_any_zoom(qtbot) -> None:
         assert c.layer_item(layer).isVisible()
         c.set_layer_visible(layer, False)
         assert _tag_rect(c, color) is None
+    finally:
+        c.renderer.stop()
+
+
+def _edge_coverage(canvas: ImageCanvas, shot: np.ndarray, box: np.ndarray, color: np.ndarray) -> float:
+    """Share of points along the box's four edges with the box colour within 1 screen px."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    hit = np.all(shot == color, axis=2)
+    hit = hit | np.roll(hit, 1, 0) | np.roll(hit, -1, 0) | np.roll(hit, 1, 1) | np.roll(hit, -1, 1)
+    ok = []
+    for t in np.linspace(0.1, 0.9, 25):
+        for x, y in ((x0 + t * (x1 - x0), y0 + 1), (x0 + t * (x1 - x0), y1 - 1),
+                     (x0 + 1, y0 + t * (y1 - y0)), (x1 - 1, y0 + t * (y1 - y0))):
+            p = canvas.image_to_widget(x, y)
+            ok.append(bool(hit[int(round(p.y())), int(round(p.x()))]))
+    return float(np.mean(ok))
+
+
+def test_box_outlines_stay_on_screen_when_a_huge_photo_is_fitted(qtbot) -> None:
+    """A 3200 x 2400 photo fitted at ~0.2 zoom: its layers are rendered at the view's resolution
+    (not the photo's), so each 2 px outline is 2 screen px and none aliases away (at full resolution
+    a nearest-neighbour downscale dropped most edges), and the render is small."""
+    from segviewer.core.results import Detections
+    from segviewer.render.style import detection_colors
+    from segviewer.ui.canvas.render_thread import LayerRenderer
+    from segviewer.ui.main_window import grab_rgb
+
+    hh, ww = 2400, 3200
+    c = ImageCanvas(LayerRenderer(synchronous=True))
+    qtbot.addWidget(c)
+    c.resize(640, 480)
+    c.show()
+    qtbot.waitExposed(c)
+    try:
+        c.set_image(np.full((hh, ww, 3), 128, np.uint8))
+        rng = np.random.default_rng(3)
+        xy = rng.uniform([0, 0], [ww - 700, hh - 700], (6, 2))
+        boxes = np.hstack([xy, xy + rng.uniform(300, 690, (6, 2))]).astype(np.float32)
+        d = Detections((hh, ww), boxes, np.linspace(0.6, 0.95, 6).astype(np.float32),
+                       np.ones(6, np.int32), ("__background__", "thing"))
+        style = RenderStyle()
+        layer = ("m", "boxes")
+        c.set_layers([LayerSpec(layer, d, "boxes", style)], {layer: 40.0})
+        qtbot.wait(20)
+        assert c.screen_scale() < 0.25
+        oh, ow = c.overview
+        assert max(oh, ow) <= max(c.viewport().width(), c.viewport().height()) + 1
+        assert c.layer_item(layer).image.shape == (oh, ow, 4)
+        shot = grab_rgb(c)
+        colors = detection_colors(d, style)
+        cover = [_edge_coverage(c, shot, d.boxes[i], colors[i][:3]) for i in range(len(d))]
+        assert min(cover) >= 0.9, cover
     finally:
         c.renderer.stop()

@@ -72,6 +72,7 @@ class ImageCanvas(pg.GraphicsView):
         self._seq = 0
         self._latest = {"overview": 0, "detail": 0}
         self._base_ready = False
+        self._overview: tuple[int, int] = (0, 0)  # (h, w) of the overview level of this image
         self._detail_window: tiling.Window | None = None
         self._detail_layers: set[LayerId] = set()
         self._detail_active = False
@@ -85,7 +86,18 @@ class ImageCanvas(pg.GraphicsView):
     # ---- image and layers ------------------------------------------------------------------
     @property
     def large(self) -> bool:
-        return self.image is not None and tiling.overview_size(*self.image.shape[:2]) != self.image.shape[:2]
+        """Whether the photo is shown as an overview (not at its own resolution) when zoomed out."""
+        return self.image is not None and self._overview != self.image.shape[:2]
+
+    @property
+    def overview(self) -> tuple[int, int]:
+        """(h, w) of the overview level the photo and its layers are rendered at when zoomed out."""
+        return self._overview
+
+    def _view_device_size(self) -> tuple[int, int]:
+        vp = self.viewport()
+        dpr = vp.devicePixelRatioF()
+        return round(vp.height() * dpr), round(vp.width() * dpr)
 
     def set_image(self, image: np.ndarray | None, fit: bool = True) -> None:
         """Show a new photo (RGB uint8); its layers are cleared until :meth:`set_layers`."""
@@ -98,6 +110,7 @@ class ImageCanvas(pg.GraphicsView):
             self.base.clear()
             return
         h, w = image.shape[:2]
+        self._overview = tiling.view_overview_size(h, w, *self._view_device_size())
         self._base_ready = not self.large
         if self.large:
             self.base.clear()
@@ -234,7 +247,7 @@ class ImageCanvas(pg.GraphicsView):
     def _submit_overview(self) -> None:
         assert self.image is not None
         h, w = self.image.shape[:2]
-        out = tiling.overview_size(h, w)
+        out = self._overview
         job = RenderJob(self._next_seq("overview"), "overview", self.image, self._raster_specs(),
                         window=None if out == (h, w) else (0, 0, w, h),
                         out_size=None if out == (h, w) else out, base=not self._base_ready)
@@ -245,7 +258,7 @@ class ImageCanvas(pg.GraphicsView):
             return
         h, w = self.image.shape[:2]
         scale = self.screen_scale()
-        if not tiling.needs_detail(h, w, scale):
+        if not tiling.needs_detail(h, w, scale, self._overview):
             return
         req = tiling.detail_request(h, w, tiling.clip_visible(h, w, self.visible_rect()), scale)
         if req is None:
@@ -265,7 +278,7 @@ class ImageCanvas(pg.GraphicsView):
         h, w = self.image.shape[:2]
         vis = tiling.clip_visible(h, w, self.visible_rect())
         if self._detail_active and (
-            not tiling.needs_detail(h, w, self.screen_scale())
+            not tiling.needs_detail(h, w, self.screen_scale(), self._overview)
             or self._detail_window is None
             or not tiling.window_covers(self._detail_window, vis)
         ):
