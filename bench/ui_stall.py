@@ -9,6 +9,13 @@ Target: p99 lateness <= 30 ms. The result cache is disabled so that every image 
 
     QT_QPA_PLATFORM=offscreen nice -n 10 python bench/ui_stall.py --seconds 60
     python bench/ui_stall.py --worker-only      # no window: the worker alone
+    python bench/ui_stall.py --huge --seconds 40 # a 4000x3000 JPEG, bundled shapes_maskrcnn + shapes_fcn
+
+``--huge`` shows one 4000x3000 JPEG (skimage's coffee resized, else a synthetic scene) with the
+bundled shapes_maskrcnn and shapes_fcn (real weights), re-running both on it, and toggles a layer
+and moves an opacity every 250 ms: the UI thread must stay responsive while the layers of a
+12 MP photo are composed. ``--full-res-layers`` renders the overview at the photo's resolution
+(the behaviour before the canvas rendered huge photos at the view's resolution), for comparison.
 
 Prints lateness percentiles for the whole run and for the steady state (after the first result,
 i.e. excluding the model build), and the number of inference runs completed.
@@ -17,6 +24,7 @@ i.e. excluding the model build), and the number of inference runs completed.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -29,6 +37,26 @@ import numpy as np  # noqa: E402
 
 MODEL = "maskrcnn_resnet50_fpn"
 TARGET_P99_MS = 30.0
+
+
+HUGE_MODELS = ("shapes_maskrcnn", "shapes_fcn")
+
+
+def _huge_photo(path: Path, w: int, h: int) -> Path:
+    """A w x h JPEG: skimage's coffee photo resized when skimage is installed, else a synthetic scene."""
+    import cv2
+
+    try:
+        from skimage.data import coffee
+
+        rgb = coffee()
+    except ImportError:
+        from segviewer.synth.generate import generate_scene
+
+        rgb = generate_scene(0, (600, 800)).image
+    big = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+    cv2.imwrite(str(path), np.ascontiguousarray(big[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return path
 
 
 def _percentiles(late_s: list[float]) -> str:
@@ -53,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle", action="store_true",
                     help="baseline: the window (or, with --worker-only, the heartbeat alone) and no model: "
                     "what the machine's load does by itself")
+    ap.add_argument("--huge", action="store_true",
+                    help="a 4000x3000 JPEG with the bundled shapes_maskrcnn + shapes_fcn (real weights), "
+                    "toggling a layer and an opacity every 250 ms")
+    ap.add_argument("--full-res-layers", action="store_true",
+                    help="render the overview at the photo's resolution (the old canvas), to compare")
     args = ap.parse_args(argv)
     if args.switch_interval_ms > 0:
         sys.setswitchinterval(args.switch_interval_ms / 1000)
@@ -63,21 +96,32 @@ def main(argv: list[str] | None = None) -> int:
     from segviewer.core.fileio import write_image_atomic
     from segviewer.synth.generate import generate_scene
     from segviewer.ui.app import make_app
-    from segviewer.ui.model_host import random_init_factory
+    from segviewer.ui.model_host import random_init_factory, registry_factory
     from segviewer.ui.worker import InferenceWorker, PredictRequest, image_key
 
     w_px, h_px = (int(v) for v in args.size.lower().split("x"))
     tmp = Path(tempfile.mkdtemp(prefix="ui_stall_"))
     paths = []
-    for i in range(4):
-        p = tmp / f"scene_{i}.png"
-        write_image_atomic(p, generate_scene(i, (h_px, w_px)).image)
-        paths.append(p)
+    models = [MODEL]
+    if args.huge:
+        w_px, h_px = 4000, 3000
+        paths.append(_huge_photo(tmp / "huge.jpg", w_px, h_px))
+        models = list(HUGE_MODELS)
+    else:
+        for i in range(4):
+            p = tmp / f"scene_{i}.png"
+            write_image_atomic(p, generate_scene(i, (h_px, w_px)).image)
+            paths.append(p)
+    if args.full_res_layers:
+        from segviewer.ui.canvas import tiling
+
+        tiling.VIEW_RES_MIN = 10**9
 
     os.environ.setdefault("SEGVIEWER_SETTINGS_FILE", str(tmp / "settings.ini"))
     app = make_app()
 
-    factory = random_init_factory(args.torch_threads)
+    factory = (functools.partial(registry_factory, torch_threads=args.torch_threads) if args.huge
+               else random_init_factory(args.torch_threads))
     # 1 byte of cache: nothing fits, every image runs the model.
     worker = InferenceWorker(factory, cache_bytes=1, process=not args.in_thread)
     runs = 0
@@ -85,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     first_result_at: list[float] = []
     model_s: list[float] = []
     window = None
+    render_s: list[float] = []
 
     if args.idle and args.worker_only:
         first_result_at.append(time.perf_counter())
@@ -113,16 +158,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from segviewer.ui.main_window import MainWindow
 
-        window = MainWindow(worker, cards=[get_card(MODEL)])
+        window = MainWindow(worker, cards=[get_card(m) for m in models])
         window.resize(1400, 900)
         window.show()
 
         def on_results() -> None:
             nonlocal runs
-            if MODEL not in window.session.results:
+            if any(m not in window.session.results for m in models):
                 return
             runs += 1
-            model_s.append(sum(window.session.model_timings[MODEL].values()))
+            model_s.append(sum(sum(window.session.model_timings[m].values()) for m in models))
             if not first_result_at:
                 first_result_at.append(time.perf_counter())
             s = window.session
@@ -135,7 +180,21 @@ def main(argv: list[str] | None = None) -> int:
             window.canvas.layersApplied.connect(lambda *a: events.append((time.perf_counter(), "layersApplied")))
             worker.jobStarted.connect(lambda g, slot: events.append((time.perf_counter(), f"jobStarted {slot}")))
         window.errorShown.connect(lambda msg: print("error:", msg))
-        window.start(paths[:1], models=[] if args.idle else [MODEL], no_default=True)
+        window.canvas.layersApplied.connect(render_s.append)
+        if args.huge:
+            def poke() -> None:  # a layer toggle and an opacity move, as a user would
+                st = window.state
+                if (HUGE_MODELS[1], "semantic") in window.canvas.layer_ids():
+                    layer = (HUGE_MODELS[1], "semantic")
+                    st.set_visible(layer, not st.visible.get(layer, True))
+                masks = (HUGE_MODELS[0], "masks")
+                st.set_opacity(masks, 0.3 if st.opacity_of(masks) > 0.45 else 0.6)
+
+            poker = QTimer()
+            poker.setInterval(250)
+            poker.timeout.connect(poke)
+            poker.start()
+        window.start(paths[:1], models=[] if args.idle else models, no_default=True)
         if args.idle:
             first_result_at.append(time.perf_counter())
 
@@ -158,11 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     t = np.asarray(beats)
     late = np.maximum(np.diff(t) - 0.010, 0.0)
     steady = late[t[1:] > first_result_at[0]] if first_result_at else np.array([])
-    print(f"ui_stall: {MODEL} (random init) at {w_px}x{h_px} on cpu, {'idle baseline' if args.idle else 'worker only' if args.worker_only else 'full window'}, "
+    what = " + ".join(models) + " (bundled weights)" if args.huge else f"{MODEL} (random init)"
+    print(f"ui_stall: {what} at {w_px}x{h_px} on cpu,{' full-res layers,' if args.full_res_layers else ''} {'idle baseline' if args.idle else 'worker only' if args.worker_only else 'full window'}, "
           f"model in {'the worker thread' if args.in_thread else 'a child process'}, "
           f"torch threads {args.torch_threads or 'default'}, switch interval {sys.getswitchinterval() * 1000:.1f} ms, "
           f"{os.cpu_count()} CPUs, {time.perf_counter() - t_start:.0f} s")
     print(f"  inference runs completed: {runs}" + (f" (median {np.median(model_s):.2f} s each)" if model_s else ""))
+    if render_s:
+        print(f"  layer renders (render thread): {len(render_s)}, median {np.median(render_s) * 1000:.0f} ms, "
+              f"max {max(render_s) * 1000:.0f} ms")
     print(f"  heartbeat lateness, all:    {_percentiles(list(late))}")
     print(f"  heartbeat lateness, steady: {_percentiles(list(steady))}")
     if args.trace and late.size:

@@ -12,7 +12,7 @@ from segviewer.render.layers import render_layer
 from segviewer.render.style import RenderStyle
 from segviewer.ui.canvas import tiling
 from segviewer.ui.canvas.render_thread import LayerSpec
-from segviewer.ui.canvas.view import ImageCanvas
+from segviewer.ui.canvas.view import DEBOUNCE_MS, ImageCanvas
 
 TIMEOUT = 60_000
 H, W = 300, 4400  # wider than FULL_RES_LIMIT, small enough for a quick test
@@ -162,13 +162,23 @@ def test_box_outlines_stay_on_screen_when_a_huge_photo_is_fitted(qtbot) -> None:
         style = RenderStyle()
         layer = ("m", "boxes")
         c.set_layers([LayerSpec(layer, d, "boxes", style)], {layer: 40.0})
-        qtbot.wait(20)
+        qtbot.wait(DEBOUNCE_MS + 100)  # settled: the fitted view needs no detail render
+        assert not c._detail_active
         assert c.screen_scale() < 0.25
         oh, ow = c.overview
         assert max(oh, ow) <= max(c.viewport().width(), c.viewport().height()) + 1
         assert c.layer_item(layer).image.shape == (oh, ow, 4)
         shot = grab_rgb(c)
         colors = detection_colors(d, style)
+        cover = [_edge_coverage(c, shot, d.boxes[i], colors[i][:3]) for i in range(len(d))]
+        assert min(cover) >= 0.9, cover
+
+        # A bigger window shows the photo larger than the overview holds: a resize asks for a
+        # screen-resolution render as a zoom does, and the outlines stay whole.
+        with qtbot.waitSignal(c.detailApplied, timeout=5000):  # synchronous renderer: debounce + render
+            c.resize(1280, 960)
+        assert c.screen_scale() > 1.2 * ow / ww and c._items[layer][1].isVisible()
+        shot = grab_rgb(c)
         cover = [_edge_coverage(c, shot, d.boxes[i], colors[i][:3]) for i in range(len(d))]
         assert min(cover) >= 0.9, cover
     finally:

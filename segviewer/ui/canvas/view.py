@@ -81,6 +81,9 @@ class ImageCanvas(pg.GraphicsView):
         self._debounce.setInterval(DEBOUNCE_MS)
         self._debounce.timeout.connect(self._request_detail)
         self.vb.sigRangeChanged.connect(self._on_range_changed)
+        # A bigger window shows the same range at a larger scale: the view-sized overview may now
+        # be too coarse, so a resize asks for a detail render like a zoom does.
+        self.vb.sigResized.connect(self._on_range_changed)
         self.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
     # ---- image and layers ------------------------------------------------------------------
