@@ -154,6 +154,8 @@ def test_box_outlines_stay_on_screen_when_a_huge_photo_is_fitted(qtbot) -> None:
     qtbot.waitExposed(c)
     try:
         c.set_image(np.full((hh, ww, 3), 128, np.uint8))
+        # The photo itself (under FULL_RES_LIMIT) is shown at once, as before: video frames never blink.
+        assert c.base.image is not None and c.base.image.shape[:2] == (hh, ww)
         rng = np.random.default_rng(3)
         xy = rng.uniform([0, 0], [ww - 700, hh - 700], (6, 2))
         boxes = np.hstack([xy, xy + rng.uniform(300, 690, (6, 2))]).astype(np.float32)

@@ -72,6 +72,7 @@ class ImageCanvas(pg.GraphicsView):
         self._seq = 0
         self._latest = {"overview": 0, "detail": 0}
         self._base_ready = False
+        self._base_full = True  # the photo itself is shown at its own resolution (no detail photo)
         self._overview: tuple[int, int] = (0, 0)  # (h, w) of the overview level of this image
         self._detail_window: tiling.Window | None = None
         self._detail_layers: set[LayerId] = set()
@@ -114,12 +115,14 @@ class ImageCanvas(pg.GraphicsView):
             return
         h, w = image.shape[:2]
         self._overview = tiling.view_overview_size(h, w, *self._view_device_size())
-        self._base_ready = not self.large
-        if self.large:
+        # The photo keeps its own resolution up to FULL_RES_LIMIT (set here at once, so video
+        # frames never blink); only the layers follow the view-sized overview.
+        self._base_full = self._base_ready = tiling.overview_size(h, w) == (h, w)
+        if self._base_full:
+            self.base.setImage(np.ascontiguousarray(image), levels=None)
+        else:
             self.base.clear()
             self._submit_overview()
-        else:
-            self.base.setImage(np.ascontiguousarray(image), levels=None)
         self.base.setRect(QRectF(0, 0, w, h))
         if fit:
             self.fit()
@@ -229,7 +232,7 @@ class ImageCanvas(pg.GraphicsView):
         self._labels[s.layer] = (item, s.result, s.style)
 
     def _refresh_visibility(self) -> None:
-        self.base_detail.setVisible(self._detail_active)
+        self.base_detail.setVisible(self._detail_active and not self._base_full)
         for layer, (item, _r, _s) in self._labels.items():
             item.setOpacity(self._opacity.get(layer, 1.0))
             item.setVisible(self._visible.get(layer, True) and self.image is not None)
@@ -268,7 +271,7 @@ class ImageCanvas(pg.GraphicsView):
             return
         window, out = req
         self.renderer.submit(RenderJob(self._next_seq("detail"), "detail", self.image, self._raster_specs(),
-                                       window=window, out_size=out, base=True))
+                                       window=window, out_size=out, base=not self._base_full))
 
     def _deactivate_detail(self) -> None:
         if self._detail_active:
