@@ -129,10 +129,12 @@ def test_many_layers_scroll_instead_of_growing_the_panel(qtbot) -> None:
 
 def test_view_overview_renders_huge_photos_at_the_views_resolution() -> None:
     """A 4000 x 3000 photo in a 1000 x 700 view: the overview is the fitted size (700 x 934), not
-    the photo's 12 MP (2 s of layer rendering); photos up to VIEW_RES_MIN keep their own size."""
+    the photo's 12 MP (2 s of layer rendering); small photos keep their own size."""
     assert tiling.view_overview_size(3000, 4000, 700, 1000) == (700, 934)
     assert tiling.view_overview_size(600, 800, 300, 400) == (600, 800)
-    assert tiling.view_overview_size(1500, 2000, 300, 400) == (1500, 2000)
+    # 1024..2048 px: only when fitted below 0.5 zoom (where 2 px outlines start to alias away).
+    assert tiling.view_overview_size(1500, 2000, 1000, 1400) == (1500, 2000)
+    assert tiling.view_overview_size(1500, 2000, 300, 400) == (300, 400)
     # Never above the GPU-safe overview, never below the floor (a canvas not laid out yet).
     assert tiling.view_overview_size(9000, 12000, 3000, 4000) == tiling.overview_size(9000, 12000)
     assert max(tiling.view_overview_size(3000, 4000, 30, 40)) == tiling.VIEW_OVERVIEW_FLOOR

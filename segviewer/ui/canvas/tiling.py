@@ -5,6 +5,11 @@ side exceeds ``FULL_RES_LIMIT`` is shown as a downsampled overview (longer side
 ``OVERVIEW_MAX``) and, once the screen shows more detail than the overview holds, as a
 full-resolution render of the visible region (plus a margin) at screen resolution. Layers
 follow the same scheme through ``render_layer(window=..., out_size=...)``. Pure functions, no Qt.
+
+Layers of a photo much larger than the view go one step further (:func:`view_overview_size`):
+their overview is rendered at the fitted view's size, so a 4000 x 3000 photo's layers take
+~0.1 s instead of ~1.5 s (off the UI thread either way) and box outlines keep their width in
+screen pixels instead of aliasing away. Exports still render at full resolution.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ DETAIL_MAX = 4096
 #: 4000 x 3000 photo's layers take ~2 s at full size and their 2 px box outlines alias away when
 #: shown at 0.2 zoom; at screen size they take a tenth of that and every outline is 2 screen px.
 VIEW_RES_MIN = 2048
+#: Between VIEW_RES_ANY and VIEW_RES_MIN px, only when fitted below this zoom: nearest-neighbour
+#: display keeps every 2 px outline (the default line width) at 0.5 zoom or more, not below.
+VIEW_RES_ANY = 1024
+MIN_FULL_RES_ZOOM = 0.5
 VIEW_OVERVIEW_FLOOR = 256  # longer side at least this (a canvas not laid out yet is tiny)
 MARGIN = 0.25  # extra fraction of the visible size rendered around it, so small pans stay sharp
 
@@ -35,14 +44,18 @@ def overview_size(h: int, w: int) -> tuple[int, int]:
 def view_overview_size(h: int, w: int, view_h: int, view_w: int) -> tuple[int, int]:
     """(h, w) of the overview for a view of ``view_h`` x ``view_w`` device pixels.
 
-    Images up to ``VIEW_RES_MIN`` keep :func:`overview_size`; larger ones are rendered at the size
-    they have when fitted in the view (never above :func:`overview_size`), so what is drawn is what
-    the screen shows; zooming in past it asks for a detail render as before.
+    Images above ``VIEW_RES_MIN`` (and those above ``VIEW_RES_ANY`` fitted below
+    ``MIN_FULL_RES_ZOOM``) are rendered at the size they have when fitted in the view (never above
+    :func:`overview_size`), so what is drawn is what the screen shows; zooming in past it asks for
+    a detail render as before. Others keep :func:`overview_size`.
     """
     base = overview_size(h, w)
-    if max(h, w) <= VIEW_RES_MIN or view_h <= 0 or view_w <= 0:
+    if max(h, w) <= VIEW_RES_ANY or view_h <= 0 or view_w <= 0:
         return base
-    s = max(min(view_w / w, view_h / h), VIEW_OVERVIEW_FLOOR / max(h, w))
+    fit = min(view_w / w, view_h / h)
+    if max(h, w) <= VIEW_RES_MIN and fit >= MIN_FULL_RES_ZOOM:
+        return base
+    s = max(fit, VIEW_OVERVIEW_FLOOR / max(h, w))
     if s * max(h, w) >= max(base):
         return base
     return max(1, math.ceil(h * s)), max(1, math.ceil(w * s))

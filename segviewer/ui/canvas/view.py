@@ -7,7 +7,9 @@ is on screen equals ``render.compose.compose`` of the same layers (the export pa
 Large images (see :mod:`.tiling`) keep two items per layer: the overview and a detail render of
 the visible window. Panning or zooming shows the overview at once and asks for a detail render
 after the view has been still for ``DEBOUNCE_MS``; the render runs in :class:`LayerRenderer`'s
-thread, so the UI never waits for it.
+thread, so the UI never waits for it. Layers of a photo much larger than the view (see
+:func:`.tiling.view_overview_size`) use an overview at the view's resolution; a resize, like a
+zoom, asks for a detail render when that overview becomes too coarse.
 
 Label layers are the exception: their tags keep a constant size on screen at any zoom, so they
 are not rasters but one :class:`~segviewer.ui.canvas.labels_item.LabelsItem` per layer, painted
