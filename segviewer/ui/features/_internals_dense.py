@@ -26,6 +26,7 @@ from segviewer.core.errors import SegviewerError
 from segviewer.render.dense import assignment_rgba, location_codes, ltrb_arrow_segments
 from segviewer.render.heatmap import heatmap_rgba
 from segviewer.render.roi_grid import box_segments, cross_segments, scale_segments
+from segviewer.ui.features._internals_views import NmsTraceView
 from segviewer.ui.jobs import run_background
 from segviewer.ui.widgets.internals_dense_tab import ANCHORS_HINT, DenseTab
 
@@ -35,7 +36,7 @@ KINDS = ("dense_levels", "anchor_grid")
 GT_RESULT = "ground truth"  # the derived layer the ground-truth feature shows
 
 
-class DenseHeadsView:
+class DenseHeadsView(NmsTraceView):
     """The dense-heads tab and its drawing; the Internals controller routes bundles and clicks."""
 
     key, title, kinds = "dense", "Dense heads", KINDS
@@ -95,17 +96,6 @@ class DenseHeadsView:
         for combo in (t.level, t.cls, t.nms_class):
             combo.blockSignals(False)
         self._new_trace(redraw=False)
-
-    def _new_trace(self, redraw: bool = True) -> None:
-        t = self.tab
-        self.trace = None
-        if self.it is not None and t.nms_class.count():
-            self.trace = self.it.nms(int(t.nms_class.currentData()), t.iou_threshold())
-        t.max_steps = 0 if self.trace is None else len(self.trace)
-        t.n_steps = -1
-        t.go(0)
-        if redraw:
-            self.feature.update_view()
 
     # ---- input ------------------------------------------------------------------------------------
     def click(self, x: float, y: float) -> None:

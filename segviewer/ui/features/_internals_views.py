@@ -375,6 +375,27 @@ def nms_trace_for(it: Any, stage: str, group: int, iou_threshold: float) -> Any:
     return it.box_nms(int(group), float(iou_threshold))
 
 
+class NmsTraceView:
+    """For a view whose tab steps a class-wise NMS (the NmsStepping controls) over its bundle's
+    ``nms(class_id, iou)``: a new class or IoU threshold restarts the trace at step 0."""
+
+    it: Any
+    tab: Any
+    feature: Any
+    trace: Any
+
+    def _new_trace(self, redraw: bool = True) -> None:
+        t = self.tab
+        self.trace = None
+        if self.it is not None and t.nms_class.count():
+            self.trace = self.it.nms(int(t.nms_class.currentData()), t.iou_threshold())
+        t.max_steps = 0 if self.trace is None else len(self.trace)
+        t.n_steps = -1
+        t.go(0)
+        if redraw:
+            self.feature.update_view()
+
+
 def table_legend_rgba(k: int = 14) -> np.ndarray:
     """The 9 x 9 PCV table as a colored picture: one color per cell, the voting pixel white."""
     import cv2

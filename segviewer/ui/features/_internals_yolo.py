@@ -23,6 +23,7 @@ from segviewer.core.errors import SegviewerError
 from segviewer.core.geometry import box_iou
 from segviewer.render.heatmap import heatmap_rgba
 from segviewer.render.roi_grid import box_segments, cross_segments
+from segviewer.ui.features._internals_views import NmsTraceView
 from segviewer.ui.widgets.internals_yolo_tab import YoloTab
 
 __all__ = ["KINDS", "YoloGridView", "GT_RESULT", "grid_segments"]
@@ -39,7 +40,7 @@ def grid_segments(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     return np.asarray(v + h, np.float32).reshape(-1, 2, 2)
 
 
-class YoloGridView:
+class YoloGridView(NmsTraceView):
     """The YOLO tab and its drawing; the Internals controller routes bundles and clicks."""
 
     key, title, kinds = "yolo", "YOLO grid", KINDS
@@ -86,17 +87,6 @@ class YoloGridView:
                 t.nms_class.setCurrentIndex(max(t.nms_class.findData(int(ids[it.keep[0]])), 0))
         t.nms_class.blockSignals(False)
         self._new_trace(redraw=False)
-
-    def _new_trace(self, redraw: bool = True) -> None:
-        t = self.tab
-        self.trace = None
-        if self.it is not None and t.nms_class.count():
-            self.trace = self.it.nms(int(t.nms_class.currentData()), t.iou_threshold())
-        t.max_steps = 0 if self.trace is None else len(self.trace)
-        t.n_steps = -1
-        t.go(0)
-        if redraw:
-            self.feature.update_view()
 
     # ---- input ------------------------------------------------------------------------------------
     def click(self, x: float, y: float) -> None:
