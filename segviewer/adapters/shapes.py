@@ -72,10 +72,12 @@ def _short_side(params: PredictParams) -> int:
 
 
 class _ShapesAdapter(TorchAdapterState):
-    """Shared loading: rebuild the architecture a checkpoint names and copy its weights in."""
+    """Shared loading (rebuild the architecture a checkpoint names and copy its weights in) and
+    the forward pass of our own nets on a rescaled, padded image."""
     params_keys: tuple[str, ...] = ("min_size",)  # the PredictParams.extra keys it reads (--set checks them)
 
     model_kind = ""  # "maskrcnn", "fcn", "unet" or "pcv": what the checkpoint must say it is
+    divisor = 32  # inputs padded to a multiple of this, unless the net names its own ``divisor``
 
     def __init__(self, card: ModelCard) -> None:
         self.card = card
@@ -121,20 +123,8 @@ class _ShapesAdapter(TorchAdapterState):
         if tuple(cats) != tuple(card.categories):
             self.card = dataclasses.replace(card, categories=tuple(cats))
 
-    def _require(self) -> tuple[torch.nn.Module, str]:
-        if self.module is None or self._device is None:
-            raise SegviewerError(f"{self.card.id} is not loaded yet")
-        return self.module, self._device
-
-
-# --------------------------------------------------------------------------- semantic nets
-
-
-class _ShapesSemantic(_ShapesAdapter):
-    divisor = 32
-
     def _forward(self, image: np.ndarray, params: PredictParams, tm: Timings) -> tuple[Any, tuple[int, int, int, int]]:
-        """Network outputs for the rescaled, padded image and ``(h, w, rh, rw)``: the input's size
+        """Network outputs for the rescaled image, padded (by replication) to the net's divisor, and ``(h, w, rh, rw)``: the input's size
         and the rescaled image's (the valid top-left part of the outputs)."""
         import torch
 
@@ -159,6 +149,18 @@ class _ShapesSemantic(_ShapesAdapter):
         except RuntimeError as err:
             raise ModelError(f"{self.card.id} failed on a {w}x{h} image ({str(err).splitlines()[0]})") from err
         return out, (h, w, rh, rw)
+
+    def _require(self) -> tuple[torch.nn.Module, str]:
+        if self.module is None or self._device is None:
+            raise SegviewerError(f"{self.card.id} is not loaded yet")
+        return self.module, self._device
+
+
+# --------------------------------------------------------------------------- semantic nets
+
+
+class _ShapesSemantic(_ShapesAdapter):
+    divisor = 32
 
     def _to_map(self, logits: torch.Tensor, size: tuple[int, int, int, int], extras: bool = True) -> SemanticMap:
         """Labels at the input's size; with ``extras`` also capped probabilities and float16 logits."""

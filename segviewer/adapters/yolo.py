@@ -14,16 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
-from segviewer.adapters._convert import check_image
 from segviewer.adapters.base import PredictParams
 from segviewer.adapters.internals import ModelFrame
-from segviewer.adapters.shapes import _resize_short, _ShapesAdapter, _short_side
+from segviewer.adapters.shapes import _ShapesAdapter
 from segviewer.analysis import yolo as Y
 from segviewer.analysis.nms import NMSTrace, nms_trace
-from segviewer.core.errors import ModelError, SegviewerError
+from segviewer.core.errors import SegviewerError
 from segviewer.core.results import Detections
 from segviewer.core.timing import Timings
 
@@ -136,28 +134,8 @@ class ShapesYOLO(_ShapesAdapter):
 
     def _raw(self, image: np.ndarray, params: PredictParams, tm: Timings) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
         """The head's raw output cut to the real image's cells, the input size and the model size."""
-        import torch
-
-        from segviewer.adapters.nets.registry import to_tensor
-
-        model, device = self._require()
-        img = check_image(image)
-        h, w = img.shape[:2]
-        with tm.stage("preprocess"):
-            small = _resize_short(img, _short_side(params))
-            rh, rw = small.shape[:2]
-            d = int(getattr(model, "divisor", 16))
-            ph, pw = -rh % d, -rw % d
-            if ph or pw:  # pad by replication; cells wholly in the padding are cut off below
-                small = cv2.copyMakeBorder(small, 0, ph, 0, pw, cv2.BORDER_REPLICATE)
-            x = to_tensor([small]).to(device)
-        try:
-            with tm.stage("model"), torch.inference_mode():
-                out = model(x)
-                if device.startswith("cuda"):
-                    torch.cuda.synchronize()
-        except RuntimeError as err:
-            raise ModelError(f"{self.card.id} failed on a {w}x{h} image ({str(err).splitlines()[0]})") from err
+        out, (h, w, rh, rw) = self._forward(image, params, tm)  # cells wholly in the padding are cut off below
+        model, _ = self._require()
         s = int(model.stride)
         raw = out[0, :, : -(-rh // s), : -(-rw // s)].float().cpu().numpy()
         return raw, (h, w), (rh, rw)
