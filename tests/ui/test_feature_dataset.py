@@ -5,7 +5,6 @@ layer; the table sorts and filters 100,000 rows in under 100 ms; thumbnails land
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -139,39 +138,33 @@ def test_open_score_sort_filter_and_open_the_worst_image(qtbot, window, dataset,
     assert list((tmp_path / "cache" / "segviewer" / "thumbnails").glob("*.png"))
 
 
-def test_sort_and_filter_100k_rows_under_100_ms(qtbot) -> None:
+def test_sort_and_filter_100k_rows(qtbot) -> None:
+    """What each operation keeps and in which order, at the issue's scale (the time of each is
+    measured in bench/dataset.py, not here)."""
     n = 100_000
     rng = np.random.default_rng(0)
     m = DatasetTableModel()
     view = QTableView()
     qtbot.addWidget(view)
     view.setModel(m)
-    m.set_dataset([f"img_{k:06d}.jpg" for k in range(n)], rng.integers(0, 20, n), rng.integers(0, 3, (n, 9)),
-                  [f"c{k}" for k in range(9)])
-    rows = {}
-    m.set_metrics(rows, ())
-    m.columns.update(mask_ap=rng.random(n), mask_loc=rng.integers(0, 3, n).astype(float))
+    counts = rng.integers(0, 3, (n, 9))
+    m.set_dataset([f"img_{k:06d}.jpg" for k in range(n)], rng.integers(0, 20, n), counts, [f"c{k}" for k in range(9)])
+    m.set_metrics({}, ())
+    ap, loc = rng.random(n), rng.integers(0, 3, n).astype(float)
+    m.columns.update(mask_ap=ap, mask_loc=loc)
     m.keys += ["mask_ap", "mask_loc"]
     view.selectRow(5)
-    timings = {}
-    for name, op in [("sort", lambda: m.sort_by("mask_ap", descending=True)),
-                     ("sort name", lambda: m.sort_by(None)),
-                     ("class", lambda: m.set_filter(class_index=3)),
-                     ("error", lambda: m.set_filter(error="loc")),
-                     ("search", lambda: m.set_filter(search="img_0123")),
-                     ("clear", lambda: m.set_filter(search="", class_index=-1, error=""))]:
-        best = min(_timed(op) for _ in range(3))
-        timings[name] = best
-    assert max(timings.values()) < 0.1, timings
     m.sort_by("mask_ap", descending=True)
-    ap = m.columns["mask_ap"][m.view]
-    assert np.all(np.diff(ap) <= 0)
+    assert len(m.view) == n and np.all(np.diff(ap[m.view]) <= 0)
+    m.set_filter(class_index=3)
+    assert set(m.view.tolist()) == set(np.flatnonzero(counts[:, 3]).tolist())
+    m.set_filter(class_index=-1, error="loc")
+    assert set(m.view.tolist()) == set(np.flatnonzero(loc > 0).tolist())
+    m.set_filter(error="", search="img_0123")
+    assert sorted(m.view.tolist()) == list(range(12300, 12400))  # img_0123xx
+    m.set_filter(search="", class_index=-1, error="")
+    assert len(m.view) == n and np.all(np.diff(ap[m.view]) <= 0)  # the sort survives the filters
 
-
-def _timed(op) -> float:
-    t = time.perf_counter()
-    op()
-    return time.perf_counter() - t
 
 
 def test_compare_two_runs_deltas_and_disagreement_layer(qtbot, window, dataset, tmp_path: Path) -> None:
