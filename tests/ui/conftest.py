@@ -51,3 +51,64 @@ def show_window(qtbot):
     yield show
     for w in made:
         w.shutdown()
+
+
+def counting_factory(passes: list[str], hooked=lambda module: module):  # noqa: ANN001, ANN201
+    """A worker factory over the registry's real adapters that appends a model's id to ``passes``
+    at each forward pass of ``hooked(adapter.module)``: the Internals tests count passes (the
+    internals come from the one pass that gave the layers)."""
+    from segviewer.adapters.registry import create_adapter
+
+    def factory(model_id: str):  # noqa: ANN202
+        adapter = create_adapter(model_id)
+        load = adapter.load
+
+        def counted_load(device: str, weights=None, progress=None) -> None:  # noqa: ANN001
+            load(device, weights=weights)
+            hooked(adapter.module).register_forward_pre_hook(lambda *_: passes.append(model_id))
+
+        adapter.load = counted_load
+        return adapter
+
+    return factory
+
+
+@pytest.fixture
+def internals_window(qtbot):  # noqa: ANN001, ANN201
+    """``internals_window(model, image, params=None, hooked=..., before_start=None)`` -> ``(window,
+    InternalsFeature)``: a shown 1300x850 window over :func:`counting_factory` (``window.passes``)
+    with its Internals dock raised, once the model's capture of ``image`` has arrived."""
+    import torch
+
+    from segviewer.adapters.registry import get_card
+    from segviewer.ui.features.internals import InternalsFeature
+    from segviewer.ui.main_window import MainWindow
+    from segviewer.ui.worker import InferenceWorker
+
+    made = []
+
+    def open_window(model: str, image: Path, params=None, hooked=lambda m: m, before_start=None,  # noqa: ANN001, ANN202
+                    timeout: int = 120_000):
+        torch.set_num_threads(1)
+        passes: list[str] = []
+        w = MainWindow(InferenceWorker(counting_factory(passes, hooked), process=False), cards=[get_card(model)])
+        made.append(w)
+        w.passes = passes
+        if params is not None:
+            w.session.params = params
+        if before_start is not None:
+            before_start(w)
+        qtbot.addWidget(w)
+        w.resize(1300, 850)
+        w.show()
+        qtbot.waitExposed(w)
+        feat = w.findChild(InternalsFeature)
+        feat.dock.show()
+        feat.dock.raise_()
+        with qtbot.waitSignal(feat.captured, timeout=timeout):
+            w.start([image], models=[model])
+        return w, feat
+
+    yield open_window
+    for w in made:
+        w.shutdown()

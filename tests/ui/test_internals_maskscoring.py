@@ -9,55 +9,27 @@ import functools
 
 import numpy as np
 import pytest
-import torch
 
-from segviewer.adapters.registry import get_card
 from segviewer.analysis.mask_scoring import pearson, real_ious
 from segviewer.ui.features.groundtruth import GroundTruthFeature
-from segviewer.ui.features.internals import InternalsFeature
-from segviewer.ui.main_window import ASSETS, MainWindow
+from segviewer.ui.main_window import ASSETS
 from segviewer.ui.model_host import ModelHost, registry_factory
-from segviewer.ui.worker import InferenceWorker
 
 MODEL = "shapes_msrcnn"
 TIMEOUT = 120_000
 
 
 @pytest.fixture
-def msr_window(qtbot):  # noqa: ANN001, ANN201
-    from segviewer.adapters.registry import create_adapter
+def msr_window(qtbot, internals_window):  # noqa: ANN001, ANN201
+    def worker_threads(w):  # noqa: ANN001, ANN202 - the ground-truth feature's own host, one torch thread
+        w.findChild(GroundTruthFeature).host_factory = lambda: ModelHost(functools.partial(registry_factory, torch_threads=1))
 
-    torch.set_num_threads(1)
-    passes: list[str] = []
-
-    def factory(model_id: str):  # noqa: ANN202
-        adapter = create_adapter(model_id)
-        load = adapter.load
-
-        def counted_load(device: str, weights=None, progress=None) -> None:  # noqa: ANN001
-            load(device, weights=weights)
-            adapter.module.backbone.register_forward_pre_hook(lambda *_: passes.append(model_id))
-
-        adapter.load = counted_load
-        return adapter
-
-    w = MainWindow(InferenceWorker(factory, process=False), cards=[get_card(MODEL)])
-    w.passes = passes
+    w, feat = internals_window(MODEL, ASSETS / "scenes" / "scene_000.png", hooked=lambda m: m.backbone,
+                               before_start=worker_threads)
     gt_feat = w.findChild(GroundTruthFeature)
-    gt_feat.host_factory = lambda: ModelHost(functools.partial(registry_factory, torch_threads=1))
-    qtbot.addWidget(w)
-    w.resize(1300, 850)
-    w.show()
-    qtbot.waitExposed(w)
-    feat = w.findChild(InternalsFeature)
-    feat.dock.show()
-    feat.dock.raise_()
-    with qtbot.waitSignal(feat.captured, timeout=TIMEOUT):
-        w.start([ASSETS / "scenes" / "scene_000.png"], models=[MODEL])
     qtbot.waitUntil(lambda: gt_feat.gt is not None, timeout=TIMEOUT)
     yield w, feat, gt_feat
     gt_feat.shutdown(30_000)
-    w.shutdown()
 
 
 def test_mask_scoring_tab_plots_both_rules_against_real_iou(qtbot, msr_window) -> None:  # noqa: ANN001

@@ -13,18 +13,14 @@ import torch
 from torchvision.ops import batched_nms
 
 from segviewer.adapters.base import PredictParams
-from segviewer.adapters.registry import create_adapter, get_card
 from segviewer.core.results import Detections
-from segviewer.ui.features.internals import InternalsFeature
-from segviewer.ui.main_window import MainWindow
-from segviewer.ui.worker import InferenceWorker
 
 MODEL = "shapes_yolo"
 TIMEOUT = 120_000
 
 
 @pytest.fixture
-def yolo_window(qtbot, tmp_path):  # noqa: ANN001, ANN201
+def yolo_window(qtbot, tmp_path, internals_window):  # noqa: ANN001, ANN201
     import cv2
 
     from segviewer.training.data import VAL_SEED, shapes_instance
@@ -32,34 +28,8 @@ def yolo_window(qtbot, tmp_path):  # noqa: ANN001, ANN201
     smp = shapes_instance(VAL_SEED + 600_000)
     path = tmp_path / "scene.png"
     cv2.imwrite(str(path), smp.image[..., ::-1])
-    torch.set_num_threads(1)
-    passes: list[str] = []
-
-    def factory(model_id: str):  # noqa: ANN202
-        adapter = create_adapter(model_id)
-        load = adapter.load
-
-        def counted_load(device: str, weights=None, progress=None) -> None:  # noqa: ANN001
-            load(device, weights=weights)
-            adapter.module.register_forward_pre_hook(lambda *_: passes.append(model_id))
-
-        adapter.load = counted_load
-        return adapter
-
-    w = MainWindow(InferenceWorker(factory, process=False), cards=[get_card(MODEL)])
-    w.passes = passes
-    w.session.params = PredictParams(min_score=0.05)
-    qtbot.addWidget(w)
-    w.resize(1300, 850)
-    w.show()
-    qtbot.waitExposed(w)
-    feat = w.findChild(InternalsFeature)
-    feat.dock.show()
-    feat.dock.raise_()
-    with qtbot.waitSignal(feat.captured, timeout=TIMEOUT):
-        w.start([path], models=[MODEL])
+    w, feat = internals_window(MODEL, path, params=PredictParams(min_score=0.05))
     yield w, feat, smp
-    w.shutdown()
 
 
 def test_yolo_tab_click_responsible_and_nms(qtbot, yolo_window) -> None:  # noqa: ANN001
