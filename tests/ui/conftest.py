@@ -53,14 +53,16 @@ def show_window(qtbot):
         w.shutdown()
 
 
-def counting_factory(passes: list[str], hooked=lambda module: module):  # noqa: ANN001, ANN201
-    """A worker factory over the registry's real adapters that appends a model's id to ``passes``
-    at each forward pass of ``hooked(adapter.module)``: the Internals tests count passes (the
-    internals come from the one pass that gave the layers)."""
+def counting_factory(passes: list[str], hooked=lambda module: module, make=None):  # noqa: ANN001, ANN201
+    """A worker factory over the registry's real adapters (or ``make``'s) that appends a model's id
+    to ``passes`` at each forward pass of ``hooked(adapter.module)``: the Internals tests count
+    passes (the internals come from the one pass that gave the layers)."""
     from segviewer.adapters.registry import create_adapter
 
+    make = make or create_adapter
+
     def factory(model_id: str):  # noqa: ANN202
-        adapter = create_adapter(model_id)
+        adapter = make(model_id)
         load = adapter.load
 
         def counted_load(device: str, weights=None, progress=None) -> None:  # noqa: ANN001
@@ -75,7 +77,7 @@ def counting_factory(passes: list[str], hooked=lambda module: module):  # noqa: 
 
 @pytest.fixture
 def internals_window(qtbot):  # noqa: ANN001, ANN201
-    """``internals_window(model, image, params=None, hooked=..., before_start=None)`` -> ``(window,
+    """``internals_window(model, image, params=None, hooked=..., before_start=None, make=None)`` -> ``(window,
     InternalsFeature)``: a shown 1300x850 window over :func:`counting_factory` (``window.passes``)
     with its Internals dock raised, once the model's capture of ``image`` has arrived."""
     import torch
@@ -88,10 +90,11 @@ def internals_window(qtbot):  # noqa: ANN001, ANN201
     made = []
 
     def open_window(model: str, image: Path, params=None, hooked=lambda m: m, before_start=None,  # noqa: ANN001, ANN202
-                    timeout: int = 120_000):
+                    make=None, timeout: int = 120_000):
         torch.set_num_threads(1)
         passes: list[str] = []
-        w = MainWindow(InferenceWorker(counting_factory(passes, hooked), process=False), cards=[get_card(model)])
+        factory = counting_factory(passes, hooked, make)
+        w = MainWindow(InferenceWorker(factory, process=False), cards=[get_card(model)])
         made.append(w)
         w.passes = passes
         if params is not None:

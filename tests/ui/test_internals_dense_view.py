@@ -12,54 +12,24 @@ from PySide6.QtGui import QTextDocument
 from torchvision.ops import batched_nms
 
 from segviewer.adapters.base import PredictParams
-from segviewer.adapters.registry import get_card
 from segviewer.core.results import Detections
-from segviewer.ui.features.internals import InternalsFeature
-from segviewer.ui.main_window import MainWindow
 from segviewer.ui.model_host import random_init_factory
-from segviewer.ui.worker import InferenceWorker
 
 MODEL = "retinanet_resnet50_fpn"
 TIMEOUT = 240_000
 
 
 @pytest.fixture
-def dense_window(qtbot, tmp_path):  # noqa: ANN001, ANN201
+def dense_window(qtbot, tmp_path, internals_window):  # noqa: ANN001, ANN201
     import cv2
 
     img = np.full((160, 224, 3), 40, np.uint8)
     img[40:120, 60:170] = (200, 60, 60)
     path = tmp_path / "one.png"
     cv2.imwrite(str(path), img[..., ::-1])
-    torch.set_num_threads(1)
-    passes: list[str] = []
-    make = random_init_factory(1)
-
-    def factory(model_id: str):  # noqa: ANN202
-        adapter = make(model_id)
-        load = adapter.load
-
-        def counted_load(device: str, weights=None, progress=None) -> None:  # noqa: ANN001
-            load(device, weights=weights)
-            adapter.module.register_forward_pre_hook(lambda *_: passes.append(model_id))
-
-        adapter.load = counted_load
-        return adapter
-
-    w = MainWindow(InferenceWorker(factory, process=False), cards=[get_card(MODEL)])
-    w.passes = passes
-    w.session.params = PredictParams(min_score=0.0, extra=(("min_size", 224), ("max_size", 320)))
-    qtbot.addWidget(w)
-    w.resize(1300, 850)
-    w.show()
-    qtbot.waitExposed(w)
-    feat = w.findChild(InternalsFeature)
-    feat.dock.show()
-    feat.dock.raise_()
-    with qtbot.waitSignal(feat.captured, timeout=TIMEOUT):
-        w.start([path], models=[MODEL])
+    w, feat = internals_window(MODEL, path, make=random_init_factory(1), timeout=TIMEOUT,
+                               params=PredictParams(min_score=0.0, extra=(("min_size", 224), ("max_size", 320))))
     yield w, feat
-    w.shutdown()
 
 
 def test_dense_tab_listed_click_and_nms(qtbot, dense_window) -> None:  # noqa: ANN001
