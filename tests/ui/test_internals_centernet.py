@@ -5,19 +5,11 @@ the offset, the centre and the box the heads decode there (recomputed from the d
 
 from __future__ import annotations
 
-import collections
-from pathlib import Path
-
 import numpy as np
 import pytest
-import torch
 
-from segviewer.adapters.registry import get_card, models_dir
+from segviewer.adapters.registry import models_dir
 from segviewer.synth.dataset import write_dataset
-from segviewer.ui.features.internals import InternalsFeature
-from segviewer.ui.main_window import MainWindow
-from segviewer.ui.model_host import registry_factory
-from segviewer.ui.worker import InferenceWorker
 
 MODEL = "shapes_centernet"
 TIMEOUT = 240_000
@@ -25,41 +17,12 @@ pytestmark = pytest.mark.skipif(not (models_dir() / f"{MODEL}.toml").is_file(),
                                 reason=f"{MODEL} is not shipped in models/")
 
 
-class CountingFactory:
-    def __init__(self) -> None:
-        self.passes: collections.Counter[str] = collections.Counter()
-
-    def __call__(self, model_id: str):  # noqa: ANN204
-        adapter = registry_factory(model_id, torch_threads=1)
-        load = adapter.load
-
-        def counted_load(device: str, weights: Path | None = None, progress=None) -> None:  # noqa: ANN001
-            load(device, weights=weights)
-            adapter.module.register_forward_pre_hook(lambda *_: self.passes.update([model_id]))
-
-        adapter.load = counted_load
-        return adapter
-
-
 @pytest.fixture
-def cn_window(qtbot, tmp_path):  # noqa: ANN001, ANN201
+def cn_window(qtbot, tmp_path, internals_window):  # noqa: ANN001, ANN201
     write_dataset(tmp_path, 1, seed=10_000_321, size=(240, 320))
     scene = next(p for p in sorted(tmp_path.rglob("scene_*.png")) if p.parent.name == "images")
-    torch.set_num_threads(1)
-    factory = CountingFactory()
-    w = MainWindow(InferenceWorker(factory, process=False), cards=[get_card(MODEL)])
-    w.passes = factory.passes
-    qtbot.addWidget(w)
-    w.resize(1300, 850)
-    w.show()
-    qtbot.waitExposed(w)
-    feat = w.findChild(InternalsFeature)
-    feat.dock.show()
-    feat.dock.raise_()
-    with qtbot.waitSignal(feat.captured, timeout=TIMEOUT):
-        w.start([scene], models=[MODEL])
+    w, feat = internals_window(MODEL, scene)
     yield w, feat
-    w.shutdown()
 
 
 def _loop_peaks(m: np.ndarray) -> set[tuple[int, int]]:
@@ -124,5 +87,5 @@ def test_centernet_tab_peaks_and_click(qtbot, cn_window) -> None:  # noqa: ANN00
             ref[1::2] = ref[1::2].clip(0, it.image_size[0])
             np.testing.assert_allclose(det.boxes[0], ref, rtol=1e-4, atol=1e-3)
     assert feat.overlays.heat.isVisible()
-    assert w.passes == {MODEL: 1}
+    assert w.passes == [MODEL]
     assert MODEL in w.session.results
