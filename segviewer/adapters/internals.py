@@ -438,21 +438,49 @@ def _replay_box_head(heads: Any, class_logits: torch.Tensor, box_regression: tor
     return candidates, kept, _stage(boxes[top], scores[top], labels[top], src[top])
 
 
-class DetectorHooks:
+class PassHooks:
+    """Forward hooks, registered at construction, that record what ONE pass of a model computes
+    into ``got`` (a context manager: leaving it removes them). A subclass registers its hooks
+    (``keep(key)`` stores a module's output) and names the ``required`` keys a complete pass fills."""
+
+    required: tuple[str, ...] = ()
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.got, self.handles = model, {}, []
+
+    def keep(self, key: str):  # noqa: ANN201
+        got = self.got
+
+        def hook(_mod, _inp, out):  # noqa: ANN001, ANN202
+            got[key] = out
+        return hook
+
+    def __enter__(self) -> dict[str, Any]:
+        return self.got
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self.handles:
+            h.remove()
+
+    def complete(self, name: str) -> None:
+        missing = [k for k in self.required if k not in self.got]
+        if missing:
+            raise SegviewerError(f"{name}'s forward pass did not run its {missing[0]} stage, so there are no "
+                                 "internals to show.")
+
+
+class DetectorHooks(PassHooks):
     """Forward hooks on a two-stage detector that record what ONE pass computes, whoever runs it
     (our manual stage-by-stage run, or an adapter's own ``predict``). The RoI heads' thresholds
     are read while they run: an adapter sets them from its ``PredictParams`` and restores them
     afterwards, and the replay must use the values the pass used."""
 
-    def __init__(self, model: Any, keep_pooled: bool = False) -> None:
-        self.model, self.got = model, {}
-        rpn, heads = model.rpn, model.roi_heads
-        got = self.got
+    required = ("images", "rpn_head", "anchors", "detections", "box_predictor")
 
-        def keep(key: str):  # noqa: ANN202
-            def hook(_mod, _inp, out):  # noqa: ANN001, ANN202
-                got[key] = out
-            return hook
+    def __init__(self, model: Any, keep_pooled: bool = False) -> None:
+        super().__init__(model)
+        rpn, heads = model.rpn, model.roi_heads
+        got, keep = self.got, self.keep
 
         def rpn_hook(_mod, args, kwargs, out):  # noqa: ANN001, ANN202
             got["images"] = args[0] if args else kwargs["images"]
@@ -478,18 +506,6 @@ class DetectorHooks:
         if keep_pooled:
             self.handles.append(heads.box_roi_pool.register_forward_hook(keep("box_pooled")))
 
-    def __enter__(self) -> dict[str, Any]:
-        return self.got
-
-    def __exit__(self, *exc: object) -> None:
-        for h in self.handles:
-            h.remove()
-
-    def complete(self, name: str) -> None:
-        missing = [k for k in ("images", "rpn_head", "anchors", "detections", "box_predictor") if k not in self.got]
-        if missing:
-            raise SegviewerError(f"{name}'s forward pass did not run its {missing[0]} stage, so there are no "
-                                 "internals to show.")
 
 
 def build_internals(model: Any, got: dict[str, Any], image_size: tuple[int, int], name: str,

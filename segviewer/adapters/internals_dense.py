@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from segviewer.adapters.internals import ModelFrame, Stage
+from segviewer.adapters.internals import ModelFrame, PassHooks, Stage
 from segviewer.analysis import dense
 from segviewer.analysis.nms import NMSTrace, nms_trace
 from segviewer.analysis.roi_align import NothingHereError
@@ -206,17 +206,14 @@ class DenseInternals(ModelFrame):
 
 # ------------------------------------------------------------------------- capture
 
-class DenseHooks:
+class DenseHooks(PassHooks):
     """Forward hooks on a one-stage detector recording what ONE pass computes (whoever runs it)."""
 
-    def __init__(self, model: Any) -> None:
-        self.model, self.got = model, {}
-        got = self.got
+    required = ("images", "features", "head", "anchors", "output")
 
-        def keep(key: str):  # noqa: ANN202
-            def hook(_mod, _inp, out):  # noqa: ANN001, ANN202
-                got[key] = out
-            return hook
+    def __init__(self, model: Any) -> None:
+        super().__init__(model)
+        got, keep = self.got, self.keep
 
         def transform_hook(_mod, inp, out):  # noqa: ANN001, ANN202
             got["original_size"] = tuple(int(v) for v in inp[0][0].shape[-2:])
@@ -234,18 +231,6 @@ class DenseHooks:
                         model.head.register_forward_hook(keep("head")),
                         model.anchor_generator.register_forward_hook(keep("anchors"))]
 
-    def __enter__(self) -> dict[str, Any]:
-        return self.got
-
-    def __exit__(self, *exc: object) -> None:
-        for h in self.handles:
-            h.remove()
-
-    def complete(self, name: str) -> None:
-        missing = [k for k in ("images", "features", "head", "anchors", "output") if k not in self.got]
-        if missing:
-            raise SegviewerError(f"{name}'s forward pass did not run its {missing[0]} stage, so there are no "
-                                 "internals to show.")
 
 
 def _np(t: Any) -> np.ndarray:
