@@ -33,6 +33,7 @@ CAPTURE_KINDS: dict[str, tuple[str, ...]] = {
     "queries": QUERY_KINDS,
     "centernet": ("centernet_heads",),  # adapters.centernet.CENTERNET_KINDS
     "yolo": ("yolo_grid",),  # adapters.yolo.YOLO_KINDS
+    "yolact": ("yolact",),  # adapters.yolact.YOLACT_KINDS
     "": (),
 }
 
@@ -76,6 +77,8 @@ def internals_kind(adapter: Any) -> str:
         return "queries"
     if callable(getattr(adapter, "predict_centernet", None)):
         return "centernet"
+    if callable(getattr(adapter, "predict_yolact", None)):
+        return "yolact"
     if callable(getattr(adapter, "predict_grid", None)):
         return "yolo"
     m = getattr(adapter, "module", None)
@@ -135,6 +138,8 @@ def predict_with_internals(adapter: Any, image: np.ndarray, params: Any = None,
         return adapter.predict_queries(image, params, tm)
     if kind == "centernet":  # the heads' raw outputs are the internals (CenterNetInternals)
         return adapter.predict_centernet(image, params, tm)
+    if kind == "yolact":  # the grid, the prototypes and the kept boxes' coefficients (YolactInternals)
+        return adapter.predict_yolact(image, params, tm)
     if kind == "yolo":  # the head's raw grid is the internals (YoloInternals)
         return adapter.predict_grid(image, params, tm)
     if kind == "dense":

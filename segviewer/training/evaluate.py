@@ -25,7 +25,7 @@ def evaluate_adapter(adapter: Any, kind: str, n: int, offset: int = 0) -> dict[s
         from segviewer.training.centernet_task import evaluate_adapter_boxes
 
         return evaluate_adapter_boxes(adapter, seeds)
-    if kind == "maskrcnn":
+    if kind in ("maskrcnn", "yolact"):  # instance masks: mask AP and box AP
         gts, preds = [], []
         for s in seeds:
             smp = shapes_instance(s)

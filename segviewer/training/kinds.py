@@ -12,4 +12,5 @@ KINDS: dict[str, str] = {
     "pcv": "semantic",
     "centernet": "instance",
     "yolo": "instance",
+    "yolact": "instance",
 }

@@ -58,6 +58,14 @@ CARDS: dict[str, dict[str, Any]] = {
         "description": "Each cell predicts 5 boxes with confidences and Pr(class | object); class-specific scores, "
                        "class-wise NMS. The Internals dock's YOLO grid tab shows them.",
     },
+    "yolact": {
+        "task": "instance",
+        "family": "YOLACT: k prototype masks (FPN-like protonet at stride 4) and k tanh coefficients per prior "
+                  "of the bundled YOLO detector (frozen), masks assembled as sigmoid(P c) cropped to the box",
+        "adapter": "segviewer.adapters.yolact:ShapesYOLACT",
+        "description": "One-stage instance segmentation without RoI pooling; the Internals dock's YOLACT tab shows "
+                       "the prototypes, a detection's coefficients and the assembly step by step.",
+    },
 }
 
 

@@ -19,6 +19,7 @@ from segviewer.training.centernet_task import CenterNetTask
 from segviewer.training.data import InstanceSample, SemanticSample
 from segviewer.training.kinds import KINDS
 from segviewer.training.metrics import coco_mask_ap, confusion, semantic_scores
+from segviewer.training.yolact_task import YolactTask
 from segviewer.training.yolo_task import YoloTask
 
 
@@ -176,6 +177,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "pcv": {"batch_size": 4, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 100, "steps": 3000},
     "centernet": {"batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 100, "steps": 6000},
     "yolo": {"batch_size": 8, "lr": 1e-3, "weight_decay": 1e-4, "warmup": 100, "steps": 3000},
+    "yolact": {"batch_size": 8, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 50, "steps": 3000},
 }
 
 #: kind -> its task class (which samples each eats: :data:`segviewer.training.kinds.KINDS`). A new
@@ -187,6 +189,7 @@ TASKS: dict[str, type[Task]] = {
     "pcv": PCVTask,
     "centernet": CenterNetTask,  # type: ignore[dict-item]  # the Task interface by shape
     "yolo": YoloTask,  # type: ignore[dict-item]  # the Task interface by shape
+    "yolact": YolactTask,  # type: ignore[dict-item]  # the Task interface by shape
 }
 if set(TASKS) != set(KINDS):  # pragma: no cover - a developer's slip, caught at import
     raise RuntimeError("training.kinds.KINDS and tasks.TASKS must list the same kinds")

@@ -84,8 +84,10 @@ class YoloTask:
         return np.asarray(self.config.get("priors", DEFAULT_CONFIG["priors"]), np.float32)
 
     def loss(self, model, samples: list[InstanceSample], device):
-        x = to_tensor([s.image for s in samples]).to(device)
-        out = model(x)
+        return self.detection_loss(model, model(to_tensor([s.image for s in samples]).to(device)), samples, device)
+
+    def detection_loss(self, model, out: torch.Tensor, samples: list[InstanceSample], device):
+        """YOLO's loss of the head output ``out`` (``(N, 5B + C, S_h, S_w)``) against ``samples``."""
         n, _, sh, sw = out.shape
         pri_np = self.priors()
         nb, stride = len(pri_np), int(model.stride)

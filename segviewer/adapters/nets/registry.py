@@ -98,6 +98,18 @@ def _yolo_base() -> dict[str, Any]:
     return {k: [list(p) for p in v] if k == "priors" else v for k, v in yolo.DEFAULT_CONFIG.items()}
 
 
+def _yolact(categories: list[str], cfg: dict[str, Any]) -> nn.Module:
+    from segviewer.adapters.nets.yolact import build_yolact
+
+    return build_yolact(len(categories) - 1, cfg)
+
+
+def _yolact_base() -> dict[str, Any]:
+    from segviewer.adapters.nets import yolact
+
+    return {k: [list(p) for p in v] if k == "priors" else v for k, v in yolact.DEFAULT_CONFIG.items()}
+
+
 @dataclass(frozen=True)
 class Family:
     """One kind of network we train: its constructor and its architecture defaults.
@@ -118,6 +130,7 @@ FAMILIES: dict[str, Family] = {
     "pcv": Family(_pcv, _unet_base, {"vote_stride": 4, "cell_size": 4.0}),
     "centernet": Family(_centernet, _centernet_base, {"size_weight": 1.0, "offset_weight": 1.0, "min_overlap": 0.7}),
     "yolo": Family(_yolo, _yolo_base),
+    "yolact": Family(_yolact, _yolact_base),
 }
 
 
