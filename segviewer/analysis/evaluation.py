@@ -30,7 +30,7 @@ __all__ = [
     "BACKGROUND", "MergeParams", "MERGE_METHODS", "merge_by_name", "upsnet_by_name", "merge_panoptic",
     "upsnet_missing", "remap_panoptic", "remap_detections",
     "SemanticAccumulator", "semantic_scores", "BACKGROUND_NAMES", "semantic_pred_names", "image_report", "report_csv", "FolderAccumulator",
-    "pick_results",
+    "pick_results", "pick_keypoints",
 ]
 
 BACKGROUND = "__background__"
@@ -196,7 +196,8 @@ def remap_detections(d: Detections, categories: Sequence[str]) -> Detections:
     keep = new >= 0
     sub = d.select(keep)
     return Detections(sub.image_size, sub.boxes, sub.scores, new[keep].astype(np.int32), tuple(categories),
-                      masks=sub.masks, mask_logits=sub.mask_logits)
+                      masks=sub.masks, mask_logits=sub.mask_logits, keypoints=sub.keypoints,
+                      keypoint_names=sub.keypoint_names, skeleton=sub.skeleton)
 
 
 #: How label maps spell their background class (torchvision models ``__background__``, VOC files
@@ -304,6 +305,17 @@ def pick_results(results: Mapping[str, Any], order: Sequence[str] = ()) -> tuple
     return inst, sem
 
 
+def pick_keypoints(results: Mapping[str, Any], order: Sequence[str] = ()) -> tuple[str, Detections] | None:
+    """The first result that carries keypoints (a Keypoint R-CNN's; it has no masks, so
+    :func:`pick_results` passes it over), models in ``order`` first: the dock's keypoint AP."""
+    keys = [k for k in order if k in results] + [k for k in results if k not in order]
+    for k in keys:
+        r = results[k]
+        if isinstance(r, Detections) and r.keypoints is not None:
+            return k, r
+    return None
+
+
 @dataclass
 class ImageEval:
     """What one image gives: derived results for the layers and the numbers for the dock."""
@@ -321,8 +333,11 @@ class ImageEval:
 
 
 def image_report(inst: Detections | None, sem: SemanticMap | None, gt: Any, params: MergeParams,
-                 name: str = "this image", want_ap: bool = True, want_errors: bool = True) -> ImageEval:
-    """Merge, error map and per-image metrics for one image; ``gt`` is a GroundTruth or None."""
+                 name: str = "this image", want_ap: bool = True, want_errors: bool = True,
+                 keypoints: Detections | None = None) -> ImageEval:
+    """Merge, error map and per-image metrics for one image; ``gt`` is a GroundTruth or None.
+    ``keypoints`` (a keypoint model's result, :func:`pick_keypoints`) adds keypoint AP (OKS,
+    ``metrics["keypoints"]``) when the ground-truth instances carry COCO keypoints."""
     ev = ImageEval()
     if inst is not None and sem is not None:
         ev.merged, note = merge_panoptic(inst, sem, params)
@@ -331,10 +346,10 @@ def image_report(inst: Detections | None, sem: SemanticMap | None, gt: Any, para
             ev.notes.append(note)
     if gt is None or not gt:
         # "No ground truth found beside <name>" is the dock's source line already; not a note too
-        if inst is None and sem is None:
+        if inst is None and sem is None and keypoints is None:
             ev.notes.append("No model results yet.")
         return ev
-    if inst is None and sem is None:
+    if inst is None and sem is None and keypoints is None:
         ev.notes.append("No model results to compare with the ground truth yet.")
         return ev
     if sem is not None and gt.semantic is not None:
@@ -373,9 +388,31 @@ def image_report(inst: Detections | None, sem: SemanticMap | None, gt: Any, para
             ev.errors, ev.error_kind = instance_errors(pred_d, gt.instances), "instances"
             ev.pred_names = {i + 1: n for i, n in enumerate(pred_d.names)}
             ev.gt_names = {i + 1: n for i, n in enumerate(gt.instances.names)}
-    elif gt.instances is not None and inst is None:
+    elif gt.instances is not None and inst is None and keypoints is None:
         ev.notes.append("Box/mask AP needs an instance model's result.")
+    if keypoints is not None:
+        _keypoint_report(ev, keypoints, gt, want_ap)
     return ev
+
+
+def _keypoint_report(ev: ImageEval, kp: Detections, gt: Any, want_ap: bool) -> None:
+    """Keypoint AP of one image (see :func:`image_report`), or a note saying why there is none."""
+    if gt.instances is None or gt.instances.keypoints is None:
+        ev.notes.append("Keypoint AP needs COCO keypoint ground truth (keypoints in instances.json).")
+        return
+    pred = remap_detections(kp, gt.instances.categories)
+    if not set(kp.categories) & set(gt.instances.categories):
+        ev.notes.append(f"Keypoint AP: no predicted class is a ground-truth category "
+                        f"({', '.join(gt.instances.categories[:4])}).")
+        return
+    ev.pairs["keypoints"] = (pred, gt.instances)
+    if want_ap:
+        from segviewer.analysis.keypoint_eval import evaluate_keypoint_pairs
+
+        try:
+            ev.metrics["keypoints"] = evaluate_keypoint_pairs([(pred, gt.instances)])
+        except BadDatasetError as err:
+            ev.notes.append(f"No keypoint AP: {err}")
 
 
 def _isthing(pm: PanopticMap) -> tuple[bool, ...]:
@@ -427,6 +464,7 @@ class FolderAccumulator:
     def __init__(self) -> None:
         self.semantic = SemanticAccumulator()
         self.det_pairs: list[tuple[Detections, Detections]] = []
+        self.kp_pairs: list[tuple[Detections, Detections]] = []  # keypoint model vs GT with keypoints
         self.images = 0
         self.skipped: list[str] = []
         self.merges: dict[str, int] = {}  # images merged per method (UPSNet falls back without logits)
@@ -448,6 +486,8 @@ class FolderAccumulator:
                     self.semantic.update(*it.pairs["semantic"])
                 if "instances" in it.pairs:
                     self.det_pairs.append(it.pairs["instances"])
+                if "keypoints" in it.pairs:
+                    self.kp_pairs.append(it.pairs["keypoints"])
                 if "panoptic" in it.pairs:
                     yield it.pairs["panoptic"]
 
@@ -464,6 +504,14 @@ class FolderAccumulator:
 
             out["instances"] = evaluate_detections(self.det_pairs)
             out["instances"]["images"] = len(self.det_pairs)  # type: ignore[assignment]
+        if self.kp_pairs:
+            from segviewer.analysis.keypoint_eval import evaluate_keypoint_pairs
+
+            try:
+                out["keypoints"] = evaluate_keypoint_pairs(self.kp_pairs)
+                out["keypoints"]["images"] = len(self.kp_pairs)
+            except BadDatasetError as err:
+                out["keypoints_note"] = f"No keypoint AP: {err}"
         out["images_evaluated"] = self.images
         if self.merges:
             out["panoptic_merges"] = dict(self.merges)
@@ -500,6 +548,10 @@ def report_csv(report: Mapping[str, Any]) -> str:
             if isinstance(stats, Mapping):
                 for k, v in stats.items():
                     w.writerow([f"instances_{iou_type}", "", k, _num(v)])
+    kps = report.get("keypoints")
+    if isinstance(kps, Mapping):
+        for k, v in kps.items():
+            w.writerow(["keypoints", "", k, _num(v)])
     return buf.getvalue()
 
 

@@ -22,7 +22,8 @@ import numpy as np
 
 from segviewer.core.errors import BadDatasetError
 
-__all__ = ["KEYPOINT_STAT_NAMES", "has_keypoint_annotations", "keypoint_results", "keypoint_evaluate"]
+__all__ = ["KEYPOINT_STAT_NAMES", "has_keypoint_annotations", "keypoint_results", "keypoint_evaluate",
+           "evaluate_keypoint_pairs"]
 
 KEYPOINT_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
@@ -78,8 +79,10 @@ def keypoint_evaluate(gt: str | Path | Mapping[str, Any], results: str | Path | 
         a.setdefault("id", i + 1)
         if "area" not in a and "bbox" in a:
             a["area"] = float(a["bbox"][2]) * float(a["bbox"][3])
-        if "num_keypoints" not in a and a.get("keypoints"):
-            a["num_keypoints"] = int(sum(1 for v in a["keypoints"][2::3] if float(v) > 0))
+        if "num_keypoints" not in a:  # COCOeval reads it for every annotation (0: ignored)
+            a["num_keypoints"] = int(sum(1 for v in (a.get("keypoints") or [])[2::3] if float(v) > 0))
+        if not a.get("keypoints"):  # another category's annotation: OKS reads its (empty) list
+            a["keypoints"] = [0.0] * (3 * k)
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = dict(gt_d)
@@ -95,3 +98,48 @@ def keypoint_evaluate(gt: str | Path | Mapping[str, Any], results: str | Path | 
         ev.accumulate()
         ev.summarize()
     return {name: float(v) for name, v in zip(KEYPOINT_STAT_NAMES, ev.stats)}
+
+
+def evaluate_keypoint_pairs(pairs: Sequence[tuple[Any, Any]], sigmas: Sequence[float] | None = None
+                            ) -> dict[str, float]:
+    """Keypoint AP of in-memory ``(prediction, ground truth)`` Detections pairs (the Metrics dock's
+    image and folder numbers): written as the COCO ground truth and keypoint results that
+    ``segviewer eval`` reads, then scored by :func:`keypoint_evaluate`, so the numbers equal
+    pycocotools on the files. Both sides index the same category list; the ground truth's
+    keypoints carry COCO's visibility ``v`` as their third column. A ground-truth annotation's
+    ``area`` (the OKS scale) is its mask's pixel count when it has a mask (COCO's segmentation
+    area), else its box's area; ``num_keypoints`` counts ``v > 0``."""
+    from segviewer.core.coco_results import detections_to_coco
+
+    if not pairs:
+        raise BadDatasetError("no image pairs to evaluate")
+    cats = pairs[0][1].categories
+    cat_ids = list(range(1, len(cats) + 1))
+    images: list[dict[str, Any]] = []
+    anns: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for k, (pred, gt) in enumerate(pairs):
+        if pred.categories != cats or gt.categories != cats:
+            raise BadDatasetError(f"image {k}: prediction and ground truth use different category lists")
+        if gt.keypoints is None:
+            continue
+        h, w = gt.image_size
+        images.append({"id": k + 1, "height": h, "width": w, "file_name": f"{k}.png"})
+        areas = gt.masks.areas() if gt.masks is not None else None
+        for i in range(len(gt)):
+            x0, y0, x1, y1 = (float(v) for v in gt.boxes[i])
+            kp = gt.keypoints[i]
+            anns.append({"id": len(anns) + 1, "image_id": k + 1, "category_id": cat_ids[int(gt.class_ids[i])],
+                         "bbox": [x0, y0, x1 - x0, y1 - y0], "iscrowd": 0,
+                         "area": float(areas[i]) if areas is not None else (x1 - x0) * (y1 - y0),
+                         "keypoints": [float(v) for v in kp.ravel()],
+                         "num_keypoints": int(np.count_nonzero(kp[:, 2] > 0))})
+        if pred.keypoints is not None:
+            results.extend(detections_to_coco(pred, k + 1, cat_ids))
+    if not images:
+        raise BadDatasetError("the ground truth annotates no keypoints, so there is no keypoint AP")
+    if not any(r.get("keypoints") for r in results):  # nothing detected: 0, as coco_evaluate says
+        return {name: 0.0 for name in KEYPOINT_STAT_NAMES}
+    gt_doc = {"images": images, "annotations": anns,
+              "categories": [{"id": i, "name": n} for i, n in zip(cat_ids, cats)]}
+    return keypoint_evaluate(gt_doc, results, sigmas)

@@ -4,6 +4,12 @@ Category ids in files are whatever the file says; in memory a category is an ind
 tuple of names ordered by id (for shapes-world files, written with ``id = index + 1``, the index
 is the ``CATEGORIES`` index). Boxes in files are ``[x, y, w, h]``; in memory ``xyxy`` float32.
 Every failure on a bad file is a :class:`BadDatasetError` that names the file and the item.
+
+Keypoints (COCO person keypoints): an annotation's ``keypoints`` (``[x, y, v] * K``, ``v`` 0 =
+not labelled, 1 = labelled but hidden, 2 = visible) become the Detections' ``(N, K, 3)``
+``keypoints`` with ``v`` as the third column (the layer draws ``v > 0``); names and ``skeleton``
+(1-based pairs in the file, 0-based in memory) come from the first category that lists
+``keypoints``. Annotations without keypoints in a file that has some get ``v = 0`` throughout.
 """
 
 from __future__ import annotations
@@ -146,6 +152,7 @@ class CocoInstances:
         except (KeyError, TypeError, ValueError) as err:
             raise BadDatasetError(f"{name} has a category or image entry without a valid {err}") from None
         self._index = {cid: i for i, cid in enumerate(self.category_ids)}
+        self.keypoint_names, self.skeleton = _keypoint_schema(cats, name)
         check_annotated_images(data, name)
         self._anns: dict[int, list[dict[str, Any]]] = {i: [] for i in self.images}
         for k, ann in enumerate(data["annotations"]):
@@ -155,6 +162,10 @@ class CocoInstances:
             if ann.get("category_id") not in self._index:
                 raise BadDatasetError(f"{name}: annotation #{k} has unknown category {ann.get('category_id')!r}")
             self._anns[img].append(ann)
+        self.num_keypoints = _keypoint_count(data["annotations"], len(self.keypoint_names), name)
+        if self.num_keypoints and len(self.keypoint_names) != self.num_keypoints:
+            self.keypoint_names = tuple(f"keypoint {i + 1}" for i in range(self.num_keypoints))
+            self.skeleton = ()
 
     @property
     def image_ids(self) -> list[int]:
@@ -203,8 +214,63 @@ class CocoInstances:
             (h, w), boxes,
             np.array([float(a.get("score", 1.0)) for a in anns], np.float32),
             np.array([self._index[a["category_id"]] for a in anns], np.int32),
-            self.categories, masks=MaskSet.from_full(masks),
+            self.categories, masks=MaskSet.from_full(masks), keypoints=self.keypoints(image_id),
+            keypoint_names=self.keypoint_names if self.num_keypoints else (),
+            skeleton=self.skeleton if self.num_keypoints else (),
         )
+
+    def keypoints(self, image_id: int) -> np.ndarray | None:
+        """``(N, K, 3)`` float32 ``(x, y, v)`` of the image's annotations in file order (``v = 0``
+        for one without keypoints), or None when the file annotates no keypoints."""
+        if not self.num_keypoints:
+            return None
+        anns = self._anns.get(int(image_id), [])
+        out = np.zeros((len(anns), self.num_keypoints, 3), np.float32)
+        for k, ann in enumerate(anns):
+            if ann.get("keypoints"):
+                out[k] = np.asarray(ann["keypoints"], np.float32).reshape(-1, 3)
+        return out
+
+
+def _keypoint_schema(cats: Sequence[Mapping[str, Any]], name: str
+                     ) -> tuple[tuple[str, ...], tuple[tuple[int, int], ...]]:
+    """Keypoint names and 0-based skeleton of the first category that names keypoints."""
+    for c in cats:
+        kps = c.get("keypoints") if isinstance(c, Mapping) else None
+        if not kps:
+            continue
+        names = tuple(str(k) for k in kps)
+        try:
+            skel = tuple((int(a) - 1, int(b) - 1) for a, b in (c.get("skeleton") or ()))
+        except (TypeError, ValueError):
+            raise BadDatasetError(f"{name}: category {c.get('name')!r} has a skeleton that is not "
+                                  "a list of [a, b] keypoint pairs") from None
+        if any(not (0 <= v < len(names)) for pair in skel for v in pair):
+            raise BadDatasetError(f"{name}: category {c.get('name')!r} has a skeleton pair outside its "
+                                  f"{len(names)} keypoints (pairs are 1-based)")
+        return names, skel
+    return (), ()
+
+
+def _keypoint_count(anns: Sequence[Any], named: int, name: str) -> int:
+    """K of the file's ``[x, y, v] * K`` keypoint lists (0 when none has keypoints); refuses
+    lists of other lengths, since one result holds one K."""
+    k = named
+    seen = False
+    for i, ann in enumerate(anns):
+        kp = ann.get("keypoints")
+        if not kp:
+            continue
+        if not isinstance(kp, list) or len(kp) % 3 or not all(isinstance(v, (int, float)) for v in kp):
+            raise BadDatasetError(f"{name}: annotation {ann.get('id', i)}'s keypoints are not [x, y, v] triplets")
+        if seen and len(kp) // 3 != k:
+            raise BadDatasetError(f"{name}: annotation {ann.get('id', i)} has {len(kp) // 3} keypoints, "
+                                  f"others {k}")
+        if not seen and named and len(kp) // 3 != named:
+            raise BadDatasetError(f"{name}: annotation {ann.get('id', i)} has {len(kp) // 3} keypoints but its "
+                                  f"category names {named}")
+        k, seen = len(kp) // 3, True
+    return k if seen else 0
 
 
 def read_instances(path: str | os.PathLike[str]) -> CocoInstances:

@@ -2,7 +2,9 @@
 
 Formats:
 
-* COCO instances JSON (polygons or RLE) -> :class:`Detections` (via :mod:`segviewer.core.coco_io`);
+* COCO instances JSON (polygons or RLE) -> :class:`Detections` (via :mod:`segviewer.core.coco_io`),
+  with COCO person keypoints (``keypoints`` ``[x, y, v] * K``, the category's names and
+  ``skeleton``) as the Detections' keypoints when the file has them (keypoint AP, the GT layer);
 * COCO panoptic JSON + PNG folder -> :class:`PanopticMap` (via :mod:`segviewer.core.panoptic_io`);
 * label PNGs: plain ids (8- or 16-bit grayscale) or a VOC-style palette PNG. A palette PNG is read
   as its palette *indices* with Pillow: OpenCV would convert it to BGR colors;
@@ -179,7 +181,8 @@ def _image_id(images: dict[int, dict], anns: list[dict] | None, image_path: Path
 
 
 def coco_instances_for(json_path: str | os.PathLike[str], image_path: str | os.PathLike[str]) -> Detections:
-    """The ground-truth instances of one image (matched by file name) from a COCO instances JSON."""
+    """The ground-truth instances of one image (matched by file name) from a COCO instances JSON;
+    keypoints ``(N, K, 3)`` with COCO's visibility ``v`` as the third column when it annotates them."""
     from segviewer.core.coco_io import read_instances
 
     coco = read_instances(json_path)

@@ -21,6 +21,7 @@ from segviewer.analysis.evaluation import (
     ImageEval,
     MergeParams,
     image_report,
+    pick_keypoints,
     pick_results,
 )
 from segviewer.core.timing import Timings
@@ -115,7 +116,9 @@ class FolderEvaluation(QThread):
                 results[mid] = self._host.predict(mid, self.device, self.weights.get(mid), image, self.params,
                                                   Timings(), lambda _s: None)
             inst, sem = pick_results(results, self.models)
+            kp = pick_keypoints(results, self.models)
             ev = image_report(None if inst is None else inst[1], None if sem is None else sem[1], gt,
-                              self.merge, path.name, want_ap=False, want_errors=False)
+                              self.merge, path.name, want_ap=False, want_errors=False,
+                              keypoints=None if kp is None else kp[1])
             self.progress.emit(k + 1, total, f"{path.name} done")
             yield ev

@@ -34,6 +34,7 @@ from segviewer.analysis.evaluation import (
     MergeParams,
     hover_text,
     image_report,
+    pick_keypoints,
     pick_results,
     upsnet_missing,
 )
@@ -132,7 +133,8 @@ class GroundTruthFeature(QObject):
             found = gt.panoptic if gt.panoptic is not None else gt.semantic if gt.semantic is not None else gt.instances
             self._hide_by_default(GT_LAYER, found)
             self.session.set_derived(GT_LAYER, found)
-            kinds = ", ".join(f"{k} ({Path(v).name})" for k, v in gt.sources.items())
+            kinds = ", ".join(f"{k}{' with keypoints' if k == 'instances' and gt.instances.keypoints is not None else ''}"
+                              f" ({Path(v).name})" for k, v in gt.sources.items())
             self.panel.set_source(f"Ground truth: {kinds}")
         else:
             name = self.session.path.name if self.session.path else "this image"
@@ -178,6 +180,7 @@ class GroundTruthFeature(QObject):
             return
         self._sig = sig
         inst, sem = pick_results(self._model_results(), s.models)
+        kp = pick_keypoints(self._model_results(), s.models)  # keypoint AP when the GT has keypoints
         # UPSNet is offered only when these very results carry logits (the panel says why not)
         why = upsnet_missing(None if inst is None else inst[1], None if sem is None else sem[1],
                              (inst[0] if inst else "the instance model", sem[0] if sem else "the semantic model"))
@@ -191,12 +194,12 @@ class GroundTruthFeature(QObject):
         pending = [m for m in s.models if m in s.running and m not in failures]
         self.panel.show_image(self.eval.metrics if self.eval else None, "computing…")
         run_background(lambda: image_report(None if inst is None else inst[1], None if sem is None else sem[1],
-                                            gt, params, name),
-                       lambda ev: self._on_evaluated(token, ev, inst, sem, pending, failures),
+                                            gt, params, name, keypoints=None if kp is None else kp[1]),
+                       lambda ev: self._on_evaluated(token, ev, inst, sem, pending, failures, kp),
                        lambda msg: self._on_eval_failed(token, msg), "Scoring the image", owner=self.window)
 
     def _on_evaluated(self, token: tuple, ev: ImageEval, inst: Any, sem: Any, pending: list[str],
-                      failures: dict[str, str] | None = None) -> None:
+                      failures: dict[str, str] | None = None, kp: Any = None) -> None:
         if token != self._token:
             return
         if inst is None and sem is None and self._dataset_here() is not None:
@@ -219,6 +222,8 @@ class GroundTruthFeature(QObject):
             self._hide_by_default(SEMANTIC_ERROR_LAYER, ev.semantic_errors, force=True)
         self.session.set_derived(SEMANTIC_ERROR_LAYER, ev.semantic_errors)
         used = [f"{k}" for k in (inst[0] if inst else None, sem[0] if sem else None) if k]
+        if kp is not None and kp[0] not in used and "keypoints" in ev.metrics:
+            used.append(kp[0])
         if ev.merge_method == "upsnet":
             used.append("UPSNet head")
         summary = ("vs ground truth" if ev.metrics else "") + (f" · {' + '.join(used)}" if used else "")

@@ -73,6 +73,10 @@ def metric_rows(report: Mapping[str, Any]) -> list[tuple[str, str, list[tuple[st
             if isinstance(st, Mapping):
                 kids = [(k, _pct(st[k])) for k in ("AP50", "AP75", "APs", "APm", "APl", "AR100") if k in st]
                 rows.append((label, _pct(st["AP"]), kids))
+    kps = report.get("keypoints")
+    if isinstance(kps, Mapping):  # OKS through COCOeval(iouType="keypoints"), as segviewer eval
+        kids = [(k, _pct(kps[k])) for k in ("AP50", "AP75", "APm", "APl", "AR") if k in kps]
+        rows.append(("keypoint AP", _pct(kps["AP"]), kids))
     return rows
 
 
