@@ -53,6 +53,7 @@ from segviewer.ui.features._internals_views import (
     nms_trace_for,
     table_legend_rgba,
 )
+from segviewer.ui.features._internals_yolact import YolactView
 from segviewer.ui.features._internals_yolo import YoloGridView
 from segviewer.ui.jobs import run_background
 from segviewer.ui.widgets.internals_tabs import InternalsPanel
@@ -108,6 +109,7 @@ class InternalsFeature(QObject):
         self.views.append(self.queries)
         self.views.append(YoloGridView(self))  # the YOLO grid: cells, their B boxes, class distribution, NMS
         self.views.append(CenterNetView(self))  # CenterNet: heatmaps, 3x3 max-pool peaks, heads at a peak
+        self.views.append(YolactView(self))  # YOLACT: prototypes, a detection's coefficients, the mask assembly
         self.view: Any = None  # the view that shows the current bundle (None: the two-stage tabs)
         self.keypoints = KeypointsView(self)  # Keypoint R-CNN's maps: a tab beside the two-stage ones
         self.own_views = install_fcn_views(self)  # tabs that pick their own model: upsampling, receptive field
