@@ -9,9 +9,15 @@ correlation between a rule's scores and those IoUs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 
-__all__ = ["mask_iou_matrix", "real_ious", "pearson"]
+__all__ = ["mask_iou_matrix", "real_ious", "pearson", "RULE_FIELDS", "has_rule_scores", "rescore"]
+
+#: What ``segviewer predict`` writes beside ``score`` for Mask Scoring R-CNN: s_cls and s_iou.
+RULE_FIELDS = ("box_score", "mask_iou")
 
 
 def mask_iou_matrix(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -47,3 +53,25 @@ def pearson(x: np.ndarray, y: np.ndarray) -> float:
     dx, dy = x - x.mean(), y - y.mean()
     den = np.sqrt((dx * dx).sum() * (dy * dy).sum())
     return float((dx * dy).sum() / den) if den > 0 else float("nan")
+
+
+def has_rule_scores(results: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether COCO results carry both scoring rules' inputs (every record: ``box_score``,
+    ``mask_iou`` and a mask), as ``segviewer predict`` writes them for Mask Scoring R-CNN."""
+    return bool(results) and all(isinstance(r, Mapping) and "segmentation" in r
+                                 and all(isinstance(r.get(k), (int, float)) for k in RULE_FIELDS)
+                                 for r in results)
+
+
+def rescore(results: Sequence[Mapping[str, Any]], rule: str) -> list[dict[str, Any]]:
+    """The records with ``score`` by one rule: ``"box"`` s_cls (Mask R-CNN), ``"mask"``
+    s_cls * s_iou (Mask Scoring R-CNN), multiplied in float32 as the adapter does, so the mask
+    rule reproduces the adapter's own scores bit for bit."""
+    if rule not in ("box", "mask"):
+        raise ValueError(f"unknown scoring rule {rule!r}; use 'box' or 'mask'")
+    out = []
+    for r in results:
+        box = np.float32(r["box_score"])
+        s = box if rule == "box" else np.float32(box * np.float32(r["mask_iou"]))
+        out.append({**r, "score": float(s)})
+    return out

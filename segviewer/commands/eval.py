@@ -17,7 +17,11 @@
   ground truth's ids, categories are matched by name; results of classes the ground truth lacks
   are left out, and when no predicted category is a ground-truth category, eval refuses. When the
   ground truth annotates keypoints and the results carry them (a Keypoint R-CNN's), keypoint AP
-  (OKS, COCO's sigmas) is added through COCOeval's ``keypoints`` IoU type.
+  (OKS, COCO's sigmas) is added through COCOeval's ``keypoints`` IoU type. When every result
+  carries ``box_score`` and ``mask_iou`` (``predict`` writes them for Mask Scoring R-CNN,
+  ``shapes_msrcnn``), mask AP is also printed under both scoring rules side by side: box score
+  (Mask R-CNN) and box score x predicted mask IoU (Mask Scoring R-CNN), each COCOeval on the
+  results rescored that way (``--json``: ``mask_scoring``).
 
 ``--engine ray``: each image's partial statistics (the semantic confusion matrix, the PQ per-class
 TP/FP/FN/IoU sums, the ``--per-image`` rows and ``--errors``' per-image TIDE classifications) are
@@ -149,6 +153,12 @@ def _run(args: argparse.Namespace, mapper: Mapper | None) -> int:
             except SegviewerError as err:
                 _note(f"no keypoint AP: {err}")
         _print_instance(res)
+        from segviewer.analysis.mask_scoring import has_rule_scores, rescore
+
+        if has_rule_scores(results):  # Mask Scoring R-CNN's records: mask AP under either rule
+            res["mask_scoring"] = {rule: coco_evaluate(gt, rescore(results, rule), ["segm"])["segm"]
+                                   for rule in ("box", "mask")}
+            _print_mask_scoring(res["mask_scoring"])
         if args.per_image is not None or args.errors:
             from segviewer.commands import _eval_dataset
 
@@ -414,3 +424,13 @@ def _print_instance(res: dict[str, dict[str, float]]) -> None:
             print(f"{t:10s}" + "".join(f"{'-' if v < 0 else f'{100 * v:.1f}':>7s}" for v in stats.values()))
             continue
         print(f"{t:6s}" + "".join(f"{'-' if stats[k] < 0 else f'{100 * stats[k]:.1f}':>7s}" for k in STAT_NAMES))
+
+
+def _print_mask_scoring(rules: dict[str, dict[str, float]]) -> None:
+    from segviewer.analysis.instance_eval import STAT_NAMES
+
+    print("\nmask AP by scoring rule (the records carry box_score and mask_iou: Mask Scoring R-CNN)")
+    print(f"{'':16s}" + "".join(f"{k:>7s}" for k in STAT_NAMES))
+    for rule, title in (("box", "box score"), ("mask", "box x mask IoU")):
+        stats = rules[rule]
+        print(f"{title:16s}" + "".join(f"{'-' if stats[k] < 0 else f'{100 * stats[k]:.1f}':>7s}" for k in STAT_NAMES))

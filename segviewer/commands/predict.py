@@ -12,7 +12,10 @@ default opacities: masks / semantic 0.5, boxes / labels / keypoints 1.0) and the
   or ``annotations/instances.json`` found beside the images as the window finds ground truth),
   image ids are the dataset's (matched by file name) and category ids the dataset's (matched by
   class name; detections of classes the dataset lacks are left out). Otherwise image ids are
-  the 1-based positions in the run and category ids the model's class ids;
+  the 1-based positions in the run and category ids the model's class ids. Mask Scoring R-CNN
+  (``shapes_msrcnn``) records also carry ``box_score`` (Mask R-CNN's score) and ``mask_iou`` (the
+  MaskIoU head's predicted IoU) from the same pass, whichever rule gave ``score``, so
+  ``segviewer eval`` prints mask AP under both rules;
 * semantic models: ``<rel>_labels.png`` (the model's class id per pixel; ``categories.json``
   names them), which ``segviewer eval --task semantic --pred OUT`` reads;
 * panoptic models: ``<rel>_panoptic.png`` (COCO panoptic ids, R + 256 G + 256^2 B) and
@@ -373,7 +376,11 @@ def predict_image(adapter: Any, image: np.ndarray, image_id: int, params: Any, d
     from segviewer.render.compose import render_overlay
     from segviewer.render.layers import layer_kinds
 
-    result = adapter.predict(image, params, tm)
+    rules = None
+    if callable(getattr(adapter, "predict_scored", None)):  # Mask Scoring R-CNN: both rules, one pass
+        result, rules = adapter.predict_scored(image, params, tm)
+    else:
+        result = adapter.predict(image, params, tm)
     with tm.stage("render"):
         shown = result.above(float(draw_thresh)) if isinstance(result, Detections) else result
         opac = {k.value: DEFAULT_OPACITY.get(k.value, 1.0) for k in layer_kinds(shown)}
@@ -384,6 +391,8 @@ def predict_image(adapter: Any, image: np.ndarray, image_id: int, params: Any, d
         from segviewer.core.coco_results import detections_to_coco
 
         records = detections_to_coco(result, image_id=image_id, category_ids=cat_ids)
+        if rules is not None:
+            _add_rule_scores(records, result, rules, cat_ids)
         summary = f"{len(result)} detections, {len(shown)} drawn"
     elif isinstance(result, SemanticMap):
         labels = result.labels if result.labels.dtype == np.uint8 else result.labels.astype(np.uint16)
@@ -399,6 +408,16 @@ def predict_image(adapter: Any, image: np.ndarray, image_id: int, params: Any, d
         summary = type(result).__name__
     h, w = image.shape[:2]
     return ImageOutput(int(h), int(w), {"{stem}_overlay.png": encode_image(overlay), **files}, records, summary)
+
+
+def _add_rule_scores(records: list[dict[str, Any]], result: Any, rules: Any,
+                     cat_ids: Sequence[int | None] | None) -> None:
+    """Mask Scoring R-CNN's records get ``box_score`` (Mask R-CNN's rule) and ``mask_iou`` (the
+    MaskIoU head's prediction) beside ``score``, so ``segviewer eval`` can score both rules."""
+    kept = [i for i in range(len(result)) if cat_ids is None or cat_ids[int(result.class_ids[i])] is not None]
+    for rec, i in zip(records, kept, strict=True):
+        rec["box_score"] = float(rules.box_scores[i])
+        rec["mask_iou"] = float(rules.mask_iou[i])
 
 
 def write_image_output(out: Path, stem: str, files: Mapping[str, bytes]) -> list[Path]:
