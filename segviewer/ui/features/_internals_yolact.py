@@ -138,7 +138,7 @@ class YolactView:
             return
         det = it.detections
         t.set_detections([(f"#{i} {self._name(i)} {float(det.scores[i]):.2f}", i) for i in range(len(det))], None)
-        thr = float(getattr(getattr(self.feature.window, "state", None), "score_threshold", 0.0))
+        thr = self._score_threshold()
         shown = np.flatnonzero(det.scores >= thr)
         if shown.size:
             self.index = int(shown[np.argmax(det.scores[shown])])
@@ -159,6 +159,10 @@ class YolactView:
         return (f"{it.model_name}: one pass {ms:.0f} ms (the layers' boxes and masks and these prototypes), "
                 f"k = {k} prototypes at {pw} x {ph} (stride {it.proto_stride:g}), {len(it.detections)} detections. "
                 f"{self.hint}")
+
+    def _score_threshold(self) -> float:
+        """The window's score threshold: the detections below it have no box or mask on the canvas."""
+        return float(getattr(getattr(self.feature.window, "state", None), "score_threshold", 0.0))
 
     def _name(self, i: int) -> str:
         it = self.it
@@ -197,7 +201,9 @@ class YolactView:
         t.gallery_title.setText(f"<b>Prototypes P</b>: {k} maps of {pw} x {ph} ({scale})"
                                 + ("; framed: the largest |c|" if coef is not None else ""))
         det = it.detections
-        others = np.delete(np.arange(len(det)), [] if i is None else [i])
+        thr = self._score_threshold()
+        others = np.flatnonzero(det.scores >= thr)  # the boxes the layers draw, not the hidden ones
+        others = others[others != i] if i is not None else others
         overlays.set("pending", box_segments(det.boxes[others]) if t.show_others.isChecked() and len(others) else None)
         self.drawn = {"gallery": pic, "rects": rects, "range": rng, "proto": it.proto, "index": i}
         if i is None:
@@ -233,7 +239,9 @@ class YolactView:
         order = np.argsort(-np.abs(a.coef))[:3]
         x0, y0 = a.offset
         t.info.setText(
-            f"#{i} {self._name(i)} {float(det.scores[i]):.2f}, box ({b[0]:.0f}, {b[1]:.0f}, {b[2]:.0f}, {b[3]:.0f}) px.\n"
+            f"#{i} {self._name(i)} {float(det.scores[i]):.2f}"
+            + (f" (below the score threshold {thr:.2f}: the layers hide it)" if det.scores[i] < thr else "")
+            + f", box ({b[0]:.0f}, {b[1]:.0f}, {b[2]:.0f}, {b[3]:.0f}) px.\n"
             f"P c = Σ c_j P_j at {lw} x {lh} prototype cells: {float(a.linear.min()):.2f} .. {float(a.linear.max()):.2f} "
             f"(blue < 0 < red; the box framed). Largest weights: "
             + ", ".join(f"c{j} {a.coef[j]:+.2f}" for j in order) + ".\n"

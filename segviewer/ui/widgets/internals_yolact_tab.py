@@ -143,8 +143,8 @@ class YolactTab(QWidget):
         self.counts = text_label("")
         self.gallery_title = text_label("")
         self.gallery = SmallHeatmap("prototypes")
-        self.gallery.setMinimumSize(120, 120)
-        self.gallery.setMaximumHeight(260)
+        self.gallery.setMinimumSize(120, 230)  # 4 x 4 tiles under their names: legible in the 270 px column
+        self.gallery.setMaximumHeight(340)
         self.bars_title = text_label("")
         self.bars = SignedBars()
         self.steps: dict[str, StepImage] = {}
