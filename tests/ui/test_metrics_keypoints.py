@@ -78,7 +78,8 @@ if __name__ == "__main__":  # the screenshot: python -m tests.ui.test_metrics_ke
     import os
     import tempfile
 
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
     from segviewer.ui.main_window import MainWindow
@@ -102,9 +103,9 @@ if __name__ == "__main__":  # the screenshot: python -m tests.ui.test_metrics_ke
     f.dock.raise_()
     for i in range(f.panel.image_item.childCount()):
         f.panel.image_item.child(i).setExpanded(True)
-    state = getattr(win, "state", None)
-    if state is not None:
-        state.visible[(GT_LAYER, "keypoints")] = True
+    win.panel.checkbox((GT_LAYER, "keypoints")).setChecked(True)  # the file's keypoints, v > 0
+    win.panel.checkbox((KP, "keypoints")).setChecked(False)
+    win.panel.checkbox((KP, "labels")).setChecked(False)
     for _ in range(50):
         app.processEvents()
     win.grab().save(str(SHOT.with_name("kp_window.png")))

@@ -202,7 +202,7 @@ class GroundTruthFeature(QObject):
                       failures: dict[str, str] | None = None, kp: Any = None) -> None:
         if token != self._token:
             return
-        if inst is None and sem is None and self._dataset_here() is not None:
+        if inst is None and sem is None and kp is None and self._dataset_here() is not None:
             for name in (PANOPTIC_LAYER, ERROR_LAYER, SEMANTIC_ERROR_LAYER):  # the Dataset dock's layers show
                 self.session.set_derived(name, None)
             self.eval = self._dataset_here()  # the hover reads the dataset run's error layer
@@ -252,8 +252,9 @@ class GroundTruthFeature(QObject):
         self.dataset_eval = None if ev is None else (Path(path).absolute(), ev, run)
         self._show_dataset_item()
         inst, sem = pick_results(self._model_results(), self.session.models)
+        kp = pick_keypoints(self._model_results(), self.session.models)
         here = self._dataset_here()
-        if inst is None and sem is None and here is not None:  # no live results: the hover reads this one
+        if inst is None and sem is None and kp is None and here is not None:  # no live results: the hover reads this one
             self.eval = here
             if self._token is not None:  # the dock has scored (nothing) already: say where the numbers are
                 self.panel.show_image(None, "no model results: the dataset run below")
