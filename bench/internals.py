@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     views.update(_yolo_views(img))
     views.update(_query_views(args.threads, img))
     views.update(_centernet_views(img))
+    views.update(_yolact_views(img))
     rows = []
     for name, fn in views.items():
         ms = float(np.median(time_ms(fn, repeats=args.repeats, warmup=1)))
@@ -488,6 +489,45 @@ def _centernet_views(img: np.ndarray) -> dict:
     return {f"centernet: class heatmap {it.heat.shape[2]}x{it.heat.shape[1]} -> RGBA (max over classes)": heatmap,
             f"centernet: all {len(it.peaks.all_cyx)} local maxima + kept peaks + boxes": peaks,
             "centernet: click a peak (heads, decoded box)": click}
+
+
+def _yolact_views(img: np.ndarray) -> dict:
+    """The YOLACT tab's views on the bundled shapes_yolact (skipped when its card is missing): one
+    pass with the prototypes and coefficients, then what the tab computes -- the prototype gallery
+    (on a new bundle or detection: the tiles carry the coefficients), and a click on the largest
+    detection (the detection under the click, its assembly replayed and pictured: P c, sigmoid,
+    crop, mask, the canvas layer and the mask's outline), cold: the view caches it per detection."""
+    from segviewer.adapters.base import PredictParams
+    from segviewer.adapters.one_pass import predict_with_internals
+    from segviewer.adapters.registry import create_adapter, list_cards
+    from segviewer.render.roi_grid import box_segments
+    from segviewer.ui.features._internals_yolact import assembly_pictures, prototype_gallery
+
+    if "shapes_yolact" not in {c.id for c in list_cards()}:
+        print("# YOLACT tab: skipped (no models/shapes_yolact.toml)")
+        return {}
+    ad = create_adapter("shapes_yolact")
+    ad.load("cpu")
+    t0 = time.perf_counter()
+    det, it = predict_with_internals(ad, img, PredictParams())
+    print(f"# shapes_yolact one pass with its prototypes: {(time.perf_counter() - t0) * 1000:.0f} ms; prototypes "
+          f"{'x'.join(map(str, it.proto.shape))}, {len(det)} detections")
+    if not len(det):
+        return {"yolact: prototype gallery": lambda: prototype_gallery(it.proto)}
+    b = det.boxes
+    pick = int(np.argmax((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))  # the largest: the biggest crop
+    cx, cy = float(b[pick, 0] + b[pick, 2]) / 2, float(b[pick, 1] + b[pick, 3]) / 2
+    bw, bh = (int(v) for v in b[pick, 2:] - b[pick, :2])
+
+    def click() -> None:
+        i = it.detection_at(cx, cy)
+        i = pick if i is None else i
+        assembly_pictures(it, i)
+        prototype_gallery(it.proto, it.coef[i])
+        box_segments(np.delete(b, i, 0))
+
+    return {f"yolact: prototype gallery ({it.proto.shape[0]} tiles)": lambda: prototype_gallery(it.proto),
+            f"yolact: click a detection (assembly + 4 steps + outline, box {bw}x{bh} px)": click}
 
 
 def _query_views(threads: int, img: np.ndarray) -> dict:
