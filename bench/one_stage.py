@@ -4,13 +4,15 @@ then the same timing for torchvision's zoo one-stage and two-stage detectors wit
     nice -n 10 python bench/one_stage.py                    # 1 thread, 200 unseen scenes, 5 rounds
     python bench/one_stage.py --n 50 --rounds 3 --no-zoo
 
-* **bundled** (``shapes_maskrcnn``, ``shapes_yolo``, ``shapes_centernet``; whichever have a card in
-  ``models/``): ``adapter.predict(image, PredictParams(extras=False))`` on one 640x480 shapes-world
+* **bundled** (``shapes_maskrcnn``, ``shapes_yolact``, ``shapes_yolo``, ``shapes_centernet``;
+  whichever have a card in ``models/``): ``adapter.predict(image, PredictParams(extras=False))`` on one 640x480 shapes-world
   scene (``generate_scene(1000, (480, 640))``; the adapters scale it to a 256 px short side as they
   were trained), all models round-robin (``bench/_common.time_both``), median wall and process CPU
   ms; and COCO box AP / AP50 (pycocotools) of the same adapters' boxes at their default
   ``min_score`` on the ``--n`` unseen validation scenes (seeds 10000000 upward, 256 x 256), scored by
-  one function for all (``training.centernet_task.evaluate_adapter_boxes``).
+  one function for all (``training.centernet_task.evaluate_adapter_boxes``); for the two instance
+  segmenters (Mask R-CNN, two-stage; YOLACT, one-stage) also mask AP on the same scenes
+  (``training.evaluate.evaluate_adapter``, pycocotools): the slides' one-stage vs two-stage trade-off.
 * **zoo** (``--no-zoo`` leaves it out): torchvision's RetinaNet, FCOS, SSDlite and Faster R-CNN at
   their released architecture with random weights through our adapters, and SSD300-VGG16 built
   with torchvision directly (no adapter of ours; 300 x 300). Input size: ``--zoo-size native`` (the
@@ -32,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import load_line, machine_line, pin_threads, table, time_both  # noqa: E402
 
-BUNDLED = ("shapes_maskrcnn", "shapes_yolo", "shapes_centernet")
+BUNDLED = ("shapes_maskrcnn", "shapes_yolact", "shapes_yolo", "shapes_centernet")
 ZOO = ("retinanet_resnet50_fpn", "fcos_resnet50_fpn", "ssdlite320_mobilenet_v3_large", "fasterrcnn_resnet50_fpn")
 ZOO_KIND = {"retinanet_resnet50_fpn": "one-stage", "fcos_resnet50_fpn": "one-stage", "ssd300_vgg16": "one-stage",
             "ssdlite320_mobilenet_v3_large": "one-stage", "fasterrcnn_resnet50_fpn": "two-stage"}
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     from segviewer.adapters.registry import create_adapter, list_cards
     from segviewer.training.centernet_task import evaluate_adapter_boxes
     from segviewer.training.data import val_seeds
+    from segviewer.training.evaluate import evaluate_adapter
 
     print(machine_line(), f"· torch threads {a.threads}")
     img = _image()
@@ -94,15 +97,16 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         ap_ = evaluate_adapter_boxes(ad, val_seeds(a.n))
         eval_s = time.perf_counter() - t0
+        mask_ap = f"{evaluate_adapter(ad, ad.model_kind, a.n)['mask_ap']:.3f}" if ad.card.task == "instance" else "-"
         lo, hi = t.spread(m)
         rows.append([m, ad.card.family.split(",")[0].split(":")[0], f"{t[m][0]:.0f} ({lo:.0f}-{hi:.0f})",
-                     f"{t[m][1]:.0f}", n_det[m], f"{ap_['box_ap']:.3f}", f"{ap_['box_ap50']:.3f}",
+                     f"{t[m][1]:.0f}", n_det[m], f"{ap_['box_ap']:.3f}", f"{ap_['box_ap50']:.3f}", mask_ap,
                      f"{1000 * eval_s / a.n:.0f}"])
     print(f"\nBundled detectors: one 640x480 scene (median of {a.rounds} interleaved rounds), box AP on {a.n} "
           "unseen 256x256 scenes")
     if rows:
         print(table(rows, ["model", "family", "wall ms (range)", "CPU ms", "boxes", "box AP", "AP50",
-                           "ms/scene in AP run"]))
+                           "mask AP", "ms/scene in box AP run"]))
     if missing:
         print("not bundled (no card in models/): " + ", ".join(missing))
     print(load_line())
