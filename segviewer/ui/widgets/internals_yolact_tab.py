@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 from segviewer.ui.widgets.controls import FocusComboBox
 from segviewer.ui.widgets.internals_tabs import SmallHeatmap, text_label
 
-__all__ = ["SignedBars", "StepImage", "YolactTab", "STEP_KEYS"]
+__all__ = ["Gallery", "SignedBars", "StepImage", "YolactTab", "STEP_KEYS"]
 
 #: the four assembly steps, in order: key -> caption stem
 STEP_KEYS = (("linear", "P c"), ("sigmoid", "σ(P c)"), ("crop", "crop to the box"), ("mask", "≥ 0.5"))
@@ -66,7 +66,6 @@ class SignedBars(QWidget):
         mid = (top + bottom) / 2
         half = (bottom - top) / 2
         p.setPen(QColor(150, 150, 150))
-        fm = p.fontMetrics()
         for v, y in ((1, top), (0, mid), (-1, bottom)):
             p.drawText(QRectF(0, y - 7, left - 3, 14), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
                        f"{v:+d}" if v else "0")
@@ -76,6 +75,8 @@ class SignedBars(QWidget):
             font = p.font()
             font.setPointSizeF(max(font.pointSizeF() * 0.8, 6.0))
             p.setFont(font)
+            wide = p.fontMetrics().horizontalAdvance(str(n - 1)) + 3
+            every = max(1, int(np.ceil(wide / step)))  # a narrow dock: every other index under its bar
             for i, v in enumerate(self.values):
                 x = left + i * step
                 bh = half * float(np.clip(v, -1.0, 1.0))
@@ -85,7 +86,7 @@ class SignedBars(QWidget):
                 y0, y1 = (mid - bh, mid) if bh >= 0 else (mid, mid - bh)
                 p.fillRect(QRectF(x + 1, y0, max(step - 2, 1.0), max(y1 - y0, 1.0)), colour)
                 p.setPen(text if i != self.highlight else QColor(200, 120, 0))
-                if step >= fm.horizontalAdvance("00") * 0.8 or i % 2 == 0:
+                if i % every == 0:
                     p.drawText(QRectF(x - 2, bottom + 1, step + 4, label_h), Qt.AlignmentFlag.AlignHCenter, str(i))
         p.end()
 
@@ -119,6 +120,36 @@ class StepImage(SmallHeatmap):
         self.frame.setVisible(True)
 
 
+class Gallery(SmallHeatmap):
+    """The prototype gallery: as tall as its picture at the dock's width (height for width), so the
+    tiles and their names use the whole column however wide the dock is."""
+
+    def __init__(self, title: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(title, parent)
+        self.aspect = 1.0  # picture height / width
+        self.setMinimumSize(120, 120)
+        pol = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        pol.setHeightForWidth(True)
+        self.setSizePolicy(pol)
+
+    def hasHeightForWidth(self) -> bool:  # noqa: N802 - Qt's name
+        return True
+
+    def heightForWidth(self, width: int) -> int:  # noqa: N802 - Qt's name
+        return int(min(max(width * self.aspect, 120), 380))  # a wide dock: the assembly stays in view
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return QSize(250, self.heightForWidth(250))
+
+    def set_rgba(self, rgba: np.ndarray | None) -> None:
+        if rgba is not None and rgba.shape[1]:
+            aspect = rgba.shape[0] / rgba.shape[1]
+            if abs(aspect - self.aspect) > 1e-3:
+                self.aspect = aspect
+                self.updateGeometry()
+        super().set_rgba(rgba)
+
+
 class YolactTab(QWidget):
     """Detection picker, prototype gallery, coefficient bars, the four assembly steps."""
 
@@ -131,7 +162,7 @@ class YolactTab(QWidget):
         self.detection.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.detection.setMinimumContentsLength(10)
         self.detection.setToolTip("The detection whose coefficients and assembly are shown (or click its mask on the image).")
-        self.per_tile = QCheckBox("each prototype its own colour range")
+        self.per_tile = QCheckBox("each tile its own range")
         self.per_tile.setToolTip("Off: every prototype on one scale 0 .. the largest value (their sizes compare). "
                                  "On: each stretched to its own min .. max (weak prototypes show their shape).")
         self.show_mask = QCheckBox("assembled mask on the image")
@@ -142,9 +173,7 @@ class YolactTab(QWidget):
         form.addRow("Detection", self.detection)
         self.counts = text_label("")
         self.gallery_title = text_label("")
-        self.gallery = SmallHeatmap("prototypes")
-        self.gallery.setMinimumSize(120, 230)  # 4 x 4 tiles under their names: legible in the 270 px column
-        self.gallery.setMaximumHeight(340)
+        self.gallery = Gallery("prototypes")
         self.bars_title = text_label("")
         self.bars = SignedBars()
         self.steps: dict[str, StepImage] = {}
@@ -166,7 +195,7 @@ class YolactTab(QWidget):
         lay.addLayout(form)
         lay.addWidget(self.counts)
         lay.addWidget(self.gallery_title)
-        lay.addWidget(self.gallery, 1)
+        lay.addWidget(self.gallery)
         lay.addWidget(self.per_tile)
         lay.addWidget(self.bars_title)
         lay.addWidget(self.bars)
