@@ -156,6 +156,9 @@ def cache_dir() -> Path:
 
 
 def _meta_from_torchvision(model_id: str) -> dict[str, Any]:
+    from segviewer.adapters.runtime import import_torchvision
+
+    import_torchvision()  # without TorchDynamo (1.2 s), which the metadata never needs
     from torchvision.models import get_model_weights
 
     weights = get_model_weights(model_id).DEFAULT

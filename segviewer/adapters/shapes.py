@@ -46,6 +46,12 @@ __all__ = ["ShapesMaskRCNN", "ShapesFCN", "ShapesUNet", "ShapesPCV", "VotePredic
 TRAIN_SHORT_SIDE = 256  # the shapes world's scale: every bundled model was trained on 256 x 256 scenes
 PROBS_MAX_SIDE = 512
 
+#: Kinds whose nets are built from torch alone. Every other kind's net imports torchvision (Mask
+#: R-CNN, and the ResNet-18 trunks of YOLO and CenterNet), which the load imports first through
+#: :func:`import_torchvision`: a plain ``import torchvision`` also loads TorchDynamo (1.2 s of a
+#: 1.4 s load, measured on shapes_yolo). A new kind gets the quick import unless it is listed here.
+PLAIN_TORCH_KINDS = frozenset({"fcn", "unet", "pcv"})
+
 
 #: The longest side the network sees, in multiples of the short side (torchvision's detectors cap
 #: theirs the same way, 1333 for 800). Without it a 48 x 3000 strip became 256 x 16000: 16 s.
@@ -107,8 +113,8 @@ class _ShapesAdapter(TorchAdapterState):
             config = dict(ck.get("config") or {})
         else:  # random init (plumbing tests, timing): the card's classes, default architecture
             cats, config, ck = list(card.categories), dict(card.extra.get("config", {})), None
-        if self.model_kind == "maskrcnn":
-            import_torchvision()  # without TorchDynamo: seconds off the first image
+        if self.model_kind not in PLAIN_TORCH_KINDS:  # its net imports torchvision (a ResNet-18 trunk, RoI ops)
+            import_torchvision()  # without TorchDynamo: about 1.2 s off the load, measured
         try:
             config = registry.full_config(self.model_kind, config)
             # load_weights below overwrites every tensor or refuses: no random initial weights first
