@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["mask_iou_matrix", "real_ious", "pearson", "RULE_FIELDS", "has_rule_scores", "rescore"]
+__all__ = ["mask_iou_matrix", "real_ious", "pearson", "RULE_FIELDS", "has_rule_scores", "rescore",
+           "rule_correlations"]
 
 #: What ``segviewer predict`` writes beside ``score`` for Mask Scoring R-CNN: s_cls and s_iou.
 RULE_FIELDS = ("box_score", "mask_iou")
@@ -75,3 +76,35 @@ def rescore(results: Sequence[Mapping[str, Any]], rule: str) -> list[dict[str, A
         s = box if rule == "box" else np.float32(box * np.float32(r["mask_iou"]))
         out.append({**r, "score": float(s)})
     return out
+
+
+def rule_correlations(gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Pearson's r between each rule's score and the real mask IoU over every result (its IoU with
+    the best non-crowd ground-truth mask of its category in its image, 0 when none, as in
+    :func:`real_ious`): ``box`` (s_cls), ``mask`` (s_cls * s_iou), ``mask_iou`` (s_iou alone),
+    and ``detections`` (how many). ``results`` carry :data:`RULE_FIELDS` (:func:`has_rule_scores`)."""
+    from segviewer.core.coco_results import decode_segmentation
+
+    sizes = {im["id"]: (int(im["height"]), int(im["width"])) for im in gt["images"]}
+    by_image: dict[Any, list[Mapping[str, Any]]] = {}
+    for a in gt["annotations"]:
+        if not a.get("iscrowd"):
+            by_image.setdefault(a["image_id"], []).append(a)
+    dets: dict[Any, list[Mapping[str, Any]]] = {}
+    for r in results:
+        dets.setdefault(r["image_id"], []).append(r)
+    box, iou, real = [], [], []
+    for img, rs in dets.items():
+        hw = sizes[img]
+        anns = by_image.get(img, [])
+        g = np.stack([decode_segmentation(a["segmentation"], hw) for a in anns]) if anns else np.zeros((0, *hw), bool)
+        p = np.stack([decode_segmentation(r["segmentation"], hw) for r in rs])
+        real.append(real_ious(np.array([r["category_id"] for r in rs]), p,
+                              np.array([a["category_id"] for a in anns]), g))
+        box.append(np.float32([r["box_score"] for r in rs]))
+        iou.append(np.float32([r["mask_iou"] for r in rs]))
+    b = np.concatenate(box) if box else np.zeros(0, np.float32)
+    i = np.concatenate(iou) if iou else np.zeros(0, np.float32)
+    t = np.concatenate(real) if real else np.zeros(0, np.float32)
+    return {"box": pearson(b, t), "mask": pearson((b * i).astype(np.float32), t), "mask_iou": pearson(i, t),
+            "detections": float(len(t))}

@@ -21,7 +21,8 @@
   carries ``box_score`` and ``mask_iou`` (``predict`` writes them for Mask Scoring R-CNN,
   ``shapes_msrcnn``), mask AP is also printed under both scoring rules side by side: box score
   (Mask R-CNN) and box score x predicted mask IoU (Mask Scoring R-CNN), each COCOeval on the
-  results rescored that way (``--json``: ``mask_scoring``).
+  results rescored that way, and each score's Pearson r with the detections' real mask IoU
+  (``--json``: ``mask_scoring``).
 
 ``--engine ray``: each image's partial statistics (the semantic confusion matrix, the PQ per-class
 TP/FP/FN/IoU sums, the ``--per-image`` rows and ``--errors``' per-image TIDE classifications) are
@@ -156,8 +157,11 @@ def _run(args: argparse.Namespace, mapper: Mapper | None) -> int:
         from segviewer.analysis.mask_scoring import has_rule_scores, rescore
 
         if has_rule_scores(results):  # Mask Scoring R-CNN's records: mask AP under either rule
+            from segviewer.analysis.mask_scoring import rule_correlations
+
             res["mask_scoring"] = {rule: coco_evaluate(gt, rescore(results, rule), ["segm"])["segm"]
                                    for rule in ("box", "mask")}
+            res["mask_scoring"]["pearson_real_iou"] = rule_correlations(gt, results)
             _print_mask_scoring(res["mask_scoring"])
         if args.per_image is not None or args.errors:
             from segviewer.commands import _eval_dataset
@@ -434,3 +438,7 @@ def _print_mask_scoring(rules: dict[str, dict[str, float]]) -> None:
     for rule, title in (("box", "box score"), ("mask", "box x mask IoU")):
         stats = rules[rule]
         print(f"{title:16s}" + "".join(f"{'-' if stats[k] < 0 else f'{100 * stats[k]:.1f}':>7s}" for k in STAT_NAMES))
+    r = rules.get("pearson_real_iou")
+    if r:
+        print(f"Pearson r with each detection's real mask IoU ({int(r['detections'])} detections): "
+              f"box score {r['box']:.3f}, box x mask IoU {r['mask']:.3f}, predicted IoU alone {r['mask_iou']:.3f}")

@@ -46,6 +46,20 @@ def _segm_stats(gt: Path, results: list[dict]) -> list[float]:
     return [float(v) for v in ev.stats]
 
 
+def _real_ious(gt: Path, records: list[dict]) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    doc = json.loads(gt.read_text())
+    out = []
+    for r in records:
+        same = [a for a in doc["annotations"] if a["image_id"] == r["image_id"]
+                and a["category_id"] == r["category_id"]]
+        seg = dict(r["segmentation"], counts=r["segmentation"]["counts"].encode("ascii"))
+        gts = [dict(a["segmentation"], counts=a["segmentation"]["counts"].encode("ascii")) for a in same]
+        out.append(float(np.max(mask_utils.iou([seg], gts, [0] * len(gts)))) if gts else 0.0)
+    return np.asarray(out)
+
+
 def test_predict_writes_both_rules_and_eval_scores_each(scenes: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     gt = scenes / "annotations" / "instances.json"
@@ -76,6 +90,13 @@ def test_predict_writes_both_rules_and_eval_scores_each(scenes: Path, tmp_path: 
         line = next(ln for ln in printed.splitlines() if ln.startswith(title))
         assert line.split()[-12] == f"{100 * want[0]:.1f}"
     assert res["mask_scoring"]["mask"] == pytest.approx(res["segm"])  # the run's own rule is its segm AP
+    real = _real_ious(gt, mask)  # pycocotools' mask IoU, best ground truth of the same category
+    r = res["mask_scoring"]["pearson_real_iou"]
+    assert r["detections"] == len(mask) and 0.0 < real.max() <= 1.0
+    for key, scores in (("box", [m["box_score"] for m in mask]), ("mask", [m["score"] for m in mask]),
+                        ("mask_iou", [m["mask_iou"] for m in mask])):
+        assert r[key] == pytest.approx(float(np.corrcoef(scores, real)[0, 1]), abs=1e-5)
+    assert f"box x mask IoU {r['mask']:.3f}" in printed
     print(f"3 scenes: mask AP box rule {res['mask_scoring']['box']['AP']:.4f}, "
           f"Mask Scoring rule {res['mask_scoring']['mask']['AP']:.4f}")
 
