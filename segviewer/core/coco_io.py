@@ -228,7 +228,11 @@ class CocoInstances:
         out = np.zeros((len(anns), self.num_keypoints, 3), np.float32)
         for k, ann in enumerate(anns):
             if ann.get("keypoints"):
-                out[k] = np.asarray(ann["keypoints"], np.float32).reshape(-1, 3)
+                try:
+                    out[k] = np.asarray(ann["keypoints"], np.float32).reshape(-1, 3)
+                except (TypeError, ValueError):
+                    raise BadDatasetError(f"{self.name}: annotation {ann.get('id', k)}'s keypoints are not "
+                                          "[x, y, v] numbers") from None
         return out
 
 
@@ -261,7 +265,7 @@ def _keypoint_count(anns: Sequence[Any], named: int, name: str) -> int:
         kp = ann.get("keypoints")
         if not kp:
             continue
-        if not isinstance(kp, list) or len(kp) % 3 or not all(isinstance(v, (int, float)) for v in kp):
+        if not isinstance(kp, list) or len(kp) % 3:  # the numbers are checked when an image is read
             raise BadDatasetError(f"{name}: annotation {ann.get('id', i)}'s keypoints are not [x, y, v] triplets")
         if seen and len(kp) // 3 != k:
             raise BadDatasetError(f"{name}: annotation {ann.get('id', i)} has {len(kp) // 3} keypoints, "

@@ -49,6 +49,11 @@ def test_loader_without_keypoints_and_refusals(tmp_path: Path) -> None:
     with pytest.raises(BadDatasetError, match="has 16 keypoints but its category names 17"):
         coco_instances_for(gt_path, img)
     bad = json.loads(json.dumps(doc))
+    bad["annotations"][2]["keypoints"][4] = "left"
+    gt_path.write_text(json.dumps(bad))
+    with pytest.raises(BadDatasetError, match="annotation 3's keypoints are not"):
+        coco_instances_for(gt_path, img)
+    bad = json.loads(json.dumps(doc))
     bad["categories"][0]["skeleton"] = [[0, 1]]
     gt_path.write_text(json.dumps(bad))
     with pytest.raises(BadDatasetError, match="skeleton pair outside"):
