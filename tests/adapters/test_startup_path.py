@@ -45,3 +45,31 @@ def test_every_bundled_model_loads_and_predicts_without_torchdynamo() -> None:
     r = subprocess.run([sys.executable, "-c", _FRESH, *ids], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.startswith("OK"), r.stderr[-3000:]
     assert r.stdout.split() == ["OK", str(len(ids))]
+
+
+_LEAN = """
+import io, sys
+from segviewer.adapters.runtime import import_torchvision
+tv = import_torchvision()
+put_off = [m for m in ("torch.onnx", "torchvision.datasets", "torch._dynamo") if m in sys.modules]
+assert not put_off, f"imported with torchvision: {put_off}"
+assert tv.datasets.CocoDetection.__module__ == "torchvision.datasets.coco"  # the real package, on first use
+from torchvision.datasets import VOCSegmentation  # noqa: F401
+import torch
+from torchvision.ops import roi_align
+
+class Net(torch.nn.Module):
+    def forward(self, x, boxes):
+        return roi_align(x, boxes, output_size=2, aligned=True)
+
+buf = io.BytesIO()  # torchvision's ONNX rule for roi_align, registered once torch.onnx was imported
+torch.onnx.export(Net(), (torch.rand(1, 1, 8, 8), torch.tensor([[0, 0.0, 0.0, 4.0, 4.0]])), buf,
+                  dynamo=False, opset_version=16)
+assert b"RoiAlign" in buf.getvalue()
+print("OK")
+"""
+
+
+def test_torchvision_import_puts_off_datasets_and_onnx_rules_until_used() -> None:
+    r = subprocess.run([sys.executable, "-W", "ignore", "-c", _LEAN], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-3000:]
