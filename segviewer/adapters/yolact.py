@@ -16,7 +16,6 @@ import numpy as np
 from segviewer.adapters.base import PredictParams
 from segviewer.adapters.yolo import NMS_IOU, ShapesYOLO, YoloInternals
 from segviewer.analysis import yolact as A
-from segviewer.analysis import yolo as Y
 from segviewer.core.errors import SegviewerError
 from segviewer.core.results import Detections, MaskSet
 from segviewer.core.timing import Timings
@@ -89,13 +88,8 @@ class ShapesYOLACT(ShapesYOLO):
         ps = s * outs["out"].shape[-1] / outs["proto"].shape[-1]  # model pixels per prototype cell
         proto = outs["proto"][0, :, : int(np.ceil(rh / ps)), : int(np.ceil(rw / ps))].float().cpu().numpy()
         with tm.stage("postprocess"):
-            grid = Y.decode(raw, np.asarray(model.priors, np.float32), s)
-            cand, trace, keep = Y.postprocess(grid, float(params.min_score), NMS_IOU, int(params.max_detections),
-                                              size=(rh, rw))
+            grid, cand, trace, keep, boxes = self._decode(raw, params, (h, w), (rh, rw))
             sx, sy = w / rw, h / rh
-            boxes = cand.boxes[keep] * np.array([sx, sy, sx, sy], np.float32)
-            boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
-            boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
             coef = A.coefficients(coef_map, cand.cell[keep], cand.prior[keep], k)
             crops, offsets = A.assemble(proto, coef, boxes, (h, w), (sx, sy), ps)
             det = Detections((h, w), boxes, cand.scores[keep], (cand.class_ids[keep] + 1).astype(np.int32),

@@ -140,21 +140,29 @@ class ShapesYOLO(_ShapesAdapter):
         raw = out[0, :, : -(-rh // s), : -(-rw // s)].float().cpu().numpy()
         return raw, (h, w), (rh, rw)
 
+    def _decode(self, raw: np.ndarray, params: PredictParams, size: tuple[int, int],
+                model_size: tuple[int, int]) -> tuple[Y.YoloGrid, Y.Candidates, NMSTrace, np.ndarray, np.ndarray]:
+        """The grid, the NMS candidates, its trace, the kept indices and their boxes in input pixels
+        (clipped to the input) from the head's raw output."""
+        model, _ = self._require()
+        (h, w), (rh, rw) = size, model_size
+        grid = Y.decode(raw, np.asarray(model.priors, np.float32), int(model.stride))
+        cand, trace, keep = Y.postprocess(grid, float(params.min_score), NMS_IOU, int(params.max_detections),
+                                          size=(rh, rw))
+        sx, sy = w / rw, h / rh
+        boxes = cand.boxes[keep] * np.array([sx, sy, sx, sy], np.float32)
+        boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
+        boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+        return grid, cand, trace, keep, boxes
+
     def predict_grid(self, image: np.ndarray, params: PredictParams | None = None,
                      timings: Timings | None = None) -> tuple[Detections, YoloInternals]:
         """ONE pass: the detections (as ``predict``) and the grid they came from."""
         params = params or PredictParams()
         tm = timings if timings is not None else Timings()
         raw, (h, w), (rh, rw) = self._raw(image, params, tm)
-        model, _ = self._require()
         with tm.stage("postprocess"):
-            grid = Y.decode(raw, np.asarray(model.priors, np.float32), int(model.stride))
-            cand, trace, keep = Y.postprocess(grid, float(params.min_score), NMS_IOU, int(params.max_detections),
-                                              size=(rh, rw))
-            sx, sy = w / rw, h / rh
-            boxes = cand.boxes[keep] * np.array([sx, sy, sx, sy], np.float32)
-            boxes[:, 0::2] = boxes[:, 0::2].clip(0, w)
-            boxes[:, 1::2] = boxes[:, 1::2].clip(0, h)
+            grid, cand, trace, keep, boxes = self._decode(raw, params, (h, w), (rh, rw))
             det = Detections((h, w), boxes, cand.scores[keep], (cand.class_ids[keep] + 1).astype(np.int32),
                              self.card.categories)
         it = YoloInternals(str(self.card.id), tuple(self.card.categories), (h, w), (rh, rw), grid, cand, trace,

@@ -17,21 +17,14 @@ from segviewer.adapters.base import PredictParams
 from segviewer.adapters.one_pass import capture_kinds, predict_with_internals
 from segviewer.adapters.registry import create_adapter, get_card, models_dir
 from segviewer.training.data import VAL_SEED, shapes_instance
+from tests.adapters.bundled import counted_adapter
 
 MODEL = "shapes_yolact"
 
 
 @pytest.fixture(scope="module")
 def yolact():  # noqa: ANN201
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    ad = create_adapter(MODEL)
-    ad.load("cpu")
-    passes: list[int] = []
-    ad.module.register_forward_pre_hook(lambda *_: passes.append(1))
-    ad.passes = passes
-    yield ad
-    torch.set_num_threads(n)
+    yield from counted_adapter(MODEL)
 
 
 def _scene(k: int = 0) -> np.ndarray:
