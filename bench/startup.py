@@ -3,7 +3,11 @@
     python bench/startup.py [--rounds 3] [--models shapes_fcn shapes_maskrcnn] [--no-app]
 
 Every candidate is a fresh interpreter (a subprocess), timed from just before it is launched;
-candidates run round-robin (A B C A B C ...), so a burst of load from other jobs hits them all.
+candidates run round-robin (A B C A B C ..., the order rotated each round), so a burst of load
+from other jobs hits them all. One untimed launch of each comes first: it writes the bytecode
+cache (as installing a package does; ``--no-bytecode-cache`` compiles segviewer's modules on
+every launch instead, as under ``PYTHONDONTWRITEBYTECODE=1``) and warms the disk cache.
+By default every bundled model (``segviewer models``, weights present) is timed.
 Wall seconds and the child's CPU seconds (user + system, all its threads) are reported, with
 the load average: on a machine shared with other jobs wall-clock mostly measures the scheduler,
 CPU time what the program does.
@@ -118,6 +122,21 @@ def _child_app(argv: list[str]) -> int:
     return cli.main(argv)
 
 
+def bundled_models() -> list[str]:
+    """Every bundled model whose weights are present (a card can land before its checkpoint)."""
+    from segviewer.adapters.registry import list_cards
+
+    out = []
+    for c in list_cards():
+        if c.weights_source != "bundled":
+            continue
+        if Path(str(c.extra.get("checkpoint_path", ""))).is_file():
+            out.append(c.id)
+        else:
+            print(f"{c.id}: its checkpoint is missing from models/; left out")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
@@ -127,11 +146,15 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
-    from _common import Timings, machine_line, ratio, table
+    from _common import NotInterleaved, Timings, machine_line, ratio, table
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3, help="fresh interpreters per candidate (default 3)")
-    ap.add_argument("--models", nargs="*", default=["shapes_fcn", "shapes_maskrcnn"])
+    ap.add_argument("--models", nargs="*", default=None,
+                    help="model ids (default: every bundled model whose weights are present)")
+    ap.add_argument("--no-bytecode-cache", action="store_true",
+                    help="children compile segviewer's modules on every launch (PYTHONDONTWRITEBYTECODE=1)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed launches of each candidate first (default 1)")
     ap.add_argument("--no-app", action="store_true", help="leave the window out")
     ap.add_argument("--compare-tree", type=Path, default=None, metavar="DIR",
                     help="also time the segviewer in DIR (e.g. an older commit: git archive REV | tar -x -C DIR)")
@@ -140,7 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     me = str(Path(__file__).resolve())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": "1"}
-    print(machine_line(), f"· {args.rounds} fresh interpreters per candidate, interleaved")
+    if args.no_bytecode_cache:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    models = args.models if args.models is not None else bundled_models()
+    print(machine_line(), f"· {args.rounds} fresh interpreters per candidate, interleaved, after {args.warmup} "
+          f"untimed · bytecode {'compiled on every launch' if args.no_bytecode_cache else 'cached'}")
 
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
@@ -155,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             "python -c pass": ([sys.executable, "-c", "print('up', flush=True)"], "up", env),
             "import torch": ([sys.executable, "-c", "import torch; print('imported', flush=True)"], "imported", env),
         }
-        for m in args.models:
+        for m in models:
             cands[f"predict {m}"] = ([sys.executable, me, "--child", "predict", str(one), "--model", m, "--out",
                                       str(tmp / f"out_{m}"), "--overwrite", "--no-gt", "--device", "cpu",
                                       "--threads", "1"], "->", env)
@@ -173,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         walls: dict[str, list[float]] = {k: [] for k in cands}
         cpus: dict[str, list[float]] = {k: [] for k in cands}
         stamps: dict[str, list[dict]] = {k: [] for k in cands}
-        for _ in range(args.rounds):
-            for k, (cmd, until, e) in cands.items():
+        names = list(cands)
+        for r in range(-args.warmup, args.rounds):
+            for k in (names[r % len(names):] + names[:r % len(names)]) if r >= 0 else names:
+                cmd, until, e = cands[k]
                 before = os.times()
                 e = {**e, T0_ENV: repr(time.time())}
                 t0 = time.perf_counter()
@@ -192,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                 after = os.times()
                 if first != first:
                     raise RuntimeError(f"{k}: no {until!r} line (exit {p.returncode}):\n{err[-2000:]}")
+                if r < 0:  # the untimed launch
+                    continue
                 walls[k].append(first)
                 cpus[k].append((after.children_user - before.children_user)
                                + (after.children_system - before.children_system))
@@ -201,11 +234,18 @@ def main(argv: list[str] | None = None) -> int:
 
     tm = Timings({k: (statistics.median(walls[k]), statistics.median(cpus[k])) for k in cands},
                  interleaved=len({len(v) for v in walls.values()}) == 1, walls=walls, cpus=cpus)
+
+    def vs_torch(k: str, clock: str) -> str:
+        try:
+            return f"{ratio(tm, k, 'import torch', clock):.2f}"
+        except NotInterleaved:
+            return "refused: not interleaved"
+
     rows = []
     for k in cands:
         rows.append((k, f"{tm[k][0]:.2f} [{min(walls[k]):.2f}-{max(walls[k]):.2f}]",
                      f"{tm[k][1]:.2f} [{min(cpus[k]):.2f}-{max(cpus[k]):.2f}]",
-                     f"{ratio(tm, k, 'import torch'):.2f}", f"{ratio(tm, k, 'import torch', 'cpu'):.2f}"))
+                     vs_torch(k, "wall"), vs_torch(k, "cpu")))
     print("\nlaunch to first result (s): median [range] of", args.rounds)
     print(table(rows, ["candidate", "wall s", "CPU s (whole run)", "wall / import torch", "CPU / import torch"]))
 
