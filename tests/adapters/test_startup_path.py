@@ -9,6 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from segviewer.adapters.registry import list_cards
 
 _FRESH = """
@@ -54,6 +56,7 @@ def _bundled_ids() -> list[str]:
             and Path(str(c.extra.get("checkpoint_path", ""))).is_file()]
 
 
+@pytest.mark.slow  # two fresh interpreters load and run every bundled model: 10-30 s
 def test_every_bundled_model_loads_and_predicts_without_torchdynamo_and_the_same_outputs() -> None:
     ids = _bundled_ids()
     assert {"shapes_fcn", "shapes_maskrcnn", "shapes_yolo", "shapes_centernet"} <= set(ids)
