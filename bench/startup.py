@@ -5,8 +5,9 @@
 Every candidate is a fresh interpreter (a subprocess), timed from just before it is launched;
 candidates run round-robin (A B C A B C ..., the order rotated each round), so a burst of load
 from other jobs hits them all. One untimed launch of each comes first: it writes the bytecode
-cache (as installing a package does; ``--no-bytecode-cache`` compiles segviewer's modules on
-every launch instead, as under ``PYTHONDONTWRITEBYTECODE=1``) and warms the disk cache.
+cache (as installing a package does) and warms the disk cache. ``--uncached`` adds, interleaved,
+each ``predict`` run from a copy of the package without bytecode and ``PYTHONDONTWRITEBYTECODE=1``
+(segviewer's modules compiled at every launch; torch's and the others' keep their bytecode).
 By default every bundled model (``segviewer models``, weights present) is timed.
 Wall seconds and the child's CPU seconds (user + system, all its threads) are reported, with
 the load average: on a machine shared with other jobs wall-clock mostly measures the scheduler,
@@ -152,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="fresh interpreters per candidate (default 3)")
     ap.add_argument("--models", nargs="*", default=None,
                     help="model ids (default: every bundled model whose weights are present)")
-    ap.add_argument("--no-bytecode-cache", action="store_true",
-                    help="children compile segviewer's modules on every launch (PYTHONDONTWRITEBYTECODE=1)")
+    ap.add_argument("--uncached", action="store_true",
+                    help="also time each predict with segviewer's modules compiled at every launch")
     ap.add_argument("--warmup", type=int, default=1, help="untimed launches of each candidate first (default 1)")
     ap.add_argument("--no-app", action="store_true", help="leave the window out")
     ap.add_argument("--compare-tree", type=Path, default=None, metavar="DIR",
@@ -163,13 +164,10 @@ def main(argv: list[str] | None = None) -> int:
     me = str(Path(__file__).resolve())
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": "1"}
-    if args.no_bytecode_cache:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-    else:
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode cached, as in an installed package
     models = args.models if args.models is not None else bundled_models()
     print(machine_line(), f"· {args.rounds} fresh interpreters per candidate, interleaved, after {args.warmup} "
-          f"untimed · bytecode {'compiled on every launch' if args.no_bytecode_cache else 'cached'}")
+          "untimed · bytecode cached")
 
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
@@ -191,6 +189,17 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_app:
             cands["window (first paint)"] = ([sys.executable, me, "--child", "app"], "STAMPS", {
                 **env, "QT_QPA_PLATFORM": "offscreen", "SEGVIEWER_SETTINGS_FILE": str(tmp / "settings.ini")})
+        if args.uncached:  # the same commands, segviewer's modules compiled at every launch
+            import shutil
+
+            src = tmp / "uncached"
+            shutil.copytree(root / "segviewer", src / "segviewer", ignore=shutil.ignore_patterns("__pycache__"))
+            for m in models:
+                cmd, until, e = cands[f"predict {m}"]
+                cands[f"predict {m} (uncached)"] = (
+                    [c.replace(str(tmp / "out_"), str(tmp / "uncached_out_")) for c in cmd], until,
+                    {**e, "PYTHONPATH": str(src), "PYTHONDONTWRITEBYTECODE": "1",
+                     "SEGVIEWER_MODELS": str(root / "models")})
         if args.compare_tree is not None:  # the same probes over another checkout's package
             other = {**env, "PYTHONPATH": str(args.compare_tree.resolve())}
             for k in [k for k in cands if k.startswith(("predict", "window"))]:
@@ -281,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     for k in cands:
-        if k.startswith(("predict", "window")) and " @ " not in k:
+        if k.startswith(("predict", "window")) and " @ " not in k and "(uncached)" not in k:
             ok = tm[k][0] < 2.0
             print(f"{k}: first image after {tm[k][0]:.2f} s wall ({tm[k][1]:.2f} s CPU) -> "
                   f"{'under' if ok else 'NOT under'} 2 s; import torch alone: {tm['import torch'][0]:.2f} s wall, "
