@@ -106,6 +106,9 @@ class TorchvisionDetector(TorchAdapterState):
     # ------------------------------------------------------------------ loading
 
     def _build(self, num_classes: int, num_keypoints: int | None) -> torch.nn.Module:
+        from segviewer.adapters.runtime import import_torchvision
+
+        import_torchvision()  # without TorchDynamo: 1.2 s off the load
         from torchvision.models import get_model
 
         kwargs: dict[str, Any] = {"weights": None, "weights_backbone": None, "num_classes": num_classes}
