@@ -222,7 +222,8 @@ class YolactView:
         t.bars.set_values(a.coef, top)
         t.bars.setVisible(True)
         for name, _stem in STEP_KEYS:
-            t.steps[name].set_rgba(pics.rgba[name], pics.frame if name in ("linear", "sigmoid") else None)
+            t.steps[name].set_rgba(pics.rgba[name], pics.frame if name in ("linear", "sigmoid") else None,
+                                   (0, 0, 0) if name == "linear" else (255, 255, 255))  # seen on white / viridis
         lh, lw = a.linear.shape
         ch, cw = a.crop.shape
         t.captions["linear"].setText(f"P c  {lw}x{lh}")

@@ -104,18 +104,21 @@ class StepImage(SmallHeatmap):
         self.vb.addItem(self.frame)
         self.rgba: np.ndarray | None = None
 
-    def set_rgba(self, rgba: np.ndarray | None, frame: tuple[float, float, float, float] | None = None) -> None:
+    def set_rgba(self, rgba: np.ndarray | None, frame: tuple[float, float, float, float] | None = None,
+                 colour: tuple[int, int, int] = (255, 255, 255)) -> None:
         self.rgba = rgba
-        self.set_frame(frame)
+        self.set_frame(frame, colour)
         super().set_rgba(rgba)
 
-    def set_frame(self, frame: tuple[float, float, float, float] | None) -> None:
-        """``(x0, y0, x1, y1)`` in the picture's pixels, or None."""
+    def set_frame(self, frame: tuple[float, float, float, float] | None,
+                  colour: tuple[int, int, int] = (255, 255, 255)) -> None:
+        """``(x0, y0, x1, y1)`` in the picture's pixels (None: no frame), in ``colour``."""
         if frame is None:
             self.frame.setData([], [])
             self.frame.setVisible(False)
             return
         x0, y0, x1, y1 = frame
+        self.frame.setPen(pg.mkPen(colour, width=1.5, cosmetic=True))
         self.frame.setData([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0])
         self.frame.setVisible(True)
 
