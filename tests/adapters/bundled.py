@@ -24,3 +24,19 @@ def counted_adapter(model_id: str) -> Iterator[Any]:
         yield ad
     finally:
         torch.set_num_threads(n)
+
+
+def checked_card(model_id: str) -> Any:
+    """``model_id``'s card after checking its checkpoint: shipped in ``models/``, the card's sha256,
+    within the issues' 15 MiB budget."""
+    import hashlib
+    from pathlib import Path
+
+    from segviewer.adapters.registry import get_card, models_dir
+
+    card = get_card(model_id)
+    path = Path(card.extra["checkpoint_path"])
+    assert path.is_file() and path.parent == models_dir().resolve()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == card.sha256
+    assert path.stat().st_size <= 15 * 2**20
+    return card

@@ -4,9 +4,6 @@ formula on the heads, and the card's box AP holds on fresh unseen scenes."""
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -15,6 +12,7 @@ from segviewer.adapters.base import PredictParams
 from segviewer.adapters.registry import create_adapter, get_card, models_dir
 from segviewer.analysis import centernet as dec
 from segviewer.training.data import shapes_instance
+from tests.adapters.bundled import checked_card
 
 MODEL = "shapes_centernet"
 TEST_OFFSET = 500_000
@@ -33,11 +31,7 @@ def adapter():  # noqa: ANN201
 
 
 def test_card_sha256_size_and_command() -> None:
-    card = get_card(MODEL)
-    path = Path(card.extra["checkpoint_path"])
-    assert path.parent == models_dir().resolve()
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == card.sha256
-    assert path.stat().st_size <= 15 * 2 ** 20
+    card = checked_card(MODEL)
     assert card.task == "detection" and card.categories[0] == "__background__"
     assert "box_ap" in card.metrics and card.extra["training"]["steps"] > 0
 

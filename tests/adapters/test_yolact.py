@@ -5,9 +5,6 @@ answers images with nothing in them."""
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -15,9 +12,9 @@ import torch.nn.functional as F
 
 from segviewer.adapters.base import PredictParams
 from segviewer.adapters.one_pass import capture_kinds, predict_with_internals
-from segviewer.adapters.registry import create_adapter, get_card, models_dir
+from segviewer.adapters.registry import create_adapter
 from segviewer.training.data import VAL_SEED, shapes_instance
-from tests.adapters.bundled import counted_adapter
+from tests.adapters.bundled import checked_card, counted_adapter
 
 MODEL = "shapes_yolact"
 
@@ -32,11 +29,7 @@ def _scene(k: int = 0) -> np.ndarray:
 
 
 def test_card_matches_the_checkpoint() -> None:
-    card = get_card(MODEL)
-    path = Path(card.extra["checkpoint_path"])
-    assert path.is_file() and path.parent == models_dir().resolve()
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == card.sha256
-    assert path.stat().st_size <= 15 * 2**20
+    card = checked_card(MODEL)
     assert card.extra["training"]["command"].startswith("segviewer train --model yolact")
     assert card.metrics["mask_ap"] >= 0.65  # the issue's bar on 200 unseen scenes
 

@@ -4,7 +4,6 @@ torchvision's batched_nms, and it still detects on fresh unseen scenes."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
@@ -15,9 +14,9 @@ from torchvision.ops import batched_nms
 
 from segviewer.adapters.base import PredictParams
 from segviewer.adapters.one_pass import capture_kinds, predict_with_internals
-from segviewer.adapters.registry import get_card, models_dir
+from segviewer.adapters.registry import get_card
 from segviewer.training.data import VAL_SEED, shapes_instance
-from tests.adapters.bundled import counted_adapter
+from tests.adapters.bundled import checked_card, counted_adapter
 
 MODEL = "shapes_yolo"
 
@@ -28,11 +27,7 @@ def yolo():  # noqa: ANN201
 
 
 def test_card_matches_the_checkpoint() -> None:
-    card = get_card(MODEL)
-    path = Path(card.extra["checkpoint_path"])
-    assert path.is_file() and path.parent == models_dir().resolve()
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == card.sha256
-    assert path.stat().st_size <= 15 * 2**20
+    card = checked_card(MODEL)
     assert card.extra["training"]["command"].startswith("segviewer train --model yolo")
     assert card.metrics["box_ap50"] >= 0.90
 
