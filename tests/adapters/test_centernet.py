@@ -33,7 +33,7 @@ def adapter():  # noqa: ANN201
 def test_card_sha256_size_and_command() -> None:
     card = checked_card(MODEL)
     assert card.task == "detection" and card.categories[0] == "__background__"
-    assert "box_ap" in card.metrics and card.extra["training"]["steps"] > 0
+    assert card.metrics["box_ap"] >= 0.80 and card.extra["training"]["steps"] > 0  # the bar, 200 unseen scenes
 
 
 def test_one_pass_gives_the_layers_boxes_and_the_heads(adapter) -> None:  # noqa: ANN001
