@@ -52,18 +52,11 @@ class YolactInternals(YoloInternals):
     def detection_at(self, x: float, y: float) -> int | None:
         """The best-scoring detection whose mask covers the input-image point, else whose box does."""
         det = self.detections
-        best = None
-        if det.masks is not None:
-            for i, (crop, (x0, y0)) in enumerate(zip(det.masks.crops, det.masks.offsets)):
-                cx, cy = int(x) - int(x0), int(y) - int(y0)
-                hit = 0 <= cy < crop.shape[0] and 0 <= cx < crop.shape[1] and crop[cy, cx]
-                if hit and (best is None or det.scores[i] > det.scores[best]):
-                    best = i
-        if best is not None:
-            return best
-        b = det.boxes
-        inside = np.flatnonzero((b[:, 0] <= x) & (x < b[:, 2]) & (b[:, 1] <= y) & (y < b[:, 3]))
-        return int(inside[np.argmax(det.scores[inside])]) if len(inside) else None
+        hits = np.array([i for i in range(len(det)) if det.masks is not None and det.masks.contains(i, x, y)], np.int64)
+        if not len(hits):
+            b = det.boxes
+            hits = np.flatnonzero((b[:, 0] <= x) & (x < b[:, 2]) & (b[:, 1] <= y) & (y < b[:, 3]))
+        return int(hits[np.argmax(det.scores[hits])]) if len(hits) else None
 
     def nbytes(self) -> int:
         return super().nbytes() + int(self.proto.nbytes + self.coef.nbytes)

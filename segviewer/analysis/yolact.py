@@ -68,6 +68,16 @@ def sample(prob: np.ndarray, x0: int, y0: int, x1: int, y1: int, scale: tuple[fl
     return (rows[:, cx0] * (1 - fx) + rows[:, cx1] * fx).astype(np.float32)
 
 
+def crop_to_box(prob: np.ndarray, box: np.ndarray, image_size: tuple[int, int], scale: tuple[float, float],
+                stride: float) -> tuple[np.ndarray, tuple[int, int]]:
+    """Step 3: ``prob`` sampled at the input pixels whose centres lie in ``box``, and the crop's
+    top-left pixel; an empty ``(0, 0)`` crop at ``(0, 0)`` when no pixel centre does."""
+    x0, y0, x1, y1 = box_pixels(box, image_size)
+    if x1 <= x0 or y1 <= y0:
+        return np.zeros((0, 0), np.float32), (0, 0)
+    return sample(prob, x0, y0, x1, y1, scale, stride), (x0, y0)
+
+
 @dataclass(frozen=True)
 class Assembly:
     """One detection's four steps. ``linear``/``sigmoid`` at prototype resolution; ``crop`` (the
@@ -86,12 +96,8 @@ def assemble_one(proto: np.ndarray, coef: np.ndarray, box: np.ndarray, image_siz
     """Every step for one detection (``box`` in input-image xyxy)."""
     lin = linear(proto, coef)[0]
     sig = sigmoid(lin)
-    x0, y0, x1, y1 = box_pixels(box, image_size)
-    if x1 <= x0 or y1 <= y0:
-        crop = np.zeros((0, 0), np.float32)
-    else:
-        crop = sample(sig, x0, y0, x1, y1, scale, stride)
-    return Assembly(np.asarray(coef, np.float32).ravel(), lin, sig, crop, crop >= np.float32(threshold), (x0, y0))
+    crop, offset = crop_to_box(sig, box, image_size, scale, stride)
+    return Assembly(np.asarray(coef, np.float32).ravel(), lin, sig, crop, crop >= np.float32(threshold), offset)
 
 
 def assemble(proto: np.ndarray, coefs: np.ndarray, boxes: np.ndarray, image_size: tuple[int, int],
@@ -102,12 +108,8 @@ def assemble(proto: np.ndarray, coefs: np.ndarray, boxes: np.ndarray, image_size
     sig = sigmoid(linear(proto, coefs)) if len(boxes) else np.zeros((0,) + proto.shape[1:], np.float32)
     crops, offsets = [], np.zeros((len(boxes), 2), np.int32)
     for i, box in enumerate(np.asarray(boxes, np.float32).reshape(-1, 4)):
-        x0, y0, x1, y1 = box_pixels(box, image_size)
-        if x1 <= x0 or y1 <= y0:
-            crops.append(np.zeros((0, 0), bool))
-            continue
-        crops.append(sample(sig[i], x0, y0, x1, y1, scale, stride) >= np.float32(threshold))
-        offsets[i] = (x0, y0)
+        crop, offsets[i] = crop_to_box(sig[i], box, image_size, scale, stride)
+        crops.append(crop >= np.float32(threshold))
     return crops, offsets
 
 

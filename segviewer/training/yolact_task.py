@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from segviewer.adapters.nets.registry import to_tensor
 from segviewer.analysis import yolact as A
 from segviewer.analysis import yolo as Y
+from segviewer.core.results import MaskSet
 from segviewer.training.centernet_task import coco_box_ap
 from segviewer.training.data import InstanceSample
 from segviewer.training.yolo_task import YoloTask, _box_iou, decode_torch
@@ -141,9 +142,7 @@ class YolactTask(YoloTask):
                 cf = A.coefficients(outs["coef"][j], cand.cell[keep], cand.prior[keep], k)
                 hw = s.image.shape[:2]
                 crops, offs = A.assemble(outs["proto"][j], cf, cand.boxes[keep], hw, (1.0, 1.0), ps)
-                full = np.zeros((len(crops),) + hw, bool)
-                for m, cr, (x0, y0) in zip(full, crops, offs):
-                    m[y0:y0 + cr.shape[0], x0:x0 + cr.shape[1]] = cr
+                full = MaskSet(hw, tuple(crops), offs).to_full()
                 labels, scores = cand.class_ids[keep] + 1, cand.scores[keep]
                 preds_m.append((labels, scores, full))
                 preds_b.append((labels, scores, cand.boxes[keep]))
