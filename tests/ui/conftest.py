@@ -115,3 +115,24 @@ def internals_window(qtbot):  # noqa: ANN001, ANN201
     yield open_window
     for w in made:
         w.shutdown()
+
+
+@pytest.fixture
+def msr_window(qtbot, internals_window):  # noqa: ANN001, ANN201
+    """The bundled shapes_msrcnn's Internals window on the sample scene with its ground truth loaded
+    (the ground-truth feature's own worker on one torch thread): ``(window, internals, gt feature)``."""
+    import functools
+
+    from segviewer.ui.features.groundtruth import GroundTruthFeature
+    from segviewer.ui.main_window import ASSETS
+    from segviewer.ui.model_host import ModelHost, registry_factory
+
+    def worker_threads(w):  # noqa: ANN001, ANN202
+        w.findChild(GroundTruthFeature).host_factory = lambda: ModelHost(functools.partial(registry_factory, torch_threads=1))
+
+    w, feat = internals_window("shapes_msrcnn", ASSETS / "scenes" / "scene_000.png", hooked=lambda m: m.backbone,
+                               before_start=worker_threads)
+    gt_feat = w.findChild(GroundTruthFeature)
+    qtbot.waitUntil(lambda: gt_feat.gt is not None, timeout=120_000)
+    yield w, feat, gt_feat
+    gt_feat.shutdown(30_000)

@@ -5,31 +5,13 @@ bundle's masks, with their Pearson correlations; a click on a detection rings it
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 
 from segviewer.analysis.mask_scoring import pearson, real_ious
-from segviewer.ui.features.groundtruth import GroundTruthFeature
-from segviewer.ui.main_window import ASSETS
-from segviewer.ui.model_host import ModelHost, registry_factory
 
 MODEL = "shapes_msrcnn"
 TIMEOUT = 120_000
-
-
-@pytest.fixture
-def msr_window(qtbot, internals_window):  # noqa: ANN001, ANN201
-    def worker_threads(w):  # noqa: ANN001, ANN202 - the ground-truth feature's own host, one torch thread
-        w.findChild(GroundTruthFeature).host_factory = lambda: ModelHost(functools.partial(registry_factory, torch_threads=1))
-
-    w, feat = internals_window(MODEL, ASSETS / "scenes" / "scene_000.png", hooked=lambda m: m.backbone,
-                               before_start=worker_threads)
-    gt_feat = w.findChild(GroundTruthFeature)
-    qtbot.waitUntil(lambda: gt_feat.gt is not None, timeout=TIMEOUT)
-    yield w, feat, gt_feat
-    gt_feat.shutdown(30_000)
 
 
 def test_mask_scoring_tab_plots_both_rules_against_real_iou(qtbot, msr_window) -> None:  # noqa: ANN001

@@ -5,33 +5,14 @@ box x predicted IoU, read back here from the bundle the tab draws."""
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
-import pytest
-
-from segviewer.ui.features.groundtruth import GroundTruthFeature
-from segviewer.ui.main_window import ASSETS
-from segviewer.ui.model_host import ModelHost, registry_factory
 
 MODEL = "shapes_msrcnn"
 TIMEOUT = 120_000
 
 
-@pytest.fixture
-def window(qtbot, internals_window):  # noqa: ANN001, ANN201
-    def worker_threads(w):  # noqa: ANN001, ANN202 - the ground-truth feature's own host, one torch thread
-        w.findChild(GroundTruthFeature).host_factory = lambda: ModelHost(functools.partial(registry_factory, torch_threads=1))
-
-    w, feat = internals_window(MODEL, ASSETS / "scenes" / "scene_000.png", hooked=lambda m: m.backbone,
-                               before_start=worker_threads)
-    gt_feat = w.findChild(GroundTruthFeature)
-    yield w, feat
-    gt_feat.shutdown(30_000)
-
-
-def test_rule_control_rescores_the_layer_through_the_worker(qtbot, window) -> None:  # noqa: ANN001
-    w, feat = window
+def test_rule_control_rescores_the_layer_through_the_worker(qtbot, msr_window) -> None:  # noqa: ANN001
+    w, feat, _ = msr_window
     p = feat.panel
     p.tabs.setCurrentIndex(p.keys.index("mask_scoring"))
     view = feat.own_views["mask_scoring"]
