@@ -33,7 +33,7 @@ CAPTURE_KINDS: dict[str, tuple[str, ...]] = {
     "queries": QUERY_KINDS,
     "centernet": ("centernet_heads",),  # adapters.centernet.CENTERNET_KINDS
     "yolo": ("yolo_grid",),  # adapters.yolo.YOLO_KINDS
-    "yolact": ("yolact",),  # adapters.yolact.YOLACT_KINDS
+    "yolact": ("yolo_grid", "yolact"),  # adapters.yolact.YOLACT_KINDS: a YOLACT pass is a YOLO pass too
     "": (),
 }
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from segviewer.adapters.base import PredictParams
-from segviewer.adapters.yolo import NMS_IOU, ShapesYOLO, YoloInternals
+from segviewer.adapters.yolo import NMS_IOU, YOLO_KINDS, ShapesYOLO, YoloInternals
 from segviewer.analysis import yolact as A
 from segviewer.core.errors import SegviewerError
 from segviewer.core.results import Detections, MaskSet
@@ -22,8 +22,8 @@ from segviewer.core.timing import Timings
 
 __all__ = ["ShapesYOLACT", "YolactInternals", "YOLACT_KINDS"]
 
-#: the capture kind a YOLACT pass offers (the "YOLACT" view declares it)
-YOLACT_KINDS = ("yolact",)
+#: the capture kinds a YOLACT pass offers: its own view's, and the YOLO grid's (the pass is a YOLO pass)
+YOLACT_KINDS = (*YOLO_KINDS, "yolact")
 
 
 @dataclass(frozen=True, eq=False)

@@ -35,9 +35,9 @@ def test_card_matches_the_checkpoint() -> None:
 
 
 def test_one_pass_gives_masks_and_their_assembly(yolact) -> None:  # noqa: ANN001
-    assert capture_kinds(yolact) == ("yolact",)
     before = len(yolact.passes)
     det, it = predict_with_internals(yolact, _scene())
+    assert capture_kinds(yolact) == it.kinds == ("yolo_grid", "yolact")  # the YOLO grid tab draws it too
     assert len(yolact.passes) == before + 1
     assert len(det) > 0 and det.masks is not None
     assert it.coef.shape == (len(det), it.num_prototypes)

@@ -6,6 +6,8 @@ resize -> crop -> threshold), the very mask the layer shows."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -45,8 +47,8 @@ def test_yolact_tab_gallery_bars_and_assembly(qtbot, yolact_window) -> None:  # 
     w, feat = yolact_window
     p = feat.panel
     tabs = {k: p.tabs.isTabVisible(i) for i, k in enumerate(p.keys)}
-    assert tabs["yolact"] and not tabs["roi"] and not tabs["yolo"]
-    assert p.tab_name() == "yolact"
+    assert tabs["yolact"] and tabs["yolo"] and not tabs["roi"]  # a YOLACT pass is a YOLO pass too
+    assert p.tab_name() == "yolact"  # the model's own view first
     view = feat.view
     assert view is not None and view.key == "yolact"
     it = view.it
@@ -116,4 +118,21 @@ def test_yolact_tab_gallery_bars_and_assembly(qtbot, yolact_window) -> None:  # 
         feat.click(-50.0, -50.0)
     assert "No detection" in feat.message and view.index == j
     assert view.tab.minimumSizeHint().width() <= COLUMN  # filled, the tab still fits the dock's column
+    # the YOLO grid tab draws the same pass: the detector under the masks (a click picks its cell)
+    grid = next(v for v in feat.views if v.key == "yolo")
+    assert grid.it is it
+    with qtbot.waitSignal(feat.viewUpdated, timeout=5000):
+        p.tabs.setCurrentIndex(p.keys.index("yolo"))
+    assert p.status.text().endswith(grid.hint)  # the status line speaks for the tab shown
+    bx = layer.boxes[j]
+    x, y = float(bx[0] + bx[2]) / 2, float(bx[1] + bx[3]) / 2
+    with qtbot.waitSignal(feat.viewUpdated, timeout=5000):
+        feat.click(x, y)
+    assert feat.message == "" and grid.cell == it.cell_at(x, y)
+    conf = [float(v) for v in re.findall(r"confidence σ\(t_o\) ([0-9.]+)", grid.tab.cell.text())]
+    np.testing.assert_allclose(conf, it.grid.conf[grid.cell], atol=6e-4)
+    assert view.index == j  # the YOLACT tab kept its pick
+    with qtbot.waitSignal(feat.viewUpdated, timeout=5000):
+        p.tabs.setCurrentIndex(p.keys.index("yolact"))
+    assert f"k = {k} prototypes" in p.status.text()
     assert w.passes == [MODEL]  # one forward pass gave the layer and every picture

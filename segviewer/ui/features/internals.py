@@ -110,7 +110,8 @@ class InternalsFeature(QObject):
         self.views.append(YoloGridView(self))  # the YOLO grid: cells, their B boxes, class distribution, NMS
         self.views.append(CenterNetView(self))  # CenterNet: heatmaps, 3x3 max-pool peaks, heads at a peak
         self.views.append(YolactView(self))  # YOLACT: prototypes, a detection's coefficients, the mask assembly
-        self.view: Any = None  # the view that shows the current bundle (None: the two-stage tabs)
+        self.view: Any = None  # the view that words the current bundle's status (None: the two-stage tabs)
+        self.routed: list[Any] = []  # every view drawing the current bundle
         self.keypoints = KeypointsView(self)  # Keypoint R-CNN's maps: a tab beside the two-stage ones
         self.own_views = install_fcn_views(self)  # tabs that pick their own model: upsampling, receptive field
         self.own_views[MaskScoringView.key] = MaskScoringView(self)  # Mask Scoring R-CNN: score vs real mask IoU
@@ -161,6 +162,8 @@ class InternalsFeature(QObject):
         the tabs that draw its bundle."""
         on_detector = self.panel.tab_name() in self._detector_tabs()
         self.show_message(self._detector_message if on_detector else "")
+        if len(self.routed) > 1 and self.internals is not None:  # two tabs draw this pass: each words its status
+            self._set_status(self._view_on(self.panel.tab_name()) or self.view)
         # the detector's status line ("Click a detection (RoI, Mask) or anywhere (RPN)") would
         # misdirect on the tabs that draw another model's pass (FCN stages, upsampling, votes)
         self.panel.status.setVisible(on_detector)
@@ -339,7 +342,8 @@ class InternalsFeature(QObject):
         tabs, was = self.panel.tabs, self.panel.tabs.currentIndex()
         tabs.blockSignals(True)  # hiding the current tab hops Qt to a neighbour (votes): no pass for a tab passed by
         try:
-            self.panel.set_offered(it.kinds if dense else getattr(it, "kinds", RCNN_KINDS))
+            self.panel.set_offered(it.kinds if dense else getattr(it, "kinds", RCNN_KINDS),
+                                   prefer=view.key if dense else None)
         finally:
             tabs.blockSignals(False)
         self.keypoints.set_bundle(None if dense else it)
@@ -352,13 +356,7 @@ class InternalsFeature(QObject):
         else:
             self.internals = it
             self.show_message("")
-            t = getattr(it, "timings", {})
-            status = getattr(view, "status_text", None)  # a view whose bundle words its own status
-            self.panel.status.setText(status() if status is not None else
-                f"{it.model_name}: one pass {1000 * sum(v for k, v in t.items() if k not in ('replay', 'scores')):.0f} ms "
-                f"(the layers' result and these internals), model frame {it.model_size[1]}x{it.model_size[0]}, "
-                f"{len(it.detections)} detections. " + (getattr(view, "hint", "Click anywhere.") if dense else
-                                                        "Click a detection (RoI, Mask) or anywhere (RPN)."))
+            self._set_status(self._view_on(self.panel.tab_name()) or view)
             if not dense:
                 self._fill_after_capture()
         self.captured.emit()
@@ -368,12 +366,30 @@ class InternalsFeature(QObject):
             self.update_view()
 
     def _route(self, it: Any) -> Any:
-        """Hand a bundle to the first view whose capture kinds it carries (the others get None)."""
+        """Hand a bundle to every view whose capture kinds it carries (the others get None): a
+        YOLACT pass is a YOLO pass too, so both tabs draw it. The last of them, the most specific
+        family, words the status line."""
         kinds = set(getattr(it, "kinds", ()) if it is not None else ())
-        self.view = next((v for v in self.views if it is not None and set(v.kinds) <= kinds), None)
+        self.routed = [v for v in self.views if it is not None and set(v.kinds) <= kinds]
+        self.view = self.routed[-1] if self.routed else None
         for v in self.views:
-            v.set_bundle(it if v is self.view else None)
+            v.set_bundle(it if v in self.routed else None)
         return self.view
+
+    def _set_status(self, view: Any) -> None:
+        """The status line for the current bundle as ``view`` (None: the two-stage tabs) draws it."""
+        it = self.internals
+        t = getattr(it, "timings", {})
+        status = getattr(view, "status_text", None)  # a view whose bundle words its own status
+        self.panel.status.setText(status() if status is not None else
+            f"{it.model_name}: one pass {1000 * sum(v for k, v in t.items() if k not in ('replay', 'scores')):.0f} ms "
+            f"(the layers' result and these internals), model frame {it.model_size[1]}x{it.model_size[0]}, "
+            f"{len(it.detections)} detections. " + (getattr(view, "hint", "Click anywhere.") if view is not None else
+                                                    "Click a detection (RoI, Mask) or anywhere (RPN)."))
+
+    def _view_on(self, tab: str) -> Any:
+        """The family view drawing the current bundle on ``tab``, if any."""
+        return next((v for v in self.routed if v.key == tab), None)
 
     def _fill_after_capture(self) -> None:
         it, rpn = self.internals, self.panel.rpn
@@ -448,8 +464,8 @@ class InternalsFeature(QObject):
                     raise SegviewerError(f"The votes are not ready yet: {pending}" if pending.endswith("…") else
                                          "No vote accumulator yet; show an instance model's result first.")
                 self.votes.pick(x, y)
-            elif self.view is not None and tab == self.view.key:
-                self.view.click(x, y)
+            elif self._view_on(tab) is not None:
+                self._view_on(tab).click(x, y)
             elif tab in self.own_views:
                 self.own_views[tab].click(x, y)
             elif tab not in self._detector_tabs():
@@ -544,8 +560,8 @@ class InternalsFeature(QObject):
                 self.overlays.draw_mask(self.internals, self.selected, self.panel.mask)
             elif tab == self.keypoints.key:
                 self.keypoints.draw(self.overlays, self.internals, self.selected)
-            elif self.view is not None and tab == self.view.key:
-                self.view.draw(self.overlays)
+            elif self._view_on(tab) is not None:
+                self._view_on(tab).draw(self.overlays)
         except SegviewerError as err:
             self.show_message(str(err))
         self.viewUpdated.emit(tab)

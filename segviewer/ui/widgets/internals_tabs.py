@@ -562,8 +562,9 @@ class InternalsPanel(QWidget):
             self.tabs.setTabVisible(i, False)  # a new family's tab waits until its model is captured
         return i
 
-    def set_offered(self, kinds: tuple[str, ...] | set[str]) -> None:
-        """List the tabs whose capture kinds are all in ``kinds``; stay on a listed tab."""
+    def set_offered(self, kinds: tuple[str, ...] | set[str], prefer: str | None = None) -> None:
+        """List the tabs whose capture kinds are all in ``kinds``; stay on a listed tab, else go to
+        ``prefer`` (the model's own view) or the first listed view."""
         offered = set(kinds)
         self.roi.offer_mask_head("mask_logits" in offered)
         was = max(self.tabs.currentIndex(), 0)
@@ -571,7 +572,8 @@ class InternalsPanel(QWidget):
             need = self.view_kinds[key]
             self.tabs.setTabVisible(i, not need or set(need) <= offered)
         if not self.tabs.isTabVisible(was):  # Qt moved on to a neighbour; go to the model's own view
-            first = next((i for i, k in enumerate(self.keys) if self.view_kinds[k] and self.tabs.isTabVisible(i)), None)
+            listed = [i for i, k in enumerate(self.keys) if self.view_kinds[k] and self.tabs.isTabVisible(i)]
+            first = next((i for i in listed if self.keys[i] == prefer), listed[0] if listed else None)
             if first is not None:
                 self.tabs.setCurrentIndex(first)
 
