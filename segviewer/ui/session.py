@@ -8,6 +8,7 @@ on screen and raises a one-line message.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -77,6 +78,9 @@ class Session(QObject):
         self.weights: dict[str, Path] = {}
         self.device = "cpu"
         self.params = PredictParams()
+        # per-model PredictParams.extra on top of ``params`` (a Mask Scoring model's rule): one
+        # model's setting must not change the others' cache keys and re-run them
+        self.model_extra: dict[str, dict[str, str]] = {}
         self.running: set[str] = set()
         self.derived: set[str] = set()  # results no model produced: ground truth, merges, error maps
         self.failures: dict[str, str] = {}  # model id -> why it failed on the current image
@@ -139,6 +143,25 @@ class Session(QObject):
             self.resultsChanged.emit()
         self.run_models(new)
 
+    def params_for(self, model_id: str) -> PredictParams:
+        """The parameters ``model_id`` runs with: the session's, plus its own extras."""
+        own = self.model_extra.get(model_id)
+        if not own:
+            return self.params
+        extra = dict(self.params.extra)
+        extra.update(own)
+        return dataclasses.replace(self.params, extra=tuple(sorted(extra.items())))
+
+    def set_model_extra(self, model_id: str, key: str, value: str | None) -> None:
+        """Set (None: drop) one of ``model_id``'s own extras; the caller re-runs it."""
+        own = self.model_extra.setdefault(model_id, {})
+        if value is None:
+            own.pop(key, None)
+        else:
+            own[key] = value
+        if not own:
+            self.model_extra.pop(model_id)
+
     def run_models(self, model_ids: Iterable[str] | None = None) -> None:
         """Ask the worker for the selected models' results on the current image."""
         if self.image is None or self.key is None:
@@ -146,7 +169,7 @@ class Session(QObject):
         for mid in self.models if model_ids is None else model_ids:
             self.running.add(mid)
             self.worker.request_prediction(PredictRequest(
-                self.gen, self.key, self.image, mid, self.device, self.weights.get(mid), self.params))
+                self.gen, self.key, self.image, mid, self.device, self.weights.get(mid), self.params_for(mid)))
 
     def set_device(self, device: str) -> None:
         if device and device != self.device:

@@ -9,13 +9,12 @@ name; the best same-class ground-truth mask, 0 when none) with each rule's Pears
 without ground truth, against the predicted IoU. A click on a detection rings its two points and
 reads out its numbers. The masks are the bundle's own (:meth:`DetectorInternals.masks`, equal
 to the layers' masks). The tab's "Layer scored by" picks the rule the layer's detections carry
-(``params.extra["scoring"]``, as ``segviewer predict --set scoring=box``): the session's
+(``params.extra["scoring"]``, as ``segviewer predict --set scoring=box``): that model's own
 parameters take it and the worker runs the model again (one hooked pass, or its cached pass).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -94,12 +93,13 @@ class MaskScoringView:
         UI never calls the model itself."""
         f = self.feature
         s = f.session
-        extra = {k: v for k, v in s.params.extra if k != "scoring"}
-        if rule != "mask":  # the default rule needs no key, so its cached passes stay valid
-            extra["scoring"] = rule
-        s.params = dataclasses.replace(s.params, extra=tuple(sorted(extra.items())))
         model = f.model_id
-        if s.image is None or model is None or self.it is None:
+        if model is None:
+            return
+        # this model's own setting (others keep their cache keys); the default rule needs no key,
+        # so its cached passes stay valid
+        s.set_model_extra(model, "scoring", None if rule == "mask" else rule)
+        if s.image is None or self.it is None:
             return
         f._capture("detector", model, force=True)  # hooks on, same request key as the layer's
         if model in s.models:

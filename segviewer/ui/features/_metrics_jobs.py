@@ -43,7 +43,7 @@ class FolderEvaluation(QThread):
     cancelled = Signal()
 
     def __init__(self, paths: Sequence[Path], models: Sequence[str], device: str,
-                 weights: dict[str, Path], params: PredictParams, merge: MergeParams,
+                 weights: dict[str, Path], params: dict[str, PredictParams], merge: MergeParams,
                  host_factory: HostFactory, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("segviewer-folder-eval")
@@ -113,7 +113,7 @@ class FolderEvaluation(QThread):
             for mid in self.models:
                 if self._cancel.is_set():
                     raise Cancelled
-                results[mid] = self._host.predict(mid, self.device, self.weights.get(mid), image, self.params,
+                results[mid] = self._host.predict(mid, self.device, self.weights.get(mid), image, self.params[mid],
                                                   Timings(), lambda _s: None)
             inst, sem = pick_results(results, self.models)
             kp = pick_keypoints(results, self.models)

@@ -349,7 +349,8 @@ class GroundTruthFeature(QObject):
         if not s.models:
             self.window.show_error("Select at least one model in the Models panel to evaluate the folder.")
             return False
-        job = FolderEvaluation(list(s.paths), list(s.models), s.device, dict(s.weights), s.params,
+        job = FolderEvaluation(list(s.paths), list(s.models), s.device, dict(s.weights),
+                               {m: s.params_for(m) for m in s.models},
                                self.merge_params(), self.host_factory, self)
         job.progress.connect(self._on_folder_progress)
         job.succeeded.connect(self._on_folder_done)

@@ -254,7 +254,7 @@ class InternalsFeature(QObject):
         if self._wanted.get(role) == token and not force:
             return False
         self._wanted[role] = token
-        req = PredictRequest(s.gen, s.key, s.image, model, s.device, weights, s.params,
+        req = PredictRequest(s.gen, s.key, s.image, model, s.device, weights, s.params_for(model),
                              capture=True, show=model in s.models)
         have = self.worker.cached_internals(req)
         if have is not None:
