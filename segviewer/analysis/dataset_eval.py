@@ -32,7 +32,10 @@ _SHORT = ("cls", "loc", "both", "dupe", "bkg", "miss")
 ERROR_KEYS = tuple(f"{p}_{s}" for p in ("mask", "box") for s in _SHORT)
 #: Every metric column of a row, in table order (a row may lack some: None / missing = not defined).
 ROW_KEYS = ("pred", "pq", "sq", "rq", "miou", "pixel_acc", "box_ap", "box_ap50", "mask_ap", "mask_ap50",
-            "tp", "fp", "fn") + ERROR_KEYS + ("infer_ms",)
+            "kp_ap", "kp_ap50", "tp", "fp", "fn") + ERROR_KEYS + ("infer_ms",)
+#: The row keys that are fractions (shown in %, averaged in totals); the rest are counts or ms.
+FRACTION_KEYS = ("pq", "sq", "rq", "miou", "pixel_acc", "box_ap", "box_ap50", "mask_ap", "mask_ap50",
+                 "kp_ap", "kp_ap50")
 
 
 def _ap(v: float | None) -> float | None:
@@ -56,6 +59,9 @@ def image_row(ev: ImageEval) -> dict[str, Any]:
             if t in m["instances"]:
                 row[f"{pre}_ap"] = _ap(m["instances"][t]["AP"])
                 row[f"{pre}_ap50"] = _ap(m["instances"][t]["AP50"])
+    if "keypoints" in m:  # OKS keypoint AP, when the ground truth has COCO keypoints
+        row["kp_ap"] = _ap(m["keypoints"]["AP"])
+        row["kp_ap50"] = _ap(m["keypoints"]["AP50"])
     if ev.errors is not None:
         row.update(tp=ev.errors.counts["TP"], fp=ev.errors.counts["FP"], fn=ev.errors.counts["FN"])
     if "instances" in ev.pairs:
@@ -89,7 +95,8 @@ def evaluate_image(result: Detections | SemanticMap | PanopticMap | tuple[Detect
     inst = result if isinstance(result, Detections) else None
     sem = result if isinstance(result, SemanticMap) else semantic
     has_masks = inst is None or inst.masks is not None
-    ev = image_report(inst, sem, gt, params, name, want_ap=True, want_errors=has_masks)
+    kps = inst if inst is not None and inst.keypoints is not None else None  # keypoint AP too
+    ev = image_report(inst, sem, gt, params, name, want_ap=True, want_errors=has_masks, keypoints=kps)
     return ev, image_row(ev)
 
 
@@ -207,7 +214,9 @@ def dataset_instance_totals(items: Iterable[tuple[int, Any, Any]], coco: Any, ba
     equal pycocotools'), NOT the mean of per-image APs. ``items`` yields ``(COCO image id,
     stored prediction, GroundTruth)``; ``coco`` is the dataset's ``CocoInstances``. Only the
     images given are evaluated (a stopped run's missing images are left out, not counted as
-    misses). ``{"tide": ..., "ap": {"bbox": {...}, "segm": {...}} or None, "backend": name}``;
+    misses). ``{"tide": ..., "ap": {"bbox": {...}, "segm": {...}} or None, "backend": name}``,
+    plus ``"keypoints"``: the keypoint AP (OKS) pooled over the images whose predictions and
+    ground truth both carry keypoints (:func:`keypoint_eval.evaluate_keypoint_pairs`), else None;
     None as :func:`dataset_tide`."""
     from segviewer.analysis.evaluation import remap_detections
     from segviewer.analysis.instance_eval import coco_evaluate, faster_available
@@ -215,6 +224,7 @@ def dataset_instance_totals(items: Iterable[tuple[int, Any, Any]], coco: Any, ba
 
     records: list[dict[str, Any]] = []
     ids: list[int] = []
+    kp_pairs: list[tuple[Detections, Detections]] = []
     cat_ids = list(coco.category_ids)
 
     def tee() -> Any:
@@ -222,7 +232,11 @@ def dataset_instance_totals(items: Iterable[tuple[int, Any, Any]], coco: Any, ba
             ids.append(int(iid))
             inst = pred[0] if isinstance(pred, tuple) else pred
             if isinstance(inst, Detections):
-                records.extend(detections_to_coco(remap_detections(inst, coco.categories), int(iid), cat_ids))
+                mine = remap_detections(inst, coco.categories)
+                records.extend(detections_to_coco(mine, int(iid), cat_ids))
+                g = getattr(gt, "instances", None)
+                if mine.keypoints is not None and g is not None and g.keypoints is not None:
+                    kp_pairs.append((mine, g))
             yield pred, gt
 
     tide = dataset_tide(tee(), should_stop)
@@ -234,7 +248,12 @@ def dataset_instance_totals(items: Iterable[tuple[int, Any, Any]], coco: Any, ba
                "categories": [{"id": c, "name": n} for c, n in zip(cat_ids, coco.categories)]}
         ap = coco_evaluate(sub, records, backend=backend)
     used = "faster-coco-eval" if backend == "faster" or (backend == "auto" and faster_available()) else "pycocotools"
-    return {"tide": tide, "ap": ap, "backend": used}
+    kps = None
+    if kp_pairs:
+        from segviewer.analysis.keypoint_eval import evaluate_keypoint_pairs
+
+        kps = evaluate_keypoint_pairs(kp_pairs)
+    return {"tide": tide, "ap": ap, "backend": used, "keypoints": kps}
 
 
 PredictFn = Callable[[int], tuple[Detections | SemanticMap | PanopticMap | tuple[Detections, SemanticMap], float]]

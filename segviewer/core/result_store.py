@@ -80,6 +80,10 @@ def _arrays(result: Detections | SemanticMap | PanopticMap) -> tuple[str, dict[s
             arrays["offsets"] = result.masks.offsets
             arrays["shapes"] = np.array([c.shape for c in crops], np.int64).reshape(-1, 2)
             arrays["bits"] = np.packbits(np.concatenate([c.ravel() for c in crops])) if crops else np.zeros(0, np.uint8)
+        if result.keypoints is not None:  # a keypoint model's (x, y, score), names and skeleton
+            arrays["keypoints"] = result.keypoints
+            arrays["keypoint_meta"] = np.array(json.dumps({"names": list(result.keypoint_names),
+                                                           "skeleton": [list(p) for p in result.skeleton]}))
     elif isinstance(result, SemanticMap):
         kind = "semantic"
         arrays["labels"] = result.labels
@@ -132,7 +136,12 @@ def _build(kind: str, z: Any) -> Detections | SemanticMap | PanopticMap:
             crops.append(flat[pos:pos + ch * cw].reshape(ch, cw))
             pos += ch * cw
         masks = MaskSet((h, w), tuple(crops), z["offsets"])
-    return Detections((h, w), z["boxes"], z["scores"], z["class_ids"], cats, masks=masks)
+    kps: dict[str, Any] = {}
+    if "keypoints" in z:
+        meta = json.loads(str(z["keypoint_meta"]))
+        kps = {"keypoints": z["keypoints"], "keypoint_names": tuple(meta["names"]),
+               "skeleton": tuple(tuple(p) for p in meta["skeleton"])}
+    return Detections((h, w), z["boxes"], z["scores"], z["class_ids"], cats, masks=masks, **kps)
 
 
 def unpack_result(kind: str, blob: bytes) -> Detections | SemanticMap | PanopticMap | Pair:

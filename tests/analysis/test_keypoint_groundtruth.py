@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from segviewer.analysis.dataset_eval import dataset_instance_totals, evaluate_image
 from segviewer.analysis.evaluation import FolderAccumulator, MergeParams, image_report, report_csv
 from segviewer.analysis.keypoint_eval import KEYPOINT_STAT_NAMES
+from segviewer.core.coco_io import CocoInstances
 from segviewer.core.errors import BadDatasetError
 from segviewer.core.groundtruth import coco_instances_for, find_ground_truth
+from segviewer.core.result_store import pack_result, unpack_result
 from tests.keypoint_coco import NAMES, SKELETON_1, K, pycocotools_keypoint_stats, write_people
 
 
@@ -81,6 +84,26 @@ def test_dock_keypoint_ap_equals_pycocotools(tmp_path: Path) -> None:
     want2 = pycocotools_keypoint_stats(tmp_path / "two.json", results + [{**r, "image_id": 2} for r in results])
     assert [folder["keypoints"][k] for k in KEYPOINT_STAT_NAMES] == pytest.approx(want2, abs=1e-12)
     assert folder["keypoints"]["images"] == 2
+
+
+def test_dataset_view_scores_keypoints(tmp_path: Path) -> None:
+    """A dataset run of a keypoint model: the stored prediction keeps its keypoints, the image's
+    row carries keypoint AP / AP50, and the run's totals pool keypoint AP, all equal to pycocotools."""
+    img, gt_path, pred, results = write_people(tmp_path)
+    want = pycocotools_keypoint_stats(gt_path, results)
+    back = unpack_result(*pack_result(pred))
+    np.testing.assert_array_equal(back.keypoints, pred.keypoints)
+    assert back.keypoint_names == pred.keypoint_names and back.skeleton == pred.skeleton
+    gt = find_ground_truth(img)
+    _, row = evaluate_image(back, gt)
+    assert (row["kp_ap"], row["kp_ap50"]) == pytest.approx(want[:2], abs=1e-12)
+    coco = CocoInstances(json.loads(gt_path.read_text()), gt_path.name)
+    got = dataset_instance_totals([(1, back, gt)], coco, backend="pycocotools")
+    assert got is not None and [got["keypoints"][k] for k in KEYPOINT_STAT_NAMES] == pytest.approx(want, abs=1e-12)
+    plain = pred.select(np.arange(len(pred)))
+    plain = type(plain)(plain.image_size, plain.boxes, plain.scores, plain.class_ids, plain.categories)
+    assert "kp_ap" not in evaluate_image(plain, gt)[1]  # no keypoints predicted: no column value
+    assert dataset_instance_totals([(1, plain, gt)], coco, backend="pycocotools")["keypoints"] is None
 
 
 def test_dock_says_why_there_is_no_keypoint_ap(tmp_path: Path) -> None:

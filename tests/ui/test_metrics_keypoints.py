@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from segviewer.adapters.registry import get_card
+from segviewer.analysis.dataset_eval import image_row, summarize_rows
 from segviewer.core.results import Detections
 from segviewer.render.layers import LayerKind, layer_kinds
 from segviewer.ui.features.groundtruth import GT_LAYER, GroundTruthFeature
@@ -55,6 +56,11 @@ def test_metrics_dock_keypoint_ap_equals_pycocotools(qtbot, show_window, tmp_pat
     assert LayerKind.KEYPOINTS in layer_kinds(gt)
     report = feat.current_report()
     assert report is not None and report["keypoints"]["AP"] == pytest.approx(want["AP"])
+    # a dataset run's totals (the Dataset dock's): the pooled keypoint AP and the rows' mean
+    totals = summarize_rows([image_row(feat.eval)])
+    feat.show_dataset_totals("run", totals, keypoints=feat.eval.metrics["keypoints"])
+    assert panel.section_value("dataset keypoint AP") == f"{100 * want['AP']:.1f}"
+    assert panel.section_value("mean KP AP") == f"{100 * want['AP']:.1f}"
 
 
 def test_keypoint_result_without_keypoint_ground_truth_says_why(qtbot, show_window, tmp_path: Path) -> None:

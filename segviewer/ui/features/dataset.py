@@ -649,7 +649,8 @@ class DatasetFeature(QObject):
         if cache_key in self._totals_cache:  # the same run and images (a comparison picked, a reopen)
             got = self._totals_cache[cache_key]
             self.tide, self.dataset_ap = got["tide"], got["ap"]
-            gt_feature.show_dataset_totals(label, totals, got["tide"], ap=got["ap"], ap_backend=got["backend"])
+            gt_feature.show_dataset_totals(label, totals, got["tide"], ap=got["ap"], ap_backend=got["backend"],
+                                           keypoints=got.get("keypoints"))
             self.tideReady.emit()
             return
 
@@ -669,7 +670,8 @@ class DatasetFeature(QObject):
             if gen == self._tide_gen and got is not None:
                 self._totals_cache = {cache_key: got}  # the last run's only: a dataset's worth of numbers is small
                 self.tide, self.dataset_ap = got["tide"], got["ap"]
-                gt_feature.show_dataset_totals(label, totals, got["tide"], ap=got["ap"], ap_backend=got["backend"])
+                gt_feature.show_dataset_totals(label, totals, got["tide"], ap=got["ap"], ap_backend=got["backend"],
+                                           keypoints=got.get("keypoints"))
                 self.tideReady.emit()
 
         run_background(work, done, self._on_failed, "TIDE over the dataset", owner=self, pool=self.slow_pool)

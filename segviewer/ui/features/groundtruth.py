@@ -286,7 +286,8 @@ class GroundTruthFeature(QObject):
 
     def show_dataset_totals(self, run: str, totals: dict[str, float] | None,
                             tide: dict[str, Any] | None = None, tide_note: str = "",
-                            ap: dict[str, Any] | None = None, ap_backend: str = "") -> None:
+                            ap: dict[str, Any] | None = None, ap_backend: str = "",
+                            keypoints: dict[str, Any] | None = None) -> None:
         """The whole dataset's totals of a stored run (see ``dataset_eval.summarize_rows``) and,
         once computed, its pooled AP and TIDE dAP (``dataset_eval.dataset_instance_totals``) in
         the dock's second section (the folder evaluation's place); None clears it."""
@@ -295,7 +296,7 @@ class GroundTruthFeature(QObject):
             return
         n = int(totals.get("images", 0))
         self.panel.show_totals("Dataset totals", totals, f"{run}: {n} image{'' if n == 1 else 's'}{tide_note}",
-                               tide, ap, ap_backend)
+                               tide, ap, ap_backend, keypoints)
 
     def _on_eval_failed(self, token: tuple, message: str) -> None:
         if token != self._token:

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 
+from segviewer.analysis.dataset_eval import FRACTION_KEYS
+
 __all__ = ["DatasetTableModel", "COLUMN_TITLES", "column_title"]
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -22,12 +24,13 @@ _Index = QModelIndex | QPersistentModelIndex
 COLUMN_TITLES = {
     "gt": "GT", "pred": "Pred", "pq": "PQ", "sq": "SQ", "rq": "RQ", "miou": "mIoU", "pixel_acc": "Pix acc",
     "box_ap": "Box AP", "box_ap50": "Box AP50", "mask_ap": "Mask AP", "mask_ap50": "Mask AP50",
+    "kp_ap": "KP AP", "kp_ap50": "KP AP50",
     "tp": "TP", "fp": "FP", "fn": "FN", "infer_ms": "ms",
     "mask_cls": "Cls", "mask_loc": "Loc", "mask_both": "Both", "mask_dupe": "Dupe", "mask_bkg": "Bkg",
     "mask_miss": "Miss", "box_cls": "Box Cls", "box_loc": "Box Loc", "box_both": "Box Both",
     "box_dupe": "Box Dupe", "box_bkg": "Box Bkg", "box_miss": "Box Miss",
 }
-_FRACTIONS = {"pq", "sq", "rq", "miou", "pixel_acc", "box_ap", "box_ap50", "mask_ap", "mask_ap50"}
+_FRACTIONS = set(FRACTION_KEYS)
 
 
 def column_title(key: str) -> str:

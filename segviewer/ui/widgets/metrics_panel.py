@@ -86,10 +86,10 @@ def total_rows(totals: Mapping[str, float], tide: Mapping[str, Mapping[str, Any]
     metrics as "mean <title>" in %, summed counts as integers; then, when given, TIDE over the
     dataset (``dataset_eval.dataset_tide``): AP50 and each error type's dAP (AP points) for boxes
     and masks; pure, for tests."""
+    from segviewer.analysis.dataset_eval import FRACTION_KEYS
     from segviewer.ui.widgets.dataset_table import COLUMN_TITLES
 
-    fractions = ("pq", "sq", "rq", "miou", "pixel_acc", "box_ap", "box_ap50", "mask_ap", "mask_ap50")
-    rows = [(f"mean {COLUMN_TITLES[k]}", _pct(totals[k])) for k in fractions if k in totals]
+    rows = [(f"mean {COLUMN_TITLES[k]}", _pct(totals[k])) for k in FRACTION_KEYS if k in totals]
     rows += [(COLUMN_TITLES[k], f"{int(round(totals[k]))}") for k in ("pred", "tp", "fp", "fn") if k in totals]
     types = [(COLUMN_TITLES[k], int(round(totals[k]))) for k in COLUMN_TITLES
              if k.startswith(("mask_", "box_")) and not k.endswith(("_ap", "_ap50")) and k in totals]
@@ -305,9 +305,11 @@ class MetricsPanel(QWidget):
 
     def show_totals(self, title: str, totals: Mapping[str, float] | None, summary: str,
                     tide: Mapping[str, Mapping[str, Any]] | None = None,
-                    ap: Mapping[str, Any] | None = None, ap_backend: str = "") -> None:
+                    ap: Mapping[str, Any] | None = None, ap_backend: str = "",
+                    keypoints: Mapping[str, Any] | None = None) -> None:
         """The second section as a dataset run's totals (``title`` "Dataset totals"): the pooled
-        dataset AP first (as the folder's numbers, children AP50 ...), then the per-image sums
+        dataset AP first (as the folder's numbers, children AP50 ...; keypoint AP too when the
+        run and the ground truth have keypoints), then the per-image sums
         and means, TIDE's dAP with its counts per class below; or back to the folder's place
         (``totals`` None)."""
         from segviewer.analysis.tide import SHORT_NAMES
@@ -316,7 +318,8 @@ class MetricsPanel(QWidget):
         top.takeChildren()
         top.setText(0, title)
         top.setText(1, summary)
-        for t, value, kids in metric_rows({"instances": ap} if ap else {}):
+        pooled = {k: v for k, v in (("instances", ap), ("keypoints", keypoints)) if v}
+        for t, value, kids in metric_rows(pooled):
             it = QTreeWidgetItem([f"dataset {t}", value])
             it.setToolTip(0, f"pooled over the run's images by COCOeval ({ap_backend or 'COCOeval'})")
             for name, v in kids:

@@ -34,6 +34,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
+from segviewer.analysis.dataset_eval import FRACTION_KEYS
 from segviewer.ui.widgets.dataset_table import DatasetTableModel, column_title
 
 __all__ = ["ThumbnailCache", "ThumbnailModel", "BadgeDelegate", "THUMB", "prune_cache", "MAX_CACHE_BYTES"]
@@ -225,7 +226,7 @@ class ThumbnailModel(QAbstractListModel):
         if np.isnan(v):
             return "–"
         base = key[2:] if key.startswith("d_") else key
-        frac = base in ("pq", "sq", "rq", "miou", "pixel_acc", "box_ap", "box_ap50", "mask_ap", "mask_ap50")
+        frac = base in FRACTION_KEYS
         sign = "+" if key.startswith("d_") else ""
         return f"{column_title(key)} {100 * v:{sign}.0f}" if frac else f"{column_title(key)} {v:{sign}g}"
 
