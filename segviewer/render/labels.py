@@ -3,7 +3,11 @@
 The tag sits on top of the box's top-left corner, or just inside the box when there is no room
 above, and is kept on the canvas. Text is drawn with OpenCV's Hershey font, anti-aliased; since
 it always lands on the opaque tag, the layer stays straight-alpha and equals drawing on the image.
-Text sizes are cached: a frame with 100 labels asks for the same few sizes again and again.
+A tag's text is rasterised once per distinct string, as its anti-aliased coverage (an LRU of
+4096: a video's tags repeat, its classes times a hundred score values), and a tag is that
+coverage through a 256-entry color ramp from its fill to its text color (cached per pair): one
+lookup per tag instead of rasterising Hershey strokes, which costs five times as much. Text sizes
+are cached too.
 
 A screen keeps tags at a constant size in *screen* pixels whatever the zoom (as map viewers do):
 :func:`label_tags` gives each tag's box, text and colours in painting order, :func:`tag_patch`
@@ -78,14 +82,35 @@ def tag_size(text: str, style: RenderStyle) -> tuple[int, int, int, int]:
     return tw + 2 * pad, th + base + 2 * pad, th, base
 
 
-def tag_patch(text: str, bg: tuple[int, int, int], fg: tuple[int, int, int], style: RenderStyle) -> np.ndarray:
-    """The tag's pixels, ``(h, w, 3)`` uint8 RGB: ``text`` anti-aliased on a ``bg`` fill."""
-    gw, gh, th, _ = tag_size(text, style)
-    pad = style.label_padding
-    patch = np.empty((gh, gw, 3), np.uint8)
-    cv2.rectangle(patch, (0, 0), (gw - 1, gh - 1), bg, -1)
-    cv2.putText(patch, text, (pad, pad + th), FONT, style.font_scale, fg, style.font_thickness, cv2.LINE_AA)
-    return patch
+@lru_cache(maxsize=4096)
+def text_coverage(text: str, scale: float, thickness: int, pad: int) -> np.ndarray:
+    """A tag's text as anti-aliased coverage, ``(h, w, 3)`` uint8 (0 fill, 255 text; three equal
+    channels, ready for a color lookup), read-only and cached per string."""
+    tw, th, base = text_size(text, scale, thickness)
+    cov = np.zeros((th + base + 2 * pad, tw + 2 * pad), np.uint8)
+    cv2.putText(cov, text, (pad, pad + th), FONT, scale, 255, thickness, cv2.LINE_AA)
+    out = cv2.cvtColor(cov, cv2.COLOR_GRAY2RGB)
+    out.flags.writeable = False
+    return out
+
+
+@lru_cache(maxsize=1024)
+def _ramp(bg: tuple[int, int, int], fg: tuple[int, int, int]) -> np.ndarray:
+    """``(256, 1, 3)`` uint8: coverage ``a`` -> ``bg + (fg - bg) * a / 255``, rounded (what drawing
+    ``fg`` anti-aliased over ``bg`` gives a pixel of that coverage)."""
+    a = np.arange(256, dtype=np.float64)[:, None] / 255.0
+    b, f = np.asarray(bg, np.float64), np.asarray(fg, np.float64)
+    ramp = np.rint(b + (f - b) * a).astype(np.uint8).reshape(256, 1, 3)
+    ramp.flags.writeable = False
+    return ramp
+
+
+def tag_patch(text: str, bg: tuple[int, int, int], fg: tuple[int, int, int], style: RenderStyle,
+              out: np.ndarray | None = None) -> np.ndarray:
+    """The tag's pixels, ``(h, w, 3)`` uint8 RGB: ``text`` anti-aliased on a ``bg`` fill (written
+    into ``out``, a view of the right shape, when given)."""
+    cov = text_coverage(text, style.font_scale, style.font_thickness, style.label_padding)
+    return cv2.LUT(cov, _ramp(tuple(bg), tuple(fg)), dst=out)
 
 
 def place_tag(bx0: int, by0: int, gw: int, gh: int, w: int, h: int) -> tuple[int, int]:
@@ -112,23 +137,20 @@ def draw_labels(canvas: np.ndarray, dets: Detections, style: RenderStyle, vp: Vi
     colors = (detection_colors(dets, style) if colors is None else colors).tolist()
     fgs = [contrast_text((c[0], c[1], c[2])) for c in colors]
     texts = label_texts(dets, style)
-    pad, scale, thick = style.label_padding, style.font_scale, style.font_thickness
     for i in paint_order(dets.scores).tolist():
         bx0, by0, bx1, by1 = spans[i]
         if bx1 <= 0 or by1 <= 0 or bx0 >= w or by0 >= h:
             continue
-        gw, gh, th, _ = tag_size(texts[i], style)
+        gw, gh, _, _ = tag_size(texts[i], style)
         x, y = place_tag(bx0, by0, gw, gh, w, h)
         bg, fg = colors[i], fgs[i]
         x1, y1 = min(x + gw, w), min(y + gh, h)
-        if not rgba and x1 - x == gw and y1 - y == gh:
-            # The tag fits: draw in place (text lands on the opaque tag, as on a patch).
-            cv2.rectangle(canvas, (x, y), (x1 - 1, y1 - 1), bg, -1)  # numpy's 3-byte fill is slower
-            cv2.putText(canvas, texts[i], (x + pad, y + pad + th), FONT, scale, fg, thick, cv2.LINE_AA)
+        if not rgba and x1 - x == gw and y1 - y == gh:  # the tag fits: one lookup straight into place
+            tag_patch(texts[i], (bg[0], bg[1], bg[2]), fg, style, out=canvas[y:y1, x:x1])
             continue
-        # On an RGB patch: OpenCV's anti-aliasing on 4 channels would write coverage into
-        # alpha, and a tag cut by the canvas edge must clip its text too.
-        patch = tag_patch(texts[i], tuple(bg[:3]), tuple(fg), style)
+        # An RGBA canvas takes the RGB patch and an opaque alpha; a tag cut by the canvas edge
+        # is clipped.
+        patch = tag_patch(texts[i], (bg[0], bg[1], bg[2]), fg, style)
         canvas[y:y1, x:x1, :3] = patch[:y1 - y, :x1 - x]
         if rgba:
             canvas[y:y1, x:x1, 3] = 255
