@@ -12,7 +12,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -22,11 +21,7 @@ from segviewer.commands.predict import predict_image
 from segviewer.core.results import Detections, MaskSet
 from segviewer.core.timing import Timings
 
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SEGVIEWER_OFFLINE", "1")
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("offline_one_thread")  # tests/commands/conftest.py
 
 
 @pytest.fixture(scope="module")

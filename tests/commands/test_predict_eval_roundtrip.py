@@ -11,17 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from segviewer.cli import main
 
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SEGVIEWER_OFFLINE", "1")
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("offline_one_thread")  # tests/commands/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -8,17 +8,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from segviewer.cli import main
 
 BUNDLED = ("shapes_maskrcnn", "shapes_fcn", "shapes_unet", "shapes_pcv")
 
 
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SEGVIEWER_OFFLINE", "1")
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("offline_one_thread")  # tests/commands/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 
 from segviewer.cli import main
 from segviewer.core.fileio import write_image_atomic
 
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SEGVIEWER_OFFLINE", "1")
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("offline_one_thread")  # tests/commands/conftest.py
 
 
 def _img(h: int = 48, w: int = 64, value: int = 90) -> np.ndarray:

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import torchvision.models.detection  # noqa: F401 - imported at collection: minutes on a loaded CPU
 
 from segviewer.analysis.pq import pq_compute
@@ -15,11 +14,7 @@ from segviewer.cli import main
 from segviewer.core.panoptic_io import read_panoptic
 from segviewer.synth.dataset import write_dataset
 
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SEGVIEWER_OFFLINE", "1")
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("offline_one_thread")  # tests/commands/conftest.py
 
 
 def test_panoptic_merge_writes_coco_panoptic_that_eval_scores(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,18 +7,13 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import torchvision.models.detection  # noqa: F401 - imported at collection: minutes on a loaded CPU
 
 from segviewer.analysis.pq import pq_compute
 from segviewer.cli import main
 from segviewer.synth.dataset import write_dataset
 
-
-@pytest.fixture(autouse=True)
-def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SEGVIEWER_OFFLINE", "1")
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("offline_one_thread")  # tests/commands/conftest.py
 
 
 def test_upsnet_merge_from_the_command_line(tmp_path: Path) -> None:
