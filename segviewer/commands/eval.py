@@ -57,7 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gt-folder", type=Path, default=None, help="panoptic: ground-truth PNG folder")
     p.add_argument("--pred-folder", type=Path, default=None, help="panoptic: prediction PNG folder")
     p.add_argument("--workers", type=int, default=None,
-                   help="panoptic: threads decoding PNGs (default: one per CPU, at most 8)")
+                   help="panoptic: processes decoding and counting PNGs (threads where the platform "
+                        "cannot fork; default: one per CPU, at most 8)")
     p.add_argument("--num-classes", type=int, default=None, help="semantic: number of classes")
     p.add_argument("--ignore-index", type=int, default=255, help="semantic: void label (-1 for none)")
     from segviewer.commands import _eval_dataset
@@ -125,7 +126,8 @@ def _run(args: argparse.Namespace, mapper: Mapper | None) -> int:
         gt = load_panoptic_json(args.gt)
         check_annotated_images(gt, Path(args.gt).name)
         gt_folder = args.gt_folder if args.gt_folder is not None else Path(args.gt).with_suffix("")
-        res = pq_compute(gt, args.pred, gt_folder, args.pred_folder, workers=args.workers, mapper=mapper)
+        res = pq_compute(gt, args.pred, gt_folder, args.pred_folder, workers=args.workers, mapper=mapper,
+                         processes=True)  # a command: no other thread runs, so its workers fork
         _print_panoptic(res)
         if args.per_image is not None or args.errors:
             from segviewer.commands import _eval_dataset

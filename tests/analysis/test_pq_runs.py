@@ -313,3 +313,59 @@ def test_dense_pair_counts_equal_per_pixel(seed) -> None:
             got = matchmod._count_runs(a, gids, b, pids)
             assert got is None or np.array_equal(got, want)
         assert np.array_equal(pair_counts(g, gids, p, pids).matrix, want)
+
+
+_FORKED = """
+import json, sys
+import segviewer.analysis.pq as pqmod
+from segviewer.core.errors import BadDatasetError
+gj, pj, broken = sys.argv[1:4]
+forks = []
+real = pqmod._forked_stats
+def spy(*a, **k):
+    forks.append(1)
+    yield from real(*a, **k)
+pqmod._forked_stats = spy
+one = pqmod.pq_compute(gj, pj, workers=1)
+same = pqmod.pq_compute(gj, pj, workers=2, processes=True) == one
+open(broken, "wb").write(b"not a png")
+msgs = []
+for kw in ({"workers": 1}, {"workers": 2, "processes": True}):
+    try:
+        pqmod.pq_compute(gj, pj, **kw)
+    except BadDatasetError as err:
+        msgs.append(str(err))
+print(json.dumps({"same": same, "forks": len(forks), "msgs": msgs}))
+"""
+
+
+def test_forked_workers_give_the_same_numbers_and_errors(tmp_path: Path, monkeypatch) -> None:
+    """``segviewer eval``'s way (forked worker processes), in a fresh interpreter (one thread, as
+    the command runs): the very same floats as one thread, and a worker's refusal surfaces with
+    its own message. With another thread running it stays in threads (a fork would copy that
+    thread's held locks)."""
+    import json
+    import subprocess
+    import sys
+    import threading
+
+    gj, pj = make_panoptic_files(tmp_path)
+    gt_dir = gj.with_suffix("")
+    name = sorted(p.name for p in gt_dir.glob("*.png"))[-1]
+    out = subprocess.run([sys.executable, "-c", _FORKED, str(gj), str(pj), str(gt_dir / name)],
+                         capture_output=True, text=True, timeout=120, check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["same"] and got["forks"] == 2  # the very same floats; forked both times
+    assert len(got["msgs"]) == 2 and got["msgs"][0] == got["msgs"][1] and name in got["msgs"][0]
+    forks: list[int] = []
+    monkeypatch.setattr(pqmod, "_forked_stats", lambda *a, **k: forks.append(1) or [])
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with pytest.raises(BadDatasetError, match=name):
+            pq_compute(gj, pj, workers=2, processes=True)
+    finally:
+        stop.set()
+        other.join()
+    assert forks == []  # threads, not a fork, while another thread ran
