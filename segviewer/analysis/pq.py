@@ -331,15 +331,21 @@ def _forked_stats(acc: PQAccumulator, gt_folder: Path, pred_folder: Path,
     pipe. Plain ``os.fork``: a ``multiprocessing`` pool's set-up (its processes, threads and
     queues) costs as much as a few images, and this process would sit idle. A child's refusal
     (BadDatasetError) is raised here, the first run's first."""
+    import gc
     import pickle
 
     n = min(workers, len(pairs))
     edges = [round(k * len(pairs) / n) for k in range(n + 1)]
     kids: list[tuple[int, int]] = []
+    # The objects alive now move out of the collector's reach, and children never collect: a
+    # collection writes to every object it visits, and each written page is copied on write
+    # (hundreds of megabytes in a big process).
+    gc.freeze()
     for k in range(1, n):
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: count its run, send it, leave without running any exit handler
+            gc.disable()
             os.close(r)
             try:
                 ix = IdIndexer()
@@ -367,6 +373,7 @@ def _forked_stats(acc: PQAccumulator, gt_folder: Path, pred_folder: Path,
             data = f.read()
         os.waitpid(pid, 0)
         runs.append(pickle.loads(data) if data else ("error", RuntimeError("a PQ worker process died")))
+    gc.unfreeze()
     for status, payload in runs:
         if status == "error":
             raise payload
