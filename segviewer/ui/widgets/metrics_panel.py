@@ -276,6 +276,13 @@ class MetricsPanel(QWidget):
             top.addChild(it)
             it.setExpanded(title in expanded)
         top.setExpanded(True)
+        self._fit_names()
+
+    def _fit_names(self) -> None:
+        """Widen the metric-name column to its longest visible name ("dataset keypoint AP"), from
+        120 px up to half the tree, so the values keep their room."""
+        want = max(120, self.tree.sizeHintForColumn(0))
+        self.tree.setColumnWidth(0, min(want, max(120, self.tree.viewport().width() // 2)))
 
     def show_image(self, report: Mapping[str, Any] | None, summary: str = "") -> None:
         self._fill(self.image_item, report, summary)
@@ -334,6 +341,7 @@ class MetricsPanel(QWidget):
                 it.addChild(QTreeWidgetItem([cls, "  ".join(f"{SHORT_NAMES[t]} {n}" for t, n in counts.items())]))
             top.addChild(it)
         top.setExpanded(True)
+        self._fit_names()
 
     def section_value(self, title: str) -> str | None:
         """The value shown for a row of the second section (the folder's or the dataset's)."""
