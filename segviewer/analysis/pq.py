@@ -341,39 +341,44 @@ def _forked_stats(acc: PQAccumulator, gt_folder: Path, pred_folder: Path,
     # collection writes to every object it visits, and each written page is copied on write
     # (hundreds of megabytes in a big process).
     gc.freeze()
-    for k in range(1, n):
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: count its run, send it, leave without running any exit handler
-            gc.disable()
-            os.close(r)
-            try:
-                ix = IdIndexer()
-                out: tuple[str, Any] = ("ok", [pair_stats(acc, gt_folder, pred_folder, p, ix)
-                                                for p in pairs[edges[k]:edges[k + 1]]])
-            except BaseException as err:  # noqa: BLE001 - every failure goes back to the parent
-                out = ("error", err)
-            try:
-                data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as err:  # noqa: BLE001 - an exception that does not pickle
-                data = pickle.dumps(("error", RuntimeError(f"a PQ worker failed: {err}")))
-            with os.fdopen(w, "wb") as f:
-                f.write(data)
-            os._exit(0)
-        os.close(w)
-        kids.append((pid, r))
     runs: list[Any] = []
     try:
-        ix = IdIndexer()
-        runs.append(("ok", [pair_stats(acc, gt_folder, pred_folder, p, ix) for p in pairs[edges[0]:edges[1]]]))
-    except BaseException as err:  # noqa: BLE001 - raised below, once the children are reaped
-        runs.append(("error", err))
-    for pid, r in kids:  # read each pipe to its end (a child blocks on a full pipe), then reap
-        with os.fdopen(r, "rb") as f:
-            data = f.read()
-        os.waitpid(pid, 0)
-        runs.append(pickle.loads(data) if data else ("error", RuntimeError("a PQ worker process died")))
-    gc.unfreeze()
+        for k in range(1, n):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: count its run, send it, and leave, whatever happens, without
+                try:  # running any exit handler or the parent's code below
+                    gc.disable()
+                    os.close(r)
+                    try:
+                        ix = IdIndexer()
+                        out: tuple[str, Any] = ("ok", [pair_stats(acc, gt_folder, pred_folder, p, ix)
+                                                        for p in pairs[edges[k]:edges[k + 1]]])
+                    except BaseException as err:  # noqa: BLE001 - every failure goes back to the parent
+                        out = ("error", err)
+                    try:
+                        data = pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL)
+                    except Exception as err:  # noqa: BLE001 - an exception that does not pickle
+                        data = pickle.dumps(("error", RuntimeError(f"a PQ worker failed: {err}")))
+                    with os.fdopen(w, "wb") as f:
+                        f.write(data)
+                finally:
+                    os._exit(0)
+            os.close(w)
+            kids.append((pid, r))
+        try:
+            ix = IdIndexer()
+            runs.append(("ok", [pair_stats(acc, gt_folder, pred_folder, p, ix)
+                                for p in pairs[edges[0]:edges[1]]]))
+        except BaseException as err:  # noqa: BLE001 - raised below, once the children are reaped
+            runs.append(("error", err))
+    finally:  # every child reaped whatever happened here (a failed fork too)
+        for pid, r in kids:  # read each pipe to its end (a child blocks on a full pipe), then reap
+            with os.fdopen(r, "rb") as f:
+                data = f.read()
+            os.waitpid(pid, 0)
+            runs.append(pickle.loads(data) if data else ("error", RuntimeError("a PQ worker process died")))
+        gc.unfreeze()
     for status, payload in runs:
         if status == "error":
             raise payload

@@ -335,7 +335,19 @@ for kw in ({"workers": 1}, {"workers": 2, "processes": True}):
         pqmod.pq_compute(gj, pj, **kw)
     except BadDatasetError as err:
         msgs.append(str(err))
-print(json.dumps({"same": same, "forks": len(forks), "msgs": msgs}))
+import os
+parent, real_stats = os.getpid(), pqmod.pair_stats
+def dying(*a, **k):  # a child killed mid-run
+    if os.getpid() != parent:
+        os._exit(1)
+    return real_stats(*a, **k)
+pqmod.pair_stats = dying
+try:
+    pqmod.pq_compute(gj, pj, workers=2, processes=True)
+    died = "no error"
+except RuntimeError as err:
+    died = str(err)
+print(json.dumps({"same": same, "forks": len(forks), "msgs": msgs, "died": died}))
 """
 
 
@@ -355,8 +367,9 @@ def test_forked_workers_give_the_same_numbers_and_errors(tmp_path: Path, monkeyp
     out = subprocess.run([sys.executable, "-c", _FORKED, str(gj), str(pj), str(gt_dir / name)],
                          capture_output=True, text=True, timeout=120, check=True)
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    assert got["same"] and got["forks"] == 2  # the very same floats; forked both times
+    assert got["same"] and got["forks"] == 3  # the very same floats; forked every time
     assert len(got["msgs"]) == 2 and got["msgs"][0] == got["msgs"][1] and name in got["msgs"][0]
+    assert got["died"] == "a PQ worker process died"  # a killed child is an error, not missing images
     forks: list[int] = []
     monkeypatch.setattr(pqmod, "_forked_stats", lambda *a, **k: forks.append(1) or [])
     stop = threading.Event()
