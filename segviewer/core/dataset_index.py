@@ -94,22 +94,9 @@ class DatasetIndex:
 
 
 def _read_json(p: Path) -> dict[str, Any]:
-    """The annotation JSON; with ``orjson`` installed it parses it (a 24 MB COCO file in about half
-    the stdlib's time, the same objects), anything it refuses (NaN, a broken file) goes to the
-    stdlib reader, which accepts or explains it in one sentence."""
+    """The annotation JSON (orjson when installed: see :func:`~segviewer.core.fileio.read_json_object`)."""
     from segviewer.core.fileio import read_json_object
 
-    try:
-        import orjson
-    except ImportError:
-        orjson = None
-    if orjson is not None:
-        try:
-            data = orjson.loads(p.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            data = None
-        if isinstance(data, dict):
-            return data
     return read_json_object(p, "annotation JSON")
 
 

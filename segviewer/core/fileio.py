@@ -125,10 +125,25 @@ def write_json_atomic(target: str | os.PathLike[str], obj: Any, indent: int | No
 
 
 def read_json_object(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
-    """A JSON file that must hold an object (``kind`` names it in messages, e.g. "COCO JSON")."""
+    """A JSON file that must hold an object (``kind`` names it in messages, e.g. "COCO JSON").
+
+    With ``orjson`` installed (the ``fast`` extra) it parses the file, in a third to a half of the
+    stdlib's time, into the same objects; anything it refuses (NaN, a broken file) goes to the
+    stdlib reader, which accepts or explains it in one sentence."""
     from segviewer.core.errors import BadDatasetError
 
     p = Path(path)
+    try:
+        import orjson
+    except ImportError:
+        orjson = None
+    if orjson is not None:
+        try:
+            fast = orjson.loads(p.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            fast = None
+        if isinstance(fast, dict):
+            return fast
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:

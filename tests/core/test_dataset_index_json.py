@@ -42,3 +42,21 @@ def test_what_orjson_refuses_goes_to_the_stdlib(tmp_path: Path) -> None:
     ann.write_text("{not json")
     with pytest.raises(BadDatasetError, match="not a readable JSON"):
         open_dataset(ann)
+
+
+def test_every_json_reader_goes_through_orjson_with_the_same_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``read_json_object`` (the panoptic, COCO and results readers): orjson's objects equal the
+    stdlib's, and with orjson missing the stdlib reads the same file."""
+    pytest.importorskip("orjson")
+    from segviewer.core.fileio import read_json_object
+
+    path = SCENES / "annotations" / "panoptic.json"
+    calls: list[int] = []
+    import orjson
+
+    real = orjson.loads
+    monkeypatch.setattr(orjson, "loads", lambda b: calls.append(1) or real(b))
+    fast = read_json_object(path, "panoptic JSON")
+    assert calls == [1] and fast == json.loads(path.read_text())
+    monkeypatch.setitem(sys.modules, "orjson", None)
+    assert read_json_object(path, "panoptic JSON") == fast
