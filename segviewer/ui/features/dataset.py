@@ -646,12 +646,15 @@ class DatasetFeature(QObject):
             return
         gen, index, store, key, images = self._tide_gen, self.index, self.store, self.run_key, sorted(rows)
         cache_key = (key, index.gt_key, tuple(images))
-        if cache_key in self._totals_cache:  # the same run and images (a comparison picked, a reopen)
-            got = self._totals_cache[cache_key]
+
+        def show(got: dict[str, Any]) -> None:  # dataset_instance_totals' numbers, fresh or cached
             self.tide, self.dataset_ap = got["tide"], got["ap"]
             gt_feature.show_dataset_totals(label, totals, got["tide"], ap=got["ap"], ap_backend=got["backend"],
-                                           keypoints=got.get("keypoints"))
+                                           keypoints=got["keypoints"])
             self.tideReady.emit()
+
+        if cache_key in self._totals_cache:  # the same run and images (a comparison picked, a reopen)
+            show(self._totals_cache[cache_key])
             return
 
         def items() -> Any:
@@ -669,10 +672,7 @@ class DatasetFeature(QObject):
         def done(got: Any) -> None:
             if gen == self._tide_gen and got is not None:
                 self._totals_cache = {cache_key: got}  # the last run's only: a dataset's worth of numbers is small
-                self.tide, self.dataset_ap = got["tide"], got["ap"]
-                gt_feature.show_dataset_totals(label, totals, got["tide"], ap=got["ap"], ap_backend=got["backend"],
-                                           keypoints=got.get("keypoints"))
-                self.tideReady.emit()
+                show(got)
 
         run_background(work, done, self._on_failed, "TIDE over the dataset", owner=self, pool=self.slow_pool)
 

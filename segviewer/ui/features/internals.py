@@ -464,8 +464,8 @@ class InternalsFeature(QObject):
                     raise SegviewerError(f"The votes are not ready yet: {pending}" if pending.endswith("…") else
                                          "No vote accumulator yet; show an instance model's result first.")
                 self.votes.pick(x, y)
-            elif self._view_on(tab) is not None:
-                self._view_on(tab).click(x, y)
+            elif (view := self._view_on(tab)) is not None:
+                view.click(x, y)
             elif tab in self.own_views:
                 self.own_views[tab].click(x, y)
             elif tab not in self._detector_tabs():
@@ -560,8 +560,8 @@ class InternalsFeature(QObject):
                 self.overlays.draw_mask(self.internals, self.selected, self.panel.mask)
             elif tab == self.keypoints.key:
                 self.keypoints.draw(self.overlays, self.internals, self.selected)
-            elif self._view_on(tab) is not None:
-                self._view_on(tab).draw(self.overlays)
+            elif (view := self._view_on(tab)) is not None:
+                view.draw(self.overlays)
         except SegviewerError as err:
             self.show_message(str(err))
         self.viewUpdated.emit(tab)
