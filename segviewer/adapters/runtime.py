@@ -15,6 +15,11 @@
   real package) and ``torchvision.ops``' registration of its ONNX export rules (which imports
   ``torch.onnx``): it runs right after ``torch.onnx`` is first imported, so an ONNX export
   still finds torchvision's ops.
+  ``torchvision.models`` itself is imported without running its ``__init__`` (which imports all
+  twenty model families; the detection models need four: about 40 ms, measured): its submodules
+  import as usual, and the first other name asked of it (``get_model``, ``resnet50``,
+  ``list_models``, ``from torchvision.models import *``) runs the real ``__init__`` in place, so
+  the package is then exactly what a plain import makes.
 * :func:`no_weight_init`: build a network whose every parameter a checkpoint will overwrite
   without drawing random initial weights first (0.1 s of the bundled Mask R-CNN's load).
 """
@@ -36,6 +41,7 @@ __all__ = ["set_threads", "import_torchvision", "no_weight_init"]
 _DYNAMO = ("torch._dynamo", "torch._dynamo.utils")
 _DATASETS = "torchvision.datasets"
 _ONNX_RULES = "torchvision.ops._register_onnx_ops"
+_MODELS = "torchvision.models"
 _lock = threading.Lock()
 
 
@@ -111,6 +117,70 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+class _LazyInit(importlib.abc.MetaPathFinder):
+    """Imports the package ``name`` without running its ``__init__`` until a name that is not one
+    of its submodules is asked of it (PEP 562's module ``__getattr__``); then the real
+    ``__init__`` runs in the module, once, and the package is what a plain import makes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        try:
+            sys.meta_path.remove(self)  # once
+        except ValueError:
+            return None
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None or not spec.submodule_search_locations:
+            return spec
+        inner = spec.loader
+        lock, done = threading.RLock(), [False]
+
+        def complete(module: types.ModuleType) -> None:
+            with lock:
+                if done[0]:
+                    return
+                done[0] = True
+                vars(module).pop("__getattr__", None)
+                vars(module).pop("__dir__", None)
+                inner.exec_module(module)
+
+        class _Deferred(importlib.abc.Loader):
+            def __getattr__(self, name: str) -> Any:  # get_source, is_package, ...: the real loader's
+                return getattr(inner, name)
+
+            def create_module(self, spec: Any) -> Any:
+                return inner.create_module(spec)
+
+            def exec_module(self, module: types.ModuleType) -> None:
+                module.__loader__ = module.__spec__.loader = inner
+
+                def __getattr__(name: str) -> Any:
+                    if name.startswith("__") and name != "__all__":
+                        raise AttributeError(name)
+                    if not done[0] and not name.startswith("__"):
+                        sub = f"{module.__name__}.{name}"
+                        if importlib.util.find_spec(sub) is not None:  # a submodule: import just it
+                            return importlib.import_module(sub)
+                    complete(module)
+                    try:
+                        return vars(module)[name]
+                    except KeyError:
+                        raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}") from None
+
+                def __dir__() -> list[str]:
+                    complete(module)
+                    return sorted(vars(module))
+
+                module.__getattr__ = __getattr__  # type: ignore[method-assign]
+                module.__dir__ = __dir__  # type: ignore[method-assign]
+
+        spec.loader = _Deferred()
+        return spec
+
+
 def _lazy_is_compile_supported(device_type: Any) -> bool:
     """torch._dynamo.utils.is_compile_supported, imported on first call."""
     from torch._dynamo.utils import is_compile_supported
@@ -138,12 +208,17 @@ def import_torchvision() -> types.ModuleType:
             rules = _StandIn(_ONNX_RULES)
             rules._register_custom_op = _register_onnx_rules  # type: ignore[attr-defined]
             sys.modules[_ONNX_RULES] = rules
+        lazy = _LazyInit(_MODELS) if _MODELS not in sys.modules else None
+        if lazy is not None:
+            sys.meta_path.insert(0, lazy)
         try:
             import torchvision
             import torchvision.models.detection  # noqa: F401 - what the adapters use, while the stand-ins are there
             import torchvision.ops  # noqa: F401
         finally:
             _drop_stand_ins()
+            if lazy in sys.meta_path:
+                sys.meta_path.remove(lazy)
         return torchvision
 
 

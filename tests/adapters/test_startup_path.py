@@ -95,3 +95,34 @@ print("OK")
 def test_torchvision_import_puts_off_datasets_and_onnx_rules_until_used() -> None:
     r = subprocess.run([sys.executable, "-W", "ignore", "-c", _LEAN], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-3000:]
+
+
+_MODELS_LAZY = """
+import subprocess, sys
+from segviewer.adapters.runtime import import_torchvision
+tv = import_torchvision()
+families = ("torchvision.models.convnext", "torchvision.models.quantization", "torchvision.models.video")
+assert not [m for m in families if m in sys.modules], "torchvision.models' __init__ ran"
+assert "torchvision.models.detection" in sys.modules and tv.models.detection.MaskRCNN
+assert tv.models.video.__name__ == "torchvision.models.video"  # a submodule, imported on its own
+assert "torchvision.models.convnext" not in sys.modules
+from torchvision.models import *  # noqa: F403 - the first other name runs the real __init__
+names = sorted(list_models())  # noqa: F405
+assert "torchvision.models.convnext" in sys.modules and callable(resnet50)  # noqa: F405
+assert not hasattr(tv.models, "no_such_model") and "get_model" in dir(tv.models)
+assert "__getattr__" not in vars(tv.models)
+plain = subprocess.run([sys.executable, "-W", "ignore", "-c",
+                        "import torchvision.models as m; print(' '.join(sorted(m.list_models())))"],
+                       capture_output=True, text=True, check=True).stdout.split()
+assert names == plain, (len(names), len(plain))
+from torchvision.models import get_model
+assert type(get_model("resnet18", weights=None)).__name__ == "ResNet"
+print("OK")
+"""
+
+
+def test_torchvision_models_init_runs_only_when_a_name_beyond_its_submodules_is_asked() -> None:
+    r = subprocess.run([sys.executable, "-W", "ignore", "-c", _MODELS_LAZY], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-3000:]
+

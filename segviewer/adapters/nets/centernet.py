@@ -47,7 +47,7 @@ class CenterNet(nn.Module):
     def __init__(self, num_classes: int, up_channels: tuple[int, int] | list[int] = (128, 64),
                  head_channels: int = 64, stride: int = 4, prior: float = 0.1, log_size: bool = True) -> None:
         super().__init__()
-        from torchvision.models import resnet18
+        from torchvision.models.resnet import resnet18
 
         if int(stride) != 4:
             raise ValueError("this CenterNet's output stride is 4 (two upsampling stages from stride 16)")

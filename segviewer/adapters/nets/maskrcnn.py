@@ -29,12 +29,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
 
 def build_maskrcnn(config: dict[str, Any] | None = None) -> nn.Module:
     """Build the network described by ``config`` (missing keys take :data:`DEFAULT_CONFIG`)."""
-    from torchvision.models import resnet18
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+    from torchvision.models.resnet import resnet18
     from torchvision.ops import MultiScaleRoIAlign
     from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 

@@ -64,7 +64,7 @@ class YOLO(nn.Module):
     def __init__(self, num_classes: int, priors: list[list[float]] | None = None, stride: int = 16,
                  head_width: int = 128, trunk: str = "plain") -> None:
         super().__init__()
-        from torchvision.models import resnet18
+        from torchvision.models.resnet import resnet18
 
         if int(stride) != 16:
             raise ValueError(f"this YOLO's trunk has stride 16, not {stride}")
