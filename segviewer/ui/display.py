@@ -243,11 +243,19 @@ def _model_class_counts(model: str, r: object, score_threshold: float) -> list[C
     return out
 
 
-def result_summary(result: object) -> str:
-    """A few words for the status bar on what a model answered ("0 detections", "3 classes")."""
+def result_summary(result: object, shown: object | None = None) -> str:
+    """A few words for the status bar on what a model answered ("0 detections", "3 classes").
+
+    ``shown`` is the same result after the score slider and class filter
+    (:func:`filter_result`): when they hide detections the line says how many are left on screen
+    ("31 detections, 0 shown"), so a model whose every answer lies below the slider does not look
+    as if it drew nothing by mistake."""
     if isinstance(result, Detections):
         n = len(result)
-        return f"{n} detection{'' if n == 1 else 's'}"
+        text = f"{n} detection{'' if n == 1 else 's'}"
+        if isinstance(shown, Detections) and len(shown) != n:
+            text += f", {len(shown)} shown"
+        return text
     if isinstance(result, SemanticMap):
         k = sum(1 for i, c in enumerate(semantic_counts(result)) if c and result.categories[i] != "__background__")
         return f"{k} class{'' if k == 1 else 'es'}"

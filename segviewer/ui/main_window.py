@@ -558,7 +558,7 @@ class MainWindow(QMainWindow):
     def _update_status(self) -> None:
         s = self.session
         self.device_label.setText(f"Device: {s.device}")
-        self.model_label.setText(s.summary() or "no model")
+        self.model_label.setText(s.summary(self._filtered) or "no model")
         self.timing_label.setText(s.timings(self._render_s).summary())
 
     def _states(self) -> dict[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -257,10 +257,11 @@ class Session(QObject):
         self.model_timings[pred.model_id] = pred.timings
         self.resultsChanged.emit()
 
-    def summary(self) -> str:
+    def summary(self, shown: Mapping[str, object] | None = None) -> str:
         """The status bar's line on the selected models for this image ("shapes_maskrcnn: 0
         detections · shapes_fcn: 3 classes · shapes_unet (running…)"): an empty answer is an
-        answer and says so; a failed model says "failed"."""
+        answer and says so; a failed model says "failed". ``shown`` holds the results as drawn
+        (after the score slider and class filter), to say how many detections are on screen."""
         from segviewer.ui.display import result_summary
 
         parts = []
@@ -270,7 +271,7 @@ class Session(QObject):
             elif m in self.running:
                 parts.append(f"{m} (running…)")
             elif m in self.results:
-                text = result_summary(self.results[m])
+                text = result_summary(self.results[m], (shown or {}).get(m))
                 parts.append(f"{m}: {text}" if text else m)
             else:
                 parts.append(m)

@@ -192,6 +192,18 @@ def test_result_summary_says_zero_detections() -> None:
     assert disp.result_summary(_sem(np.ones((4, 4)))) == "1 class"
 
 
+def test_result_summary_says_how_many_detections_the_slider_and_class_filter_leave() -> None:
+    from segviewer.core.results import Detections
+
+    dets = Detections((8, 8), np.array([[0, 0, 4, 4], [2, 2, 6, 6], [1, 1, 3, 3]], np.float32),
+                      np.array([0.9, 0.3, 0.2], np.float32), np.array([1, 1, 2], np.int32),
+                      ("__background__", "circle", "square"))
+    assert disp.result_summary(dets, disp.filter_result(dets, 0.0, ())) == "3 detections"
+    assert disp.result_summary(dets, disp.filter_result(dets, 0.5, ())) == "3 detections, 1 shown"
+    assert disp.result_summary(dets, disp.filter_result(dets, 0.95, ())) == "3 detections, 0 shown"
+    assert disp.result_summary(dets, disp.filter_result(dets, 0.0, ("square",))) == "3 detections, 2 shown"
+
+
 # ---- text that does not fit ----------------------------------------------------------------
 def test_evaluating_label_is_elided_with_the_full_text_in_its_tooltip(qtbot) -> None:
     panel = MetricsPanel()

@@ -222,10 +222,13 @@ def test_score_and_class_filters_reach_screen_menu_and_json_export(qtbot, make_w
     assert [(r["category_id"], round(r["score"], 2)) for r in recs] == [(1, 0.9)]
     assert isinstance(recs[0]["segmentation"]["counts"], str)
 
+    assert w.model_label.full_text() == "det: 2 detections, 1 shown"  # the status bar counts what is drawn
     w.panel.score.setValue(20)  # the slider filters the cached result: both detections, no re-run
     assert len(w._filtered["det"]) == 2 and w.legend.names() == ["blob", "spot"]
+    assert w.model_label.full_text() == "det: 2 detections"
     w.panel.class_item("blob").setCheckState(Qt.CheckState.Unchecked)
     assert w._filtered["det"].names == ("spot",) and w.legend.names() == ["spot"]
+    assert w.model_label.full_text() == "det: 2 detections, 1 shown"
     with qtbot.waitSignal(w.exported, timeout=TIMEOUT):
         w.export_json(out)
     assert [r["category_id"] for r in json.loads(out.read_text())] == [2]
