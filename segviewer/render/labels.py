@@ -75,19 +75,22 @@ def label_tags(dets: Detections, style: RenderStyle, colors: np.ndarray | None =
     return out
 
 
+def _tag_dims(text: str, scale: float, thickness: int, pad: int) -> tuple[int, int, int, int]:
+    tw, th, base = text_size(text, scale, thickness)
+    return tw + 2 * pad, th + base + 2 * pad, th, base
+
+
 def tag_size(text: str, style: RenderStyle) -> tuple[int, int, int, int]:
     """``(tag width, tag height, text height, baseline)`` in pixels of a tag reading ``text``."""
-    tw, th, base = text_size(text, style.font_scale, style.font_thickness)
-    pad = style.label_padding
-    return tw + 2 * pad, th + base + 2 * pad, th, base
+    return _tag_dims(text, style.font_scale, style.font_thickness, style.label_padding)
 
 
 @lru_cache(maxsize=4096)
 def text_coverage(text: str, scale: float, thickness: int, pad: int) -> np.ndarray:
     """A tag's text as anti-aliased coverage, ``(h, w, 3)`` uint8 (0 fill, 255 text; three equal
     channels, ready for a color lookup), read-only and cached per string."""
-    tw, th, base = text_size(text, scale, thickness)
-    cov = np.zeros((th + base + 2 * pad, tw + 2 * pad), np.uint8)
+    gw, gh, th, _ = _tag_dims(text, scale, thickness, pad)
+    cov = np.zeros((gh, gw), np.uint8)
     cv2.putText(cov, text, (pad, pad + th), FONT, scale, 255, thickness, cv2.LINE_AA)
     out = cv2.cvtColor(cov, cv2.COLOR_GRAY2RGB)
     out.flags.writeable = False
