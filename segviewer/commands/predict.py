@@ -220,7 +220,7 @@ class _Run:
         """One input failed: one line on stderr, counted, the run goes on. ``err`` may be the
         line already made (a Ray actor's failure arrives as its message)."""
         msg = err if isinstance(err, str) else _first_line(err)
-        print(f"segviewer: {path}: {msg}; skipped", file=sys.stderr, flush=True)
+        print(f"segviewer: {path}: {msg.rstrip('.')}; skipped", file=sys.stderr, flush=True)
         self.failures += 1
 
     def exit_status(self, attempted: int) -> int:

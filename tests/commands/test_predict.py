@@ -98,6 +98,7 @@ def test_bad_image_among_several_is_reported_and_skipped(tmp_path: Path, capsys:
     assert rc == 1
     err = capsys.readouterr().err
     assert "broken.png" in err and "missing.jpg: no such file or folder" in err
+    assert ".;" not in err and "; skipped" in err  # one sentence per line, no doubled punctuation
     assert (out / "good_overlay.png").is_file() and (out / "results.json").is_file()
     assert not list(out.glob("broken*")) and not list(out.glob(".*part*"))
 
