@@ -3,6 +3,7 @@ canvas and its render thread (drawing), the widgets (panels) and background jobs
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QStackedWidget,
+    QToolBar,
     QWidget,
 )
 
@@ -39,6 +41,8 @@ ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_MODELS = ("shapes_maskrcnn", "shapes_fcn")
 EMPTY_TEXT = "Open an image (Ctrl+O)\nor drop files and folders here"
 IMAGE_VIEW = "image"
+#: Bump when the default dock layout changes in a way a saved layout should not override.
+LAYOUT_VERSION = 1
 LISTING_FALLBACK_MS = 3000  # list the models by then even if no image was painted
 
 
@@ -252,7 +256,7 @@ class MainWindow(QMainWindow):
         know their docks). A first start gives the layer rows most of the right column and the
         side columns the width they read well at; the docks of another view stay hidden."""
         win = self.settings.value("windowState")
-        if win is None or not self.restoreState(win):
+        if win is None or not self.restoreState(win, self.layout_version()):
             self.resizeDocks([self.docks["Models"], self.docks["Layers"]], [270, 330], Qt.Orientation.Horizontal)
             sizes = {"Layers": 400, "Metrics": 190, "Inspector": 125}
             right = [n for n in sizes if n in self.docks]
@@ -261,6 +265,16 @@ class MainWindow(QMainWindow):
         for name, view in self._view_docks.items():
             if view != self.view:
                 self.docks[name].setVisible(False)
+
+    def layout_version(self) -> int:
+        """A number that changes with the set of docks and toolbars (and :data:`LAYOUT_VERSION`).
+
+        The dock layout is saved under it, so a layout saved by a build with other docks is not
+        restored at all rather than half-way (Qt places the docks it knows and leaves the others
+        wherever they fall: a stray tab over another dock); the default layout is used instead."""
+        names = sorted(w.objectName() for w in (*self.findChildren(QDockWidget), *self.findChildren(QToolBar))
+                       if w.parent() is self)
+        return zlib.crc32("|".join([str(LAYOUT_VERSION), *names]).encode()) & 0x7FFFFFFF or 1  # 0: unversioned
 
     def _restore(self) -> None:
         st = self.settings
@@ -603,7 +617,7 @@ class MainWindow(QMainWindow):
         self.closing = True
         st = self.settings
         st.setValue("geometry", self.saveGeometry())
-        st.setValue("windowState", self.saveState())
+        st.setValue("windowState", self.saveState(self.layout_version()))
         for kind, v in self.state.kind_opacity.items():
             st.setValue(f"opacity/{kind}", v)
         st.setValue("scoreThreshold", self.state.score_threshold)

@@ -319,3 +319,23 @@ def test_load_weights_reloads_the_model_with_the_file(qtbot, make_window, tmp_pa
         w.load_weights("fake", ckpt)
     assert [m.loaded_weights for m in made] == [[None], [ckpt]]  # a fresh network with the user's file
     assert w.picker.state("fake") == "loaded"
+
+
+def test_a_dock_layout_saved_with_other_docks_is_not_restored_half_way(qtbot, make_window) -> None:
+    """A layout saved by a build with another set of docks would come back half restored (Qt
+    places the docks it knows and leaves the others where they fall: a stray tab over another
+    dock); the default layout is used instead. The same build's layout comes back as it was left."""
+    from segviewer.ui.settings import open_settings
+
+    w = make_window()
+    assert w.docks["Inspector"].isVisible()
+    w.docks["Inspector"].hide()
+    w.close()  # saves the layout
+    same = make_window()
+    assert not same.docks["Inspector"].isVisible()  # this build's layout: restored
+    st = open_settings()  # the same layout as builds before layout versions saved it (version 0)
+    st.setValue("windowState", same.saveState())
+    st.sync()
+    other = make_window()
+    assert other.docks["Inspector"].isVisible() and other.docks["Models"].isVisible()  # the default layout
+    assert w.layout_version() == same.layout_version() == other.layout_version()
