@@ -29,6 +29,7 @@ from __future__ import annotations
 import importlib
 import importlib.abc
 import importlib.util
+import re
 import sys
 import threading
 import types
@@ -119,8 +120,18 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
 class _LazyInit(importlib.abc.MetaPathFinder):
     """Imports the package ``name`` without running its ``__init__`` until a name that is not one
-    of its submodules is asked of it (PEP 562's module ``__getattr__``); then the real
-    ``__init__`` runs in the module, once, and the package is what a plain import makes."""
+    of its submodules is asked of it; then the real ``__init__`` runs in the module, once, and the
+    package is what a plain import makes.
+
+    Until then the module is a :class:`types.ModuleType` subclass (its class goes back to
+    ``ModuleType`` once complete), for three things a PEP 562 ``__getattr__`` alone gets wrong:
+    a submodule that the ``__init__`` star-imports and whose ``__all__`` names itself
+    (``torchvision.models.alexnet``, ``googlenet``: the ``__init__`` binds the function, not the
+    module) reads as that function, also after something imported the submodule directly
+    (``torchvision.models.quantization`` imports ``..googlenet``); another thread asking a name
+    while the real ``__init__`` runs waits for it to finish, as an import of a module still
+    initialising does, instead of seeing it half done; and a name that is no identifier is an
+    ``AttributeError``, not a failed submodule import."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -136,16 +147,59 @@ class _LazyInit(importlib.abc.MetaPathFinder):
         if spec is None or spec.loader is None or not spec.submodule_search_locations:
             return spec
         inner = spec.loader
-        lock, done = threading.RLock(), [False]
+        try:
+            source = inner.get_source(fullname)  # type: ignore[attr-defined]
+        except (AttributeError, ImportError, OSError):
+            source = None
+        if source is None:  # cannot tell which submodules it star-imports: a plain import
+            return spec
+        starred = frozenset(re.findall(r"^from \.(\w+) import \*", source, re.MULTILINE))
+        lock, state = threading.RLock(), ["pending"]  # pending, running (the real __init__), done
+
+        def public(name: str, sub: types.ModuleType) -> Any:
+            """What the real ``__init__`` binds ``name`` to, given its submodule ``sub``."""
+            if name in starred:
+                exported = getattr(sub, "__all__", None)
+                if (name in exported) if exported is not None else (name in vars(sub) and not name.startswith("_")):
+                    return getattr(sub, name)
+            return sub
 
         def complete(module: types.ModuleType) -> None:
-            with lock:
-                if done[0]:
+            with lock:  # another thread waits here while the real __init__ runs
+                if state[0] != "pending":  # done, or running on this very thread (a half-done module)
                     return
-                done[0] = True
-                vars(module).pop("__getattr__", None)
-                vars(module).pop("__dir__", None)
-                inner.exec_module(module)
+                state[0] = "running"
+                try:
+                    inner.exec_module(module)
+                finally:
+                    module.__class__ = types.ModuleType
+                    state[0] = "done"
+
+        class _Pending(types.ModuleType):
+            def __setattr__(self, name: str, value: Any) -> None:
+                # the import system binds a freshly imported submodule on its package
+                if isinstance(value, types.ModuleType) and value.__name__ == f"{self.__name__}.{name}":
+                    value = public(name, value)
+                super().__setattr__(name, value)
+
+            def __getattr__(self, name: str) -> Any:
+                if name.startswith("__") and name != "__all__":
+                    raise AttributeError(name)
+                if state[0] != "done" and name.isidentifier() and not name.startswith("__"):
+                    sub = f"{self.__name__}.{name}"
+                    if importlib.util.find_spec(sub) is not None:  # a submodule: import just it
+                        value = public(name, importlib.import_module(sub))
+                        vars(self)[name] = value
+                        return value
+                complete(self)
+                try:
+                    return vars(self)[name]
+                except KeyError:
+                    raise AttributeError(f"module {self.__name__!r} has no attribute {name!r}") from None
+
+            def __dir__(self) -> list[str]:
+                complete(self)
+                return sorted(vars(self))
 
         class _Deferred(importlib.abc.Loader):
             def __getattr__(self, name: str) -> Any:  # get_source, is_package, ...: the real loader's
@@ -156,26 +210,7 @@ class _LazyInit(importlib.abc.MetaPathFinder):
 
             def exec_module(self, module: types.ModuleType) -> None:
                 module.__loader__ = module.__spec__.loader = inner
-
-                def __getattr__(name: str) -> Any:
-                    if name.startswith("__") and name != "__all__":
-                        raise AttributeError(name)
-                    if not done[0] and not name.startswith("__"):
-                        sub = f"{module.__name__}.{name}"
-                        if importlib.util.find_spec(sub) is not None:  # a submodule: import just it
-                            return importlib.import_module(sub)
-                    complete(module)
-                    try:
-                        return vars(module)[name]
-                    except KeyError:
-                        raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}") from None
-
-                def __dir__() -> list[str]:
-                    complete(module)
-                    return sorted(vars(module))
-
-                module.__getattr__ = __getattr__  # type: ignore[method-assign]
-                module.__dir__ = __dir__  # type: ignore[method-assign]
+                module.__class__ = _Pending
 
         spec.loader = _Deferred()
         return spec

@@ -126,3 +126,68 @@ def test_torchvision_models_init_runs_only_when_a_name_beyond_its_submodules_is_
                        timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-3000:]
 
+
+_MODELS_LAZY_NAMES = """
+import sys
+from segviewer.adapters.runtime import import_torchvision
+tv = import_torchvision()
+import torchvision.models.quantization  # a submodule; it imports torchvision.models.googlenet, binding it
+from torchvision.models import alexnet, googlenet  # the real __init__ binds these to functions, not modules
+assert callable(alexnet) and callable(googlenet) and callable(tv.models.googlenet), (alexnet, googlenet)
+assert type(alexnet(weights=None)).__name__ == "AlexNet"
+assert tv.models.resnet.__name__ == "torchvision.models.resnet"  # a module in a plain import too
+assert "torchvision.models.convnext" not in sys.modules, "the real __init__ ran"
+assert getattr(tv.models, "no.such", None) is None  # not an identifier: no submodule import tried
+print("OK")
+"""
+
+
+def test_lazy_torchvision_models_reads_star_exported_submodule_names_as_a_plain_import_binds_them() -> None:
+    r = subprocess.run([sys.executable, "-W", "ignore", "-c", _MODELS_LAZY_NAMES], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-3000:]
+
+
+_MODELS_LAZY_THREADS = """
+import importlib.abc, sys, threading, time
+from segviewer.adapters.runtime import import_torchvision
+tv = import_torchvision()
+started, release = threading.Event(), threading.Event()
+
+class Gate(importlib.abc.MetaPathFinder):  # holds the real __init__ half way (before get_model is bound)
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "torchvision.models.swin_transformer":
+            started.set()
+            release.wait(60)
+        return None
+
+sys.meta_path.insert(0, Gate())
+got = {}
+
+def ask(key, what):
+    try:
+        got[key] = what()
+    except Exception as e:
+        got[key] = e
+
+a = threading.Thread(target=ask, args=("a", lambda: tv.models.list_models()))
+a.start()
+assert started.wait(60)
+b = threading.Thread(target=ask, args=("b", lambda: tv.models.get_model))
+c = threading.Thread(target=ask, args=("c", lambda: __import__("torchvision.models", fromlist=["WeightsEnum"]).WeightsEnum))
+b.start(); c.start()
+time.sleep(0.3)  # b and c now ask while the __init__ is half done
+release.set()
+for t in (a, b, c):
+    t.join(60)
+assert "resnet18" in got["a"], got
+assert callable(got["b"]) and got["b"].__name__ == "get_model", got
+assert got["c"].__name__ == "WeightsEnum", got
+print("OK")
+"""
+
+
+def test_lazy_torchvision_models_other_threads_wait_for_the_real_init_instead_of_seeing_it_half_done() -> None:
+    r = subprocess.run([sys.executable, "-W", "ignore", "-c", _MODELS_LAZY_THREADS], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-3000:]
