@@ -243,3 +243,34 @@ def test_keypoint_tiles_name_their_keypoint_in_full() -> None:
     assert len(set(labels)) == len(labels) == 17
     assert [lab for lab in labels if len(lab) > fits] == ["L shoulder", "R shoulder"]
     assert tile_label("left_elbow") == "L elbow" and tile_label("nose") == "nose"
+
+
+def test_a_dock_behind_another_tab_runs_no_model(qtbot, scene) -> None:  # noqa: ANN001, F811
+    """With no model ticked the Internals dock looks inside the bundled detector, but only when it
+    is on screen: it sits behind the Models tab, and at start-up (while the layout settles) Qt
+    called every tabbed dock visible, so the first image ran shapes_maskrcnn for nobody."""
+    from segviewer.adapters.registry import get_card
+    from segviewer.ui.features.internals import InternalsFeature
+    from segviewer.ui.main_window import MainWindow
+    from segviewer.ui.worker import InferenceWorker
+    from tests.ui.test_feature_internals import MODELS, CountingFactory
+
+    factory = CountingFactory()
+    w = MainWindow(InferenceWorker(factory, process=False), cards=[get_card(m) for m in MODELS])
+    qtbot.addWidget(w)
+    try:
+        w.resize(1300, 850)
+        w.show()
+        qtbot.waitExposed(w)
+        feat = w.findChild(InternalsFeature)
+        assert w.tabifiedDockWidgets(feat.dock)  # a tab with the Models dock, behind it
+        w.start([scene], models=[], no_default=True)
+        qtbot.waitUntil(lambda: w.session.image is not None, timeout=TIMEOUT)
+        qtbot.wait(300)
+        assert not feat.active and sum(factory.passes.values()) == 0
+        assert not any(w.worker.pending_slots())
+        with qtbot.waitSignal(feat.captured, timeout=TIMEOUT):  # brought to the front: it looks then
+            feat.dock.raise_()
+        assert factory.passes["shapes_maskrcnn"] == 1 and feat.internals is not None
+    finally:
+        w.shutdown()

@@ -145,7 +145,11 @@ class InternalsFeature(QObject):
     # ---- lifecycle --------------------------------------------------------------------------------
     @property
     def active(self) -> bool:
-        return self.dock.isVisible() and not self.window.isHidden()
+        """The dock is on screen: visible and not a tab behind another dock. While the window's
+        layout settles at start-up Qt still calls every tabbed dock visible, and the first image
+        would run the default detector for a tab nobody looks at; the visible region says which
+        tab is shown (when this tab comes to the front, ``visibilityChanged`` asks then)."""
+        return self.dock.isVisible() and not self.window.isHidden() and not self.dock.visibleRegion().isEmpty()
 
     def _on_visibility(self, visible: bool) -> None:
         if visible:
