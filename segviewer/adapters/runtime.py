@@ -84,6 +84,19 @@ def _register_onnx_rules() -> None:
         sys.meta_path.insert(0, _AfterImport("torch.onnx", _register_onnx_rules))
 
 
+class _Wrapped(importlib.abc.Loader):
+    """A loader that is ``inner`` but for what a subclass overrides (``exec_module``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:  # get_source, is_package, ...: the real loader's
+        return getattr(self._inner, name)
+
+    def create_module(self, spec: Any) -> Any:
+        return self._inner.create_module(spec)
+
+
 class _AfterImport(importlib.abc.MetaPathFinder):
     """Runs ``then()`` once, right after the module ``name`` is first imported (executed)."""
 
@@ -102,19 +115,13 @@ class _AfterImport(importlib.abc.MetaPathFinder):
             return spec
         inner, then = spec.loader, self.then
 
-        class _Then(importlib.abc.Loader):
-            def __getattr__(self, name: str) -> Any:  # get_source, is_package, ...: the real loader's
-                return getattr(inner, name)
-
-            def create_module(self, spec: Any) -> Any:
-                return inner.create_module(spec)
-
+        class _Then(_Wrapped):
             def exec_module(self, module: types.ModuleType) -> None:
                 inner.exec_module(module)
                 module.__loader__ = module.__spec__.loader = inner  # the real loader from now on
                 then()
 
-        spec.loader = _Then()
+        spec.loader = _Then(inner)
         return spec
 
 
@@ -201,18 +208,12 @@ class _LazyInit(importlib.abc.MetaPathFinder):
                 complete(self)
                 return sorted(vars(self))
 
-        class _Deferred(importlib.abc.Loader):
-            def __getattr__(self, name: str) -> Any:  # get_source, is_package, ...: the real loader's
-                return getattr(inner, name)
-
-            def create_module(self, spec: Any) -> Any:
-                return inner.create_module(spec)
-
+        class _Deferred(_Wrapped):
             def exec_module(self, module: types.ModuleType) -> None:
                 module.__loader__ = module.__spec__.loader = inner
                 module.__class__ = _Pending
 
-        spec.loader = _Deferred()
+        spec.loader = _Deferred(inner)
         return spec
 
 

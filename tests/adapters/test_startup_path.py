@@ -48,6 +48,12 @@ for a in plain + [a for a in adapters if a not in plain]:
 """
 
 
+def _run_ok(code: str) -> None:
+    """Run ``code`` in a fresh interpreter; it must print OK."""
+    r = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-3000:]
+
+
 def _bundled_ids() -> list[str]:
     """Bundled models whose weights are present (a card may land before its checkpoint)."""
     from pathlib import Path
@@ -93,8 +99,7 @@ print("OK")
 
 
 def test_torchvision_import_puts_off_datasets_and_onnx_rules_until_used() -> None:
-    r = subprocess.run([sys.executable, "-W", "ignore", "-c", _LEAN], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-3000:]
+    _run_ok(_LEAN)
 
 
 _MODELS_LAZY = """
@@ -122,9 +127,7 @@ print("OK")
 
 
 def test_torchvision_models_init_runs_only_when_a_name_beyond_its_submodules_is_asked() -> None:
-    r = subprocess.run([sys.executable, "-W", "ignore", "-c", _MODELS_LAZY], capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-3000:]
+    _run_ok(_MODELS_LAZY)
 
 
 _MODELS_LAZY_NAMES = """
@@ -143,9 +146,7 @@ print("OK")
 
 
 def test_lazy_torchvision_models_reads_star_exported_submodule_names_as_a_plain_import_binds_them() -> None:
-    r = subprocess.run([sys.executable, "-W", "ignore", "-c", _MODELS_LAZY_NAMES], capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-3000:]
+    _run_ok(_MODELS_LAZY_NAMES)
 
 
 _MODELS_LAZY_THREADS = """
@@ -188,6 +189,4 @@ print("OK")
 
 
 def test_lazy_torchvision_models_other_threads_wait_for_the_real_init_instead_of_seeing_it_half_done() -> None:
-    r = subprocess.run([sys.executable, "-W", "ignore", "-c", _MODELS_LAZY_THREADS], capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0 and r.stdout.strip() == "OK", r.stderr[-3000:]
+    _run_ok(_MODELS_LAZY_THREADS)
