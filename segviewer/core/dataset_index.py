@@ -196,6 +196,21 @@ def _open_json(p: Path) -> DatasetIndex:
     return _from_coco(data, p, None)
 
 
+_ROOT_MARKERS = ("annotations/instances.json", "annotations/panoptic.json", "metadata.csv")
+
+
+def dataset_folder_of(image: str | os.PathLike[str]) -> Path:
+    """The folder :func:`open_dataset` should open for an image: the nearest of its own folder
+    and the two above it that holds annotations (``annotations/instances.json``,
+    ``annotations/panoptic.json`` or ``metadata.csv``; the shapes world and COCO-style layouts keep
+    ``images/`` beside ``annotations/``), else its own folder (a plain folder of images)."""
+    own = Path(image).absolute().parent
+    for folder in (own, own.parent, own.parent.parent):
+        if any((folder / m).is_file() for m in _ROOT_MARKERS):
+            return folder
+    return own
+
+
 def open_dataset(path: str | os.PathLike[str]) -> DatasetIndex:
     """Open a dataset (see the module docstring); raises SegviewerError with one sentence."""
     p = Path(path)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from segviewer.core.dataset_index import open_dataset
+from segviewer.core.dataset_index import dataset_folder_of, open_dataset
 from segviewer.core.errors import BadDatasetError
 
 SCENES = Path(__file__).resolve().parents[2] / "assets" / "scenes"
@@ -60,3 +60,19 @@ def test_every_json_reader_goes_through_orjson_with_the_same_objects(monkeypatch
     assert calls == [1] and fast == json.loads(path.read_text())
     monkeypatch.setitem(sys.modules, "orjson", None)
     assert read_json_object(path, "panoptic JSON") == fast
+
+
+def test_dataset_folder_of_an_image_is_where_its_annotations_are(tmp_path: Path) -> None:
+    plain = tmp_path / "photos" / "a.png"
+    plain.parent.mkdir()
+    assert dataset_folder_of(plain) == plain.parent  # a plain folder of images
+    shapes = tmp_path / "ds" / "images" / "b.png"  # the shapes world / COCO layout: images/ beside annotations/
+    shapes.parent.mkdir(parents=True)
+    (tmp_path / "ds" / "annotations").mkdir()
+    (tmp_path / "ds" / "annotations" / "panoptic.json").write_text("{}")
+    assert dataset_folder_of(shapes) == tmp_path / "ds"
+    (shapes.parent / "metadata.csv").write_text("image,mask\n")  # the nearest wins
+    assert dataset_folder_of(shapes) == shapes.parent
+    deep = tmp_path / "ds" / "x" / "y" / "z" / "c.png"  # three levels down: too far to be its dataset
+    deep.parent.mkdir(parents=True)
+    assert dataset_folder_of(deep) == deep.parent

@@ -299,3 +299,20 @@ def test_a_json_given_to_the_window_opens_as_a_dataset(qtbot, window, dataset) -
         w.open_paths([root / "annotations" / "panoptic.json"])  # command line or drop
     assert feat.index.kind == "panoptic" and feat.model.rowCount() == 10
     assert feat.dock.isVisible()
+
+
+def test_with_no_dataset_open_the_dock_offers_the_shown_images_folder(qtbot, window, dataset) -> None:
+    w, feat = window
+    root, _ = dataset
+    p = feat.panel
+    assert p.here_btn.isHidden() and feat.shown_folder() is None  # nothing shown: nothing offered
+    image = sorted((root / "images").glob("*.png"))[3]
+    with qtbot.waitSignal(w.session.imageShown, timeout=TIMEOUT):
+        w.start([image], models=[], no_default=True)
+    # the dataset's root (images/ sits beside annotations/), not the images' own folder
+    assert not p.here_btn.isHidden() and feat.shown_folder() == root.absolute()
+    assert "This folder" in p.status.text() and f"{root.name}/" in p.status.text()
+    with qtbot.waitSignal(feat.opened, timeout=TIMEOUT):
+        p.here_btn.click()
+    assert feat.model.rowCount() == 10 and int(feat.index.gt_count.sum()) > 0  # the folder's annotations found
+    assert p.here_btn.isHidden() and feat.shown_folder() is None

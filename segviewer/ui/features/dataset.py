@@ -96,6 +96,8 @@ class DatasetPanel(QWidget):
         self.runs.setToolTip("Stored results of this dataset (model, weights)")
         self.runs.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.runs.setMinimumContentsLength(6)
+        self.here_btn = _button("This folder")  # shown while no dataset is open and an image is
+        self.here_btn.setVisible(False)
         self.load_btn = _button("Score…")
         self.load_btn.setToolTip("Score a COCO results JSON (segviewer predict's results.json)")
         self.run_btn = _button("Run")
@@ -108,7 +110,7 @@ class DatasetPanel(QWidget):
         self.vs.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.vs.setMinimumContentsLength(6)
         top = QHBoxLayout()  # narrow rows: the dock shares the left column with Models
-        for w in (self.open_btn, self.load_btn):
+        for w in (self.open_btn, self.here_btn, self.load_btn):
             top.addWidget(w)
         top.addStretch(1)
         runs = QHBoxLayout()
@@ -233,6 +235,7 @@ class DatasetFeature(QObject):
         menu.addAction("&Stop", self.stop)
         p = self.panel
         p.open_btn.clicked.connect(self.open_dialog)
+        p.here_btn.clicked.connect(self.open_shown_folder)
         p.load_btn.clicked.connect(self.load_results_dialog)
         p.run_btn.clicked.connect(self.run_model)
         p.stop_btn.clicked.connect(self.stop)
@@ -274,6 +277,31 @@ class DatasetFeature(QObject):
         if path:
             self.open_dataset(Path(path))
 
+    def shown_folder(self) -> Path | None:
+        """The dataset folder of the image the window shows, while no dataset is open (what the
+        dock offers): the folder holding its annotations, else its own folder."""
+        from segviewer.core.dataset_index import dataset_folder_of
+
+        path = self.session.path
+        return None if self.index is not None or path is None else dataset_folder_of(path)
+
+    def open_shown_folder(self) -> None:
+        folder = self.shown_folder()
+        if folder is not None:
+            self.open_dataset(folder)
+
+    def _offer_shown_folder(self) -> None:
+        """With no dataset open, offer the shown image's folder in one click: a user who opened a
+        folder of images (and its annotations) should not have to find it again in a dialog."""
+        folder = self.shown_folder()
+        p = self.panel
+        p.here_btn.setVisible(folder is not None)
+        if folder is None:
+            return
+        p.here_btn.setToolTip(f"Open {folder} (the image shown is in it) as the dataset")
+        p.status.setText(f"No dataset open. “This folder” opens {folder.name}/, where the image shown is; "
+                         "“Open…” any other.")
+
     def open_dataset(self, path: Path) -> None:
         from segviewer.core.dataset_index import open_dataset
 
@@ -294,6 +322,7 @@ class DatasetFeature(QObject):
             return
         self.stop()
         self.index = index
+        self.panel.here_btn.setVisible(False)
         self.model.set_dataset(index.names, index.gt_count, index.class_counts, index.categories)
         self.thumbs.set_paths(index.paths)
         p = self.panel
@@ -574,6 +603,8 @@ class DatasetFeature(QObject):
         from segviewer.analysis.dataset_eval import evaluate_image
 
         s = self.session
+        if self.index is None:
+            self._offer_shown_folder()
         if self.index is None or self.current is None or s.path is None:
             return
         if Path(s.path).absolute() != self.index.paths[self.current].absolute():
