@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-__all__ = ["FIT_SCREEN", "LAYER_ROWS_MIN", "scrolling", "keep_rows", "with_note", "restore_geometry"]
+__all__ = ["FIT_SCREEN", "LAYER_ROWS_MIN", "scrolling", "needed_width", "keep_rows", "with_note", "restore_geometry"]
 
 #: The smallest screen the window must fit with its default docks, in the image and the video view
 #: (a 1366 x 768 laptop less a task bar and the title bar). Panels taller than their share scroll.
@@ -38,6 +38,16 @@ def scrolling(widget: QWidget) -> QWidget:
     area.setFrameShape(QFrame.Shape.NoFrame)
     area.setObjectName(f"{widget.objectName() or type(widget).__name__}_scroll")
     return area
+
+
+def needed_width(widget: QWidget) -> int:
+    """The width ``widget`` (a dock's content, see :func:`scrolling`) needs to show its panel
+    without scrolling sideways: the panel's minimum plus the vertical scroll bar a scrolling panel
+    may show (a column set to the panel's bare minimum cuts its text at the right edge)."""
+    if isinstance(widget, QScrollArea) and widget.widget() is not None:
+        bar = widget.verticalScrollBar().sizeHint().width()
+        return widget.widget().minimumSizeHint().width() + bar + 2 * widget.frameWidth()
+    return widget.minimumSizeHint().width()
 
 
 def keep_rows(area: QScrollArea, rows: int) -> None:

@@ -257,7 +257,16 @@ class MainWindow(QMainWindow):
         side columns the width they read well at; the docks of another view stay hidden."""
         win = self.settings.value("windowState")
         if win is None or not self.restoreState(win, self.layout_version()):
-            self.resizeDocks([self.docks["Models"], self.docks["Layers"]], [270, 330], Qt.Orientation.Horizontal)
+            # each side column as wide as its widest panel needs (no sideways scrolling), at least
+            # the widths it reads well at
+            side = {"Models": 270, "Layers": 330}
+            column = {Qt.DockWidgetArea.LeftDockWidgetArea: "Models", Qt.DockWidgetArea.RightDockWidgetArea: "Layers"}
+            for dock in self.docks.values():
+                col = column.get(self.dockWidgetArea(dock))
+                if col is not None:
+                    side[col] = max(side[col], layout.needed_width(dock.widget()))
+            self.resizeDocks([self.docks["Models"], self.docks["Layers"]], [side["Models"], side["Layers"]],
+                             Qt.Orientation.Horizontal)
             sizes = {"Layers": 400, "Metrics": 190, "Inspector": 125}
             right = [n for n in sizes if n in self.docks]
             if len(right) > 1:

@@ -14,13 +14,22 @@ from segviewer.ui.features.internals import InternalsFeature  # noqa: E402
 COLUMN = 270
 
 
-def test_every_view_fits_the_left_column(show_window) -> None:
+def test_every_view_fits_the_left_column(qtbot, show_window) -> None:
     w = show_window(lambda card: None, list_cards(), size=(1340, 720))
     panel = w.findChild(InternalsFeature).panel
     wide = {panel.tabs.tabText(i): panel.tabs.widget(i).minimumSizeHint().width() for i in range(panel.tabs.count())}
     wide = {k: v for k, v in wide.items() if v > COLUMN}
     assert not wide, f"views wider than the dock's {COLUMN} px column (they scroll sideways): {wide}"
     assert panel.tabs.count() >= 6  # the two-stage tabs, the votes, the FCN stages and the dense heads at least
+    # on screen, with the dock's vertical scroll bar taking its share: no view scrolls sideways
+    dock = w.docks["Internals"]
+    dock.raise_()
+    area = dock.widget()
+    for i in range(panel.tabs.count()):
+        panel.tabs.setCurrentIndex(i)
+        qtbot.wait(30)
+        assert area.viewport().width() >= area.widget().minimumSizeHint().width(), panel.tabs.tabText(i)
+        assert not area.horizontalScrollBar().isVisible(), panel.tabs.tabText(i)
 
 
 def test_fit_narrow_shrinks_a_long_combo_and_wraps_forms(qtbot) -> None:

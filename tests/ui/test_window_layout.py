@@ -87,6 +87,12 @@ def test_the_window_fits_1366x768_in_the_image_and_the_video_view(qtbot, make_wi
     w.show()
     qtbot.waitExposed(w)
     _fits(w)
+    from PySide6.QtWidgets import QScrollArea
+
+    for name, dock in w.docks.items():  # the side panels on show are whole: none scrolls sideways
+        area = dock.widget()
+        if dock.isVisible() and isinstance(area, QScrollArea) and not area.visibleRegion().isEmpty():
+            assert not area.horizontalScrollBar().isVisible(), name
     feat = _open_video(qtbot, w, clip)
     assert feat.dock.isVisible()
     qtbot.wait(50)  # the layout settles
