@@ -117,8 +117,8 @@ class _AfterImport(importlib.abc.MetaPathFinder):
 
         class _Then(_Wrapped):
             def exec_module(self, module: types.ModuleType) -> None:
-                inner.exec_module(module)
-                module.__loader__ = module.__spec__.loader = inner  # the real loader from now on
+                self._inner.exec_module(module)
+                module.__loader__ = module.__spec__.loader = self._inner  # the real loader from now on
                 then()
 
         spec.loader = _Then(inner)
@@ -192,7 +192,7 @@ class _LazyInit(importlib.abc.MetaPathFinder):
             def __getattr__(self, name: str) -> Any:
                 if name.startswith("__") and name != "__all__":
                     raise AttributeError(name)
-                if state[0] != "done" and name.isidentifier() and not name.startswith("__"):
+                if state[0] != "done" and name.isidentifier() and name != "__all__":
                     sub = f"{self.__name__}.{name}"
                     if importlib.util.find_spec(sub) is not None:  # a submodule: import just it
                         value = public(name, importlib.import_module(sub))
@@ -210,7 +210,7 @@ class _LazyInit(importlib.abc.MetaPathFinder):
 
         class _Deferred(_Wrapped):
             def exec_module(self, module: types.ModuleType) -> None:
-                module.__loader__ = module.__spec__.loader = inner
+                module.__loader__ = module.__spec__.loader = self._inner
                 module.__class__ = _Pending
 
         spec.loader = _Deferred(inner)
